@@ -1,0 +1,41 @@
+# Everything a fresh machine needs: `make demo`, `make test`, `make ui`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export DUEL_HOME ?= $(CURDIR)/.duel
+
+.PHONY: install demo test test-reliability ui bench standin constraints clean
+
+$(STAMP): setup.py pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/duel-assets demo
+
+# pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m reliability
+
+ui: $(STAMP)
+	$(BIN)/duel-assets ui
+
+bench: $(STAMP)
+	$(BIN)/duel-assets bench
+
+standin: $(STAMP)
+	$(BIN)/duel-assets standin
+
+constraints: $(STAMP)
+	{ echo '# Exact versions `make` installs (pip -c). Regenerate with `make constraints` after changing setup.py.'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^duel' ; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) .duel *.egg-info

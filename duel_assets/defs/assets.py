@@ -1,0 +1,267 @@
+"""The seven duel assets. Each one loads its inputs, calls the plain functions of
+``duel_assets.lib`` and reports what happened as metadata; the logic lives in the library."""
+
+import json
+from collections import Counter
+
+import dagster as dg
+import pandas as pd
+
+from duel_assets.defs.partitions import prompt_files
+from duel_assets.defs.resources import DuelSettings, LLMResource
+from duel_assets.lib import duel, export, tables
+from duel_assets.lib.llm import CallStats
+from duel_assets.lib.pr_records import read_pr_records
+from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key, write_json_atomic
+from duel_assets.lib.scoring import gate
+from duel_assets.lib.settings import ChainConfig, validate_partition_key
+
+PARTITIONED = dict(partitions_def=prompt_files, group_name="duel", metadata={"partition_expr": "prompt_file"})
+
+
+def _key(context: dg.AssetExecutionContext) -> str:
+    return validate_partition_key(context.partition_key)
+
+
+def _md_table(rows: list[dict]) -> dg.MetadataValue:
+    return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False) if rows else "_none_")
+
+
+def _check_failure_rate(stats: CallStats, cfg: ChainConfig, what: str, metadata: dict) -> None:
+    rate = stats.failure_rate()
+    if rate > cfg.calls.max_failure_rate:
+        raise dg.Failure(
+            description=(f"{what}: {stats.failed}/{stats.requested} calls failed ({rate:.0%} > "
+                         f"calls.max_failure_rate {cfg.calls.max_failure_rate:.0%}); by kind {dict(stats.failures)}. "
+                         "Completed calls are cached: a re-run pays only for the rest."),
+            metadata=metadata,
+        )
+
+
+@dg.asset(**PARTITIONED, kinds={"duckdb", "python"})
+def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> pd.DataFrame:
+    """Turns of the partition's prompt file `$DUEL_HOME/prompt/<key>.json`; when the file does not
+    exist yet, the turns are sampled from the configured sources (seeded by the key) and written."""
+    key = _key(context)
+    paths, cfg = settings.paths(), settings.config()
+    pf = paths.prompt_file(key)
+    origin = "prompt file"
+    if not pf.exists():
+        context.log.info(f"{pf} does not exist: sampling {cfg.sampling.turns_per_file} turns for {key}")
+        write_json_atomic(pf, sample_for_key(key, cfg))
+        origin = "sampled now"
+    try:
+        loaded = load_prompt_file(pf, max_turns=200)
+    except PromptFileError as e:
+        raise dg.Failure(description=str(e)) from None
+    source_skips = Counter(loaded.meta.get("skipped") or {})
+    rows = duel.turn_rows(loaded.turns)
+    context.add_output_metadata({
+        "turns": len(rows),
+        "origin": origin,
+        "prompt_file": dg.MetadataValue.path(str(pf)),
+        "skipped": sum(loaded.skipped.values()) + sum(source_skips.values()),
+        "skipped_by_reason": {**{f"source:{k}": v for k, v in source_skips.items()},
+                              **{f"prompt_file:{k}": v for k, v in loaded.skipped.items()}},
+        "sources": loaded.meta.get("sources") or [],
+        "by_source": dict(Counter(t.source for t in loaded.turns)),
+        "trimmed_histories": sum(t.trimmed for t in loaded.turns),
+    })
+    return tables.frame("sampled_turns", rows, key)
+
+
+@dg.asset(**PARTITIONED, kinds={"duckdb"})
+def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame) -> pd.DataFrame:
+    """The hidden PR record of every instance in the partition, read with DuckDB (projection and
+    filter pushdown); an instance without a record is a row flagged `missing`."""
+    key = _key(context)
+    cfg = settings.config()
+    ids = sorted(set(sampled_turns["instance_id"]))
+    df = read_pr_records(cfg.pr_records.path or None, ids)
+    missing = int(df["missing"].sum())
+    if missing:
+        context.log.warning(f"{missing} of {len(ids)} instances have no PR record")
+    context.add_output_metadata({"instances": len(ids), "missing": missing,
+                                 "source": cfg.pr_records.path or "bundled sample records"})
+    return tables.frame("pr_records", df.to_dict("records"), key)
+
+
+def _generate(context, role: str, settings: DuelSettings, llm: LLMResource, turns_df: pd.DataFrame,
+              prs: dict | None) -> pd.DataFrame:
+    key = _key(context)
+    paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
+    turns = duel.turns_from_frame(turns_df)
+    planned = duel.plan_generation(role, turns, cfg, prs, mode)
+    requests = [p.request for p in planned if p.request is not None]
+    results, stats = (llm.caller(cfg, paths, context.log.info).run(requests, f"{role} {key}")
+                      if requests else ([], CallStats()))
+    rows = duel.answer_rows(role, planned, results, prs)
+    skipped = Counter(p.skip_reason for p in planned if p.skip_reason)
+    md = {
+        "turns": len(rows), "model": cfg.generation.model,
+        "format_ok": sum(bool(r.get("format_ok")) for r in rows),
+        "format_fail_by_reason": dict(Counter(r.get("format_reason") for r in rows if not r.get("format_ok"))),
+        "skipped_by_reason": dict(skipped),
+        **stats.as_metadata(),
+    }
+    cost = stats.cost(cfg.prices)
+    if cost is not None:
+        md["estimated_cost_usd"] = cost
+    if role == "challenger":
+        md["leak_suspects"] = sum(bool(r.get("leak_suspect")) for r in rows)
+    _check_failure_rate(stats, cfg, f"{role}_answers[{key}]", md)
+    context.add_output_metadata(md)
+    return tables.frame(f"{role}_answers", rows, key)
+
+
+@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"})
+def king_answers(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
+                 sampled_turns: pd.DataFrame) -> pd.DataFrame:
+    """The baseline answer to every turn, generated blind: the model sees only the history."""
+    return _generate(context, "king", settings, llm, sampled_turns, None)
+
+
+@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"})
+def challenger_answers(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
+                       sampled_turns: pd.DataFrame, pr_records: pd.DataFrame) -> pd.DataFrame:
+    """The candidate answer, generated with the hidden PR record under the blind-agent rule, with a
+    leak check against the patch."""
+    return _generate(context, "challenger", settings, llm, sampled_turns, duel.pr_by_instance(pr_records))
+
+
+@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"})
+def judge_scores(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
+                 sampled_turns: pd.DataFrame, pr_records: pd.DataFrame, king_answers: pd.DataFrame,
+                 challenger_answers: pd.DataFrame) -> pd.DataFrame:
+    """Every (turn, judge, order): per-metric scores for challenger and opponent from the judge panel."""
+    key = _key(context)
+    paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
+    turns = duel.turns_from_frame(sampled_turns)
+    jobs = duel.plan_judging(turns, king_answers, challenger_answers, duel.pr_by_instance(pr_records), cfg, mode)
+    caller = llm.caller(cfg, paths, context.log.info)
+    rows, stats = duel.run_judging(jobs, lambda reqs, label: caller.run(reqs, f"{label} {key}") if reqs else ([], CallStats()))
+    total = duel.merged_stats(stats)
+    judged = [r for r in rows if r.get("error_kind") != "skipped"]
+    md = {
+        "judgements": len(rows), "judges": cfg.judges.models, "position_swap": cfg.judges.position_swap,
+        "parsed": sum(bool(r["parsed"]) for r in rows),
+        "parse_rate": round(sum(bool(r["parsed"]) for r in judged) / len(judged), 4) if judged else None,
+        "retried": sum(bool(r["retried"]) for r in rows),
+        "not_judged_by_reason": dict(Counter(r["error"] for r in rows if r.get("error_kind") == "skipped")),
+        **total.as_metadata(),
+    }
+    if total.cost(cfg.prices) is not None:
+        md["estimated_cost_usd"] = total.cost(cfg.prices)
+    _check_failure_rate(total, cfg, f"judge_scores[{key}]", md)
+    context.add_output_metadata(md)
+    return tables.frame("judge_scores", rows, key)
+
+
+@dg.asset(**PARTITIONED, kinds={"duckdb"})
+def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame,
+                 challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame) -> pd.DataFrame:
+    """Per-turn duel score (0-100), bucket and breakdown; the partition's gate (and the gate over all
+    partitions) in the metadata."""
+    key = _key(context)
+    paths, cfg = settings.paths(), settings.config()
+    rows = duel.verdict_rows(judge_scores, challenger_answers, list(sampled_turns["turn_id"]), cfg)
+    df = tables.frame("duel_verdict", rows, key)
+    scores = [r["score"] for r in rows]
+    g = gate(scores, cfg.gate)
+    export.write_summary(paths, key, {
+        "prompt_file": key, "gate": g.to_dict(),
+        "turns": [{"turn_id": r["turn_id"], "score": r["score"], "bucket": r["bucket"],
+                   "per_metric": {m: r[f"{m}_win"] for m in duel.METRICS}} for r in rows],
+    })
+    registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
+    overall = export.overall_gate(export.read_summaries(paths, registered), cfg.gate)
+    parsed_scores = [s for s in scores if s is not None]
+    context.add_output_metadata({
+        "gate": g.verdict,
+        "gate_figures": g.to_dict(),
+        "gate_all_partitions": overall.verdict,
+        "gate_all_partitions_figures": overall.to_dict(),
+        "turns": len(rows), "parsed": len(parsed_scores),
+        "mean_score": round(sum(parsed_scores) / len(parsed_scores), 3) if parsed_scores else None,
+        "buckets": dict(Counter(r["bucket"] or "parse-fail" for r in rows)),
+        "bucket_notes": dict(Counter(r["bucket_note"] for r in rows if r["bucket_note"])),
+        "per_judge": _md_table(duel.per_judge_stats(judge_scores)),
+        "metric_win_rates": duel.metric_win_rates(df),
+        "score_histogram": _md_table(duel.histogram(parsed_scores)),
+    })
+    return df
+
+
+@dg.asset(**PARTITIONED, kinds={"duckdb", "json"})
+def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame,
+                     king_answers: pd.DataFrame, challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame,
+                     duel_verdict: pd.DataFrame) -> pd.DataFrame:
+    """One JSON file per parsed turn under `$DUEL_HOME/{final,refined,defeat}/`, and report.md."""
+    key = _key(context)
+    paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
+    records = export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
+    rows = export.write_exports(paths, key, records)
+    by_turn = {r["turn_id"]: r["path"] for r in rows}
+    summary_file = export.summary_path(paths, key)
+    if summary_file.exists():
+        summary = json.loads(summary_file.read_text())
+        for t in summary["turns"]:
+            t["path"] = by_turn.get(t["turn_id"])
+        export.write_summary(paths, key, summary)
+    registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
+    report, overall = export.write_report(paths, registered, cfg.gate, mode)
+    context.add_output_metadata({
+        "exported": len(rows),
+        "by_bucket": dict(Counter(r["bucket"] for r in rows)),
+        "report": dg.MetadataValue.path(str(report)),
+        "gate_all_partitions": overall.verdict,
+        "report_md": dg.MetadataValue.md(report.read_text(encoding="utf-8")[:60_000]),
+    })
+    return tables.frame("exported_buckets", rows, key)
+
+
+def export_records(turns_df, king_df, chal_df, judge_df, verdict_df, key) -> list[dict]:
+    turns = {r["turn_id"]: r for r in turns_df.to_dict("records")}
+    kings = {r["turn_id"]: r for r in king_df.to_dict("records")}
+    chals = {r["turn_id"]: r for r in chal_df.to_dict("records")}
+    reasons: dict[str, list] = {}
+    for r in judge_df.to_dict("records"):
+        if r.get("parsed"):
+            reasons.setdefault(r["turn_id"], []).append({"judge": r["judge"], "order": r["order"], "reason": r.get("reason")})
+    out = []
+    for v in verdict_df.to_dict("records"):
+        if not v.get("parsed") or not v.get("bucket"):
+            continue
+        tid = v["turn_id"]
+        t = turns.get(tid, {})
+
+        def answer(a):
+            if not a:
+                return None
+            return {k: _clean(a.get(k)) for k in ("model", "content", "reasoning", "tool_calls", "action", "format_ok",
+                                                   "format_reason", "leak_suspect", "leak_evidence") if k in a}
+
+        doc = {
+            "prompt_file": key, "turn_id": tid, "bucket": v["bucket"], "bucket_note": _clean(v.get("bucket_note")),
+            "score": v["score"], "opponent": v.get("opponent"),
+            "per_metric": {m: _clean(v.get(f"{m}_win")) for m in duel.METRICS},
+            "per_judge": json.loads(v["per_judge"]) if v.get("per_judge") else {},
+            "turn": {k: (json.loads(t[k]) if k in ("history", "reference", "tools") and isinstance(t.get(k), str) else _clean(t.get(k)))
+                     for k in ("instance_id", "repo", "source", "protocol", "step", "history", "reference", "tools")},
+            "king": answer(kings.get(tid)),
+            "challenger": answer(chals.get(tid)),
+            "judge_reasons": reasons.get(tid, []),
+        }
+        out.append({"turn_id": tid, "bucket": v["bucket"], "score": v["score"], "document": doc})
+    return out
+
+
+def _clean(v):
+    if isinstance(v, float) and v != v:
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+ALL_ASSETS = [sampled_turns, pr_records, king_answers, challenger_answers, judge_scores, duel_verdict, exported_buckets]

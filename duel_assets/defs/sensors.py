@@ -1,0 +1,78 @@
+"""Sensors: register new prompt files as partitions; judge a partition when both answers land."""
+
+import json
+
+import dagster as dg
+
+from duel_assets.defs.assets import (challenger_answers, duel_verdict, exported_buckets, judge_scores, king_answers,
+                                     pr_records, sampled_turns)
+from duel_assets.defs.partitions import prompt_files
+from duel_assets.lib.settings import Paths
+from duel_assets.lib.watch import judging_run_key, needs_judging, scan_prompt_dir
+
+
+@dg.sensor(
+    name="prompt_file_sensor",
+    target=[sampled_turns, pr_records],
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Registers every new $DUEL_HOME/prompt/<key>.json as a partition and requests its sampled_turns and pr_records.",
+)
+def prompt_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    keys, refused = scan_prompt_dir(Paths.from_env().prompt_dir)
+    for name in refused:
+        context.log.warning(f"ignoring prompt file {name!r}: partition keys may use only [A-Za-z0-9._-]")
+    known = set(context.instance.get_dynamic_partitions(prompt_files.name))
+    new = [k for k in keys if k not in known]
+    if not new:
+        return dg.SkipReason(f"no new prompt files ({len(keys)} known)")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=k, run_key=f"prompt:{k}") for k in new],
+        dynamic_partitions_requests=[prompt_files.build_add_request(new)],
+    )
+
+
+def _latest_id(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> int | None:
+    res = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1)
+    return res.records[0].storage_id if res.records else None
+
+
+@dg.sensor(
+    name="judging_sensor",
+    target=[judge_scores, duel_verdict, exported_buckets],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests judge_scores and what is downstream for a partition once both its king_answers and "
+                "challenger_answers are newer than its judging - once per new pair of answers.",
+)
+def judging_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    instance = context.instance
+    after = json.loads(context.cursor or "{}").get("after", 0)
+    newest = after
+    touched: set[str] = set()
+    for asset in (king_answers, challenger_answers):
+        cursor = None
+        while True:
+            res = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=asset.key, after_storage_id=after), limit=500, cursor=cursor, ascending=True)
+            for rec in res.records:
+                newest = max(newest, rec.storage_id)
+                if rec.partition_key:
+                    touched.add(rec.partition_key)
+            if not res.has_more:
+                break
+            cursor = res.cursor
+    requests = []
+    for p in sorted(touched):
+        k = _latest_id(instance, king_answers.key, p)
+        c = _latest_id(instance, challenger_answers.key, p)
+        j = _latest_id(instance, judge_scores.key, p)
+        if needs_judging(k, c, j):
+            requests.append(dg.RunRequest(partition_key=p, run_key=judging_run_key(p, k, c)))
+    cursor = json.dumps({"after": newest})
+    if not requests:
+        return dg.SensorResult(skip_reason=f"no partition with a new pair of answers ({len(touched)} touched)", cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+ALL_SENSORS = [prompt_file_sensor, judging_sensor]

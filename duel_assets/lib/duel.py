@@ -1,0 +1,316 @@
+"""The duel's steps as plain functions over rows (the assets only wire them). No Dagster imports."""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import prompts
+from .leakage import leak_evidence
+from .llm import CallRequest, CallResult, CallStats
+from .protocol import check_answer
+from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_for, challenger_margins, parse_judge_reply,
+                      score_turn)
+from .settings import METRICS, ChainConfig
+from .trajectories import Turn, turn_from_record
+
+Runner = Callable[[Sequence[CallRequest], str], tuple[list[CallResult], CallStats]]
+
+
+def _json(v) -> str | None:
+    return None if v is None else json.dumps(v, ensure_ascii=False)
+
+
+def _loads(v, default=None):
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return default
+    if isinstance(v, str):
+        return json.loads(v) if v else default
+    return v
+
+
+# ---------------------------------------------------------------- turns
+
+
+def turn_rows(turns: list[Turn]) -> list[dict]:
+    return [{
+        "turn_id": t.turn_id, "instance_id": t.instance_id, "repo": t.repo, "source": t.source, "traj_id": t.traj_id,
+        "step": t.step, "protocol": t.protocol, "history": _json(t.history), "reference": _json(t.reference),
+        "tools": _json(t.tools), "outcome": t.outcome, "trimmed": t.trimmed,
+        "history_messages": len(t.history), "history_chars": sum(len(m.get("content") or "") for m in t.history),
+    } for t in turns]
+
+
+def turns_from_frame(df: pd.DataFrame) -> list[Turn]:
+    out = []
+    for rec in df.to_dict("records"):
+        rec = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()}
+        rec["tools"] = _loads(rec.get("tools"))
+        rec["reference"] = _loads(rec.get("reference"), {})
+        out.append(turn_from_record(rec))
+    return out
+
+
+def pr_by_instance(df: pd.DataFrame) -> dict[str, dict]:
+    return {r["instance_id"]: r for r in df.to_dict("records")}
+
+
+# ---------------------------------------------------------------- answers
+
+
+def generation_params(cfg: ChainConfig) -> dict:
+    return {"temperature": cfg.generation.temperature, "max_tokens": cfg.generation.max_tokens}
+
+
+@dataclass
+class Planned:
+    turn: Turn
+    request: CallRequest | None
+    skip_reason: str | None = None
+
+
+def plan_generation(role: str, turns: list[Turn], cfg: ChainConfig, prs: dict[str, dict] | None = None,
+                    mode: int = 2) -> list[Planned]:
+    excluded = set(cfg.excluded_instance_ids)
+    out = []
+    for t in turns:
+        if t.instance_id in excluded:
+            out.append(Planned(t, None, "excluded_instance_id"))
+            continue
+        if role == "king" and mode == 1:
+            out.append(Planned(t, None, "duel_mode_1_uses_reference"))
+            continue
+        msgs = prompts.king_messages(t) if role == "king" else prompts.challenger_messages(t, (prs or {}).get(t.instance_id))
+        out.append(Planned(t, CallRequest(role=role, model=cfg.generation.model, messages=msgs,
+                                          params=generation_params(cfg), tools=t.tools, tag=t.turn_id)))
+    return out
+
+
+def history_text(turn: Turn) -> str:
+    return "\n".join((m.get("content") or "") + json.dumps(m.get("tool_calls") or "") for m in turn.history)
+
+
+def answer_rows(role: str, planned: list[Planned], results: list[CallResult], prs: dict[str, dict] | None = None) -> list[dict]:
+    it = iter(results)
+    rows = []
+    for p in planned:
+        t = p.turn
+        base = {"turn_id": t.turn_id, "instance_id": t.instance_id, "role": role, "sample_index": 0,
+                "opponent": None}
+        if p.request is None:
+            rows.append({**base, "model": None, "format_ok": False, "format_reason": "not_generated",
+                         "error_kind": "skipped", "error": p.skip_reason, "cached": False, "attempts": 0})
+            continue
+        r = next(it)
+        row = {**base, "model": p.request.model, "call_key": r.key, "cached": r.cached, "attempts": r.attempts}
+        if not r.ok:
+            row.update(format_ok=False, format_reason="call_failed", error_kind=r.error_kind, error=r.error)
+        else:
+            check = check_answer(t.protocol, r.content, r.tool_calls, t.tools)
+            reason = check.reason
+            if check.ok and r.finish_reason == "length":
+                reason = "truncated_length"
+            row.update(
+                content=r.content, reasoning=r.reasoning, tool_calls=_json(r.tool_calls), action=check.action,
+                format_ok=check.ok and reason is None, format_reason=reason, finish_reason=r.finish_reason,
+                prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+                usage=_json(None if r.usage_missing else {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens}),
+            )
+        if role == "challenger":
+            pr = (prs or {}).get(t.instance_id) or {}
+            ev = leak_evidence(prompts.render_answer(row.get("content"), row.get("tool_calls")), history_text(t), pr.get("patch")) if r.ok else []
+            row.update(leak_suspect=bool(ev), leak_evidence=_json(ev))
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- judging
+
+
+def judge_params(cfg: ChainConfig, judge: str) -> dict:
+    return {"temperature": cfg.judges.temperature, "max_tokens": cfg.judges.token_limits.get(judge, cfg.judges.max_tokens)}
+
+
+@dataclass
+class JudgeJob:
+    turn_id: str
+    judge: str
+    order: str
+    opponent: str
+    request: CallRequest | None
+    skip_reason: str | None = None
+
+
+def plan_judging(turns: list[Turn], king: pd.DataFrame, challenger: pd.DataFrame, prs: dict[str, dict],
+                 cfg: ChainConfig, mode: int = 2) -> list[JudgeJob]:
+    kings = {r["turn_id"]: r for r in king.to_dict("records")}
+    chals = {r["turn_id"]: r for r in challenger.to_dict("records")}
+    orders = [KING_FIRST, CHALLENGER_FIRST] if cfg.judges.position_swap else [KING_FIRST]
+    opponent = "reference" if mode == 1 else "king"
+    jobs = []
+    for t in turns:
+        c = chals.get(t.turn_id)
+        if mode == 1:
+            opp_text = prompts.render_answer(t.reference.get("content"), t.reference.get("tool_calls"))
+            opp_ok = True
+        else:
+            k = kings.get(t.turn_id)
+            opp_ok = k is not None and not _is_failed(k)
+            opp_text = prompts.render_answer(k.get("content"), k.get("tool_calls")) if opp_ok else ""
+        chal_ok = c is not None and not _is_failed(c)
+        skip = None if chal_ok and opp_ok else ("challenger_missing" if not chal_ok else f"{opponent}_missing")
+        chal_text = prompts.render_answer(c.get("content"), c.get("tool_calls")) if chal_ok else ""
+        for judge in cfg.judges.models:
+            for order in orders:
+                if skip:
+                    jobs.append(JudgeJob(t.turn_id, judge, order, opponent, None, skip))
+                    continue
+                a, b = (opp_text, chal_text) if order == KING_FIRST else (chal_text, opp_text)
+                msgs = prompts.judge_messages(t, prs.get(t.instance_id), a, b, cfg.judges.max_history_chars)
+                jobs.append(JudgeJob(t.turn_id, judge, order, opponent,
+                                     CallRequest("judge", judge, msgs, judge_params(cfg, judge), tag=f"{t.turn_id}|{judge}|{order}")))
+    return jobs
+
+
+def _is_failed(row: dict) -> bool:
+    kind = row.get("error_kind")
+    return isinstance(kind, str) and bool(kind)
+
+
+def run_judging(jobs: list[JudgeJob], runner: Runner) -> tuple[list[dict], list[CallStats]]:
+    """Judge every job; a reply that does not parse gets one stricter retry, then counts as a failure."""
+    live = [j for j in jobs if j.request is not None]
+    first, s1 = runner([j.request for j in live], "judges")
+    replies: dict[int, tuple[CallResult, JudgeReply, bool]] = {}
+    retry_jobs, retry_reqs = [], []
+    for j, r in zip(live, first):
+        rep = parse_judge_reply(r.content) if r.ok else JudgeReply(False, error=f"call failed: {r.error_kind}")
+        replies[id(j)] = (r, rep, False)
+        if r.ok and not rep.parsed:
+            msgs = [*j.request.messages, {"role": "assistant", "content": r.content or ""}, prompts.judge_retry_message(rep.error or "unparseable")]
+            retry_jobs.append(j)
+            retry_reqs.append(CallRequest("judge", j.request.model, msgs, j.request.params, tag=j.request.tag + "|retry"))
+    stats = [s1]
+    if retry_reqs:
+        second, s2 = runner(retry_reqs, "judges (retry)")
+        stats.append(s2)
+        for j, r in zip(retry_jobs, second):
+            rep = parse_judge_reply(r.content) if r.ok else JudgeReply(False, error=f"retry call failed: {r.error_kind}")
+            replies[id(j)] = (r, rep, True)
+    rows = []
+    for j in jobs:
+        row = {"turn_id": j.turn_id, "judge": j.judge, "order": j.order, "opponent": j.opponent, "retried": False}
+        if j.request is None:
+            row.update(parsed=False, parse_error=f"not judged: {j.skip_reason}", error_kind="skipped", error=j.skip_reason)
+            rows.append(row)
+            continue
+        r, rep, retried = replies[id(j)]
+        row.update(parsed=rep.parsed, parse_error=rep.error, retried=retried, raw_reply=r.content,
+                   reason=rep.reason, call_key=r.key, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+                   error_kind=r.error_kind, error=r.error)
+        if rep.parsed:
+            c_side, o_side = ("B", "A") if j.order == KING_FIRST else ("A", "B")
+            for m in METRICS:
+                row[f"{m}_challenger"] = rep.scores[m][c_side]
+                row[f"{m}_opponent"] = rep.scores[m][o_side]
+            row["winner"] = {c_side: "challenger", o_side: "opponent", "tie": "tie"}.get(rep.winner or "", None)
+        rows.append(row)
+    return rows, stats
+
+
+def _margins_from_row(row: dict) -> dict[str, int] | None:
+    if not row.get("parsed"):
+        return None
+    return {m: int(row[f"{m}_challenger"]) - int(row[f"{m}_opponent"]) for m in METRICS}
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def verdict_rows(judge_df: pd.DataFrame, challenger_df: pd.DataFrame, turn_ids: list[str], cfg: ChainConfig) -> list[dict]:
+    by_turn: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    opponent: dict[str, str] = {}
+    for row in judge_df.to_dict("records"):
+        by_turn[row["turn_id"]][row["judge"]].append(_margins_from_row(row))
+        opponent[row["turn_id"]] = row.get("opponent")
+    chals = {r["turn_id"]: r for r in challenger_df.to_dict("records")}
+    rows = []
+    for tid in turn_ids:
+        ts = score_turn(dict(by_turn.get(tid, {})), cfg.metric_weights)
+        c = chals.get(tid, {})
+        fmt_ok = bool(c.get("format_ok")) if c else False
+        leak = bool(c.get("leak_suspect")) if c and c.get("leak_suspect") is not None and not pd.isna(c.get("leak_suspect")) else False
+        bucket = bucket_for(ts.score, cfg.buckets) if ts.parsed else None
+        note = None
+        if bucket in ("final", "refined") and not fmt_ok:
+            bucket, note = "defeat", f"challenger format: {c.get('format_reason')}"
+        elif bucket == "final" and leak:
+            bucket = "refined" if cfg.leakage.action == "demote" else "defeat"
+            note = f"leak suspect ({cfg.leakage.action})"
+        elif bucket == "refined" and leak and cfg.leakage.action == "drop":
+            bucket, note = "defeat", "leak suspect (drop)"
+        unparsed = None
+        if not ts.parsed:
+            unparsed = "no judge replied" if not ts.judges_total else f"{ts.judges_parsed}/{ts.judges_total} judges parsed"
+        rows.append({
+            "turn_id": tid, "opponent": opponent.get(tid), "parsed": ts.parsed,
+            "score": None if ts.score is None else round(ts.score, 3), "bucket": bucket, "bucket_note": note,
+            "unparsed_reason": unparsed, "judges_parsed": ts.judges_parsed, "judges_total": ts.judges_total,
+            **{f"{m}_win": ts.per_metric.get(m) for m in METRICS},
+            "per_judge": _json({k: round(v, 3) for k, v in ts.per_judge.items()}),
+            "challenger_format_ok": fmt_ok, "leak_suspect": leak,
+        })
+    return rows
+
+
+def per_judge_stats(judge_df: pd.DataFrame) -> list[dict]:
+    """Per judge: parse rate, position consistency, agreement with the panel majority, mean margin."""
+    if judge_df.empty:
+        return []
+    df = judge_df[judge_df["error_kind"].fillna("") != "skipped"].copy()
+    if df.empty:
+        return []
+    df["margin"] = sum(df[f"{m}_challenger"].astype("float") - df[f"{m}_opponent"].astype("float") for m in METRICS)
+    # per (turn, judge): sign of total margin averaged over parsed orders
+    parsed = df[df["parsed"] == True]  # noqa: E712
+    turn_judge = parsed.groupby(["turn_id", "judge"])["margin"].mean().apply(np.sign).rename("sign").reset_index()
+    majority = turn_judge.groupby("turn_id")["sign"].apply(lambda s: np.sign(s.sum())).rename("maj")
+    tj = turn_judge.join(majority, on="turn_id")
+    out = []
+    for judge, g in df.groupby("judge"):
+        pg = g[g["parsed"] == True]  # noqa: E712
+        both = pg.pivot_table(index="turn_id", columns="order", values="margin", aggfunc="first").dropna()
+        consistent = None
+        if len(both) and KING_FIRST in both and CHALLENGER_FIRST in both:
+            consistent = float((np.sign(both[KING_FIRST]) == np.sign(both[CHALLENGER_FIRST])).mean())
+        mine = tj[tj["judge"] == judge]
+        out.append({
+            "judge": judge,
+            "judgements": int(len(g)),
+            "parse_rate": round(float(g["parsed"].astype(bool).mean()), 4),
+            "position_consistency": None if consistent is None else round(consistent, 4),
+            "majority_agreement": round(float((mine["sign"] == mine["maj"]).mean()), 4) if len(mine) else None,
+            "mean_margin": round(float(pg["margin"].mean()), 3) if len(pg) else None,
+        })
+    return out
+
+
+def metric_win_rates(verdict_df: pd.DataFrame) -> dict[str, float | None]:
+    parsed = verdict_df[verdict_df["parsed"] == True]  # noqa: E712
+    return {m: (round(float(parsed[f"{m}_win"].mean()), 4) if len(parsed) else None) for m in METRICS}
+
+
+def histogram(scores: list[float], bins: int = 10) -> list[dict]:
+    counts, edges = np.histogram(np.asarray(scores, dtype=float), bins=bins, range=(0, 100))
+    return [{"from": int(edges[i]), "to": int(edges[i + 1]), "turns": int(c)} for i, c in enumerate(counts)]
+
+
+def merged_stats(stats: list[CallStats]) -> CallStats:
+    total = CallStats()
+    for s in stats:
+        total.merge(s)
+    return total

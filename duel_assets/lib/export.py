@@ -1,0 +1,160 @@
+"""Export files, per-partition summaries and report.md. No Dagster imports."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .sampling import write_json_atomic
+from .scoring import Gate, gate
+from .settings import BUCKETS, METRICS, GateConfig, Paths
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(s: str) -> str:
+    return _SAFE.sub("_", s)[:180]
+
+
+def export_path(paths: Paths, bucket: str, prompt_file: str, turn_id: str) -> Path:
+    return paths.bucket_dir(bucket) / f"{prompt_file}__{safe_name(turn_id)}.json"
+
+
+def clear_partition_exports(paths: Paths, prompt_file: str) -> int:
+    n = 0
+    for b in BUCKETS:
+        d = paths.bucket_dir(b)
+        if d.exists():
+            for f in d.glob(f"{prompt_file}__*.json"):
+                f.unlink()
+                n += 1
+    return n
+
+
+def write_exports(paths: Paths, prompt_file: str, records: list[dict]) -> list[dict]:
+    """``records`` carry 'turn_id', 'bucket', 'score' and the document to write; returns table rows."""
+    paths.ensure()
+    clear_partition_exports(paths, prompt_file)
+    rows = []
+    for rec in records:
+        p = export_path(paths, rec["bucket"], prompt_file, rec["turn_id"])
+        write_json_atomic(p, rec["document"])
+        rows.append({"turn_id": rec["turn_id"], "bucket": rec["bucket"], "score": rec["score"], "path": str(p)})
+    return rows
+
+
+# ---------------------------------------------------------------- summaries and the report
+
+
+def summary_path(paths: Paths, prompt_file: str) -> Path:
+    return paths.report_dir / "partitions" / f"{prompt_file}.json"
+
+
+def write_summary(paths: Paths, prompt_file: str, summary: dict) -> None:
+    write_json_atomic(summary_path(paths, prompt_file), summary)
+
+
+def read_summaries(paths: Paths, keys: list[str] | None) -> dict[str, dict]:
+    d = paths.report_dir / "partitions"
+    out = {}
+    if not d.exists():
+        return out
+    for f in sorted(d.glob("*.json")):
+        key = f.stem
+        if keys is not None and key not in keys:
+            continue
+        try:
+            out[key] = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, OSError):
+            continue
+    return out
+
+
+def overall_gate(summaries: dict[str, dict], cfg: GateConfig) -> Gate:
+    scores = [t.get("score") for s in summaries.values() for t in s.get("turns", [])]
+    return gate(scores, cfg)
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fmt(v, nd=1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def _gate_lines(g: dict) -> list[str]:
+    lines = [
+        f"- **Gate: {g['verdict']}**",
+        f"- mean margin (score - 50): {_fmt(g['mean_margin'], 2)} (minimum {g['min_margin']})",
+        f"- bootstrap {g['confidence']:.0%} lower bound: {_fmt(g['lower_bound'], 2)} (must be > 0; {g['resamples']} resamples)",
+        f"- parsed fraction: {g['parsed_fraction']:.2f} ({g['parsed_turns']}/{g['turns']}; minimum {g['min_parsed_fraction']})",
+    ]
+    for r in g.get("reasons", []):
+        lines.append(f"- reject reason: {r}")
+    return lines
+
+
+def render_report(summaries: dict[str, dict], overall: Gate, mode: int, generated_at: str | None = None) -> str:
+    generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    turns = [(k, t) for k, s in summaries.items() for t in s.get("turns", [])]
+    counts = {b: sum(1 for _, t in turns if t.get("bucket") == b) for b in BUCKETS}
+    parsed = sum(1 for _, t in turns if t.get("score") is not None)
+    lines = [
+        "# duel_assets report",
+        "",
+        f"Generated {generated_at}. Mode {mode} ({'challenger vs king' if mode == 2 else 'challenger vs reference turn'}).",
+        "",
+        "| partitions | turns | parsed | parse-fail | final | refined | defeat |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {len(summaries)} | {len(turns)} | {parsed} | {len(turns) - parsed} | {counts['final']} | {counts['refined']} | {counts['defeat']} |",
+        "",
+        "## Gate, all partitions",
+        "",
+        *_gate_lines(overall.to_dict()),
+        "",
+        "## Gate per partition",
+        "",
+        "| partition | verdict | turns | parsed | mean margin | lower bound | reason |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for k, s in summaries.items():
+        g = s["gate"]
+        lines.append(f"| {k} | {g['verdict']} | {g['turns']} | {g['parsed_turns']} | {_fmt(g['mean_margin'], 2)} | "
+                     f"{_fmt(g['lower_bound'], 2)} | {'; '.join(g.get('reasons', [])) or '-'} |")
+    lines += ["", "## Turns", "",
+              "| partition | turn | score | bucket | file | " + " | ".join(METRICS) + " |",
+              "|---|---|---:|---|---|" + "---:|" * len(METRICS)]
+    for k, t in turns:
+        f = t.get("path")
+        rel = os.path.relpath(f, start=Path(f).parents[1]) if f else "-"
+        lines.append(f"| {k} | {t['turn_id']} | {_fmt(t.get('score'))} | {t.get('bucket') or 'parse-fail'} | {rel} | "
+                     + " | ".join(_fmt(t.get('per_metric', {}).get(m), 2) for m in METRICS) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(paths: Paths, keys: list[str] | None, cfg: GateConfig, mode: int) -> tuple[Path, Gate]:
+    with _locked(paths.report_dir / ".report.lock"):
+        summaries = read_summaries(paths, keys)
+        g = overall_gate(summaries, cfg)
+        text = render_report(summaries, g, mode)
+        tmp = paths.report.with_suffix(".md.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, paths.report)
+    return paths.report, g

@@ -1,0 +1,355 @@
+"""The LLM call layer: many OpenAI-compatible chat calls per partition, paid for once. No Dagster imports.
+
+* one event loop per batch (per asset step), calls bounded by a semaphore and an optional
+  requests-per-minute pacer;
+* retries with exponential backoff and full jitter on 429, 5xx, timeouts, connection errors and
+  garbage replies, honouring ``Retry-After``; at most ``retry_budget`` attempts per call;
+* every completed call goes to the :class:`CallCache` the moment it lands; a cached key is never
+  sent again. Failures are returned with their kind and never cached;
+* provider quirks: ``reasoning_content`` / ``reasoning`` fields and ``<think>`` blocks are kept
+  apart from the answer; missing ``usage``, empty content and ``finish_reason == "length"`` are
+  recorded;
+* the API key is held only by the client object; error text is scrubbed of it.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import openai
+
+from .call_cache import CallCache, call_key
+from .protocol import split_reasoning
+from .settings import CallsConfig, ConfigError, Endpoint, scrub
+
+RETRYABLE = ("rate_limit", "server_error", "timeout", "connection", "garbage")
+
+
+@dataclass
+class CallRequest:
+    role: str  # king | challenger | judge
+    model: str
+    messages: list[dict]
+    params: dict = field(default_factory=dict)  # temperature, max_tokens, ...
+    tools: list[dict] | None = None
+    sample_index: int = 0
+    tag: str = ""  # caller's id (turn id, judge, order) - not part of the key
+
+    @property
+    def key(self) -> str:
+        return call_key(role=self.role, model=self.model, messages=self.messages, tools=self.tools,
+                        params=self.params, sample_index=self.sample_index)
+
+
+@dataclass
+class CallResult:
+    key: str
+    ok: bool
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[dict] | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_missing: bool = False
+    served_model: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    cached: bool = False
+
+    @classmethod
+    def from_cache(cls, key: str, data: dict) -> "CallResult":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "key": key, "ok": True, "cached": True, "attempts": 0})
+
+
+@dataclass
+class CallStats:
+    requested: int = 0
+    calls_made: int = 0  # HTTP requests sent, retries included
+    completed: int = 0  # calls that completed in this batch (new spend)
+    cache_hits: int = 0
+    retries: int = 0
+    failures: Counter = field(default_factory=Counter)  # final failures by kind
+    retry_kinds: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_missing: int = 0
+    length_finishes: int = 0
+    empty_content: int = 0
+    wall_s: float = 0.0
+    model_tokens: dict = field(default_factory=dict)  # model -> [prompt, completion] of new calls
+
+    def add_tokens(self, model: str, prompt: int, completion: int) -> None:
+        p, c = self.model_tokens.get(model, (0, 0))
+        self.model_tokens[model] = (p + prompt, c + completion)
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+
+    def merge(self, other: "CallStats") -> "CallStats":
+        for name in ("requested", "calls_made", "completed", "cache_hits", "retries", "usage_missing",
+                     "length_finishes", "empty_content"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.update(other.failures)
+        self.retry_kinds.update(other.retry_kinds)
+        for m, (p, c) in other.model_tokens.items():
+            self.add_tokens(m, p, c)
+        self.wall_s += other.wall_s
+        return self
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    def failure_rate(self) -> float:
+        return self.failed / self.requested if self.requested else 0.0
+
+    def cost(self, prices: dict[str, dict[str, float]]) -> float | None:
+        """Estimated USD of the new calls, from prices per 1M tokens; None without prices."""
+        if not prices:
+            return None
+        total = 0.0
+        for model, (p, c) in self.model_tokens.items():
+            pr = prices.get(model)
+            if pr:
+                total += p / 1e6 * pr.get("prompt", 0.0) + c / 1e6 * pr.get("completion", 0.0)
+        return round(total, 6)
+
+    def as_metadata(self) -> dict:
+        return {
+            "llm_requested": self.requested,
+            "llm_calls_made": self.calls_made,
+            "llm_completed": self.completed,
+            "llm_cache_hits": self.cache_hits,
+            "llm_retries": self.retries,
+            "llm_failures": self.failed,
+            "llm_failures_by_kind": dict(self.failures),
+            "llm_retries_by_kind": dict(self.retry_kinds),
+            "llm_prompt_tokens": self.prompt_tokens,
+            "llm_completion_tokens": self.completion_tokens,
+            "llm_usage_missing": self.usage_missing,
+            "llm_length_finishes": self.length_finishes,
+            "llm_empty_content": self.empty_content,
+            "llm_wall_seconds": round(self.wall_s, 3),
+        }
+
+
+class _Garbage(Exception):
+    pass
+
+
+class _Pacer:
+    """Spaces request starts to at most ``rpm`` per minute (0 = no limit)."""
+
+    def __init__(self, rpm: float):
+        self.interval = 60.0 / rpm if rpm and rpm > 0 else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            delay = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def _retry_after_seconds(headers) -> float | None:
+    if headers is None:
+        return None
+    raw = headers.get("retry-after-ms")
+    if raw:
+        try:
+            return float(raw) / 1000.0
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def classify(exc: BaseException) -> tuple[str, float | None]:
+    """(kind, server-suggested delay) of an exception from one attempt."""
+    if isinstance(exc, openai.APITimeoutError) or isinstance(exc, asyncio.TimeoutError):
+        return "timeout", None
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection", None
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limit", _retry_after_seconds(exc.response.headers)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status >= 500 or status == 408:
+            return "server_error", _retry_after_seconds(exc.response.headers)
+        return f"http_{status}", None
+    if isinstance(exc, (_Garbage, openai.APIResponseValidationError, json.JSONDecodeError)):
+        return "garbage", None
+    return "client_error", None
+
+
+def _parse_response(resp) -> dict:
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise _Garbage("reply has no choices")
+    choice = choices[0]
+    msg = getattr(choice, "message", None)
+    if msg is None:
+        raise _Garbage("reply has no message")
+    extra = getattr(msg, "model_extra", None) or {}
+    separate = extra.get("reasoning_content") or extra.get("reasoning") or ""
+    if not isinstance(separate, str):
+        separate = json.dumps(separate)
+    think, answer = split_reasoning(msg.content or "")
+    reasoning = "\n\n".join(p for p in (separate, think) if p) or None
+    tool_calls = None
+    if getattr(msg, "tool_calls", None):
+        tool_calls = [
+            {"id": tc.id, "type": "function",
+             "function": {"name": tc.function.name, "arguments": tc.function.arguments}}
+            for tc in msg.tool_calls
+        ]
+    usage = getattr(resp, "usage", None)
+    return {
+        "content": answer,
+        "reasoning": reasoning,
+        "tool_calls": tool_calls,
+        "finish_reason": getattr(choice, "finish_reason", None),
+        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0,
+        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0,
+        "usage_missing": usage is None,
+        "served_model": getattr(resp, "model", None),
+    }
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+class LLMCaller:
+    def __init__(self, endpoint: Endpoint, calls: CallsConfig, cache: CallCache,
+                 log: Callable[[str], None] | None = None, progress: ProgressFn | None = None):
+        self.endpoint = endpoint
+        self.cfg = calls
+        self.cache = cache
+        self.log = log or (lambda s: None)
+        self.progress = progress
+        self._secrets = [endpoint.api_key] if endpoint.api_key else []
+
+    # -- public ------------------------------------------------------------------------------
+    def run(self, requests: Sequence[CallRequest], label: str = "llm") -> tuple[list[CallResult], CallStats]:
+        return asyncio.run(self.run_async(requests, label))
+
+    async def run_async(self, requests: Sequence[CallRequest], label: str = "llm") -> tuple[list[CallResult], CallStats]:
+        stats = CallStats(requested=len(requests))
+        t0 = time.monotonic()
+        client = openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self.endpoint.api_key or "none",
+                                    max_retries=0, timeout=self.cfg.timeout_s)
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        pacer = _Pacer(self.cfg.requests_per_minute)
+        done = 0
+        bar = _progress_bar(len(requests), label)
+        step = max(1, len(requests) // 10)
+
+        async def one(req: CallRequest) -> CallResult:
+            nonlocal done
+            try:
+                return await self._call(client, sem, pacer, req, stats)
+            finally:
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+                if self.progress:
+                    self.progress(done, len(requests))
+                if done % step == 0 or done == len(requests):
+                    self.log(f"{label}: {done}/{len(requests)} calls done")
+
+        try:
+            results = await asyncio.gather(*(one(r) for r in requests))
+        finally:
+            if bar is not None:
+                bar.close()
+            await client.close()
+        stats.wall_s = time.monotonic() - t0
+        return list(results), stats
+
+    # -- one call ----------------------------------------------------------------------------
+    async def _call(self, client, sem, pacer, req: CallRequest, stats: CallStats) -> CallResult:
+        key = req.key
+        hit = self.cache.get(key)
+        if hit is not None:
+            stats.cache_hits += 1
+            return CallResult.from_cache(key, hit)
+        kind, detail, attempts = "client_error", "", 0
+        for attempt in range(self.cfg.retry_budget):
+            attempts = attempt + 1
+            suggested = None
+            async with sem:
+                await pacer.wait()
+                stats.calls_made += 1
+                try:
+                    kwargs = dict(model=req.model, messages=req.messages, **req.params)
+                    if req.tools:
+                        kwargs["tools"] = req.tools
+                    resp = await client.chat.completions.create(**kwargs)
+                    parsed = _parse_response(resp)
+                except Exception as exc:  # noqa: BLE001 - classified below, unknown kinds are final
+                    kind, suggested = classify(exc)
+                    detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:500]
+                else:
+                    self.cache.put(key, req.role, req.model, parsed)
+                    stats.completed += 1
+                    stats.add_tokens(req.model, parsed["prompt_tokens"], parsed["completion_tokens"])
+                    stats.usage_missing += int(parsed["usage_missing"])
+                    stats.length_finishes += int(parsed["finish_reason"] == "length")
+                    stats.empty_content += int(not parsed["content"] and not parsed["tool_calls"])
+                    return CallResult(key=key, ok=True, attempts=attempts, **parsed)
+            if kind not in RETRYABLE or attempt == self.cfg.retry_budget - 1:
+                break
+            stats.retries += 1
+            stats.retry_kinds[kind] += 1
+            backoff = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2 ** attempt))
+            delay = suggested if suggested is not None else random.uniform(0, backoff)
+            await asyncio.sleep(min(delay, self.cfg.backoff_max_s))
+        stats.failures[kind] += 1
+        return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
+
+
+def _progress_bar(total: int, label: str):
+    """A terminal progress bar when the CLI asked for one (DUEL_PROGRESS=1) and there is work."""
+    if os.environ.get("DUEL_PROGRESS") != "1" or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="call", file=sys.stderr, leave=False)
+
+
+def require_endpoint(endpoint: Endpoint | None) -> Endpoint:
+    if endpoint is None:
+        raise ConfigError(
+            "no LLM endpoint configured: set LLM_BASE_URL and LLM_API_KEY (or CHUTES_*/OPENAI_*). "
+            "For an offline try, start the stand-in with `duel-assets standin --port 8765` and set "
+            "LLM_BASE_URL=http://127.0.0.1:8765/v1 - its replies are not from a model."
+        )
+    return endpoint
+
+
+def result_to_record(r: CallResult) -> dict:
+    return asdict(r)

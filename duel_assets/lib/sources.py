@@ -1,0 +1,133 @@
+"""Reading source rows from local files (JSON, JSONL, parquet, .traj.json) or the Hugging Face hub.
+
+Rows come out as ``(row_index, row)``; a row that cannot even be decoded comes out as a
+:class:`BadRow` carrying its reason, so the caller can count it and go on.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterator
+
+from .settings import ConfigError, SourceSpec
+
+BUNDLED_SOURCES = [SourceSpec(format="swe_zero", path="bundled:swe_zero_sample.jsonl")]
+BUNDLED_PR_RECORDS = "bundled:pr_records_sample.jsonl"
+
+
+@dataclass(frozen=True)
+class BadRow:
+    reason: str
+    detail: str = ""
+
+
+def bundled_path(name: str) -> Path:
+    return Path(str(resources.files("duel_assets") / "data" / name))
+
+
+def resolve_local(path: str) -> list[Path] | None:
+    """Local files named by a path, directory or glob; None when the path is not local."""
+    if path.startswith("bundled:"):
+        return [bundled_path(path.split(":", 1)[1])]
+    if path.startswith("hf://"):
+        return None
+    p = Path(path).expanduser()
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = [f for f in sorted(p.rglob("*")) if f.is_file() and f.name.endswith((".json", ".jsonl", ".parquet"))]
+        return files
+    if any(ch in path for ch in "*?["):
+        return [Path(f) for f in sorted(glob.glob(os.path.expanduser(path), recursive=True)) if Path(f).is_file()]
+    if path.startswith((".", "/", "~")) or path.endswith((".json", ".jsonl", ".parquet")):
+        raise ConfigError(f"source path {path!r} does not exist")
+    return None  # a hub dataset name such as AlienKevin/SWE-ZERO-12M-trajectories
+
+
+def _decode(data: bytes) -> str | BadRow:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return BadRow("non_utf8", f"byte {e.start}")
+
+
+def _iter_json_file(path: Path) -> Iterator[object]:
+    raw = path.read_bytes()
+    text = _decode(raw)
+    if isinstance(text, BadRow):
+        # fall back to line by line so that only the bad lines are lost
+        for line in raw.splitlines():
+            if line.strip():
+                t = _decode(line)
+                yield t if isinstance(t, BadRow) else _parse_line(t)
+        return
+    stripped = text.lstrip()
+    if path.name.endswith(".jsonl") or not stripped.startswith(("[", "{")):
+        for line in text.splitlines():
+            if line.strip():
+                yield _parse_line(line)
+        return
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        for line in text.splitlines():  # JSONL saved as .json
+            if line.strip():
+                yield _parse_line(line)
+        return
+    if path.name.endswith(".traj.json"):
+        if isinstance(doc, dict):
+            doc.setdefault("_instance_id", path.name[: -len(".traj.json")])
+        elif isinstance(doc, list):
+            doc = {"messages": doc, "_instance_id": path.name[: -len(".traj.json")]}
+        yield doc
+    elif isinstance(doc, list):
+        yield from doc
+    else:
+        yield doc
+
+
+def _parse_line(line: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        return BadRow("invalid_json_line", str(e)[:60])
+
+
+def _iter_parquet(path: Path, columns: list[str] | None = None) -> Iterator[object]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=256, columns=columns):
+        yield from batch.to_pylist()
+
+
+def _iter_hub(spec: SourceSpec) -> Iterator[object]:
+    """Stream a hub dataset (``owner/name``) or ``hf://`` files with `datasets` in streaming mode."""
+    from datasets import load_dataset
+
+    token = os.environ.get("HF_TOKEN") or None
+    if spec.path.startswith("hf://"):
+        kind = "parquet" if spec.path.endswith(".parquet") else "json"
+        ds = load_dataset(kind, data_files=spec.path, split=spec.split, streaming=True, token=token)
+    else:
+        ds = load_dataset(spec.path, split=spec.split, streaming=True, token=token)
+    yield from ds
+
+
+def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
+    files = resolve_local(spec.path)
+    if files is None:
+        yield from enumerate(_iter_hub(spec))
+        return
+    if not files:
+        raise ConfigError(f"source path {spec.path!r} matched no files")
+    i = 0
+    for f in files:
+        it = _iter_parquet(f) if f.suffix == ".parquet" else _iter_json_file(f)
+        for row in it:
+            yield i, row
+            i += 1

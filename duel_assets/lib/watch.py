@@ -1,0 +1,33 @@
+"""Decisions the sensors make, as plain functions over plain data. No Dagster imports."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .settings import PARTITION_KEY_PATTERN
+
+_KEY_RE = re.compile(rf"\A{PARTITION_KEY_PATTERN}\Z")
+
+
+def scan_prompt_dir(prompt_dir: Path) -> tuple[list[str], list[str]]:
+    """(valid keys, refused file names) of the ``*.json`` files in the prompt folder."""
+    keys, refused = [], []
+    if not prompt_dir.exists():
+        return keys, refused
+    for f in sorted(prompt_dir.glob("*.json")):
+        if f.name.startswith("."):
+            continue
+        stem = f.name[: -len(".json")]
+        (keys if _KEY_RE.match(stem) and "..." not in stem else refused).append(stem if _KEY_RE.match(stem) else f.name)
+    return keys, refused
+
+
+def needs_judging(king_id: int | None, challenger_id: int | None, judge_id: int | None) -> bool:
+    """Both answer materializations exist and both are newer than the judging's (storage ids)."""
+    if king_id is None or challenger_id is None:
+        return False
+    return judge_id is None or (king_id > judge_id and challenger_id > judge_id)
+
+
+def judging_run_key(partition: str, king_id: int, challenger_id: int) -> str:
+    return f"judge:{partition}:{king_id}:{challenger_id}"
