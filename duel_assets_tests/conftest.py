@@ -1,0 +1,118 @@
+"""Shared fixtures: a real stand-in over HTTP, a temp DUEL_HOME, a real Dagster instance."""
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from duel_assets.lib.standin import StandinServer
+
+SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+CANARY_KEY = "sk-canary-7f3a9c1e-do-not-log"
+
+TEST_CHAIN = """
+[sampling]
+turns_per_file = 6
+seed = 3
+
+[generation]
+model = "standin-generator"
+max_tokens = 256
+
+[judges]
+models = ["standin-judge-1"]
+
+[calls]
+concurrency = 8
+retry_budget = 4
+backoff_base_s = 0.01
+backoff_max_s = 0.2
+timeout_s = 5
+
+[gate]
+resamples = 500
+"""
+
+
+def shared_sample(*parts: str) -> Path:
+    p = SHARED_SAMPLES.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} is not available (../shared/samples absent)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def standin():
+    with StandinServer(retry_after_s=0.05, timeout_sleep_s=3) as srv:
+        yield srv
+
+
+def standin_post(srv: StandinServer, path: str, payload: dict) -> dict:
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.port}{path}", data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+@pytest.fixture
+def fresh_standin(standin):
+    standin_post(standin, "/_standin/reset", {})
+    standin.state.fault_rate = 0.0
+    standin.state.latency_ms = 0.0
+    yield standin
+    standin_post(standin, "/_standin/reset", {})
+    standin.state.fault_rate = 0.0
+
+
+@pytest.fixture
+def duel_env(tmp_path, monkeypatch, fresh_standin):
+    """DUEL_HOME, DAGSTER_HOME and DUEL_CONFIG in tmp; the LLM endpoint is the stand-in."""
+    home = tmp_path / "duel"
+    home.mkdir()
+    (tmp_path / "dagster_home").mkdir()
+    cfg = tmp_path / "chain.toml"
+    cfg.write_text(TEST_CHAIN)
+    for var in ("CHUTES_BASE_URL", "CHUTES_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "DUEL_MODE", "DUEL_PROGRESS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DUEL_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("DUEL_CONFIG", str(cfg))
+    monkeypatch.setenv("LLM_BASE_URL", fresh_standin.base_url)
+    monkeypatch.setenv("LLM_API_KEY", CANARY_KEY)
+    return {"home": home, "config": cfg, "tmp": tmp_path, "standin": fresh_standin}
+
+
+@pytest.fixture
+def instance(duel_env):
+    with dg.instance_for_test(temp_dir=str(duel_env["tmp"] / "dagster_home")) as inst:
+        yield inst
+
+
+def materialize(instance, key: str, selection=None, raise_on_error: bool = True):
+    from duel_assets.defs.assets import ALL_ASSETS
+    from duel_assets.defs.partitions import prompt_files
+    from duel_assets.defs.resources import build_resources
+
+    if key not in instance.get_dynamic_partitions(prompt_files.name):
+        instance.add_dynamic_partitions(prompt_files.name, [key])
+    return dg.materialize(ALL_ASSETS, partition_key=key, instance=instance, resources=build_resources(),
+                          selection=selection, raise_on_error=raise_on_error)
+
+
+def query(home: Path, sql: str, params=None) -> list[tuple]:
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def metadata(result, asset: str) -> dict:
+    mats = result.asset_materializations_for_node(asset)
+    assert mats, f"{asset} was not materialized"
+    return {k: v.value for k, v in mats[-1].metadata.items()}

@@ -1,0 +1,148 @@
+"""The whole graph for two partitions against the stand-in over real HTTP (issue 2 acceptance)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from duel_assets_tests.conftest import materialize, metadata, query
+
+ASSETS = ["sampled_turns", "pr_records", "king_answers", "challenger_answers", "judge_scores", "duel_verdict",
+          "exported_buckets"]
+
+
+@pytest.mark.e2e
+def test_two_partitions_end_to_end(duel_env, instance):
+    home = duel_env["home"]
+    for key in ("prompts_12_000", "prompts_12_001"):
+        res = materialize(instance, key)
+        assert res.success
+    # every table holds both partitions, and each row names its partition
+    for t in ASSETS:
+        rows = query(home, f"SELECT prompt_file, count(*) FROM duel.{t} GROUP BY 1 ORDER BY 1")
+        assert [r[0] for r in rows] == ["prompts_12_000", "prompts_12_001"], t
+        assert all(n > 0 for _, n in rows), t
+    # the two numbered windows do not overlap, and each holds turns_per_file turns
+    turns = query(home, "SELECT prompt_file, turn_id FROM duel.sampled_turns")
+    by_file = {}
+    for pf, tid in turns:
+        by_file.setdefault(pf, set()).add(tid)
+    assert len(by_file["prompts_12_000"]) == len(by_file["prompts_12_001"]) == 6
+    assert not by_file["prompts_12_000"] & by_file["prompts_12_001"]
+    # prompt files were written and reload to the same turns
+    for pf, tids in by_file.items():
+        doc = json.loads((home / "prompt" / f"{pf}.json").read_text())
+        assert {t["turn_id"] for t in doc["turns"]} == tids
+    # answers: one per turn, both sides format-checked, with usage from the stand-in
+    for t in ("king_answers", "challenger_answers"):
+        (n, ok, tokens, errs), = query(home, f"SELECT count(*), sum(format_ok::INT), sum(completion_tokens), count(error) FROM duel.{t}")
+        assert n == 12 and ok == 12 and tokens > 0 and errs == 0
+    # challenger saw the hidden record: its prompt differs from the king's, so the keys differ
+    diff, = query(home, "SELECT count(*) FROM duel.king_answers k JOIN duel.challenger_answers c USING (prompt_file, turn_id) WHERE k.call_key <> c.call_key")
+    assert diff[0] == 12
+    # one judge, both orders: two parsed judgements per turn
+    (jn, jparsed), = query(home, "SELECT count(*), sum(parsed::INT) FROM duel.judge_scores")
+    assert (jn, jparsed) == (24, 24)
+    orders = query(home, 'SELECT DISTINCT "order" FROM duel.judge_scores ORDER BY 1')
+    assert [o for o, in orders] == ["challenger_first", "king_first"]
+    # verdicts: scores in range and buckets exactly as the thresholds say
+    for score, bucket, fmt_ok, leak in query(home, "SELECT score, bucket, challenger_format_ok, leak_suspect FROM duel.duel_verdict"):
+        assert 0 <= score <= 100
+        expected = "final" if score >= 80 else "refined" if score >= 66 else "defeat"
+        if leak and expected == "final":
+            expected = "refined"
+        assert bucket == expected
+    # exports: one file per parsed turn, in its bucket's folder, holding both answers
+    exported = query(home, "SELECT bucket, path FROM duel.exported_buckets")
+    parsed, = query(home, "SELECT count(*) FROM duel.duel_verdict WHERE parsed")
+    assert len(exported) == parsed[0] == 12
+    for bucket, path in exported:
+        p = Path(path)
+        assert p.parent == home / bucket and p.exists()
+        doc = json.loads(p.read_text())
+        assert doc["bucket"] == bucket and doc["king"]["content"] and doc["challenger"]["content"]
+        assert set(doc["per_metric"]) == {"correctness", "grounding", "progress", "protocol", "efficiency"}
+    files = [f for b in ("final", "refined", "defeat") for f in (home / b).glob("*.json")]
+    assert len(files) == 12
+    report = (home / "report" / "report.md").read_text()
+    assert "Gate, all partitions" in report and "prompts_12_000" in report and "prompts_12_001" in report
+    assert report.count("| prompts_12_0") >= 12 + 2  # 12 turn rows + 2 partition gate rows
+
+
+@pytest.mark.e2e
+def test_rematerializing_replaces_only_that_partition(duel_env, instance):
+    home = duel_env["home"]
+    materialize(instance, "prompts_12_000")
+    materialize(instance, "prompts_12_001")
+    before = {t: query(home, f"SELECT prompt_file, count(*) FROM duel.{t} GROUP BY 1 ORDER BY 1") for t in ASSETS}
+    other_before = query(home, "SELECT turn_id, score FROM duel.duel_verdict WHERE prompt_file='prompts_12_001' ORDER BY 1")
+    calls_before = len(duel_env["standin"].state.log)
+    materialize(instance, "prompts_12_000")
+    after = {t: query(home, f"SELECT prompt_file, count(*) FROM duel.{t} GROUP BY 1 ORDER BY 1") for t in ASSETS}
+    assert after == before  # same counts: rows replaced, not appended
+    dups = query(home, "SELECT count(*) FROM (SELECT prompt_file, turn_id, count(*) c FROM duel.sampled_turns GROUP BY 1, 2 HAVING c > 1)")
+    assert dups[0][0] == 0
+    assert query(home, "SELECT turn_id, score FROM duel.duel_verdict WHERE prompt_file='prompts_12_001' ORDER BY 1") == other_before
+    # the re-run found every call in the cache: nothing was sent to the endpoint again
+    assert len(duel_env["standin"].state.log) == calls_before
+    n_files = len([f for b in ("final", "refined", "defeat") for f in (duel_env["home"] / b).glob("prompts_12_000__*.json")])
+    assert n_files == 6
+
+
+@pytest.mark.e2e
+def test_malformed_rows_are_skipped_and_counted(duel_env, instance, tmp_path):
+    bundled = Path(__file__).resolve().parents[1] / "duel_assets" / "data" / "swe_zero_sample.jsonl"
+    good = bundled.read_text().splitlines()[:3]
+    row = json.loads(good[0])
+    no_assistant = {**row, "messages": [m for m in row["messages"] if m["role"] != "assistant"]}
+    bad_json = {**row, "messages": "[{\"role\": \"system\", \"content\": "}
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("\n".join([*good, json.dumps(no_assistant), json.dumps(bad_json), "{not json at all"]) + "\n")
+    cfg = duel_env["config"]
+    cfg.write_text(cfg.read_text() + f'\n[[sources]]\nformat = "swe_zero"\npath = "{src}"\n')
+    res = materialize(instance, "mixed_batch", selection=["sampled_turns"])
+    md = metadata(res, "sampled_turns")
+    assert md["skipped_by_reason"] == {"source:no_assistant_step": 1, "source:invalid_messages_json": 1,
+                                       "source:invalid_json_line": 1}
+    assert md["skipped"] == 3
+    assert md["turns"] == 6
+    n, = query(duel_env["home"], "SELECT count(*) FROM duel.sampled_turns WHERE prompt_file='mixed_batch'")
+    assert n[0] == 6
+
+
+def test_definitions_validate_and_share_one_partitions_def():
+    root = Path(__file__).resolve().parents[1]
+    dagster = Path(sys.executable).parent / "dagster"
+    out = subprocess.run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from duel_assets.definitions import defs
+
+    d = defs()
+    specs = list(d.resolve_all_asset_specs())
+    assert sorted(s.key.to_user_string() for s in specs) == sorted(ASSETS)
+    parts = {id(s.partitions_def) for s in specs}
+    assert len(parts) == 1
+    assert all(s.group_name == "duel" for s in specs)
+
+
+@pytest.mark.e2e
+def test_demo_command_end_to_end(tmp_path):
+    """`duel-assets demo` in a fresh DUEL_HOME: the acceptance of `make demo`."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BASE_URL", "_API_KEY")) and k not in ("DAGSTER_HOME", "DUEL_CONFIG")}
+    env["DUEL_HOME"] = str(tmp_path / "demo")
+    exe = Path(sys.executable).parent / "duel-assets"
+    out = subprocess.run([str(exe), "demo"], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    home = tmp_path / "demo"
+    assert f"report:    {home / 'report' / 'report.md'}" in out.stdout
+    assert "NOT from a model" in out.stdout
+    for t in ASSETS:
+        (n, parts), = query(home, f"SELECT count(*), count(DISTINCT prompt_file) FROM duel.{t}")
+        assert n > 0 and parts >= 2, t
+    parsed, = query(home, "SELECT count(*) FROM duel.duel_verdict WHERE parsed")
+    files = [f for b in ("final", "refined", "defeat") for f in (home / b).glob("*.json")]
+    assert len(files) == parsed[0] > 0
+    assert (home / "report" / "report.md").exists()
