@@ -30,6 +30,7 @@ from .call_cache import CallCache, call_key
 from .protocol import split_reasoning
 from .settings import CallsConfig, ConfigError, Endpoint, scrub
 
+MAX_RETRY_AFTER_S = 600.0
 RETRYABLE = ("rate_limit", "server_error", "timeout", "connection", "garbage")
 
 
@@ -148,20 +149,23 @@ class _Garbage(Exception):
 
 
 class _Pacer:
-    """Spaces request starts to at most ``rpm`` per minute (0 = no limit)."""
+    """Spaces request starts to at most ``rpm`` requests and ``tpm`` (estimated prompt) tokens per
+    minute; 0 disables a limit. Tokens are estimated as characters / 4 before the call."""
 
-    def __init__(self, rpm: float):
-        self.interval = 60.0 / rpm if rpm and rpm > 0 else 0.0
+    def __init__(self, rpm: float, tpm: float = 0.0):
+        self.req_interval = 60.0 / rpm if rpm and rpm > 0 else 0.0
+        self.tok_interval = 60.0 / tpm if tpm and tpm > 0 else 0.0
         self._next = 0.0
         self._lock = asyncio.Lock()
 
-    async def wait(self) -> None:
-        if not self.interval:
+    async def wait(self, est_tokens: int = 0) -> None:
+        step = max(self.req_interval, self.tok_interval * est_tokens)
+        if not step:
             return
         async with self._lock:
             now = time.monotonic()
             delay = self._next - now
-            self._next = max(now, self._next) + self.interval
+            self._next = max(now, self._next) + step
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -263,7 +267,7 @@ class LLMCaller:
         client = openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self.endpoint.api_key or "none",
                                     max_retries=0, timeout=self.cfg.timeout_s)
         sem = asyncio.Semaphore(self.cfg.concurrency)
-        pacer = _Pacer(self.cfg.requests_per_minute)
+        pacer = _Pacer(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
         done = 0
         bar = _progress_bar(len(requests), label)
         step = max(1, len(requests) // 10)
@@ -302,10 +306,12 @@ class LLMCaller:
             attempts = attempt + 1
             suggested = None
             async with sem:
-                await pacer.wait()
+                await pacer.wait(len(json.dumps(req.messages)) // 4 if pacer.tok_interval else 0)
                 stats.calls_made += 1
                 try:
-                    kwargs = dict(model=req.model, messages=req.messages, **req.params)
+                    # the content key doubles as an idempotency/tracing header
+                    kwargs = dict(model=req.model, messages=req.messages, extra_headers={"X-Duel-Call-Key": key},
+                                  **req.params)
                     if req.tools:
                         kwargs["tools"] = req.tools
                     resp = await client.chat.completions.create(**kwargs)
@@ -325,9 +331,11 @@ class LLMCaller:
                 break
             stats.retries += 1
             stats.retry_kinds[kind] += 1
-            backoff = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2 ** attempt))
-            delay = suggested if suggested is not None else random.uniform(0, backoff)
-            await asyncio.sleep(min(delay, self.cfg.backoff_max_s))
+            if suggested is not None:  # the server said how long: honour it (bounded for safety)
+                delay = min(suggested, MAX_RETRY_AFTER_S)
+            else:  # exponential backoff with full jitter
+                delay = random.uniform(0, min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2 ** attempt)))
+            await asyncio.sleep(delay)
         stats.failures[kind] += 1
         return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
 

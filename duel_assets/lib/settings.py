@@ -173,6 +173,7 @@ class JudgeConfig:
 class CallsConfig:
     concurrency: int = 16
     requests_per_minute: float = 0.0  # 0 = unlimited
+    tokens_per_minute: float = 0.0  # estimated prompt tokens; 0 = unlimited
     retry_budget: int = 6  # attempts per call, first one included
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0

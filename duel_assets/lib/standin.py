@@ -13,6 +13,7 @@ with "(stand-in reply, not a model)". It binds to loopback only.
   garbage, decided by a hash of the request and how often it was seen, so every request eventually
   succeeds and runs are repeatable; ``POST /_standin/script`` queues exact faults for tests;
 * quirk models for tests: ``standin-quirk-{think,reasoning,control,empty,nousage,length,multi}``,
+  ``standin-always-500``, ``standin-auth-echo`` (a 401 that echoes the Authorization header),
   ``standin-judge-{biased-a,garbage,fenced,truncated}``;
 * ``GET /_standin/log`` lists every request (key = hash of the body, status, fault).
 """
@@ -271,10 +272,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"unknown path {self.path}"}})
             return
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        if body.get("model") == "standin-auth-echo":  # a provider that echoes the key in its error
+            self._send(401, {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}})
+            return
         if self.state.latency_ms:
             time.sleep(self.state.latency_ms / 1000.0)
-        fault = self.state.decide(key)
-        entry = {"key": key, "model": body.get("model"), "fault": fault, "t": time.time()}
+        fault = "500" if body.get("model") == "standin-always-500" else self.state.decide(key)
+        entry = {"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"),
+                 "fault": fault, "t": time.time()}
         if fault == "429":
             entry["status"] = 429
             self.state.record(entry)
