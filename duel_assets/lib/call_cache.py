@@ -42,6 +42,16 @@ class CallCache:
             row = self._con.execute("SELECT response FROM calls WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def get_many(self, keys: list[str], chunk: int = 500) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        uniq = list(dict.fromkeys(keys))
+        with self._lock:
+            for i in range(0, len(uniq), chunk):
+                part = uniq[i : i + chunk]
+                q = f"SELECT key, response FROM calls WHERE key IN ({','.join('?' * len(part))})"
+                out.update({k: json.loads(v) for k, v in self._con.execute(q, part).fetchall()})
+        return out
+
     def put(self, key: str, role: str, model: str, response: dict[str, Any]) -> None:
         with self._lock:
             self._con.execute(

@@ -172,18 +172,28 @@ def bucket_for(score: float | None, buckets: BucketConfig) -> str | None:
     return "defeat"
 
 
-def bootstrap_means(values: np.ndarray, resamples: int, seed: int = 0, chunk_bytes: int = 256 << 20) -> np.ndarray:
-    """Means of ``resamples`` bootstrap resamples of ``values`` (vectorised, chunked to bound memory)."""
+def bootstrap_means(values: np.ndarray, resamples: int, seed: int = 0, chunk_bytes: int = 256 << 20,
+                    max_levels: int = 4096) -> np.ndarray:
+    """Means of ``resamples`` bootstrap resamples (n draws with replacement) of ``values``.
+
+    Duel scores take few distinct values, and resampling n items with replacement is the same as
+    drawing multinomial counts over the distinct values, so that case costs O(resamples x levels)
+    instead of O(resamples x n). Otherwise indices are drawn in chunks that bound memory.
+    """
     values = np.asarray(values, dtype=np.float64)
     n = values.size
     if n == 0:
         return np.empty(0)
     rng = np.random.default_rng(seed)
+    levels, counts = np.unique(values, return_counts=True)
+    if levels.size <= max_levels:
+        draws = rng.multinomial(n, counts / n, size=resamples)
+        return draws @ levels / n
     out = np.empty(resamples)
     rows = max(1, min(resamples, chunk_bytes // max(1, n * 8)))
     for s in range(0, resamples, rows):
         e = min(resamples, s + rows)
-        idx = rng.integers(0, n, size=(e - s, n), dtype=np.int64 if n > 2**31 - 1 else np.int32)
+        idx = rng.integers(0, n, size=(e - s, n))
         out[s:e] = values[idx].mean(axis=1)
     return out
 

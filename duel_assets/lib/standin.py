@@ -212,6 +212,7 @@ def _completion(body: dict) -> tuple[dict, bool]:
 class _Handler(BaseHTTPRequestHandler):
     server_version = "duel-standin/1 (not a model)"
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: avoid the 40 ms delayed-ACK stall
 
     @property
     def state(self) -> StandinState:
@@ -308,14 +309,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, resp)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # read by listen() at bind time: a burst of 64+ connects must not drop SYNs
+
+
 class StandinServer:
     """Runs the stand-in in a background thread: ``with StandinServer() as s: s.base_url``."""
 
     def __init__(self, port: int = 0, **state_kwargs: Any):
         self.state = StandinState(**state_kwargs)
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.request_queue_size = 256
+        self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.state = self.state  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="duel-standin", daemon=True)
 

@@ -1,0 +1,264 @@
+"""`duel-assets bench`: figures measured in one run, printed as ratios (and as JSON with --json).
+
+* LLM stage of one 200-turn partition (king + challenger + judges in both orders) against the
+  stand-in with 200 ms latency at concurrency 64: wall time vs the Little's-law limit N*L/C, and vs
+  sequential calls (per-call time measured on a sample at concurrency 1, times N);
+* a warm re-run of the whole partition through Dagster (every call cached): model calls made and
+  wall time vs the same run with the model stage skipped (answers served from memory);
+* the bootstrap gate on 100k turns x 2,000 resamples.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+LATENCY_MS = 200.0
+CONCURRENCY = 64
+TURNS = 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def standin_process(latency_ms: float):
+    """The stand-in in its own process, so that its threads do not share our interpreter lock."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "duel_assets.cli", "standin", "--port", str(port),
+                             "--latency-ms", str(latency_ms)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(base + "/health", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("stand-in did not start")
+            time.sleep(0.1)
+    try:
+        yield base + "/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def standin_requests(base_url: str) -> int:
+    with urllib.request.urlopen(base_url.replace("/v1", "") + "/_standin/log", timeout=30) as r:
+        return len(json.loads(r.read())["log"])
+
+
+def bench_source(tmp: Path, min_turns: int) -> Path:
+    """Variants of the bundled trajectories (task text tagged per variant) with >= min_turns turns."""
+    from duel_assets.lib.sources import bundled_path
+
+    rows = [json.loads(l) for l in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
+    out = tmp / "bench_source.jsonl"
+    with out.open("w") as f:
+        for v in range(max(1, -(-min_turns // 80) + 1)):
+            for r in rows:
+                msgs = [dict(m) for m in r["messages"]]
+                msgs[1]["content"] += f"\n- Variant: {v}"
+                f.write(json.dumps({**r, "messages": msgs}) + "\n")
+    return out
+
+
+def _write_config(tmp: Path, source: Path, concurrency: int) -> Path:
+    cfg = tmp / "bench_chain.toml"
+    cfg.write_text(f"""
+[[sources]]
+format = "swe_zero"
+path = "{source}"
+
+[sampling]
+turns_per_file = {TURNS}
+seed = 11
+
+[generation]
+model = "standin-generator"
+
+[judges]
+models = ["standin-judge-1"]
+
+[calls]
+concurrency = {concurrency}
+retry_budget = 3
+timeout_s = 30
+""")
+    return cfg
+
+
+def bench_llm_stage(tmp: Path) -> dict:
+    from duel_assets.lib import duel
+    from duel_assets.lib.call_cache import CallCache
+    from duel_assets.lib.llm import LLMCaller
+    from duel_assets.lib.pr_records import read_pr_records
+    from duel_assets.lib.sampling import sample_for_key
+    from duel_assets.lib.settings import Endpoint, load_config
+    from duel_assets.lib.trajectories import turn_from_record
+
+    cfg = load_config(_write_config(tmp, bench_source(tmp, TURNS), CONCURRENCY))
+    turns = [turn_from_record(t) for t in sample_for_key("bench_200", cfg)["turns"]]
+    assert len(turns) == TURNS, len(turns)
+    prs_df = read_pr_records(None, sorted({t.instance_id for t in turns}))
+    prs = duel.pr_by_instance(prs_df)
+    out: dict = {}
+    with standin_process(LATENCY_MS) as base:
+        ep = Endpoint(base, "bench-key", "LLM")
+        caller = LLMCaller(ep, cfg.calls, CallCache(tmp / "cache.sqlite"))
+
+        def stage():
+            gen = duel.plan_generation("king", turns, cfg) + duel.plan_generation("challenger", turns, cfg, prs)
+            t0 = time.monotonic()
+            results, s_gen = caller.run([p.request for p in gen], "generation")
+            king = [(p, r) for p, r in zip(gen, results) if p.request.role == "king"]
+            chal = [(p, r) for p, r in zip(gen, results) if p.request.role == "challenger"]
+            import pandas as pd
+
+            kdf = pd.DataFrame(duel.answer_rows("king", [p for p, _ in king], [r for _, r in king]))
+            cdf = pd.DataFrame(duel.answer_rows("challenger", [p for p, _ in chal], [r for _, r in chal], prs))
+            jobs = duel.plan_judging(turns, kdf, cdf, prs, cfg)
+            rows, s_judge = duel.run_judging(jobs, lambda reqs, label: caller.run(reqs, label))
+            wall = time.monotonic() - t0
+            total = duel.merged_stats([s_gen, *s_judge])
+            return wall, total
+
+        before = standin_requests(base)
+        wall, stats = stage()
+        n = stats.requested
+        ideal = n * (LATENCY_MS / 1000) / CONCURRENCY
+        out.update(llm_calls=n, llm_wall_s=round(wall, 3), llm_ideal_s=round(ideal, 3),
+                   llm_efficiency=round(ideal / wall, 3), llm_calls_made=stats.calls_made)
+        # sequential: per-call time at concurrency 1 on a sample of fresh calls, times N
+        seq_cfg = cfg.calls.__class__(**{**cfg.calls.__dict__, "concurrency": 1})
+        seq = LLMCaller(ep, seq_cfg, CallCache(tmp / "seq_cache.sqlite"))
+        sample = duel.plan_generation("king", turns[:30], cfg)
+        t0 = time.monotonic()
+        seq.run([p.request for p in sample], "sequential sample")
+        per_call = (time.monotonic() - t0) / len(sample)
+        out.update(sequential_per_call_s=round(per_call, 4), sequential_projected_s=round(per_call * n, 2),
+                   speedup_vs_sequential=round(per_call * n / wall, 1))
+        # warm: same stage, everything cached
+        mid = standin_requests(base)
+        warm_wall, warm_stats = stage()
+        out.update(llm_warm_wall_s=round(warm_wall, 3), llm_warm_calls=standin_requests(base) - mid,
+                   llm_cold_requests=mid - before)
+    return out
+
+
+def bench_warm_rerun(tmp: Path) -> dict:
+    """Whole partition through Dagster: cold, warm (cache), and model stage skipped."""
+    import dagster as dg
+
+    from duel_assets.defs.assets import ALL_ASSETS
+    from duel_assets.defs.resources import DuelSettings, LLMResource, warehouse_io_manager
+    from duel_assets.lib.call_cache import CallCache
+    from duel_assets.lib.llm import CallResult, CallStats
+
+    cfg_path = _write_config(tmp, bench_source(tmp, TURNS), CONCURRENCY)
+    home = tmp / "duel_home"
+    os.environ.update(DUEL_HOME=str(home), DUEL_CONFIG=str(cfg_path))
+    out: dict = {}
+    (tmp / "dagster_home").mkdir(exist_ok=True)
+    with standin_process(LATENCY_MS) as base, dg.instance_for_test(temp_dir=str(tmp / "dagster_home")) as inst:
+        os.environ.update(LLM_BASE_URL=base, LLM_API_KEY="bench-key")
+        key = "bench_200"
+        inst.add_dynamic_partitions("prompt_files", [key])
+        quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+        def run(llm) -> float:
+            t0 = time.monotonic()
+            res = dg.materialize(ALL_ASSETS, partition_key=key, instance=inst, run_config=quiet,
+                                 resources={"settings": DuelSettings(), "llm": llm,
+                                            "io_manager": warehouse_io_manager(str(home / "warehouse.duckdb"))})
+            assert res.success
+            return time.monotonic() - t0
+
+        cold = run(LLMResource())
+        n0 = standin_requests(base)
+        warm = run(LLMResource())
+        warm_calls = standin_requests(base) - n0
+        memo = {}
+        con = CallCache(home / "cache" / "llm_calls.sqlite")
+        for (k, resp) in con._con.execute("SELECT key, response FROM calls").fetchall():
+            memo[k] = json.loads(resp)
+        con.close()
+
+        class Canned:
+            def run(self, requests, label="llm"):
+                return [CallResult.from_cache(r.key, memo[r.key]) for r in requests], CallStats(requested=len(requests))
+
+        class SkippedModel(LLMResource):
+            def caller(self, cfg, paths, log):
+                return Canned()
+
+        skipped = run(SkippedModel())
+        out.update(pipeline_cold_s=round(cold, 3), pipeline_warm_s=round(warm, 3), pipeline_model_skipped_s=round(skipped, 3),
+                   warm_rerun_calls=warm_calls, warm_rerun_ratio=round(warm / skipped, 3))
+    return out
+
+
+def bench_bootstrap() -> dict:
+    from duel_assets.lib.scoring import gate
+    from duel_assets.lib.settings import GateConfig
+
+    rng = np.random.default_rng(0)
+    scores = list(rng.choice(np.arange(0, 100.5, 5.0), size=100_000))
+    cfg = GateConfig(resamples=2000)
+    gate(scores[:100], cfg)  # warm-up (imports, allocator)
+    t0 = time.perf_counter()
+    g = gate(scores, cfg)
+    secs = time.perf_counter() - t0
+    return {"bootstrap_turns": len(scores), "bootstrap_resamples": cfg.resamples, "bootstrap_seconds": round(secs, 4),
+            "bootstrap_lower_bound": g.lower_bound}
+
+
+def main(as_json: bool = False) -> int:
+    random.seed(0)
+    results: dict = {}
+    saved_env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="duel-bench-") as d:
+        tmp = Path(d)
+        (tmp / "llm").mkdir()
+        (tmp / "pipe").mkdir()
+        try:
+            results.update(bench_llm_stage(tmp / "llm"))
+            results.update(bench_warm_rerun(tmp / "pipe"))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+    results.update(bench_bootstrap())
+    if as_json:
+        print(json.dumps(results))
+        return 0
+    r = results
+    print(f"LLM stage, one {TURNS}-turn partition ({r['llm_calls']} calls: king + challenger + judges x2 orders), "
+          f"stand-in latency {LATENCY_MS:.0f} ms, concurrency {CONCURRENCY}:")
+    print(f"  wall {r['llm_wall_s']:.2f} s vs N*L/C = {r['llm_ideal_s']:.2f} s  -> efficiency {r['llm_efficiency']:.2f}")
+    print(f"  sequential: {r['sequential_per_call_s'] * 1000:.0f} ms/call measured on 30 calls -> {r['sequential_projected_s']:.0f} s "
+          f"for N  -> speedup {r['speedup_vs_sequential']:.1f}x")
+    print(f"  warm re-run of the stage: {r['llm_warm_calls']} model calls, {r['llm_warm_wall_s']:.2f} s")
+    print(f"Whole partition through Dagster: cold {r['pipeline_cold_s']:.2f} s, warm {r['pipeline_warm_s']:.2f} s "
+          f"({r['warm_rerun_calls']} model calls), model stage skipped {r['pipeline_model_skipped_s']:.2f} s "
+          f"-> warm/skipped {r['warm_rerun_ratio']:.2f}")
+    print(f"Bootstrap gate: {r['bootstrap_turns']:,} turns x {r['bootstrap_resamples']:,} resamples in {r['bootstrap_seconds']:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main("--json" in sys.argv))
