@@ -23,6 +23,19 @@ def _key(context: dg.AssetExecutionContext) -> str:
     return validate_partition_key(context.partition_key)
 
 
+def _check_results(checks: list[duel.RateCheck], asset: str) -> list[dg.AssetCheckResult]:
+    return [dg.AssetCheckResult(
+        asset_key=asset, check_name=c.name, passed=c.passed, severity=dg.AssetCheckSeverity.WARN,
+        description=c.description,
+        metadata={"rate": c.rate, "threshold": c.threshold, "numerator": c.numerator, "denominator": c.denominator},
+    ) for c in checks]
+
+
+def _specs(asset: str, *names: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(n, asset=asset, description=f"{n} of {asset} against its threshold in chain.toml [checks]")
+            for n in names]
+
+
 def _md_table(rows: list[dict]) -> dg.MetadataValue:
     return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False) if rows else "_none_")
 
@@ -87,7 +100,7 @@ def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sample
 
 
 def _generate(context, role: str, settings: DuelSettings, llm: LLMResource, turns_df: pd.DataFrame,
-              prs: dict | None) -> pd.DataFrame:
+              prs: dict | None) -> dg.MaterializeResult:
     key = _key(context)
     paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
     turns = duel.turns_from_frame(turns_df)
@@ -110,29 +123,30 @@ def _generate(context, role: str, settings: DuelSettings, llm: LLMResource, turn
     if role == "challenger":
         md["leak_suspects"] = sum(bool(r.get("leak_suspect")) for r in rows)
     _check_failure_rate(stats, cfg, f"{role}_answers[{key}]", md)
-    context.add_output_metadata(md)
-    return tables.frame(f"{role}_answers", rows, key)
+    return dg.MaterializeResult(value=tables.frame(f"{role}_answers", rows, key), metadata=md,
+                                check_results=_check_results(duel.answer_checks(rows, cfg, role), f"{role}_answers"))
 
 
-@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"})
+@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"}, check_specs=_specs("king_answers", "format_ok_rate"))
 def king_answers(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
-                 sampled_turns: pd.DataFrame) -> pd.DataFrame:
+                 sampled_turns: pd.DataFrame):
     """The baseline answer to every turn, generated blind: the model sees only the history."""
     return _generate(context, "king", settings, llm, sampled_turns, None)
 
 
-@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"})
+@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"},
+          check_specs=_specs("challenger_answers", "format_ok_rate", "leak_rate"))
 def challenger_answers(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
-                       sampled_turns: pd.DataFrame, pr_records: pd.DataFrame) -> pd.DataFrame:
+                       sampled_turns: pd.DataFrame, pr_records: pd.DataFrame):
     """The candidate answer, generated with the hidden PR record under the blind-agent rule, with a
     leak check against the patch."""
     return _generate(context, "challenger", settings, llm, sampled_turns, duel.pr_by_instance(pr_records))
 
 
-@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"})
+@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"}, check_specs=_specs("judge_scores", "parse_rate"))
 def judge_scores(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
                  sampled_turns: pd.DataFrame, pr_records: pd.DataFrame, king_answers: pd.DataFrame,
-                 challenger_answers: pd.DataFrame) -> pd.DataFrame:
+                 challenger_answers: pd.DataFrame):
     """Every (turn, judge, order): per-metric scores for challenger and opponent from the judge panel."""
     key = _key(context)
     paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
@@ -153,8 +167,9 @@ def judge_scores(context: dg.AssetExecutionContext, settings: DuelSettings, llm:
     if total.cost(cfg.prices) is not None:
         md["estimated_cost_usd"] = total.cost(cfg.prices)
     _check_failure_rate(total, cfg, f"judge_scores[{key}]", md)
-    context.add_output_metadata(md)
-    return tables.frame("judge_scores", rows, key)
+    md["per_judge"] = _md_table(duel.per_judge_stats(pd.DataFrame(rows, columns=tables.columns("judge_scores"))))
+    return dg.MaterializeResult(value=tables.frame("judge_scores", rows, key), metadata=md,
+                                check_results=_check_results(duel.judge_checks(rows, cfg), "judge_scores"))
 
 
 @dg.asset(**PARTITIONED, kinds={"duckdb"})
@@ -176,6 +191,7 @@ def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, samp
     registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
     overall = export.overall_gate(export.read_summaries(paths, registered), cfg.gate)
     parsed_scores = [s for s in scores if s is not None]
+    judge_stats = duel.per_judge_stats(judge_scores)
     context.add_output_metadata({
         "gate": g.verdict,
         "gate_figures": g.to_dict(),
@@ -185,9 +201,10 @@ def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, samp
         "mean_score": round(sum(parsed_scores) / len(parsed_scores), 3) if parsed_scores else None,
         "buckets": dict(Counter(r["bucket"] or "parse-fail" for r in rows)),
         "bucket_notes": dict(Counter(r["bucket_note"] for r in rows if r["bucket_note"])),
-        "per_judge": _md_table(duel.per_judge_stats(judge_scores)),
+        "per_judge": _md_table(judge_stats),
+        "per_judge_stats": judge_stats,
         "metric_win_rates": duel.metric_win_rates(df),
-        "score_histogram": _md_table(duel.histogram(parsed_scores)),
+        "score_histogram": dg.MetadataValue.md(duel.histogram_markdown(parsed_scores)),
     })
     return df
 

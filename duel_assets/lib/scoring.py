@@ -64,7 +64,7 @@ def parse_judge_reply(text: str | None) -> JudgeReply:
     body = re.sub(r"(?is)<think>.*?</think>", "", text)
     if "<think>" in body.lower():  # unclosed think: a truncated reply, keep what follows nothing
         body = body[: body.lower().index("<think>")]
-    last_error = "no JSON object found"
+    last_error = "JSON object is unterminated (truncated reply?)" if "{" in body else "no JSON object found"
     for cand in _json_candidates(body):
         try:
             obj = json.loads(cand)

@@ -201,6 +201,13 @@ class LeakageConfig:
 
 
 @dataclass
+class ChecksConfig:
+    min_parse_rate: float = 0.9  # judge_scores: parsed judgements / judged
+    max_leak_rate: float = 0.2  # challenger_answers: leak suspects / answered
+    min_format_ok_rate: float = 0.8  # king_answers and challenger_answers: format_ok / answered
+
+
+@dataclass
 class PRRecordsConfig:
     path: str = ""  # empty: the bundled records
 
@@ -216,6 +223,7 @@ class ChainConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     buckets: BucketConfig = field(default_factory=BucketConfig)
     leakage: LeakageConfig = field(default_factory=LeakageConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     metric_weights: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in METRICS})
     excluded_instance_ids: list[str] = field(default_factory=list)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> {prompt, completion} per 1M tokens

@@ -1,0 +1,74 @@
+"""Both sensors, called with a real Dagster instance and real materializations."""
+import json
+
+import dagster as dg
+import pytest
+
+from duel_assets.definitions import defs
+from duel_assets.defs.sensors import judging_sensor, prompt_file_sensor
+from duel_assets_tests.conftest import materialize
+
+ANSWERS = ["sampled_turns", "pr_records", "king_answers", "challenger_answers"]
+
+
+def tick(sensor, instance, cursor=None):
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs(), cursor=cursor)
+    return sensor(ctx)
+
+
+def requests(result) -> list[dg.RunRequest]:
+    return list(getattr(result, "run_requests", None) or [])
+
+
+def test_sensors_run_by_default():
+    assert prompt_file_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert judging_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_prompt_file_sensor_registers_new_files_once(duel_env, instance):
+    prompt = duel_env["home"] / "prompt"
+    prompt.mkdir(parents=True, exist_ok=True)
+    for name in ("batch_a.json", "batch_b.json", "bad name!.json"):
+        (prompt / name).write_text("[]")
+    res = tick(prompt_file_sensor, instance)
+    assert sorted(r.partition_key for r in requests(res)) == ["batch_a", "batch_b"]
+    (add,) = res.dynamic_partitions_requests
+    assert sorted(add.partition_keys) == ["batch_a", "batch_b"]
+    instance.add_dynamic_partitions("prompt_files", list(add.partition_keys))  # what the daemon does
+    again = tick(prompt_file_sensor, instance)
+    assert isinstance(again, dg.SkipReason)
+    (prompt / "batch_c.json").write_text("[]")
+    third = tick(prompt_file_sensor, instance)
+    assert [r.partition_key for r in requests(third)] == ["batch_c"]
+
+
+@pytest.mark.e2e
+def test_judging_sensor_once_per_new_pair_and_never_half(duel_env, instance):
+    materialize(instance, "P", selection=ANSWERS)
+    first = tick(judging_sensor, instance)
+    reqs = requests(first)
+    assert [r.partition_key for r in reqs] == ["P"]
+    second = tick(judging_sensor, instance, cursor=first.cursor)
+    assert requests(second) == []
+    # only the king side for Q: nothing
+    materialize(instance, "Q", selection=["sampled_turns", "pr_records", "king_answers"])
+    third = tick(judging_sensor, instance, cursor=second.cursor)
+    assert requests(third) == []
+    # Q's challenger lands: Q is requested, P is not requested again
+    materialize(instance, "Q", selection=["challenger_answers"])
+    fourth = tick(judging_sensor, instance, cursor=third.cursor)
+    assert [r.partition_key for r in requests(fourth)] == ["Q"]
+    # P is judged (as the requested run would), then a fresh pair of answers asks again, with a new run key
+    materialize(instance, "P", selection=["judge_scores", "duel_verdict", "exported_buckets"])
+    fifth = tick(judging_sensor, instance, cursor=fourth.cursor)
+    assert requests(fifth) == []
+    materialize(instance, "P", selection=["king_answers", "challenger_answers"])
+    sixth = tick(judging_sensor, instance, cursor=fifth.cursor)
+    assert [r.partition_key for r in requests(sixth)] == ["P"]
+    assert requests(sixth)[0].run_key != reqs[0].run_key
+    # a sensor restarted without a cursor still does not re-request judged pairs
+    fresh = tick(judging_sensor, instance)
+    assert sorted(r.partition_key for r in requests(fresh)) == ["P", "Q"]  # P's new pair, Q's unjudged pair
+    materialize(instance, "Q", selection=["judge_scores"])
+    materialize(instance, "P", selection=["judge_scores"])
+    assert requests(tick(judging_sensor, instance)) == []
