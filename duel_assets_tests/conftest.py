@@ -84,6 +84,7 @@ def duel_env(tmp_path, monkeypatch, fresh_standin):
     monkeypatch.setenv("DUEL_CONFIG", str(cfg))
     monkeypatch.setenv("LLM_BASE_URL", fresh_standin.base_url)
     monkeypatch.setenv("LLM_API_KEY", CANARY_KEY)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_datasets_cache"))
     return {"home": home, "config": cfg, "tmp": tmp_path, "standin": fresh_standin}
 
 

@@ -226,9 +226,12 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
             t["path"] = by_turn.get(t["turn_id"])
         export.write_summary(paths, key, summary)
     registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
-    report, overall = export.write_report(paths, registered, cfg.gate, mode)
+    report, overall, sft = export.write_report(paths, registered, cfg.gate, mode, cfg.export.buckets, cfg.export.require_gate)
     context.add_output_metadata({
         "exported": len(rows),
+        "sft_rows": sft["rows"],
+        "sft_export": dg.MetadataValue.path(str(paths.export_dir)),
+        "sft_partitions_excluded": sft["partitions_excluded"],
         "by_bucket": dict(Counter(r["bucket"] for r in rows)),
         "report": dg.MetadataValue.path(str(report)),
         "gate_all_partitions": overall.verdict,

@@ -149,7 +149,9 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, generate
     return "\n".join(lines)
 
 
-def write_report(paths: Paths, keys: list[str] | None, cfg: GateConfig, mode: int) -> tuple[Path, Gate]:
+def write_report(paths: Paths, keys: list[str] | None, cfg: GateConfig, mode: int,
+                 export_buckets: list[str] | None = None, require_gate: bool = True) -> tuple[Path, Gate, dict]:
+    """report.md and the SFT export, rebuilt from every registered partition's summary."""
     with _locked(paths.report_dir / ".report.lock"):
         summaries = read_summaries(paths, keys)
         g = overall_gate(summaries, cfg)
@@ -157,4 +159,105 @@ def write_report(paths: Paths, keys: list[str] | None, cfg: GateConfig, mode: in
         tmp = paths.report.with_suffix(".md.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, paths.report)
-    return paths.report, g
+        sft = write_sft_export(paths, summaries, g, export_buckets or ["final", "refined"], require_gate)
+    return paths.report, g, sft
+
+
+# ---------------------------------------------------------------- SFT export
+
+SFT_COLUMNS = ["messages", "tools", "source", "protocol", "instance_id", "turn_id", "prompt_file", "bucket", "score"]
+
+
+def _sft_message(m: dict) -> dict:
+    calls = m.get("tool_calls")
+    if isinstance(calls, str):
+        calls = json.loads(calls) if calls else None
+    return {"role": m["role"], "content": m.get("content") or "",
+            "tool_calls": [{"id": c.get("id") or f"call_{i}", "type": "function",
+                            "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+                           for i, c in enumerate(calls)] if calls else None,
+            "tool_call_id": m.get("tool_call_id")}
+
+
+def sft_row(doc: dict) -> dict:
+    """A training row in the source's own chat format: the visible history, then the challenger's
+    answer as the last assistant message (a tool call for tool scaffolds; THOUGHT plus one bash
+    block for the mini-swe-agent text protocol)."""
+    turn, chal = doc["turn"], doc["challenger"] or {}
+    target = _sft_message({"role": "assistant", "content": chal.get("content"), "tool_calls": chal.get("tool_calls")})
+    tools = turn.get("tools")
+    return {
+        "messages": [_sft_message(m) for m in turn["history"]] + [target],
+        "tools": json.dumps(tools) if tools else None,
+        "source": turn.get("source"), "protocol": turn.get("protocol"), "instance_id": turn.get("instance_id"),
+        "turn_id": doc["turn_id"], "prompt_file": doc["prompt_file"], "bucket": doc["bucket"], "score": doc["score"],
+    }
+
+
+def _card(rows: list[dict], summaries: dict[str, dict], overall: Gate, included: list[str], excluded: dict[str, str],
+          buckets: list[str]) -> str:
+    from collections import Counter
+
+    by_source = Counter(r["source"] for r in rows)
+    by_bucket = Counter(r["bucket"] for r in rows)
+    by_protocol = Counter(r["protocol"] for r in rows)
+    g = overall.to_dict()
+    lines = [
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        "    path: data/*.parquet",
+        "---",
+        "",
+        "# duel_assets SFT export",
+        "",
+        f"{len(rows)} training turns: each row is a coding-agent history and, as the last assistant message, a",
+        f"challenger answer that won its duel (buckets: {', '.join(buckets)}). Rows keep the source's own chat",
+        "format: OpenAI messages with tool calls (and the `tools` schemas) for tool-calling scaffolds, the",
+        "mini-swe-agent text protocol (THOUGHT + one bash block) for bash-block sources.",
+        "",
+        "Load: `datasets.load_dataset(\"<this folder>\")` (parquet under `data/`), or `jsonl/train.jsonl`.",
+        "",
+        "| source | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by_source.items())], "",
+        "| bucket | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by_bucket.items())], "",
+        "| protocol | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by_protocol.items())], "",
+        "## Gate",
+        "",
+        *_gate_lines(g),
+        "",
+        "| partition | gate | mean margin | lower bound | in export |",
+        "|---|---|---:|---:|---|",
+    ]
+    for k, s in summaries.items():
+        gg = s["gate"]
+        lines.append(f"| {k} | {gg['verdict']} | {_fmt(gg['mean_margin'], 2)} | {_fmt(gg['lower_bound'], 2)} | "
+                     f"{'yes' if k in included else 'no: ' + excluded.get(k, '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_sft_export(paths: Paths, summaries: dict[str, dict], overall: Gate, buckets: list[str], require_gate: bool) -> dict:
+    import pandas as pd
+
+    included, excluded, rows = [], {}, []
+    for key, s in summaries.items():
+        if require_gate and s["gate"]["verdict"] != "ACCEPT":
+            excluded[key] = "gate REJECT"
+            continue
+        included.append(key)
+        for b in buckets:
+            for f in sorted(paths.bucket_dir(b).glob(f"{key}__*.json")):
+                rows.append(sft_row(json.loads(f.read_text(encoding="utf-8"))))
+    out = paths.export_dir
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    (out / "jsonl").mkdir(parents=True, exist_ok=True)
+    with open(out / "jsonl" / "train.jsonl.tmp", "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(out / "jsonl" / "train.jsonl.tmp", out / "jsonl" / "train.jsonl")
+    df = pd.DataFrame(rows, columns=SFT_COLUMNS)
+    df.to_parquet(out / "data" / "train.parquet.tmp", index=False)
+    os.replace(out / "data" / "train.parquet.tmp", out / "data" / "train-00000-of-00001.parquet")
+    (out / "README.md").write_text(_card(rows, summaries, overall, included, excluded, buckets), encoding="utf-8")
+    return {"rows": len(rows), "partitions_included": included, "partitions_excluded": excluded}

@@ -120,8 +120,9 @@ def schema_errors(value: Any, schema: dict, path: str = "arguments") -> list[str
                 break
         if not ok:
             return [f"{path}: expected {'/'.join(types)}, got {type(value).__name__}"]
-    if "enum" in schema and value not in schema["enum"]:
-        errs.append(f"{path}: {value!r} not one of {schema['enum']}")
+    enum = schema.get("enum")
+    if isinstance(enum, list) and value not in enum:
+        errs.append(f"{path}: {value!r} not one of {enum}")
     if isinstance(value, dict):
         props = schema.get("properties") or {}
         for r in schema.get("required") or []:

@@ -43,11 +43,24 @@ def effective_sources(cfg: ChainConfig) -> list[SourceSpec]:
     return cfg.sources or BUNDLED_SOURCES
 
 
+def filter_reason(traj, cfg: ChainConfig, excluded: set[str]) -> str | None:
+    f = cfg.filters
+    if traj.instance_id in excluded:
+        return "filtered_excluded_id"
+    if traj.repo and traj.repo in f.excluded_repos:
+        return "filtered_excluded_repo"
+    if traj.reward is not None and traj.reward < f.min_reward:
+        return "filtered_min_reward"
+    if f.outcome == "submitted" and traj.outcome != "submitted":
+        return "filtered_outcome"
+    return None
+
+
 def build_pool(cfg: ChainConfig) -> Pool:
     """Read every source, cut turns, and shuffle them (weighted interleave across sources)."""
     per_source: list[tuple[SourceSpec, list[Turn]]] = []
     pool = Pool(turns=[])
-    excluded = set(cfg.excluded_instance_ids)
+    excluded = set(cfg.excluded_instance_ids) | set(cfg.filters.excluded_ids)
     for spec in effective_sources(cfg):
         reader = reader_for(spec.format)
         turns: list[Turn] = []
@@ -61,8 +74,9 @@ def build_pool(cfg: ChainConfig) -> Pool:
             except BadRecord as e:
                 pool.skipped[e.reason] += 1
                 continue
-            if traj.instance_id in excluded:
-                pool.skipped["excluded_instance_id"] += 1
+            reason = filter_reason(traj, cfg, excluded)
+            if reason:
+                pool.skipped[reason] += 1
                 continue
             pool.trajectories += 1
             cut, skips = cut_turns(traj, cfg.sampling.max_history_chars, cfg.sampling.max_observation_chars)

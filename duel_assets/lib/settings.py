@@ -152,6 +152,15 @@ class SamplingConfig:
 
 
 @dataclass
+class FiltersConfig:
+    min_reward: float = -1e9  # trajectories with a reward below this are skipped (no reward: kept)
+    outcome: str = "any"  # "any" or "submitted"
+    max_history_tokens: int = 0  # 0: sampling.max_history_chars decides; else ~4 characters a token
+    excluded_repos: list[str] = field(default_factory=list)
+    excluded_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
 class GenerationConfig:
     model: str = "gpt-4o-mini"
     temperature: float = 0.7
@@ -208,6 +217,12 @@ class ChecksConfig:
 
 
 @dataclass
+class ExportConfig:
+    buckets: list[str] = field(default_factory=lambda: ["final", "refined"])  # what counts as training data
+    require_gate: bool = True  # only partitions whose gate is ACCEPT
+
+
+@dataclass
 class PRRecordsConfig:
     path: str = ""  # empty: the bundled records
 
@@ -217,6 +232,7 @@ class ChainConfig:
     sources: list[SourceSpec] = field(default_factory=list)
     pr_records: PRRecordsConfig = field(default_factory=PRRecordsConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     judges: JudgeConfig = field(default_factory=JudgeConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
@@ -224,6 +240,7 @@ class ChainConfig:
     buckets: BucketConfig = field(default_factory=BucketConfig)
     leakage: LeakageConfig = field(default_factory=LeakageConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     metric_weights: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in METRICS})
     excluded_instance_ids: list[str] = field(default_factory=list)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> {prompt, completion} per 1M tokens
@@ -270,6 +287,10 @@ def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
     cfg.metric_weights = {m: float(cfg.metric_weights.get(m, 1.0)) for m in METRICS}
     if cfg.leakage.action not in ("demote", "drop"):
         raise ConfigError(f"leakage.action: expected 'demote' or 'drop', got {cfg.leakage.action!r}")
+    if cfg.filters.outcome not in ("any", "submitted"):
+        raise ConfigError(f"filters.outcome: expected 'any' or 'submitted', got {cfg.filters.outcome!r}")
+    if cfg.filters.max_history_tokens:
+        cfg.sampling.max_history_chars = cfg.filters.max_history_tokens * 4
     if not 0 < cfg.sampling.turns_per_file <= 200:
         raise ConfigError("sampling.turns_per_file: must be between 1 and 200")
     if cfg.calls.concurrency < 1 or cfg.calls.retry_budget < 1:

@@ -1,0 +1,91 @@
+"""A tool_calls partition (CoderForge-format rows) through all seven assets and into the SFT export."""
+import json
+from pathlib import Path
+
+import pytest
+
+from duel_assets_tests.conftest import materialize, metadata, query
+
+FIX = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.mark.e2e
+def test_coderforge_partition_end_to_end_and_sft_export(duel_env, instance):
+    cfg = duel_env["config"]
+    cfg.write_text(cfg.read_text() + f"""
+[[sources]]
+format = "coderforge"
+path = "{FIX / 'coderforge_sample.jsonl'}"
+
+[pr_records]
+path = "{FIX / 'tool_pr_records.jsonl'}"
+
+[export]
+require_gate = false
+""")
+    home = duel_env["home"]
+    res = materialize(instance, "cf_batch")
+    assert query(home, "SELECT DISTINCT protocol, source FROM duel.sampled_turns") == [("tool_calls", "coderforge")]
+    n, = query(home, "SELECT count(*) FROM duel.sampled_turns")
+    assert n[0] == 6
+    tools = json.loads(query(home, "SELECT tools FROM duel.sampled_turns LIMIT 1")[0][0])
+    assert {t["function"]["name"] for t in tools} == {"execute_bash", "str_replace_editor", "think", "finish"}
+    assert query(home, "SELECT count(*) FROM duel.pr_records WHERE missing") == [(0,)]
+    # both sides answered with exactly one known tool call, validated against the schema
+    for t in ("king_answers", "challenger_answers"):
+        rows = query(home, f"SELECT format_ok, tool_calls, action FROM duel.{t}")
+        assert len(rows) == 6
+        for ok, calls, action in rows:
+            call = json.loads(calls)
+            assert ok and len(call) == 1 and call[0]["function"]["name"] == "execute_bash"
+            assert "command" in json.loads(call[0]["function"]["arguments"]) and action.startswith("execute_bash(")
+    # the stand-in received the tools: every generation request carried them
+    gen = [e for e in duel_env["standin"].state.log if e["model"] == "standin-generator"]
+    assert len(gen) == 12
+    assert query(home, "SELECT count(*) FROM duel.judge_scores WHERE parsed") == [(12,)]
+    exported = query(home, "SELECT bucket, path FROM duel.exported_buckets")
+    assert len(exported) == 6
+    md = metadata(res, "exported_buckets")
+    accepted = sum(1 for b, _ in exported if b in ("final", "refined"))
+    assert md["sft_rows"] == accepted
+    # the export loads with datasets; the tool call is the last assistant message
+    import datasets
+
+    export_dir = home / "export"
+    card = (export_dir / "README.md").read_text()
+    assert "coderforge" in card and "## Gate" in card
+    jsonl = [json.loads(l) for l in (export_dir / "jsonl" / "train.jsonl").read_text().splitlines()]
+    assert len(jsonl) == accepted
+    if accepted:
+        ds = datasets.load_dataset(str(export_dir), split="train", cache_dir=str(duel_env["tmp"] / "hf"))
+        assert len(ds) == accepted
+        row = ds[0]
+        last = row["messages"][-1]
+        assert last["role"] == "assistant" and last["tool_calls"][0]["function"]["name"] == "execute_bash"
+        assert json.loads(row["tools"])[0]["function"]["name"] == "execute_bash"
+        assert row["protocol"] == "tool_calls"
+        tool_msgs = [m for m in row["messages"] if m["role"] == "tool"]
+        assert all(m["tool_call_id"] for m in tool_msgs)
+
+
+@pytest.mark.e2e
+def test_bash_block_export_uses_the_text_protocol_and_respects_the_gate(duel_env, instance):
+    import datasets
+
+    cfg = duel_env["config"]
+    cfg.write_text(cfg.read_text() + "\n[export]\nrequire_gate = false\n")
+    materialize(instance, "prompts_12_000")
+    home = duel_env["home"]
+    accepted, = query(home, "SELECT count(*) FROM duel.duel_verdict WHERE bucket IN ('final', 'refined')")
+    ds = datasets.load_dataset(str(home / "export"), split="train", cache_dir=str(duel_env["tmp"] / "hf"))
+    assert len(ds) == accepted[0]
+    for row in ds:
+        last = row["messages"][-1]
+        assert last["role"] == "assistant" and last["tool_calls"] is None and "```bash" in last["content"]
+        assert row["messages"][0]["role"] == "system" and row["tools"] is None
+    # with the gate required, a REJECTed partition contributes nothing
+    cfg.write_text(cfg.read_text().replace("require_gate = false", "require_gate = true"))
+    materialize(instance, "prompts_12_000", selection=["exported_buckets"])
+    summary = json.loads((home / "report" / "partitions" / "prompts_12_000.json").read_text())
+    n = len((home / "export" / "jsonl" / "train.jsonl").read_text().splitlines())
+    assert n == (accepted[0] if summary["gate"]["verdict"] == "ACCEPT" else 0)
