@@ -213,6 +213,93 @@ def bench_warm_rerun(tmp: Path) -> dict:
     return out
 
 
+SAMPLER_TURNS = 2000
+BIG_BYTES = 1_050_000_000
+
+
+def make_big_parquet(path: Path, min_bytes: int = BIG_BYTES, row_group_rows: int = 100) -> dict:
+    """SWE-ZERO-format trajectories padded with incompressible observations until the file is
+    >= min_bytes (row groups of ``row_group_rows`` rows, as large-row hub parquet files have)."""
+    import base64
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from duel_assets.lib.sources import bundled_path
+
+    base = [json.loads(l) for l in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
+    rng = random.Random(0)
+    writer = None
+    n = 0
+    try:
+        while writer is None or path.stat().st_size < min_bytes:  # each row group is flushed as written
+            batch = []
+            for _ in range(row_group_rows):
+                r = base[n % len(base)]
+                msgs = [dict(m) for m in r["messages"]]
+                msgs[1]["content"] += f"\n- Variant: {n}"
+                for m in msgs[3::2]:  # observations
+                    m["content"] += "\n" + base64.b64encode(rng.randbytes(4000)).decode()
+                batch.append({**r, "messages": msgs})
+                n += 1
+            table = pa.Table.from_pylist(batch)
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table, row_group_size=row_group_rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    return {"sampler_file_bytes": path.stat().st_size, "sampler_file_rows": pq.ParquetFile(path).metadata.num_rows,
+            "sampler_row_group_rows": row_group_rows}
+
+
+_SAMPLER_CHILD = r"""
+import json, random, resource, sys, time
+mode, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# each side imports what it uses before the clock starts: the figure is the operation's
+if mode == "blocks":
+    from duel_assets.lib.sampling import numbered_keys, sample_for_key
+    from duel_assets.lib.settings import parse_config
+else:
+    import datasets, pandas
+    from duel_assets.lib.trajectories import cut_turns, read_swe_zero
+t0 = time.perf_counter()
+if mode == "blocks":
+    cfg = parse_config({"sources": [{"format": "swe_zero", "path": path}], "sampling": {"turns_per_file": 200, "seed": 3}})
+    files = [sample_for_key(k, cfg) for k in numbered_keys(n, 200)]
+    turns = [t for f in files for t in f["turns"]]
+    rows_read = sum(f["rows_read"] for f in files)
+else:
+    ds = datasets.load_dataset("parquet", data_files=path, split="train", cache_dir=sys.argv[4])
+    df = ds.to_pandas()
+    rows = df.sample(n=n, random_state=3).to_dict("records")
+    rows_read = len(df)
+    turns = []
+    for r in rows:
+        r["messages"] = [dict(m) for m in r["messages"]]
+        cut, _ = cut_turns(read_swe_zero(r))
+        turns.append(random.Random(3).choice(cut))
+print(json.dumps({"seconds": time.perf_counter() - t0, "turns": len(turns), "rows_read": rows_read,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def bench_sampler(tmp: Path) -> dict:
+    big = tmp / "trajectories.parquet"
+    out = make_big_parquet(big)
+    res = {}
+    for mode in ("blocks", "full"):
+        p = subprocess.run([sys.executable, "-c", _SAMPLER_CHILD, mode, str(big), str(SAMPLER_TURNS), str(tmp / "hf_cache")],
+                           capture_output=True, text=True, check=True)
+        res[mode] = json.loads(p.stdout.strip().splitlines()[-1])
+    out.update(sampler_turns=res["blocks"]["turns"], sampler_rows_read=res["blocks"]["rows_read"], sampler_seconds=round(res["blocks"]["seconds"], 2),
+               sampler_peak_rss_mb=round(res["blocks"]["peak_rss_mb"]), full_load_seconds=round(res["full"]["seconds"], 2),
+               full_load_peak_rss_mb=round(res["full"]["peak_rss_mb"]),
+               sampler_time_ratio=round(res["full"]["seconds"] / res["blocks"]["seconds"], 1),
+               sampler_memory_ratio=round(res["full"]["peak_rss_mb"] / res["blocks"]["peak_rss_mb"], 1))
+    return out
+
+
 def bench_bootstrap() -> dict:
     from duel_assets.lib.scoring import gate
     from duel_assets.lib.settings import GateConfig
@@ -242,6 +329,8 @@ def main(as_json: bool = False) -> int:
         finally:
             os.environ.clear()
             os.environ.update(saved_env)
+        (tmp / "sampler").mkdir()
+        results.update(bench_sampler(tmp / "sampler"))
     results.update(bench_bootstrap())
     if as_json:
         print(json.dumps(results))
@@ -256,6 +345,10 @@ def main(as_json: bool = False) -> int:
     print(f"Whole partition through Dagster: cold {r['pipeline_cold_s']:.2f} s, warm {r['pipeline_warm_s']:.2f} s "
           f"({r['warm_rerun_calls']} model calls), model stage skipped {r['pipeline_model_skipped_s']:.2f} s "
           f"-> warm/skipped {r['warm_rerun_ratio']:.2f}")
+    print(f"Sampling {r['sampler_turns']:,} turns from a {r['sampler_file_bytes'] / 1e9:.2f} GB parquet ({r['sampler_file_rows']:,} trajectories, "
+          f"row groups of {r['sampler_row_group_rows']}): blocks {r['sampler_seconds']:.1f} s / {r['sampler_peak_rss_mb']} MB peak; "
+          f"datasets + pandas full load {r['full_load_seconds']:.1f} s / {r['full_load_peak_rss_mb']} MB "
+          f"-> {r['sampler_time_ratio']:.1f}x less time, {r['sampler_memory_ratio']:.1f}x less memory")
     print(f"Bootstrap gate: {r['bootstrap_turns']:,} turns x {r['bootstrap_resamples']:,} resamples in {r['bootstrap_seconds']:.3f} s")
     return 0
 

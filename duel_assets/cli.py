@@ -54,7 +54,7 @@ def register_partitions(instance, keys: list[str]) -> list[str]:
 
 
 def cmd_sample(args) -> int:
-    from duel_assets.lib.sampling import build_pool, numbered_keys, sample_for_key, write_json_atomic
+    from duel_assets.lib.sampling import numbered_keys, sample_for_key, write_json_atomic
     from duel_assets.lib.settings import Paths, load_config
 
     paths = Paths.from_env().ensure()
@@ -62,18 +62,20 @@ def cmd_sample(args) -> int:
     per_file = args.per_file or cfg.sampling.turns_per_file
     cfg.sampling.turns_per_file = min(per_file, 200)
     total = args.prompts or cfg.sampling.prompts
-    pool = build_pool(cfg)
+    pools: dict = {}  # whole-source pools, read once for all files
     keys = numbered_keys(total, cfg.sampling.turns_per_file, args.stem)
+    skipped: dict = {}
     for k in keys:
         f = paths.prompt_file(k)
         if f.exists() and not args.force:
             print(f"kept     {f} (exists; --force to resample)")
             continue
-        payload = sample_for_key(k, cfg, pool)
+        payload = sample_for_key(k, cfg, pools, paths.home / "cache" / "line_index")
         write_json_atomic(f, payload)
-        print(f"sampled  {f} ({len(payload['turns'])} turns)")
-    if pool.skipped:
-        print(f"skipped source records: {dict(pool.skipped)}")
+        skipped = payload["skipped"]
+        print(f"sampled  {f} ({len(payload['turns'])} turns; {payload['rows_read']} rows read)")
+    if skipped:
+        print(f"skipped source records: {skipped}")
     new = register_partitions(_instance(), keys)
     print(f"{len(keys)} prompt files, {len(new)} newly registered as partitions")
     return 0

@@ -15,14 +15,14 @@ def cfg(per_file=10, seed=1):
 
 def test_numbered_windows_are_disjoint_and_deterministic():
     c = cfg()
-    pool = build_pool(c)
+    pools = {}
     keys = numbered_keys(25, 10)
     assert keys == ["prompts_25_000", "prompts_25_001", "prompts_25_002"]
-    files = [sample_for_key(k, c, pool) for k in keys]
+    files = [sample_for_key(k, c, pools) for k in keys]
     ids = [[t["turn_id"] for t in f["turns"]] for f in files]
     assert [len(i) for i in ids] == [10, 10, 5]
     assert len(set(sum(ids, []))) == 25
-    again = sample_for_key(keys[1], c, build_pool(c))
+    again = sample_for_key(keys[1], c)
     assert [t["turn_id"] for t in again["turns"]] == ids[1]
 
 

@@ -11,7 +11,7 @@ from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.lib import duel, export, tables
 from duel_assets.lib.llm import CallStats
-from duel_assets.lib.pr_records import read_pr_records
+from duel_assets.lib.pr_records import cached_pr_records
 from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key, write_json_atomic
 from duel_assets.lib.scoring import gate
 from duel_assets.lib.settings import ChainConfig, validate_partition_key
@@ -61,7 +61,7 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
     origin = "prompt file"
     if not pf.exists():
         context.log.info(f"{pf} does not exist: sampling {cfg.sampling.turns_per_file} turns for {key}")
-        write_json_atomic(pf, sample_for_key(key, cfg))
+        write_json_atomic(pf, sample_for_key(key, cfg, cache_dir=paths.home / "cache" / "line_index"))
         origin = "sampled now"
     try:
         loaded = load_prompt_file(pf, max_turns=200)
@@ -88,13 +88,13 @@ def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sample
     """The hidden PR record of every instance in the partition, read with DuckDB (projection and
     filter pushdown); an instance without a record is a row flagged `missing`."""
     key = _key(context)
-    cfg = settings.config()
+    paths, cfg = settings.paths(), settings.config()
     ids = sorted(set(sampled_turns["instance_id"]))
-    df = read_pr_records(cfg.pr_records.path or None, ids)
+    df, hit = cached_pr_records(cfg.pr_records.path or None, ids, paths.home / "cache" / "pr_records" / f"{key}.parquet")
     missing = int(df["missing"].sum())
     if missing:
         context.log.warning(f"{missing} of {len(ids)} instances have no PR record")
-    context.add_output_metadata({"instances": len(ids), "missing": missing,
+    context.add_output_metadata({"instances": len(ids), "missing": missing, "cache_hit": hit,
                                  "source": cfg.pr_records.path or "bundled sample records"})
     return tables.frame("pr_records", df.to_dict("records"), key)
 

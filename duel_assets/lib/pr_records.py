@@ -52,6 +52,14 @@ def _scan_sql(path: str) -> tuple[str, bool]:
     return f"read_json_auto({lst}, format='auto', union_by_name=true, maximum_object_size=268435456)", remote
 
 
+def pr_query(scan: str, select: str, ids: list[str]) -> str:
+    """A plain ``column IN (...)`` filter (each id as given and lower-cased, since V2 lower-cases
+    them) so that DuckDB pushes it into the parquet scan and skips row groups by their statistics."""
+    variants = sorted({v for i in ids for v in (i, i.lower())})
+    id_list = ", ".join(_sql_str(v) for v in variants)
+    return f"SELECT CAST(instance_id AS VARCHAR) AS instance_id, {select} FROM {scan} WHERE instance_id IN ({id_list})"
+
+
 def read_pr_records(path: str | None, instance_ids: list[str]) -> pd.DataFrame:
     """One row per requested id; ids without a record come back with ``missing=True``."""
     ids = list(dict.fromkeys(i for i in instance_ids if i))
@@ -71,11 +79,7 @@ def read_pr_records(path: str | None, instance_ids: list[str]) -> pd.DataFrame:
             select = ", ".join(
                 [f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in cols else f'NULL AS "{c}"' for c in _TEXT_COLUMNS]
             )
-            id_list = ", ".join(_sql_str(i.lower()) for i in ids)
-            rows = con.execute(
-                f'SELECT CAST(instance_id AS VARCHAR) AS instance_id, {select} FROM {scan} '
-                f'WHERE lower(instance_id) IN ({id_list})'
-            ).fetchall()
+            rows = con.execute(pr_query(scan, select, ids)).fetchall()
         finally:
             con.close()
         names = ["instance_id", *_TEXT_COLUMNS]
@@ -95,3 +99,30 @@ def read_pr_records(path: str | None, instance_ids: list[str]) -> pd.DataFrame:
             out.append({**rec, "instance_id": i, "changed_files": json.dumps(changed_files_from_patch(rec["patch"])),
                         "missing": False})
     return pd.DataFrame(out, columns=PR_COLUMNS)
+
+
+def _fingerprint(path: str | None, ids: list[str]) -> dict:
+    source = path or BUNDLED_PR_RECORDS
+    files = resolve_local(source)
+    stat = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files] if files else None
+    return {"source": source, "files": stat, "ids": sorted(set(ids))}
+
+
+def cached_pr_records(path: str | None, instance_ids: list[str], cache_file: Path) -> tuple[pd.DataFrame, bool]:
+    """:func:`read_pr_records`, kept per partition in ``cache_file`` (parquet) and reused while the
+    source files and the requested ids are unchanged. Returns (records, cache hit)."""
+    fp = _fingerprint(path, instance_ids)
+    meta = cache_file.with_suffix(".json")
+    if cache_file.exists() and meta.exists():
+        try:
+            if json.loads(meta.read_text()) == fp:
+                return pd.read_parquet(cache_file)[PR_COLUMNS], True
+        except (json.JSONDecodeError, OSError, ValueError):
+            pass
+    df = read_pr_records(path, instance_ids)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, cache_file)
+    meta.write_text(json.dumps(fp))
+    return df, False

@@ -24,7 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .settings import ChainConfig, ConfigError, SourceSpec, validate_partition_key
-from .sources import BUNDLED_SOURCES, BadRow, iter_rows
+from .blocks import blocks_for, read_block, total_bytes
+from .sources import BUNDLED_SOURCES, BadRow, iter_rows, resolve_local
 from .trajectories import BadRecord, Turn, cut_turns, reader_for, turn_from_record
 
 PROMPT_FILE_VERSION = 1
@@ -56,53 +57,90 @@ def filter_reason(traj, cfg: ChainConfig, excluded: set[str]) -> str | None:
     return None
 
 
-def build_pool(cfg: ChainConfig) -> Pool:
-    """Read every source, cut turns, and shuffle them (weighted interleave across sources)."""
-    per_source: list[tuple[SourceSpec, list[Turn]]] = []
+class _Cutter:
+    """Row -> usable turns of one source, counting every skip by reason."""
+
+    def __init__(self, spec: SourceSpec, cfg: ChainConfig, pool: Pool):
+        self.reader = reader_for(spec.format)
+        self.cfg = cfg
+        self.pool = pool
+        self.excluded = set(cfg.excluded_instance_ids) | set(cfg.filters.excluded_ids)
+
+    def __call__(self, row, per_trajectory: int | None = None) -> list[Turn]:
+        """Usable turns of the row; with ``per_trajectory``, at most that many (seeded by the
+        trajectory), and only those are built."""
+        self.pool.rows_read += 1
+        if isinstance(row, BadRow):
+            self.pool.skipped[row.reason] += 1
+            return []
+        try:
+            traj = self.reader(row)
+        except BadRecord as e:
+            self.pool.skipped[e.reason] += 1
+            return []
+        reason = filter_reason(traj, self.cfg, self.excluded)
+        if reason:
+            self.pool.skipped[reason] += 1
+            return []
+        self.pool.trajectories += 1
+        select = None
+        if per_trajectory is not None:
+            seed = f"{self.cfg.sampling.seed}:{traj.traj_id}"
+            select = lambda steps: steps if len(steps) <= per_trajectory else random.Random(seed).sample(steps, per_trajectory)  # noqa: E731
+        turns, skips = cut_turns(traj, self.cfg.sampling.max_history_chars, self.cfg.sampling.max_observation_chars, select)
+        self.pool.skipped.update(skips)
+        return turns
+
+
+def source_mode(spec: SourceSpec, cfg: ChainConfig) -> str:
+    """``pool`` (read whole, exact), ``blocks`` (large local parquet/JSONL) or ``stream`` (hub)."""
+    files = resolve_local(spec.path)
+    if files is None:
+        return "stream"
+    blockable = all(f.suffix == ".parquet" or f.name.endswith(".jsonl") for f in files)
+    return "blocks" if blockable and total_bytes(files) >= cfg.sampling.block_mode_min_bytes else "pool"
+
+
+def source_pool(spec: SourceSpec, cfg: ChainConfig) -> Pool:
+    """Every usable turn of one (small) source, deduplicated, shuffled by the seed."""
     pool = Pool(turns=[])
-    excluded = set(cfg.excluded_instance_ids) | set(cfg.filters.excluded_ids)
-    for spec in effective_sources(cfg):
-        reader = reader_for(spec.format)
-        turns: list[Turn] = []
-        for _, row in iter_rows(spec):
-            pool.rows_read += 1
-            if isinstance(row, BadRow):
-                pool.skipped[row.reason] += 1
-                continue
-            try:
-                traj = reader(row)
-            except BadRecord as e:
-                pool.skipped[e.reason] += 1
-                continue
-            reason = filter_reason(traj, cfg, excluded)
-            if reason:
-                pool.skipped[reason] += 1
-                continue
-            pool.trajectories += 1
-            cut, skips = cut_turns(traj, cfg.sampling.max_history_chars, cfg.sampling.max_observation_chars)
-            pool.skipped.update(skips)
-            turns.extend(cut)
-        seen: set[str] = set()
-        unique = []
-        for t in turns:
+    cut = _Cutter(spec, cfg, pool)
+    seen: set[str] = set()
+    for _, row in iter_rows(spec):
+        for t in cut(row):
             if t.turn_id in seen:  # the same rollout twice in a source
                 pool.skipped["duplicate_turn_id"] += 1
                 continue
             seen.add(t.turn_id)
-            unique.append(t)
-        rng = random.Random(f"{cfg.sampling.seed}:{spec.format}:{spec.path}")
-        rng.shuffle(unique)
-        per_source.append((spec, unique))
-    rng = random.Random(cfg.sampling.seed)
-    queues = [list(reversed(t)) for _, t in per_source]
-    weights = [max(s.weight, 0.0) for s, _ in per_source]
-    while any(queues):
-        live = [i for i, q in enumerate(queues) if q and weights[i] > 0]
-        if not live:
-            break
-        i = rng.choices(live, weights=[weights[j] for j in live])[0]
-        pool.turns.append(queues[i].pop())
+            pool.turns.append(t)
+    random.Random(f"{cfg.sampling.seed}:{spec.format}:{spec.path}").shuffle(pool.turns)
     return pool
+
+
+def _interleave(groups: list[list[Turn]], weights: list[float], seed) -> list[Turn]:
+    rng = random.Random(seed)
+    queues = [list(reversed(g)) for g in groups]
+    out = []
+    while any(queues):
+        live = [i for i, q in enumerate(queues) if q]
+        i = rng.choices(live, weights=[max(weights[j], 1e-9) for j in live])[0]
+        out.append(queues[i].pop())
+    return out
+
+
+def build_pool(cfg: ChainConfig) -> Pool:
+    """All usable turns of every source, read whole (for inspection and small sources)."""
+    total = Pool(turns=[])
+    groups, weights = [], []
+    for spec in effective_sources(cfg):
+        p = source_pool(spec, cfg)
+        total.skipped.update(p.skipped)
+        total.rows_read += p.rows_read
+        total.trajectories += p.trajectories
+        groups.append(p.turns)
+        weights.append(spec.weight)
+    total.turns = _interleave(groups, weights, cfg.sampling.seed)
+    return total
 
 
 def window(key: str, pool_size: int, per_file: int) -> tuple[int, int]:
@@ -118,24 +156,132 @@ def window(key: str, pool_size: int, per_file: int) -> tuple[int, int]:
     return start, start + per_file
 
 
-def sample_for_key(key: str, cfg: ChainConfig, pool: Pool | None = None) -> dict:
-    validate_partition_key(key)
-    pool = pool or build_pool(cfg)
-    if not pool.turns:
-        raise ConfigError(f"the configured sources yielded no usable turn (skipped: {dict(pool.skipped)})")
-    start, end = window(key, len(pool.turns), cfg.sampling.turns_per_file)
+def shares(n: int, weights: list[float]) -> list[int]:
+    """n split by weight, largest remainder first."""
+    tot = sum(max(w, 0.0) for w in weights)
+    if n <= 0 or tot <= 0:
+        return [0] * len(weights)
+    raw = [n * max(w, 0.0) / tot for w in weights]
+    out = [math.floor(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - out[i], reverse=True)[: n - sum(out)]:
+        out[i] += 1
+    return out
+
+
+@dataclass
+class SourceWindow:
+    turns: list[Turn]
+    info: dict
+    skipped: Counter
+
+
+def _pool_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, count: int, pool: Pool) -> SourceWindow:
     n = len(pool.turns)
-    chosen = [pool.turns[j % n] for j in range(start, end)] if end - start <= n else [pool.turns[j % n] for j in range(start, start + n)]
+    start, _ = window(key, n, per_file)
+    take = min(count, n)
+    chosen = [pool.turns[j % n] for j in range(start, start + take)] if n else []
+    return SourceWindow(chosen, {"mode": "pool", "pool_size": n, "window": [start, start + take],
+                                 "rows_read": pool.rows_read}, pool.skipped)
+
+
+def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, count: int,
+                  cache_dir: Path | None) -> SourceWindow:
+    files = resolve_local(spec.path) or []
+    blocks = blocks_for(files, cfg.sampling.jsonl_block_lines, cache_dir)
+    if not blocks:
+        raise ConfigError(f"source {spec.path!r} has no readable blocks")
+    seed = f"{cfg.sampling.seed}:{spec.format}:{spec.path}"
+    order = list(range(len(blocks)))
+    random.Random(seed).shuffle(order)
+    tpt = max(1, cfg.sampling.turns_per_trajectory)
+    avg_rows = sum(b.rows for b in blocks) / len(blocks)
+    per_window = max(1, math.ceil(1.5 * per_file / (avg_rows * tpt)))  # blocks reserved for one window
+    m = _NUMBERED_KEY.match(key)
+    start = int(m["index"]) * per_window if m else int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % len(blocks)
+    pool = Pool(turns=[])
+    cut = _Cutter(spec, cfg, pool)
+    chosen: list[Turn] = []
+    used = 0
+    for j in range(start, start + per_window):
+        if len(chosen) >= count or used >= len(blocks):
+            break
+        b = blocks[order[j % len(blocks)]]
+        used += 1
+        rows = list(read_block(b))
+        random.Random(f"{seed}:{b.path}:{b.index}").shuffle(rows)
+        for row in rows:
+            chosen.extend(cut(row, tpt))
+            if len(chosen) >= count:
+                break
+    chosen = chosen[:count]
+    return SourceWindow(chosen, {"mode": "blocks", "blocks_total": len(blocks), "blocks_read": used,
+                                 "block_window": [start, start + per_window], "rows_read": pool.rows_read,
+                                 "shortfall": count - len(chosen)}, pool.skipped)
+
+
+def _stream_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, count: int) -> SourceWindow:
+    """Hub datasets in streaming mode: a seeded shuffle buffer, then skip to the window and take."""
+    from datasets import load_dataset
+
+    token = os.environ.get("HF_TOKEN") or None
+    if spec.path.startswith("hf://"):
+        kind = "parquet" if spec.path.endswith(".parquet") else "json"
+        ds = load_dataset(kind, data_files=spec.path, split=spec.split, streaming=True, token=token)
+    else:
+        ds = load_dataset(spec.path, split=spec.split, streaming=True, token=token)
+    tpt = max(1, cfg.sampling.turns_per_trajectory)
+    rows_per_window = math.ceil(1.5 * per_file / tpt)
+    m = _NUMBERED_KEY.match(key)
+    start = int(m["index"]) * rows_per_window if m else int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100_000
+    ds = ds.shuffle(seed=cfg.sampling.seed, buffer_size=10_000).skip(start).take(rows_per_window)
+    pool = Pool(turns=[])
+    cut = _Cutter(spec, cfg, pool)
+    chosen: list[Turn] = []
+    for row in ds:
+        chosen.extend(cut(row, tpt))
+        if len(chosen) >= count:
+            break
+    chosen = chosen[:count]
+    return SourceWindow(chosen, {"mode": "stream", "row_window": [start, start + rows_per_window],
+                                 "rows_read": pool.rows_read, "shortfall": count - len(chosen)}, pool.skipped)
+
+
+def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_dir: Path | None = None) -> dict:
+    """The prompt file payload for ``key``. ``pools`` caches whole-source pools between keys."""
+    validate_partition_key(key)
+    per_file = cfg.sampling.turns_per_file
+    m = _NUMBERED_KEY.match(key)
+    count = min(per_file, max(0, int(m["total"]) - int(m["index"]) * per_file)) if m else per_file
+    specs = effective_sources(cfg)
+    weights = [s.weight for s in specs]
+    per_file_shares, count_shares = shares(per_file, weights), shares(count, weights)
+    pools = {} if pools is None else pools
+    groups, infos, skipped = [], [], Counter()
+    for spec, pf, n in zip(specs, per_file_shares, count_shares):
+        mode = source_mode(spec, cfg)
+        if mode == "pool":
+            ck = (spec.format, spec.path, cfg.sampling.seed)
+            if ck not in pools:
+                pools[ck] = source_pool(spec, cfg)
+            w = _pool_window(key, spec, cfg, pf, n, pools[ck])
+        elif mode == "blocks":
+            w = _block_window(key, spec, cfg, pf, n, cache_dir)
+        else:
+            w = _stream_window(key, spec, cfg, pf, n)
+        groups.append(w.turns)
+        infos.append({"format": spec.format, "path": spec.path, "weight": spec.weight, "turns": len(w.turns), **w.info})
+        skipped.update(w.skipped)
+    chosen = _interleave(groups, weights, f"{cfg.sampling.seed}:{key}")
+    if not chosen:
+        raise ConfigError(f"the configured sources yielded no usable turn for {key} (skipped: {dict(skipped)})")
     return {
         "prompt_file": key,
         "version": PROMPT_FILE_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seed": cfg.sampling.seed,
-        "window": [start, start + len(chosen)],
-        "pool_size": n,
-        "sources": [{"format": s.format, "path": s.path, "weight": s.weight} for s in effective_sources(cfg)],
-        "rows_read": pool.rows_read,
-        "skipped": dict(pool.skipped),
+        "sources": infos,
+        "rows_read": sum(i.get("rows_read", 0) for i in infos),
+        "skipped": dict(skipped),
         "turns": [t.to_record() for t in chosen],
     }
 

@@ -149,6 +149,11 @@ class SamplingConfig:
     seed: int = 0
     max_history_chars: int = 120_000  # longer histories are trimmed in the middle
     max_observation_chars: int = 20_000
+    # sources larger than this (bytes) or on the hub are read block by block, only the blocks a
+    # window needs; smaller ones are read whole and sampled exactly over all their turns
+    block_mode_min_bytes: int = 256 * 1024 * 1024
+    turns_per_trajectory: int = 1  # block mode: turns taken from one trajectory
+    jsonl_block_lines: int = 256  # block mode: lines per JSONL block
 
 
 @dataclass

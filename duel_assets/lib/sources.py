@@ -105,24 +105,10 @@ def _iter_parquet(path: Path, columns: list[str] | None = None) -> Iterator[obje
         yield from batch.to_pylist()
 
 
-def _iter_hub(spec: SourceSpec) -> Iterator[object]:
-    """Stream a hub dataset (``owner/name``) or ``hf://`` files with `datasets` in streaming mode."""
-    from datasets import load_dataset
-
-    token = os.environ.get("HF_TOKEN") or None
-    if spec.path.startswith("hf://"):
-        kind = "parquet" if spec.path.endswith(".parquet") else "json"
-        ds = load_dataset(kind, data_files=spec.path, split=spec.split, streaming=True, token=token)
-    else:
-        ds = load_dataset(spec.path, split=spec.split, streaming=True, token=token)
-    yield from ds
-
-
 def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
     files = resolve_local(spec.path)
     if files is None:
-        yield from enumerate(_iter_hub(spec))
-        return
+        raise ConfigError(f"{spec.path!r} is not a local path; hub sources are streamed by the sampler")
     if not files:
         raise ConfigError(f"source path {spec.path!r} matched no files")
     i = 0

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import protocol as proto
@@ -55,15 +55,24 @@ class Turn:
     extra: dict = field(default_factory=dict)
 
     def to_record(self) -> dict:
-        return asdict(self)
+        return {f: getattr(self, f) for f in TURN_FIELDS}  # shallow: histories are shared, not copied
 
 
 TURN_FIELDS = ("turn_id", "instance_id", "repo", "source", "traj_id", "step", "protocol",
                "history", "reference", "tools", "outcome", "trimmed")
 
 
-def _sha(obj: Any, n: int = 12) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:n]
+def _digest(messages: list[dict], n: int = 12) -> str:
+    """A stable id for a trajectory's messages, hashed field by field (no JSON rendering)."""
+    h = hashlib.sha1()
+    for m in messages:
+        h.update(m["role"].encode())
+        h.update(b"\0")
+        h.update((m.get("content") or "").encode("utf-8", "surrogatepass"))
+        if m.get("tool_calls"):
+            h.update(json.dumps(m["tool_calls"], sort_keys=True).encode())
+        h.update(b"\1")
+    return h.hexdigest()[:n]
 
 
 def _decode_messages(raw: Any) -> list:
@@ -232,7 +241,7 @@ def read_swe_zero(row: dict) -> Trajectory:
         raise BadRecord("no_assistant_step")
     repo = row.get("repo") if isinstance(row.get("repo"), str) else None
     return Trajectory(
-        traj_id=f"{instance_id}-{_sha(messages)}",
+        traj_id=f"{instance_id}-{_digest(messages)}",
         instance_id=instance_id,
         repo=repo,
         source="swe_zero",
@@ -262,7 +271,7 @@ def read_mini_swe_agent(row: Any) -> Trajectory:
         raise BadRecord("no_assistant_step")
     tool_style = any(m.get("tool_calls") for m in messages)
     return Trajectory(
-        traj_id=f"{instance_id}-{_sha(messages)}",
+        traj_id=f"{instance_id}-{_digest(messages)}",
         instance_id=instance_id,
         repo=row.get("repo") if isinstance(row.get("repo"), str) else None,
         source="mini_swe_agent",
@@ -294,7 +303,7 @@ def read_coderforge(row: Any) -> Trajectory:
         raise BadRecord("invalid_reward", type(reward).__name__)
     if reward is None and isinstance(row.get("resolved"), bool):
         reward = float(row["resolved"])
-    tid = traj_id if isinstance(traj_id, str) and traj_id else f"{instance_id}-{_sha(messages)}"
+    tid = traj_id if isinstance(traj_id, str) and traj_id else f"{instance_id}-{_digest(messages)}"
     return Trajectory(
         traj_id=tid, instance_id=instance_id, repo=row.get("repo") if isinstance(row.get("repo"), str) else None,
         source="coderforge", protocol="tool_calls", messages=messages,
@@ -315,7 +324,7 @@ def read_sera(row: Any) -> Trajectory:
     if not any(m["role"] == "assistant" for m in messages):
         raise BadRecord("no_assistant_step")
     return Trajectory(
-        traj_id=f"{instance_id}-{_sha(messages)}", instance_id=instance_id, repo=None, source="sera",
+        traj_id=f"{instance_id}-{_digest(messages)}", instance_id=instance_id, repo=None, source="sera",
         protocol="tool_calls", messages=messages, tools=_tools(row.get("tools"), SWE_AGENT_TOOLS),
         outcome="submitted" if _ends_with_submit(messages) else "incomplete",
     )
@@ -390,10 +399,10 @@ def read_sera_rectified(row: Any) -> Trajectory:
     if not any(m["role"] == "assistant" for m in messages):
         raise BadRecord("no_assistant_step")
     if not isinstance(instance_id, str) or not instance_id:
-        instance_id = f"sera-{_sha(messages)}"
+        instance_id = f"sera-{_digest(messages)}"
     system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
     return Trajectory(
-        traj_id=f"{instance_id}-{_sha(messages)}", instance_id=instance_id, repo=None, source="sera_rectified",
+        traj_id=f"{instance_id}-{_digest(messages)}", instance_id=instance_id, repo=None, source="sera_rectified",
         protocol="tool_calls", messages=messages, tools=_tools_from_system(system) or SWE_AGENT_TOOLS,
         outcome="submitted" if messages[-1]["role"] == "assistant" and not messages[-1].get("tool_calls") else "incomplete",
     )
@@ -438,7 +447,7 @@ def _steps(messages: list[dict], start: int) -> list[list[dict]]:
 
 
 def _size(msgs: list[dict]) -> int:
-    return sum(len(m.get("content") or "") + len(json.dumps(m.get("tool_calls") or "")) for m in msgs)
+    return sum(len(m.get("content") or "") + (len(json.dumps(m["tool_calls"])) if m.get("tool_calls") else 0) for m in msgs)
 
 
 def trim_history(history: list[dict], max_chars: int, max_obs_chars: int) -> tuple[list[dict], bool]:
@@ -473,22 +482,36 @@ def reference_check(traj: Trajectory, msg: dict) -> proto.FormatCheck:
     return proto.check_answer(traj.protocol, msg.get("content"), msg.get("tool_calls"), traj.tools)
 
 
-def cut_turns(traj: Trajectory, max_history_chars: int = 120_000, max_obs_chars: int = 20_000) -> tuple[list[Turn], Counter]:
-    """One turn per assistant step whose reference action is well formed."""
+def cut_turns(traj: Trajectory, max_history_chars: int = 120_000, max_obs_chars: int = 20_000,
+              select: Callable[[list[int]], list[int]] | None = None) -> tuple[list[Turn], Counter]:
+    """One turn per assistant step whose reference action is well formed.
+
+    ``select`` picks among the usable step numbers before any history is built (a sampler that
+    needs one turn of a trajectory pays for one)."""
     skips: Counter = Counter()
-    turns: list[Turn] = []
+    usable: list[tuple[int, int]] = []  # (message index, step)
     step = -1
+    seen_task = False
     for i, msg in enumerate(traj.messages):
+        if msg["role"] == "user":
+            seen_task = True
         if msg["role"] != "assistant":
             continue
         step += 1
-        if not any(m["role"] == "user" for m in traj.messages[:i]):
+        if not seen_task:
             skips["step_without_task"] += 1
             continue
         check = reference_check(traj, msg)
         if not check.ok:
             skips[f"reference_{check.reason}"] += 1
             continue
+        usable.append((i, step))
+    if select is not None:
+        keep = set(select([s for _, s in usable]))
+        usable = [(i, s) for i, s in usable if s in keep]
+    turns: list[Turn] = []
+    for i, step in usable:
+        msg = traj.messages[i]
         history, trimmed = trim_history(traj.messages[:i], max_history_chars, max_obs_chars)
         turns.append(Turn(
             turn_id=f"{traj.traj_id}.s{step:03d}",
