@@ -152,3 +152,23 @@ def test_sources_weights_filters_and_counted_skips(tmp_path):
     pool2 = build_pool(cfg2)
     assert {t.instance_id for t in pool2.turns} == {"acme__widgets-42", "quill__ledger-7"}
     assert pool2.skipped == {"filtered_outcome": 2, "filtered_excluded_id": 2}
+
+
+def test_folder_of_traj_json_files(tmp_path):
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "THOUGHT: look\n\n```bash\nls\n```"},
+            {"role": "user", "content": "<returncode>0</returncode>\n<output>\na.py\n</output>"},
+            {"role": "assistant", "content": "done\n\n```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```"}]
+    d = tmp_path / "trajs"
+    d.mkdir()
+    (d / "acme__w-1.traj.json").write_text(json.dumps({"info": {"exit_status": "Submitted"}, "messages": msgs,
+                                                       "trajectory_format": "mini-swe-agent-1"}))
+    (d / "acme__w-2.traj.json").write_text(json.dumps(msgs[:3]))  # bare message list
+    (d / "broken.traj.json").write_bytes(b"\xff\xfe not utf-8")
+    cfg = parse_config({"sources": [{"format": "mini_swe_agent", "path": str(d)}]})
+    pool = build_pool(cfg)
+    assert sorted({t.instance_id for t in pool.turns}) == ["acme__w-1", "acme__w-2"]
+    assert Counter(t.instance_id for t in pool.turns) == {"acme__w-1": 2, "acme__w-2": 1}
+    assert pool.skipped == {"non_utf8": 1}
+    sub = next(t for t in pool.turns if t.step == 1)
+    assert sub.outcome == "submitted" and protocol.is_submit_command(protocol.check_bash_block(sub.reference["content"]).action)
