@@ -106,11 +106,15 @@ def materialize(instance, key: str, selection=None, raise_on_error: bool = True)
 
 
 def query(home: Path, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
+    from duel_assets.lib.locks import warehouse_lock
+
+    db = str(home / "warehouse.duckdb")
+    with warehouse_lock(db):  # the same lock the IO manager holds: never races a run's writes
+        con = duckdb.connect(db, read_only=True)
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
 
 
 def metadata(result, asset: str) -> dict:

@@ -50,7 +50,7 @@ def cached_keys(home: Path) -> set[str]:
         con.close()
 
 
-@pytest.mark.e2e
+@pytest.mark.reliability
 @pytest.mark.parametrize("stage", ["king", "judging"])
 def test_kill_9_mid_partition_then_rerun_repeats_no_completed_call(fresh_standin, tmp_path, stage):
     srv = fresh_standin
@@ -125,11 +125,15 @@ def _all_text_cells(home: Path) -> str:
 @pytest.mark.e2e
 def test_canary_key_is_never_written(duel_env, instance, capfd, caplog):
     home = duel_env["home"]
-    materialize(instance, "prompts_12_000")
-    # a provider that echoes the key in its error text, recorded on every row
+    duel_env["standin"].state.fault_rate = 0.2  # a faulty run: retries, timeouts and garbage on the way
     cfg = duel_env["config"]
+    cfg.write_text(cfg.read_text().replace("timeout_s = 5", "timeout_s = 1"))
+    materialize(instance, "prompts_12_000")
+    duel_env["standin"].state.fault_rate = 0.0
+    assert (home / "report" / "report.md").exists() and any((home / "export").rglob("*.parquet"))
+    # a provider that echoes the key in its error text, recorded on every row
     cfg.write_text(cfg.read_text().replace('model = "standin-generator"', 'model = "standin-auth-echo"')
-                   .replace("timeout_s = 5", "timeout_s = 5\nmax_failure_rate = 1.0"))
+                   .replace("timeout_s = 1", "timeout_s = 1\nmax_failure_rate = 1.0"))
     res = materialize(instance, "prompts_12_001", raise_on_error=False)
     errs = query(home, "SELECT error FROM duel.king_answers WHERE prompt_file='prompts_12_001'")
     assert errs and all("Incorrect API key provided: Bearer ***" in e for (e,) in errs)

@@ -72,3 +72,13 @@ def test_judging_sensor_once_per_new_pair_and_never_half(duel_env, instance):
     materialize(instance, "Q", selection=["judge_scores"])
     materialize(instance, "P", selection=["judge_scores"])
     assert requests(tick(judging_sensor, instance)) == []
+
+
+def test_needs_judging_rules():
+    from duel_assets.lib.watch import needs_judging
+
+    assert needs_judging(5, 6, None) and needs_judging(5, 6, 4)
+    assert not needs_judging(5, None, None) and not needs_judging(None, 6, None)
+    assert not needs_judging(5, 6, 5)  # the king's answer is not newer than the judging
+    assert not needs_judging(5, 6, 7)
+    assert not needs_judging(5, 6, None, judging_run_in_progress=True)  # that run will judge itself

@@ -7,13 +7,16 @@ then INSERT) is the base DbIOManager's.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
+from duel_assets.lib.locks import warehouse_lock
 from duel_assets.lib.tables import SCHEMAS
 
 
@@ -50,9 +53,31 @@ class DeclaredSchemaPandasHandler(DuckDBPandasTypeHandler):
         return super().load_input(context, table_slice, connection)
 
 
+class LockedDuckDbClient(DuckDbClient):
+    """Every connection holds the warehouse's inter-process lock (see duel_assets.lib.locks)."""
+
+    @staticmethod
+    @contextmanager
+    def connect(context, table_slice):
+        with warehouse_lock(context.resource_config["database"]):
+            with DuckDbClient.connect(context, table_slice) as conn:
+                yield conn
+
+
 class DuelDuckDBIOManager(DuckDBPandasIOManager):
-    """DuckDBPandasIOManager whose tables follow the declared schemas."""
+    """DuckDBPandasIOManager whose tables follow the declared schemas and whose connections queue
+    on an inter-process lock instead of failing on DuckDB's single-writer lock."""
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
         return [DeclaredSchemaPandasHandler()]
+
+    def create_io_manager(self, context) -> DbIOManager:
+        return DbIOManager(
+            db_client=LockedDuckDbClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="DuelDuckDBIOManager",
+        )

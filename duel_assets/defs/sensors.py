@@ -32,9 +32,17 @@ def prompt_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult |
     )
 
 
-def _latest_id(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> int | None:
+def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
     res = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1)
-    return res.records[0].storage_id if res.records else None
+    return res.records[0] if res.records else None
+
+
+def _will_judge(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """The run that produced an answer is still going and its selection includes judge_scores."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.is_finished:
+        return False
+    return run.asset_selection is None or judge_scores.key in run.asset_selection
 
 
 @dg.sensor(
@@ -63,13 +71,20 @@ def judging_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
                 break
             cursor = res.cursor
     requests = []
-    for p in sorted(touched):
-        k = _latest_id(instance, king_answers.key, p)
-        c = _latest_id(instance, challenger_answers.key, p)
-        j = _latest_id(instance, judge_scores.key, p)
-        if needs_judging(k, c, j):
-            requests.append(dg.RunRequest(partition_key=p, run_key=judging_run_key(p, k, c)))
-    cursor = json.dumps({"after": newest})
+    pending = set(json.loads(context.cursor or "{}").get("pending", []))
+    for p in sorted(touched | pending):
+        k, c, j = (_latest(instance, a.key, p) for a in (king_answers, challenger_answers, judge_scores))
+        if k is None or c is None:
+            pending.discard(p)
+            continue
+        in_progress = any(_will_judge(instance, r.run_id) for r in (k, c))
+        if in_progress:
+            pending.add(p)  # look again next tick: the run may still fail before judging
+            continue
+        pending.discard(p)
+        if needs_judging(k.storage_id, c.storage_id, j.storage_id if j else None):
+            requests.append(dg.RunRequest(partition_key=p, run_key=judging_run_key(p, k.storage_id, c.storage_id)))
+    cursor = json.dumps({"after": newest, "pending": sorted(pending)})
     if not requests:
         return dg.SensorResult(skip_reason=f"no partition with a new pair of answers ({len(touched)} touched)", cursor=cursor)
     return dg.SensorResult(run_requests=requests, cursor=cursor)

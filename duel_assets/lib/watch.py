@@ -22,9 +22,11 @@ def scan_prompt_dir(prompt_dir: Path) -> tuple[list[str], list[str]]:
     return keys, refused
 
 
-def needs_judging(king_id: int | None, challenger_id: int | None, judge_id: int | None) -> bool:
-    """Both answer materializations exist and both are newer than the judging's (storage ids)."""
-    if king_id is None or challenger_id is None:
+def needs_judging(king_id: int | None, challenger_id: int | None, judge_id: int | None,
+                  judging_run_in_progress: bool = False) -> bool:
+    """Both answer materializations exist and both are newer than the judging's (storage ids),
+    and no run still in progress that produced them is about to judge the partition itself."""
+    if king_id is None or challenger_id is None or judging_run_in_progress:
         return False
     return judge_id is None or (king_id > judge_id and challenger_id > judge_id)
 
