@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DUEL_HOME ?= $(CURDIR)/.duel
 
-.PHONY: install demo test test-reliability ui bench standin constraints clean
+.PHONY: install demo test test-reliability test-ui ui bench standin constraints clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,11 +19,21 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not reliability"
+	$(BIN)/python -m pytest -q -m "not reliability and not ui"
 
 # the heavy ones: faults across the whole graph, kill -9 and re-run, parallel writer processes
 test-reliability: $(STAMP)
 	$(BIN)/python -m pytest -q -m reliability
+
+# dagster dev + GraphQL + a real headless browser; Chromium comes from Debian's packages
+UI_STAMP := $(VENV)/.installed-ui-stamp
+$(UI_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,ui]"
+	command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	touch $(UI_STAMP)
+
+test-ui: $(UI_STAMP)
+	$(BIN)/python -m pytest -q -s -m ui
 
 ui: $(STAMP)
 	$(BIN)/duel-assets ui

@@ -26,6 +26,8 @@ setup(
     ],
     extras_require={
         "dev": ["dagster-webserver==1.13.27", "dagster-graphql==1.13.27", "pytest>=8"],
+        # the browser test drives Debian's Chromium (installed by `make test-ui`), never a downloaded one
+        "ui": ["playwright==1.65.2"],
     },
     entry_points={"console_scripts": ["duel-assets=duel_assets.cli:main"]},
 )

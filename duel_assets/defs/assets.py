@@ -236,6 +236,7 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
         "report": dg.MetadataValue.path(str(report)),
         "gate_all_partitions": overall.verdict,
         "report_md": dg.MetadataValue.md(report.read_text(encoding="utf-8")[:60_000]),
+        "turn_lineage": dg.MetadataValue.md(export.lineage_markdown(key, rows)),
     })
     return tables.frame("exported_buckets", rows, key)
 

@@ -261,3 +261,24 @@ def write_sft_export(paths: Paths, summaries: dict[str, dict], overall: Gate, bu
     os.replace(out / "data" / "train.parquet.tmp", out / "data" / "train-00000-of-00001.parquet")
     (out / "README.md").write_text(_card(rows, summaries, overall, included, excluded, buckets), encoding="utf-8")
     return {"rows": len(rows), "partitions_included": included, "partitions_excluded": excluded}
+
+
+LINEAGE_SQL = """SELECT s.turn_id, s.instance_id, s.source, k.action AS king_action, c.action AS challenger_action,
+       c.leak_suspect, v.score, v.bucket, e.path
+FROM duel.sampled_turns s
+JOIN duel.king_answers k USING (prompt_file, turn_id)
+JOIN duel.challenger_answers c USING (prompt_file, turn_id)
+JOIN duel.duel_verdict v USING (prompt_file, turn_id)
+LEFT JOIN duel.exported_buckets e USING (prompt_file, turn_id)
+WHERE prompt_file = '{key}'  -- and turn_id = '...'; judge_scores has one row per judge and order"""
+
+
+def lineage_markdown(key: str, rows: list[dict], limit: int = 20) -> str:
+    """How to follow a turn across the seven tables, and where this partition's turns went."""
+    lines = ["Every table is keyed by (prompt_file, turn_id). Follow a turn with:", "", "```sql",
+             LINEAGE_SQL.format(key=key), "```", "", "| turn_id | score | bucket | file |", "|---|---:|---|---|"]
+    for r in rows[:limit]:
+        lines.append(f"| {r['turn_id']} | {_fmt(r.get('score'))} | {r.get('bucket')} | {r.get('path') or '-'} |")
+    if len(rows) > limit:
+        lines.append(f"| ... {len(rows) - limit} more | | | |")
+    return "\n".join(lines)

@@ -13,8 +13,15 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
+def is_local(database: str) -> bool:
+    return not str(database).startswith(("md:", "motherduck:"))
+
+
 @contextmanager
 def warehouse_lock(database: str) -> Iterator[None]:
+    if not is_local(database):  # MotherDuck serves concurrent clients itself
+        yield
+        return
     path = f"{database}.lock"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a+") as fh:

@@ -48,8 +48,9 @@ class Paths:
         return cls(duel_home())
 
     @property
-    def warehouse(self) -> Path:
-        return self.home / "warehouse.duckdb"
+    def warehouse(self) -> Path | str:
+        """``$DUEL_WAREHOUSE`` when set (a path, or ``md:<db>`` for MotherDuck), else the file in DUEL_HOME."""
+        return os.environ.get("DUEL_WAREHOUSE") or self.home / "warehouse.duckdb"
 
     @property
     def prompt_dir(self) -> Path:
