@@ -66,6 +66,10 @@ def test_two_partitions_end_to_end(duel_env, instance):
         assert set(doc["per_metric"]) == {"correctness", "grounding", "progress", "protocol", "efficiency"}
     files = [f for b in ("final", "refined", "defeat") for f in (home / b).glob("*.json")]
     assert len(files) == 12
+    from duel_assets.lib.export import LINEAGE_SQL
+
+    lineage = query(home, LINEAGE_SQL.format(key="prompts_12_001"))
+    assert len(lineage) == 6 and all(row[-1] for row in lineage)  # every turn followed to its export file
     report = (home / "report" / "report.md").read_text()
     assert "Gate, all partitions" in report and "prompts_12_000" in report and "prompts_12_001" in report
     assert report.count("| prompts_12_0") >= 12 + 2  # 12 turn rows + 2 partition gate rows

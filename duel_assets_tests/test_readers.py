@@ -7,7 +7,7 @@ import pytest
 
 from duel_assets.lib import protocol
 from duel_assets.lib.sampling import build_pool
-from duel_assets.lib.settings import ChainConfig, SourceSpec, parse_config
+from duel_assets.lib.settings import parse_config
 from duel_assets.lib.trajectories import (BadRecord, cut_turns, read_coderforge, read_mini_swe_agent, read_sera,
                                           read_sera_rectified, split_parallel_calls)
 from duel_assets_tests.conftest import shared_sample

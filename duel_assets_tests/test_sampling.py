@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from duel_assets.lib.sampling import PromptFileError, build_pool, load_prompt_file, numbered_keys, sample_for_key
+from duel_assets.lib.sampling import PromptFileError, load_prompt_file, numbered_keys, sample_for_key
 from duel_assets.lib.settings import ChainConfig, ConfigError, parse_config, validate_partition_key
 
 

@@ -1,5 +1,4 @@
 """Both sensors, called with a real Dagster instance and real materializations."""
-import json
 
 import dagster as dg
 import pytest

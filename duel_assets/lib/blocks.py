@@ -7,7 +7,6 @@ its own blocks; rows inside a block are decoded only there.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -13,7 +13,7 @@ from . import prompts
 from .leakage import leak_evidence
 from .llm import CallRequest, CallResult, CallStats
 from .protocol import check_answer
-from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_for, challenger_margins, parse_judge_reply,
+from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_for, parse_judge_reply,
                       score_turn)
 from .settings import METRICS, ChainConfig
 from .trajectories import Turn, turn_from_record

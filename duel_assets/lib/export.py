@@ -1,14 +1,13 @@
 """Export files, per-partition summaries and report.md. No Dagster imports."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .locks import file_lock
 from .sampling import write_json_atomic
 from .scoring import Gate, gate
 from .settings import BUCKETS, METRICS, GateConfig, Paths
@@ -79,17 +78,6 @@ def overall_gate(summaries: dict[str, dict], cfg: GateConfig) -> Gate:
     return gate(scores, cfg)
 
 
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _fmt(v, nd=1) -> str:
     if v is None:
         return "-"
@@ -107,6 +95,17 @@ def _gate_lines(g: dict) -> list[str]:
     ]
     for r in g.get("reasons", []):
         lines.append(f"- reject reason: {r}")
+    return lines
+
+
+def _gate_table(summaries: dict[str, dict], last_header: str, last) -> list[str]:
+    """Per-partition gate rows; ``last(key, gate)`` fills the final column."""
+    lines = [f"| partition | verdict | turns | parsed | mean margin | lower bound | {last_header} |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for k, s in summaries.items():
+        g = s["gate"]
+        lines.append(f"| {k} | {g['verdict']} | {g['turns']} | {g['parsed_turns']} | {_fmt(g['mean_margin'], 2)} | "
+                     f"{_fmt(g['lower_bound'], 2)} | {last(k, g)} |")
     return lines
 
 
@@ -130,13 +129,8 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, generate
         "",
         "## Gate per partition",
         "",
-        "| partition | verdict | turns | parsed | mean margin | lower bound | reason |",
-        "|---|---|---:|---:|---:|---:|---|",
+        *_gate_table(summaries, "reason", lambda k, g: "; ".join(g.get("reasons", [])) or "-"),
     ]
-    for k, s in summaries.items():
-        g = s["gate"]
-        lines.append(f"| {k} | {g['verdict']} | {g['turns']} | {g['parsed_turns']} | {_fmt(g['mean_margin'], 2)} | "
-                     f"{_fmt(g['lower_bound'], 2)} | {'; '.join(g.get('reasons', [])) or '-'} |")
     lines += ["", "## Turns", "",
               "| partition | turn | score | bucket | file | " + " | ".join(METRICS) + " |",
               "|---|---|---:|---|---|" + "---:|" * len(METRICS)]
@@ -152,7 +146,7 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, generate
 def write_report(paths: Paths, keys: list[str] | None, cfg: GateConfig, mode: int,
                  export_buckets: list[str] | None = None, require_gate: bool = True) -> tuple[Path, Gate, dict]:
     """report.md and the SFT export, rebuilt from every registered partition's summary."""
-    with _locked(paths.report_dir / ".report.lock"):
+    with file_lock(paths.report_dir / ".report.lock"):
         summaries = read_summaries(paths, keys)
         g = overall_gate(summaries, cfg)
         text = render_report(summaries, g, mode)
@@ -227,13 +221,8 @@ def _card(rows: list[dict], summaries: dict[str, dict], overall: Gate, included:
         "",
         *_gate_lines(g),
         "",
-        "| partition | gate | mean margin | lower bound | in export |",
-        "|---|---|---:|---:|---|",
+        *_gate_table(summaries, "in export", lambda k, _: "yes" if k in included else "no: " + excluded.get(k, "")),
     ]
-    for k, s in summaries.items():
-        gg = s["gate"]
-        lines.append(f"| {k} | {gg['verdict']} | {_fmt(gg['mean_margin'], 2)} | {_fmt(gg['lower_bound'], 2)} | "
-                     f"{'yes' if k in included else 'no: ' + excluded.get(k, '')} |")
     return "\n".join(lines) + "\n"
 
 

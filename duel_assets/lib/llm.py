@@ -22,7 +22,7 @@ import random
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import openai
@@ -377,7 +377,3 @@ def require_endpoint(endpoint: Endpoint | None) -> Endpoint:
             "LLM_BASE_URL=http://127.0.0.1:8765/v1 - its replies are not from a model."
         )
     return endpoint
-
-
-def result_to_record(r: CallResult) -> dict:
-    return asdict(r)

@@ -18,11 +18,8 @@ def is_local(database: str) -> bool:
 
 
 @contextmanager
-def warehouse_lock(database: str) -> Iterator[None]:
-    if not is_local(database):  # MotherDuck serves concurrent clients itself
-        yield
-        return
-    path = f"{database}.lock"
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """An exclusive flock on ``path`` (created if needed), released on exit or process death."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -30,3 +27,12 @@ def warehouse_lock(database: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def warehouse_lock(database: str) -> Iterator[None]:
+    if not is_local(database):  # MotherDuck serves concurrent clients itself
+        yield
+        return
+    with file_lock(f"{database}.lock"):
+        yield
