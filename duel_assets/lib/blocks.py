@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -27,10 +28,21 @@ class Block:
     rows: int
 
 
-def parquet_blocks(path: Path) -> list[Block]:
+@lru_cache(maxsize=64)
+def _parquet_file(path: str, size: int, mtime_ns: int):
+    """An open ParquetFile, footer parsed once per file version (a large footer costs ms to parse)."""
     import pyarrow.parquet as pq
 
-    md = pq.ParquetFile(path).metadata
+    return pq.ParquetFile(path)
+
+
+def _open_parquet(path: str | Path):
+    st = os.stat(path)
+    return _parquet_file(str(path), st.st_size, st.st_mtime_ns)
+
+
+def parquet_blocks(path: Path) -> list[Block]:
+    md = _open_parquet(path).metadata
     return [Block(str(path), "parquet", i, 0, 0, md.row_group(i).num_rows) for i in range(md.num_row_groups)]
 
 
@@ -71,9 +83,7 @@ def jsonl_blocks(path: Path, lines_per_block: int, cache_dir: Path | None = None
 
 def read_block(block: Block) -> Iterator[object]:
     if block.kind == "parquet":
-        import pyarrow.parquet as pq
-
-        yield from pq.ParquetFile(block.path).read_row_group(block.index).to_pylist()
+        yield from _open_parquet(block.path).read_row_group(block.index).to_pylist()
         return
     with open(block.path, "rb") as fh:
         fh.seek(block.start)
