@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -123,20 +123,9 @@ def bench_llm_stage(tmp: Path) -> dict:
         caller = LLMCaller(ep, cfg.calls, CallCache(tmp / "cache.sqlite"))
 
         def stage():
-            gen = duel.plan_generation("king", turns, cfg) + duel.plan_generation("challenger", turns, cfg, prs)
             t0 = time.monotonic()
-            results, s_gen = caller.run([p.request for p in gen], "generation")
-            king = [(p, r) for p, r in zip(gen, results) if p.request.role == "king"]
-            chal = [(p, r) for p, r in zip(gen, results) if p.request.role == "challenger"]
-            import pandas as pd
-
-            kdf = pd.DataFrame(duel.answer_rows("king", [p for p, _ in king], [r for _, r in king]))
-            cdf = pd.DataFrame(duel.answer_rows("challenger", [p for p, _ in chal], [r for _, r in chal], prs))
-            jobs = duel.plan_judging(turns, kdf, cdf, prs, cfg)
-            rows, s_judge = duel.run_judging(jobs, lambda reqs, label: caller.run(reqs, label))
-            wall = time.monotonic() - t0
-            total = duel.merged_stats([s_gen, *s_judge])
-            return wall, total
+            res = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage")
+            return time.monotonic() - t0, duel.merged_stats(list(res.stats.values()))
 
         before = standin_requests(base)
         wall, stats = stage()
@@ -168,7 +157,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
     from duel_assets.defs.assets import ALL_ASSETS
     from duel_assets.defs.resources import DuelSettings, LLMResource, warehouse_io_manager
     from duel_assets.lib.call_cache import CallCache
-    from duel_assets.lib.llm import CallResult, CallStats
+    from duel_assets.lib.llm import CallResult, LLMCaller
 
     cfg_path = _write_config(tmp, bench_source(tmp, TURNS), CONCURRENCY)
     home = tmp / "duel_home"
@@ -199,13 +188,27 @@ def bench_warm_rerun(tmp: Path) -> dict:
             memo[k] = json.loads(resp)
         con.close()
 
-        class Canned:
-            def run(self, requests, label="llm"):
-                return [CallResult.from_cache(r.key, memo[r.key]) for r in requests], CallStats(requested=len(requests))
+        class MemoCaller(LLMCaller):
+            """Serves every call from memory: the model stage skipped, no HTTP and no cache lookups."""
+
+            def __init__(self):
+                pass
+
+            @asynccontextmanager
+            async def session(self, label="llm", total=0):
+                async def call(req, stats, cached=None):
+                    return CallResult.from_cache(req.key, memo[req.key])
+                call.expect = lambda n: None
+                yield call
+
+            class cache:  # noqa: N801 - stands in for the CallCache
+                @staticmethod
+                def get_many(keys):
+                    return {}
 
         class SkippedModel(LLMResource):
             def caller(self, cfg, paths, log):
-                return Canned()
+                return MemoCaller()
 
         skipped = run(SkippedModel())
         out.update(pipeline_cold_s=round(cold, 3), pipeline_warm_s=round(warm, 3), pipeline_model_skipped_s=round(skipped, 3),

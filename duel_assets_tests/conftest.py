@@ -117,6 +117,7 @@ def query(home: Path, sql: str, params=None) -> list[tuple]:
 
 
 def metadata(result, asset: str) -> dict:
-    mats = result.asset_materializations_for_node(asset)
+    mats = [e.materialization for e in result.get_asset_materialization_events()
+            if e.materialization.asset_key == dg.AssetKey(asset)]
     assert mats, f"{asset} was not materialized"
     return {k: v.value for k, v in mats[-1].metadata.items()}

@@ -106,9 +106,13 @@ def test_too_many_failures_fail_the_step_with_a_clear_message(duel_env, instance
                    .replace("retry_budget = 4", "retry_budget = 2"))
     res = materialize(instance, "p", raise_on_error=False)
     assert not res.success
-    failure = next(e for e in res.all_events if e.is_step_failure and "king" in e.step_key)
+    failure = next(e for e in res.all_events if e.is_step_failure and e.step_key == "duel_calls")
     msg = failure.event_specific_data.error.message
-    assert "6/6 calls failed" in msg and "max_failure_rate" in msg
+    assert "king_answers: 6/6 calls failed" in msg and "challenger_answers: 6/6 calls failed" in msg
+    assert "max_failure_rate" in msg
+    # the judges had nothing to compare, so judging itself did not fail and its rows say why
+    from duel_assets_tests.conftest import query
+    assert query(duel_env["home"], "SELECT DISTINCT error FROM duel.judge_scores") == [("challenger_missing",)]
 
 
 def _all_text_cells(home: Path) -> str:

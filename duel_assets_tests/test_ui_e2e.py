@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets.defs.assets import ALL_ASSETS
 from duel_assets.lib.sampling import sample_for_key, write_json_atomic
 from duel_assets.lib.settings import load_config
 from duel_assets.lib.standin import StandinServer
@@ -24,7 +23,8 @@ from duel_assets_tests.conftest import TEST_CHAIN
 pytestmark = pytest.mark.ui
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = [a.key.to_user_string() for a in ALL_ASSETS]
+ASSETS = ["sampled_turns", "pr_records", "king_answers", "challenger_answers", "judge_scores", "duel_verdict",
+          "exported_buckets"]
 KEYS = ["ui_batch_a", "ui_batch_b"]
 REPO = {"repositoryLocationName": "duel_assets", "repositoryName": "__repository__"}
 SCREENSHOTS = Path(os.environ.get("DUEL_UI_SCREENSHOTS", ROOT / ".duel" / "ui-screenshots"))

@@ -14,6 +14,7 @@ from duel_assets.lib.llm import CallStats
 from duel_assets.lib.pr_records import cached_pr_records
 from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key, write_json_atomic
 from duel_assets.lib.scoring import gate
+from duel_assets.lib.tables import read_partition
 from duel_assets.lib.settings import ChainConfig, validate_partition_key
 
 PARTITIONED = dict(partitions_def=prompt_files, group_name="duel", metadata={"partition_expr": "prompt_file"})
@@ -38,17 +39,6 @@ def _specs(asset: str, *names: str) -> list[dg.AssetCheckSpec]:
 
 def _md_table(rows: list[dict]) -> dg.MetadataValue:
     return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False) if rows else "_none_")
-
-
-def _check_failure_rate(stats: CallStats, cfg: ChainConfig, what: str, metadata: dict) -> None:
-    rate = stats.failure_rate()
-    if rate > cfg.calls.max_failure_rate:
-        raise dg.Failure(
-            description=(f"{what}: {stats.failed}/{stats.requested} calls failed ({rate:.0%} > "
-                         f"calls.max_failure_rate {cfg.calls.max_failure_rate:.0%}); by kind {dict(stats.failures)}. "
-                         "Completed calls are cached: a re-run pays only for the rest."),
-            metadata=metadata,
-        )
 
 
 @dg.asset(**PARTITIONED, kinds={"duckdb", "python"})
@@ -99,77 +89,99 @@ def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sample
     return tables.frame("pr_records", df.to_dict("records"), key)
 
 
-def _generate(context, role: str, settings: DuelSettings, llm: LLMResource, turns_df: pd.DataFrame,
-              prs: dict | None) -> dg.MaterializeResult:
+ROLE_ASSETS = {"king": "king_answers", "challenger": "challenger_answers", "judge": "judge_scores"}
+_CALL_OUT = dict(is_required=False, group_name="duel", metadata={"partition_expr": "prompt_file"},
+                 kinds={"duckdb", "openai"})
+
+
+@dg.multi_asset(
+    name="duel_calls",
+    outs={
+        "king_answers": dg.AssetOut(**_CALL_OUT, description=(
+            "The baseline answer to every turn, generated blind: the model sees only the history.")),
+        "challenger_answers": dg.AssetOut(**_CALL_OUT, description=(
+            "The candidate answer, generated with the hidden PR record under the blind-agent rule, "
+            "with a leak check against the patch.")),
+        "judge_scores": dg.AssetOut(**_CALL_OUT, description=(
+            "Every (turn, judge, order): per-metric scores for challenger and opponent from the judge panel.")),
+    },
+    ins={"sampled_turns": dg.AssetIn(), "pr_records": dg.AssetIn()},
+    internal_asset_deps={
+        "king_answers": {dg.AssetKey("sampled_turns")},
+        "challenger_answers": {dg.AssetKey("sampled_turns"), dg.AssetKey("pr_records")},
+        "judge_scores": {dg.AssetKey("sampled_turns"), dg.AssetKey("pr_records"), dg.AssetKey("king_answers"),
+                         dg.AssetKey("challenger_answers")},
+    },
+    partitions_def=prompt_files,
+    can_subset=True,
+    check_specs=[*_specs("king_answers", "format_ok_rate"), *_specs("challenger_answers", "format_ok_rate", "leak_rate"),
+                 *_specs("judge_scores", "parse_rate")],
+)
+def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
+               sampled_turns: pd.DataFrame, pr_records: pd.DataFrame):
+    """The partition's LLM work in one step: king, challenger and judge calls share one event loop
+    and one concurrency bound, and a turn is judged as soon as both its answers exist. Any subset
+    can be materialized: judging alone reads the answers already in the warehouse."""
     key = _key(context)
+    selected = {k.to_user_string() for k in context.selected_asset_keys}
+    roles = {r for r, a in ROLE_ASSETS.items() if a in selected}
     paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
-    turns = duel.turns_from_frame(turns_df)
-    planned = duel.plan_generation(role, turns, cfg, prs, mode)
-    requests = [p.request for p in planned if p.request is not None]
-    results, stats = (llm.caller(cfg, paths, context.log.info).run(requests, f"{role} {key}")
-                      if requests else ([], CallStats()))
-    rows = duel.answer_rows(role, planned, results, prs)
-    skipped = Counter(p.skip_reason for p in planned if p.skip_reason)
-    md = {
-        "turns": len(rows), "model": cfg.generation.model,
-        "format_ok": sum(bool(r.get("format_ok")) for r in rows),
-        "format_fail_by_reason": dict(Counter(r.get("format_reason") for r in rows if not r.get("format_ok"))),
-        "skipped_by_reason": dict(skipped),
-        **stats.as_metadata(),
-    }
+    turns = duel.turns_from_frame(sampled_turns)
+    prs = duel.pr_by_instance(pr_records)
+    stored = {}
+    if "judge" in roles:
+        for role in ("king", "challenger"):
+            if role not in roles:
+                df = read_partition(str(paths.warehouse), ROLE_ASSETS[role], key)
+                stored[role] = {r["turn_id"]: r for r in df.to_dict("records")}
+    result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
+                            stored.get("king"), stored.get("challenger"), label=f"duel {key}")
+    checks_selected = {(c.asset_key.to_user_string(), c.name) for c in context.selected_asset_check_keys}
+    failures = []
+    for role in ("king", "challenger", "judge"):
+        if role not in roles:
+            continue
+        asset, rows, stats = ROLE_ASSETS[role], result.rows[role], result.stats[role]
+        md = _role_metadata(role, rows, stats, cfg)
+        rate = stats.failure_rate()
+        if rate > cfg.calls.max_failure_rate:
+            failures.append(f"{asset}: {stats.failed}/{stats.requested} calls failed ({rate:.0%} > calls.max_failure_rate "
+                            f"{cfg.calls.max_failure_rate:.0%}); by kind {dict(stats.failures)}")
+            continue
+        yield dg.Output(tables.frame(asset, rows, key), output_name=asset, metadata=md)
+        checks = duel.judge_checks(rows, cfg) if role == "judge" else duel.answer_checks(rows, cfg, role)
+        for c in _check_results(checks, asset):
+            if (asset, c.check_name) in checks_selected:
+                yield c
+    if failures:
+        raise dg.Failure(description="; ".join(failures) + ". Completed calls are cached: a re-run pays only for the rest.")
+
+
+def _role_metadata(role: str, rows: list[dict], stats: CallStats, cfg: ChainConfig) -> dict:
+    md = {**stats.as_metadata()}
     cost = stats.cost(cfg.prices)
     if cost is not None:
         md["estimated_cost_usd"] = cost
+    if role == "judge":
+        judged = [r for r in rows if r.get("error_kind") != "skipped"]
+        md.update({
+            "judgements": len(rows), "judges": cfg.judges.models, "position_swap": cfg.judges.position_swap,
+            "parsed": sum(bool(r["parsed"]) for r in rows),
+            "parse_rate": round(sum(bool(r["parsed"]) for r in judged) / len(judged), 4) if judged else None,
+            "retried": sum(bool(r["retried"]) for r in rows),
+            "not_judged_by_reason": dict(Counter(r["error"] for r in rows if r.get("error_kind") == "skipped")),
+            "per_judge": _md_table(duel.per_judge_stats(pd.DataFrame(rows, columns=tables.columns("judge_scores")))),
+        })
+        return md
+    md.update({
+        "turns": len(rows), "model": cfg.generation.model,
+        "format_ok": sum(bool(r.get("format_ok")) for r in rows),
+        "format_fail_by_reason": dict(Counter(r.get("format_reason") for r in rows if not r.get("format_ok"))),
+        "skipped_by_reason": dict(Counter(r["error"] for r in rows if r.get("error_kind") == "skipped")),
+    })
     if role == "challenger":
         md["leak_suspects"] = sum(bool(r.get("leak_suspect")) for r in rows)
-    _check_failure_rate(stats, cfg, f"{role}_answers[{key}]", md)
-    return dg.MaterializeResult(value=tables.frame(f"{role}_answers", rows, key), metadata=md,
-                                check_results=_check_results(duel.answer_checks(rows, cfg, role), f"{role}_answers"))
-
-
-@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"}, check_specs=_specs("king_answers", "format_ok_rate"))
-def king_answers(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
-                 sampled_turns: pd.DataFrame):
-    """The baseline answer to every turn, generated blind: the model sees only the history."""
-    return _generate(context, "king", settings, llm, sampled_turns, None)
-
-
-@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"},
-          check_specs=_specs("challenger_answers", "format_ok_rate", "leak_rate"))
-def challenger_answers(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
-                       sampled_turns: pd.DataFrame, pr_records: pd.DataFrame):
-    """The candidate answer, generated with the hidden PR record under the blind-agent rule, with a
-    leak check against the patch."""
-    return _generate(context, "challenger", settings, llm, sampled_turns, duel.pr_by_instance(pr_records))
-
-
-@dg.asset(**PARTITIONED, kinds={"duckdb", "openai"}, check_specs=_specs("judge_scores", "parse_rate"))
-def judge_scores(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
-                 sampled_turns: pd.DataFrame, pr_records: pd.DataFrame, king_answers: pd.DataFrame,
-                 challenger_answers: pd.DataFrame):
-    """Every (turn, judge, order): per-metric scores for challenger and opponent from the judge panel."""
-    key = _key(context)
-    paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
-    turns = duel.turns_from_frame(sampled_turns)
-    jobs = duel.plan_judging(turns, king_answers, challenger_answers, duel.pr_by_instance(pr_records), cfg, mode)
-    caller = llm.caller(cfg, paths, context.log.info)
-    rows, stats = duel.run_judging(jobs, lambda reqs, label: caller.run(reqs, f"{label} {key}") if reqs else ([], CallStats()))
-    total = duel.merged_stats(stats)
-    judged = [r for r in rows if r.get("error_kind") != "skipped"]
-    md = {
-        "judgements": len(rows), "judges": cfg.judges.models, "position_swap": cfg.judges.position_swap,
-        "parsed": sum(bool(r["parsed"]) for r in rows),
-        "parse_rate": round(sum(bool(r["parsed"]) for r in judged) / len(judged), 4) if judged else None,
-        "retried": sum(bool(r["retried"]) for r in rows),
-        "not_judged_by_reason": dict(Counter(r["error"] for r in rows if r.get("error_kind") == "skipped")),
-        **total.as_metadata(),
-    }
-    if total.cost(cfg.prices) is not None:
-        md["estimated_cost_usd"] = total.cost(cfg.prices)
-    _check_failure_rate(total, cfg, f"judge_scores[{key}]", md)
-    md["per_judge"] = _md_table(duel.per_judge_stats(pd.DataFrame(rows, columns=tables.columns("judge_scores"))))
-    return dg.MaterializeResult(value=tables.frame("judge_scores", rows, key), metadata=md,
-                                check_results=_check_results(duel.judge_checks(rows, cfg), "judge_scores"))
+    return md
 
 
 @dg.asset(**PARTITIONED, kinds={"duckdb"})
@@ -285,4 +297,4 @@ def _clean(v):
     return v
 
 
-ALL_ASSETS = [sampled_turns, pr_records, king_answers, challenger_answers, judge_scores, duel_verdict, exported_buckets]
+ALL_ASSETS = [sampled_turns, pr_records, duel_calls, duel_verdict, exported_buckets]

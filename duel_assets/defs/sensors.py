@@ -4,8 +4,7 @@ import json
 
 import dagster as dg
 
-from duel_assets.defs.assets import (challenger_answers, duel_verdict, exported_buckets, judge_scores, king_answers,
-                                     pr_records, sampled_turns)
+from duel_assets.defs.assets import duel_verdict, exported_buckets, pr_records, sampled_turns
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.lib.settings import Paths
 from duel_assets.lib.watch import judging_run_key, needs_judging, scan_prompt_dir
@@ -32,6 +31,9 @@ def prompt_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult |
     )
 
 
+KING, CHALLENGER, JUDGE = dg.AssetKey("king_answers"), dg.AssetKey("challenger_answers"), dg.AssetKey("judge_scores")
+
+
 def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
     res = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1)
     return res.records[0] if res.records else None
@@ -42,12 +44,12 @@ def _will_judge(instance: dg.DagsterInstance, run_id: str) -> bool:
     run = instance.get_run_by_id(run_id)
     if run is None or run.is_finished:
         return False
-    return run.asset_selection is None or judge_scores.key in run.asset_selection
+    return run.asset_selection is None or JUDGE in run.asset_selection
 
 
 @dg.sensor(
     name="judging_sensor",
-    target=[judge_scores, duel_verdict, exported_buckets],
+    target=dg.AssetSelection.assets(JUDGE, duel_verdict, exported_buckets),
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests judge_scores and what is downstream for a partition once both its king_answers and "
@@ -58,11 +60,11 @@ def judging_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
     after = json.loads(context.cursor or "{}").get("after", 0)
     newest = after
     touched: set[str] = set()
-    for asset in (king_answers, challenger_answers):
+    for asset_key in (KING, CHALLENGER):
         cursor = None
         while True:
             res = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=asset.key, after_storage_id=after), limit=500, cursor=cursor, ascending=True)
+                dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=after), limit=500, cursor=cursor, ascending=True)
             for rec in res.records:
                 newest = max(newest, rec.storage_id)
                 if rec.partition_key:
@@ -73,7 +75,7 @@ def judging_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
     requests = []
     pending = set(json.loads(context.cursor or "{}").get("pending", []))
     for p in sorted(touched | pending):
-        k, c, j = (_latest(instance, a.key, p) for a in (king_answers, challenger_answers, judge_scores))
+        k, c, j = (_latest(instance, a, p) for a in (KING, CHALLENGER, JUDGE))
         if k is None or c is None:
             pending.discard(p)
             continue

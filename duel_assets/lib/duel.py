@@ -1,10 +1,11 @@
 """The duel's steps as plain functions over rows (the assets only wire them). No Dagster imports."""
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,6 @@ from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_for, pars
                       score_turn)
 from .settings import METRICS, ChainConfig
 from .trajectories import Turn, turn_from_record
-
-Runner = Callable[[Sequence[CallRequest], str], tuple[list[CallResult], CallStats]]
 
 
 def _json(v) -> str | None:
@@ -94,38 +93,37 @@ def history_text(turn: Turn) -> str:
     return "\n".join((m.get("content") or "") + json.dumps(m.get("tool_calls") or "") for m in turn.history)
 
 
+def answer_row(role: str, p: Planned, r: CallResult | None, prs: dict[str, dict] | None = None) -> dict:
+    t = p.turn
+    base = {"turn_id": t.turn_id, "instance_id": t.instance_id, "role": role, "sample_index": 0, "opponent": None}
+    if p.request is None or r is None:
+        return {**base, "model": None, "format_ok": False, "format_reason": "not_generated",
+                "error_kind": "skipped", "error": p.skip_reason, "cached": False, "attempts": 0}
+    row = {**base, "model": p.request.model, "call_key": r.key, "cached": r.cached, "attempts": r.attempts}
+    if not r.ok:
+        row.update(format_ok=False, format_reason="call_failed", error_kind=r.error_kind, error=r.error)
+    else:
+        check = check_answer(t.protocol, r.content, r.tool_calls, t.tools)
+        reason = check.reason
+        if check.ok and r.finish_reason == "length":
+            reason = "truncated_length"
+        row.update(
+            content=r.content, reasoning=r.reasoning, tool_calls=_json(r.tool_calls), action=check.action,
+            format_ok=check.ok and reason is None, format_reason=reason, finish_reason=r.finish_reason,
+            prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+            usage=_json(None if r.usage_missing else {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens}),
+        )
+    if role == "challenger":
+        pr = (prs or {}).get(t.instance_id) or {}
+        ev = leak_evidence(prompts.render_answer(row.get("content"), row.get("tool_calls")), history_text(t), pr.get("patch")) if r.ok else []
+        row.update(leak_suspect=bool(ev), leak_evidence=_json(ev))
+    return row
+
+
 def answer_rows(role: str, planned: list[Planned], results: list[CallResult], prs: dict[str, dict] | None = None) -> list[dict]:
+    """Rows for planned generations; ``results`` holds one result per planned call that had a request."""
     it = iter(results)
-    rows = []
-    for p in planned:
-        t = p.turn
-        base = {"turn_id": t.turn_id, "instance_id": t.instance_id, "role": role, "sample_index": 0,
-                "opponent": None}
-        if p.request is None:
-            rows.append({**base, "model": None, "format_ok": False, "format_reason": "not_generated",
-                         "error_kind": "skipped", "error": p.skip_reason, "cached": False, "attempts": 0})
-            continue
-        r = next(it)
-        row = {**base, "model": p.request.model, "call_key": r.key, "cached": r.cached, "attempts": r.attempts}
-        if not r.ok:
-            row.update(format_ok=False, format_reason="call_failed", error_kind=r.error_kind, error=r.error)
-        else:
-            check = check_answer(t.protocol, r.content, r.tool_calls, t.tools)
-            reason = check.reason
-            if check.ok and r.finish_reason == "length":
-                reason = "truncated_length"
-            row.update(
-                content=r.content, reasoning=r.reasoning, tool_calls=_json(r.tool_calls), action=check.action,
-                format_ok=check.ok and reason is None, format_reason=reason, finish_reason=r.finish_reason,
-                prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-                usage=_json(None if r.usage_missing else {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens}),
-            )
-        if role == "challenger":
-            pr = (prs or {}).get(t.instance_id) or {}
-            ev = leak_evidence(prompts.render_answer(row.get("content"), row.get("tool_calls")), history_text(t), pr.get("patch")) if r.ok else []
-            row.update(leak_suspect=bool(ev), leak_evidence=_json(ev))
-        rows.append(row)
-    return rows
+    return [answer_row(role, p, next(it) if p.request is not None else None, prs) for p in planned]
 
 
 # ---------------------------------------------------------------- judging
@@ -145,81 +143,150 @@ class JudgeJob:
     skip_reason: str | None = None
 
 
-def plan_judging(turns: list[Turn], king: pd.DataFrame, challenger: pd.DataFrame, prs: dict[str, dict],
-                 cfg: ChainConfig, mode: int = 2) -> list[JudgeJob]:
-    kings = {r["turn_id"]: r for r in king.to_dict("records")}
-    chals = {r["turn_id"]: r for r in challenger.to_dict("records")}
-    orders = [KING_FIRST, CHALLENGER_FIRST] if cfg.judges.position_swap else [KING_FIRST]
-    opponent = "reference" if mode == 1 else "king"
-    jobs = []
-    for t in turns:
-        c = chals.get(t.turn_id)
-        if mode == 1:
-            opp_text = prompts.render_answer(t.reference.get("content"), t.reference.get("tool_calls"))
-            opp_ok = True
-        else:
-            k = kings.get(t.turn_id)
-            opp_ok = k is not None and not _is_failed(k)
-            opp_text = prompts.render_answer(k.get("content"), k.get("tool_calls")) if opp_ok else ""
-        chal_ok = c is not None and not _is_failed(c)
-        skip = None if chal_ok and opp_ok else ("challenger_missing" if not chal_ok else f"{opponent}_missing")
-        chal_text = prompts.render_answer(c.get("content"), c.get("tool_calls")) if chal_ok else ""
-        for judge in cfg.judges.models:
-            for order in orders:
-                if skip:
-                    jobs.append(JudgeJob(t.turn_id, judge, order, opponent, None, skip))
-                    continue
-                a, b = (opp_text, chal_text) if order == KING_FIRST else (chal_text, opp_text)
-                msgs = prompts.judge_messages(t, prs.get(t.instance_id), a, b, cfg.judges.max_history_chars)
-                jobs.append(JudgeJob(t.turn_id, judge, order, opponent,
-                                     CallRequest("judge", judge, msgs, judge_params(cfg, judge), tag=f"{t.turn_id}|{judge}|{order}")))
-    return jobs
-
-
-def _is_failed(row: dict) -> bool:
+def _failed(row: dict | None) -> bool:
+    if row is None:
+        return True
     kind = row.get("error_kind")
     return isinstance(kind, str) and bool(kind)
 
 
-def run_judging(jobs: list[JudgeJob], runner: Runner) -> tuple[list[dict], list[CallStats]]:
-    """Judge every job; a reply that does not parse gets one stricter retry, then counts as a failure."""
-    live = [j for j in jobs if j.request is not None]
-    first, s1 = runner([j.request for j in live], "judges")
-    replies: dict[int, tuple[CallResult, JudgeReply, bool]] = {}
-    retry_jobs, retry_reqs = [], []
-    for j, r in zip(live, first):
-        rep = parse_judge_reply(r.content) if r.ok else JudgeReply(False, error=f"call failed: {r.error_kind}")
-        replies[id(j)] = (r, rep, False)
-        if r.ok and not rep.parsed:
-            msgs = [*j.request.messages, {"role": "assistant", "content": r.content or ""}, prompts.judge_retry_message(rep.error or "unparseable")]
-            retry_jobs.append(j)
-            retry_reqs.append(CallRequest("judge", j.request.model, msgs, j.request.params, tag=j.request.tag + "|retry"))
-    stats = [s1]
-    if retry_reqs:
-        second, s2 = runner(retry_reqs, "judges (retry)")
-        stats.append(s2)
-        for j, r in zip(retry_jobs, second):
-            rep = parse_judge_reply(r.content) if r.ok else JudgeReply(False, error=f"retry call failed: {r.error_kind}")
-            replies[id(j)] = (r, rep, True)
-    rows = []
-    for j in jobs:
-        row = {"turn_id": j.turn_id, "judge": j.judge, "order": j.order, "opponent": j.opponent, "retried": False}
-        if j.request is None:
-            row.update(parsed=False, parse_error=f"not judged: {j.skip_reason}", error_kind="skipped", error=j.skip_reason)
-            rows.append(row)
-            continue
-        r, rep, retried = replies[id(j)]
-        row.update(parsed=rep.parsed, parse_error=rep.error, retried=retried, raw_reply=r.content,
-                   reason=rep.reason, call_key=r.key, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-                   error_kind=r.error_kind, error=r.error)
-        if rep.parsed:
-            c_side, o_side = ("B", "A") if j.order == KING_FIRST else ("A", "B")
-            for m in METRICS:
-                row[f"{m}_challenger"] = rep.scores[m][c_side]
-                row[f"{m}_opponent"] = rep.scores[m][o_side]
-            row["winner"] = {c_side: "challenger", o_side: "opponent", "tie": "tie"}.get(rep.winner or "", None)
-        rows.append(row)
-    return rows, stats
+def judge_jobs_for_turn(t: Turn, king_row: dict | None, chal_row: dict | None, pr: dict | None, cfg: ChainConfig,
+                        mode: int = 2) -> list[JudgeJob]:
+    orders = [KING_FIRST, CHALLENGER_FIRST] if cfg.judges.position_swap else [KING_FIRST]
+    opponent = "reference" if mode == 1 else "king"
+    if mode == 1:
+        opp_ok, opp_text = True, prompts.render_answer(t.reference.get("content"), t.reference.get("tool_calls"))
+    else:
+        opp_ok = not _failed(king_row)
+        opp_text = prompts.render_answer(king_row.get("content"), king_row.get("tool_calls")) if opp_ok else ""
+    chal_ok = not _failed(chal_row)
+    skip = None if chal_ok and opp_ok else ("challenger_missing" if not chal_ok else f"{opponent}_missing")
+    chal_text = prompts.render_answer(chal_row.get("content"), chal_row.get("tool_calls")) if chal_ok else ""
+    jobs = []
+    for judge in cfg.judges.models:
+        for order in orders:
+            if skip:
+                jobs.append(JudgeJob(t.turn_id, judge, order, opponent, None, skip))
+                continue
+            a, b = (opp_text, chal_text) if order == KING_FIRST else (chal_text, opp_text)
+            msgs = prompts.judge_messages(t, pr, a, b, cfg.judges.max_history_chars)
+            jobs.append(JudgeJob(t.turn_id, judge, order, opponent,
+                                 CallRequest("judge", judge, msgs, judge_params(cfg, judge), tag=f"{t.turn_id}|{judge}|{order}")))
+    return jobs
+
+
+def plan_judging(turns: list[Turn], king: pd.DataFrame, challenger: pd.DataFrame, prs: dict[str, dict],
+                 cfg: ChainConfig, mode: int = 2) -> list[JudgeJob]:
+    kings = {r["turn_id"]: r for r in king.to_dict("records")}
+    chals = {r["turn_id"]: r for r in challenger.to_dict("records")}
+    return [j for t in turns for j in judge_jobs_for_turn(t, kings.get(t.turn_id), chals.get(t.turn_id),
+                                                            prs.get(t.instance_id), cfg, mode)]
+
+
+@dataclass
+class Judged:
+    result: CallResult
+    reply: JudgeReply
+    retried: bool
+
+
+def _parse(r: CallResult, what: str) -> JudgeReply:
+    return parse_judge_reply(r.content) if r.ok else JudgeReply(False, error=f"{what} failed: {r.error_kind}")
+
+
+async def judge_once(call, job: JudgeJob, stats: CallStats) -> Judged:
+    """One judgement; a reply that does not parse gets one stricter retry, then counts as a failure."""
+    r = await call(job.request, stats)
+    rep = _parse(r, "call")
+    if not (r.ok and not rep.parsed):
+        return Judged(r, rep, False)
+    msgs = [*job.request.messages, {"role": "assistant", "content": r.content or ""},
+            prompts.judge_retry_message(rep.error or "unparseable")]
+    r2 = await call(CallRequest("judge", job.request.model, msgs, job.request.params, tag=job.request.tag + "|retry"), stats)
+    return Judged(r2, _parse(r2, "retry call"), True)
+
+
+def judge_row(job: JudgeJob, judged: Judged | None) -> dict:
+    row = {"turn_id": job.turn_id, "judge": job.judge, "order": job.order, "opponent": job.opponent, "retried": False}
+    if job.request is None or judged is None:
+        row.update(parsed=False, parse_error=f"not judged: {job.skip_reason}", error_kind="skipped", error=job.skip_reason)
+        return row
+    r, rep = judged.result, judged.reply
+    row.update(parsed=rep.parsed, parse_error=rep.error, retried=judged.retried, raw_reply=r.content,
+               reason=rep.reason, call_key=r.key, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
+               error_kind=r.error_kind, error=r.error)
+    if rep.parsed:
+        c_side, o_side = ("B", "A") if job.order == KING_FIRST else ("A", "B")
+        for m in METRICS:
+            row[f"{m}_challenger"] = rep.scores[m][c_side]
+            row[f"{m}_opponent"] = rep.scores[m][o_side]
+        row["winner"] = {c_side: "challenger", o_side: "opponent", "tie": "tie"}.get(rep.winner or "", None)
+    return row
+
+
+# ---------------------------------------------------------------- the LLM stage of a partition
+
+ROLES = ("king", "challenger", "judge")
+
+
+@dataclass
+class StageResult:
+    rows: dict[str, list[dict]]  # role -> rows (only the roles asked for)
+    stats: dict[str, CallStats]  # role -> calls of that role
+
+
+async def run_stage_async(caller, turns: list[Turn], cfg: ChainConfig, prs: dict[str, dict], mode: int,
+                          roles: set[str], king_rows: dict[str, dict] | None = None,
+                          chal_rows: dict[str, dict] | None = None, label: str = "duel") -> StageResult:
+    """King, challenger and judges of one partition in one event loop under one concurrency bound.
+
+    Each turn's judgements start as soon as both of its answers exist, so the stage has no barrier
+    between generation and judging. Roles not asked for are read from ``king_rows`` /
+    ``chal_rows`` (answers already in the warehouse)."""
+    stats = {r: CallStats() for r in ROLES}
+    planned = {role: plan_generation(role, turns, cfg, prs, mode) for role in ("king", "challenger") if role in roles}
+    async with caller.session(label) as call:
+        tasks: dict[tuple[str, str], asyncio.Task] = {}
+        for role, plan in planned.items():
+            reqs = [p for p in plan if p.request is not None]
+            stats[role].requested = len(reqs)
+            call.expect(len(reqs))
+            hits = caller.cache.get_many([p.request.key for p in reqs])
+            for p in reqs:
+                tasks[(role, p.turn.turn_id)] = asyncio.create_task(call(p.request, stats[role], hits.get(p.request.key)))
+
+        async def answer(role: str, p: Planned) -> dict:
+            r = await tasks[(role, p.turn.turn_id)] if p.request is not None else None
+            return answer_row(role, p, r, prs)
+
+        gen = {role: [asyncio.ensure_future(answer(role, p)) for p in plan] for role, plan in planned.items()}
+        by_turn = {role: dict(zip([p.turn.turn_id for p in plan], futs)) for role, futs in gen.items()}
+
+        async def judge_turn(t: Turn) -> list[tuple[JudgeJob, Judged | None]]:
+            k = await by_turn["king"][t.turn_id] if "king" in by_turn else (king_rows or {}).get(t.turn_id)
+            c = await by_turn["challenger"][t.turn_id] if "challenger" in by_turn else (chal_rows or {}).get(t.turn_id)
+            jobs = judge_jobs_for_turn(t, k, c, prs.get(t.instance_id), cfg, mode)
+            live = [j for j in jobs if j.request is not None]
+            stats["judge"].requested += len(live)
+            call.expect(len(live))
+            done = await asyncio.gather(*(judge_once(call, j, stats["judge"]) for j in live))
+            outcome = dict(zip(map(id, live), done))
+            return [(j, outcome.get(id(j))) for j in jobs]
+
+        t0 = time.monotonic()
+        judged = await asyncio.gather(*(judge_turn(t) for t in turns)) if "judge" in roles else []
+        rows = {role: list(await asyncio.gather(*futs)) for role, futs in gen.items()}
+        wall = time.monotonic() - t0
+    if "judge" in roles:
+        rows["judge"] = [judge_row(j, o) for pairs in judged for j, o in pairs]
+    for s in stats.values():
+        s.wall_s = wall
+    return StageResult(rows=rows, stats=stats)
+
+
+def run_stage(caller, *args, **kwargs) -> StageResult:
+    """:func:`run_stage_async` in its own event loop (one per asset step)."""
+    return caller.run_coroutine(run_stage_async(caller, *args, **kwargs))
 
 
 def _margins_from_row(row: dict) -> dict[str, int] | None:

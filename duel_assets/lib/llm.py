@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+from contextlib import asynccontextmanager
 import gc
 import json
 import os
@@ -23,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Sequence
 
 import openai
@@ -33,6 +35,7 @@ from .protocol import split_reasoning
 from .settings import CallsConfig, ConfigError, Endpoint, scrub
 
 MAX_RETRY_AFTER_S = 600.0
+POOL_SIZE = 16  # calls in flight per HTTP connection pool
 RETRYABLE = ("rate_limit", "server_error", "timeout", "connection", "garbage")
 
 
@@ -46,8 +49,9 @@ class CallRequest:
     sample_index: int = 0
     tag: str = ""  # caller's id (turn id, judge, order) - not part of the key
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """Content address of the call (computed once: requests are not mutated after creation)."""
         return call_key(role=self.role, model=self.model, messages=self.messages, tools=self.tools,
                         params=self.params, sample_index=self.sample_index)
 
@@ -249,16 +253,16 @@ def _parse_response(resp) -> dict:
 def _request_kwargs(req: CallRequest, key: str) -> dict:
     """Arguments for ``chat.completions.create``.
 
-    Messages and tools are already OpenAI wire-format JSON, so they travel in ``extra_body`` (which
+    Messages, tools and sampling parameters are already OpenAI wire-format JSON, so they travel in ``extra_body`` (which
     the SDK merges into the request body as is) instead of through the SDK's recursive TypedDict
     transform; that walk costs several ms of CPU per call on long histories and, at 64 calls in
     flight on a small machine, becomes the throughput limit. The content key doubles as an
     idempotency / tracing header.
     """
-    body: dict = {"messages": req.messages}
+    body: dict = {"messages": req.messages, **req.params}
     if req.tools:
         body["tools"] = req.tools
-    return dict(model=req.model, messages=[], extra_body=body, extra_headers={"X-Duel-Call-Key": key}, **req.params)
+    return dict(model=req.model, messages=[], extra_body=body, extra_headers={"X-Duel-Call-Key": key})
 
 
 ProgressFn = Callable[[int, int], None]
@@ -276,53 +280,69 @@ class LLMCaller:
 
     # -- public ------------------------------------------------------------------------------
     def run(self, requests: Sequence[CallRequest], label: str = "llm") -> tuple[list[CallResult], CallStats]:
-        # Objects that exist before the batch (Dagster, pandas, ...) are moved out of the collector's
-        # reach while it runs: full collections over that heap otherwise stall the event loop for
-        # tens of ms at a time, which at 64 calls in flight costs whole latency rounds.
+        return self.run_coroutine(self.run_async(requests, label))
+
+    def run_coroutine(self, coro):
+        """Runs ``coro`` in a fresh event loop. Objects that exist before (Dagster, pandas, ...) are
+        moved out of the collector's reach meanwhile: full collections over that heap otherwise stall
+        the loop for tens of ms at a time, which at 64 calls in flight costs whole latency rounds."""
         gc.freeze()
         try:
-            return asyncio.run(self.run_async(requests, label))
+            return asyncio.run(coro)
         finally:
             gc.unfreeze()
 
     async def run_async(self, requests: Sequence[CallRequest], label: str = "llm") -> tuple[list[CallResult], CallStats]:
-        stats = CallStats(requested=len(requests))
-        t0 = time.monotonic()
-        client = openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self.endpoint.api_key or "none",
-                                    max_retries=0, timeout=self.cfg.timeout_s)
+        async with self.session(label, total=len(requests)) as call:
+            stats = CallStats(requested=len(requests))
+            t0 = time.monotonic()
+            hits = self.cache.get_many([r.key for r in requests])  # one query for the whole batch
+            results = await asyncio.gather(*(call(r, stats, hits.get(r.key)) for r in requests))
+            stats.wall_s = time.monotonic() - t0
+        return list(results), stats
+
+    @asynccontextmanager
+    async def session(self, label: str = "llm", total: int = 0):
+        """Calls made through the yielded ``call(request, stats, cached=None)`` share one client, one
+        concurrency bound and one pacer, whatever mix of roles runs at once in this event loop."""
+        # Several clients, each with its own small connection pool: the HTTP pool scans all its
+        # connections whenever it assigns a request, so one pool of 64 costs O(64) per call while
+        # four pools of 16 cost O(16). The concurrency bound below is still one, shared.
+        clients = [openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self.endpoint.api_key or "none",
+                                      max_retries=0, timeout=self.cfg.timeout_s)
+                   for _ in range(max(1, min(8, self.cfg.concurrency // POOL_SIZE)))]
         sem = asyncio.Semaphore(self.cfg.concurrency)
         pacer = _Pacer(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
-        done = 0
-        bar = _progress_bar(len(requests), label)
-        step = max(1, len(requests) // 10)
+        progress = {"done": 0, "total": total}
+        bar = _progress_bar(total, label)
 
-        keys = [r.key for r in requests]
-        hits = self.cache.get_many(keys)  # one query for the whole batch
-
-        async def one(req: CallRequest, key: str) -> CallResult:
-            nonlocal done
+        async def call(req: CallRequest, stats: CallStats, cached: dict | None = None) -> CallResult:
+            key = req.key
             try:
-                if key in hits:
+                if cached is None:
+                    cached = self.cache.get(key)
+                if cached is not None:
                     stats.cache_hits += 1
-                    return CallResult.from_cache(key, hits[key])
-                return await self._call(client, sem, pacer, req, key, stats)
+                    return CallResult.from_cache(key, cached)
+                return await self._call(clients[int(key[:8], 16) % len(clients)], sem, pacer, req, key, stats)
             finally:
-                done += 1
+                progress["done"] += 1
+                done, tot = progress["done"], max(progress["total"], progress["done"])
                 if bar is not None:
                     bar.update(1)
                 if self.progress:
-                    self.progress(done, len(requests))
-                if done % step == 0 or done == len(requests):
-                    self.log(f"{label}: {done}/{len(requests)} calls done")
+                    self.progress(done, tot)
+                if done % max(1, tot // 10) == 0 or done == tot:
+                    self.log(f"{label}: {done}/{tot} calls done")
 
+        call.expect = lambda n: progress.__setitem__("total", progress["total"] + n)  # type: ignore[attr-defined]
         try:
-            results = await asyncio.gather(*(one(r, k) for r, k in zip(requests, keys)))
+            yield call
         finally:
             if bar is not None:
                 bar.close()
-            await client.close()
-        stats.wall_s = time.monotonic() - t0
-        return list(results), stats
+            for c in clients:
+                await c.close()
 
     # -- one call ----------------------------------------------------------------------------
     async def _call(self, client, sem, pacer, req: CallRequest, key: str, stats: CallStats) -> CallResult:
