@@ -1,7 +1,6 @@
 """The seven duel assets. Each one loads its inputs, calls the plain functions of
 ``duel_assets.lib`` and reports what happened as metadata; the logic lives in the library."""
 
-import json
 from collections import Counter
 
 import dagster as dg
@@ -10,12 +9,11 @@ import pandas as pd
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.lib import duel, export, tables
-from duel_assets.lib.llm import CallStats
 from duel_assets.lib.pr_records import cached_pr_records
 from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key, write_json_atomic
 from duel_assets.lib.scoring import gate
 from duel_assets.lib.tables import read_partition
-from duel_assets.lib.settings import ChainConfig, validate_partition_key
+from duel_assets.lib.settings import validate_partition_key
 
 PARTITIONED = dict(partitions_def=prompt_files, group_name="duel", metadata={"partition_expr": "prompt_file"})
 
@@ -38,7 +36,7 @@ def _specs(asset: str, *names: str) -> list[dg.AssetCheckSpec]:
 
 
 def _md_table(rows: list[dict]) -> dg.MetadataValue:
-    return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False) if rows else "_none_")
+    return dg.MetadataValue.md(duel.markdown_table(rows))
 
 
 @dg.asset(**PARTITIONED, kinds={"duckdb", "python"})
@@ -142,11 +140,12 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
         if role not in roles:
             continue
         asset, rows, stats = ROLE_ASSETS[role], result.rows[role], result.stats[role]
-        md = _role_metadata(role, rows, stats, cfg)
-        rate = stats.failure_rate()
-        if rate > cfg.calls.max_failure_rate:
-            failures.append(f"{asset}: {stats.failed}/{stats.requested} calls failed ({rate:.0%} > calls.max_failure_rate "
-                            f"{cfg.calls.max_failure_rate:.0%}); by kind {dict(stats.failures)}")
+        md = duel.role_metadata(role, rows, stats, cfg)
+        if "per_judge" in md:
+            md["per_judge"] = dg.MetadataValue.md(md["per_judge"])
+        too_many = duel.too_many_failures(asset, stats, cfg)
+        if too_many:
+            failures.append(too_many)
             continue
         yield dg.Output(tables.frame(asset, rows, key), output_name=asset, metadata=md)
         checks = duel.judge_checks(rows, cfg) if role == "judge" else duel.answer_checks(rows, cfg, role)
@@ -155,33 +154,6 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
                 yield c
     if failures:
         raise dg.Failure(description="; ".join(failures) + ". Completed calls are cached: a re-run pays only for the rest.")
-
-
-def _role_metadata(role: str, rows: list[dict], stats: CallStats, cfg: ChainConfig) -> dict:
-    md = {**stats.as_metadata()}
-    cost = stats.cost(cfg.prices)
-    if cost is not None:
-        md["estimated_cost_usd"] = cost
-    if role == "judge":
-        judged = [r for r in rows if r.get("error_kind") != "skipped"]
-        md.update({
-            "judgements": len(rows), "judges": cfg.judges.models, "position_swap": cfg.judges.position_swap,
-            "parsed": sum(bool(r["parsed"]) for r in rows),
-            "parse_rate": round(sum(bool(r["parsed"]) for r in judged) / len(judged), 4) if judged else None,
-            "retried": sum(bool(r["retried"]) for r in rows),
-            "not_judged_by_reason": dict(Counter(r["error"] for r in rows if r.get("error_kind") == "skipped")),
-            "per_judge": _md_table(duel.per_judge_stats(pd.DataFrame(rows, columns=tables.columns("judge_scores")))),
-        })
-        return md
-    md.update({
-        "turns": len(rows), "model": cfg.generation.model,
-        "format_ok": sum(bool(r.get("format_ok")) for r in rows),
-        "format_fail_by_reason": dict(Counter(r.get("format_reason") for r in rows if not r.get("format_ok"))),
-        "skipped_by_reason": dict(Counter(r["error"] for r in rows if r.get("error_kind") == "skipped")),
-    })
-    if role == "challenger":
-        md["leak_suspects"] = sum(bool(r.get("leak_suspect")) for r in rows)
-    return md
 
 
 @dg.asset(**PARTITIONED, kinds={"duckdb"})
@@ -195,11 +167,7 @@ def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, samp
     df = tables.frame("duel_verdict", rows, key)
     scores = [r["score"] for r in rows]
     g = gate(scores, cfg.gate)
-    export.write_summary(paths, key, {
-        "prompt_file": key, "gate": g.to_dict(),
-        "turns": [{"turn_id": r["turn_id"], "score": r["score"], "bucket": r["bucket"],
-                   "per_metric": {m: r[f"{m}_win"] for m in duel.METRICS}} for r in rows],
-    })
+    export.write_summary(paths, key, export.partition_summary(key, g, rows))
     registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
     overall = export.overall_gate(export.read_summaries(paths, registered), cfg.gate)
     parsed_scores = [s for s in scores if s is not None]
@@ -228,15 +196,9 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
     """One JSON file per parsed turn under `$DUEL_HOME/{final,refined,defeat}/`, and report.md."""
     key = _key(context)
     paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
-    records = export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
+    records = export.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
     rows = export.write_exports(paths, key, records)
-    by_turn = {r["turn_id"]: r["path"] for r in rows}
-    summary_file = export.summary_path(paths, key)
-    if summary_file.exists():
-        summary = json.loads(summary_file.read_text())
-        for t in summary["turns"]:
-            t["path"] = by_turn.get(t["turn_id"])
-        export.write_summary(paths, key, summary)
+    export.attach_export_paths(paths, key, rows)
     registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
     report, overall, sft = export.write_report(paths, registered, cfg.gate, mode, cfg.export.buckets, cfg.export.require_gate)
     context.add_output_metadata({
@@ -251,50 +213,6 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
         "turn_lineage": dg.MetadataValue.md(export.lineage_markdown(key, rows)),
     })
     return tables.frame("exported_buckets", rows, key)
-
-
-def export_records(turns_df, king_df, chal_df, judge_df, verdict_df, key) -> list[dict]:
-    turns = {r["turn_id"]: r for r in turns_df.to_dict("records")}
-    kings = {r["turn_id"]: r for r in king_df.to_dict("records")}
-    chals = {r["turn_id"]: r for r in chal_df.to_dict("records")}
-    reasons: dict[str, list] = {}
-    for r in judge_df.to_dict("records"):
-        if r.get("parsed"):
-            reasons.setdefault(r["turn_id"], []).append({"judge": r["judge"], "order": r["order"], "reason": r.get("reason")})
-    out = []
-    for v in verdict_df.to_dict("records"):
-        if not v.get("parsed") or not v.get("bucket"):
-            continue
-        tid = v["turn_id"]
-        t = turns.get(tid, {})
-
-        def answer(a):
-            if not a:
-                return None
-            return {k: _clean(a.get(k)) for k in ("model", "content", "reasoning", "tool_calls", "action", "format_ok",
-                                                   "format_reason", "leak_suspect", "leak_evidence") if k in a}
-
-        doc = {
-            "prompt_file": key, "turn_id": tid, "bucket": v["bucket"], "bucket_note": _clean(v.get("bucket_note")),
-            "score": v["score"], "opponent": v.get("opponent"),
-            "per_metric": {m: _clean(v.get(f"{m}_win")) for m in duel.METRICS},
-            "per_judge": json.loads(v["per_judge"]) if v.get("per_judge") else {},
-            "turn": {k: (json.loads(t[k]) if k in ("history", "reference", "tools") and isinstance(t.get(k), str) else _clean(t.get(k)))
-                     for k in ("instance_id", "repo", "source", "protocol", "step", "history", "reference", "tools")},
-            "king": answer(kings.get(tid)),
-            "challenger": answer(chals.get(tid)),
-            "judge_reasons": reasons.get(tid, []),
-        }
-        out.append({"turn_id": tid, "bucket": v["bucket"], "score": v["score"], "document": doc})
-    return out
-
-
-def _clean(v):
-    if isinstance(v, float) and v != v:
-        return None
-    if hasattr(v, "item"):
-        return v.item()
-    return v
 
 
 ALL_ASSETS = [sampled_turns, pr_records, duel_calls, duel_verdict, exported_buckets]

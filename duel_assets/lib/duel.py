@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,9 +14,10 @@ from . import prompts
 from .leakage import leak_evidence
 from .llm import CallRequest, CallResult, CallStats
 from .protocol import check_answer
-from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_for, parse_judge_reply,
-                      score_turn)
+from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_for, parse_judge_reply, score_turn,
+                      sides)
 from .settings import METRICS, ChainConfig
+from .tables import columns
 from .trajectories import Turn, turn_from_record
 
 
@@ -175,14 +176,6 @@ def judge_jobs_for_turn(t: Turn, king_row: dict | None, chal_row: dict | None, p
     return jobs
 
 
-def plan_judging(turns: list[Turn], king: pd.DataFrame, challenger: pd.DataFrame, prs: dict[str, dict],
-                 cfg: ChainConfig, mode: int = 2) -> list[JudgeJob]:
-    kings = {r["turn_id"]: r for r in king.to_dict("records")}
-    chals = {r["turn_id"]: r for r in challenger.to_dict("records")}
-    return [j for t in turns for j in judge_jobs_for_turn(t, kings.get(t.turn_id), chals.get(t.turn_id),
-                                                            prs.get(t.instance_id), cfg, mode)]
-
-
 @dataclass
 class Judged:
     result: CallResult
@@ -216,7 +209,7 @@ def judge_row(job: JudgeJob, judged: Judged | None) -> dict:
                reason=rep.reason, call_key=r.key, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
                error_kind=r.error_kind, error=r.error)
     if rep.parsed:
-        c_side, o_side = ("B", "A") if job.order == KING_FIRST else ("A", "B")
+        c_side, o_side = sides(job.order)
         for m in METRICS:
             row[f"{m}_challenger"] = rep.scores[m][c_side]
             row[f"{m}_opponent"] = rep.scores[m][o_side]
@@ -421,6 +414,48 @@ def judge_checks(rows: list[dict], cfg: ChainConfig) -> list[RateCheck]:
     judged = [r for r in rows if r.get("error_kind") != "skipped"]
     return [rate_check("parse_rate", sum(bool(r.get("parsed")) for r in judged), len(judged), cfg.checks.min_parse_rate,
                        False, "judge replies that parsed")]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    return pd.DataFrame(rows).to_markdown(index=False) if rows else "_none_"
+
+
+def too_many_failures(asset: str, stats: CallStats, cfg: ChainConfig) -> str | None:
+    """The reason to fail the step when this role's failure rate passes calls.max_failure_rate."""
+    rate = stats.failure_rate()
+    if rate <= cfg.calls.max_failure_rate:
+        return None
+    return (f"{asset}: {stats.failed}/{stats.requested} calls failed ({rate:.0%} > calls.max_failure_rate "
+            f"{cfg.calls.max_failure_rate:.0%}); by kind {dict(stats.failures)}")
+
+
+def role_metadata(role: str, rows: list[dict], stats: CallStats, cfg: ChainConfig) -> dict:
+    """Materialization metadata of one role's rows (``per_judge`` is a Markdown table)."""
+    md = {**stats.as_metadata()}
+    cost = stats.cost(cfg.prices)
+    if cost is not None:
+        md["estimated_cost_usd"] = cost
+    skipped = dict(Counter(r["error"] for r in rows if r.get("error_kind") == "skipped"))
+    if role == "judge":
+        judged = [r for r in rows if r.get("error_kind") != "skipped"]
+        md.update({
+            "judgements": len(rows), "judges": cfg.judges.models, "position_swap": cfg.judges.position_swap,
+            "parsed": sum(bool(r["parsed"]) for r in rows),
+            "parse_rate": round(sum(bool(r["parsed"]) for r in judged) / len(judged), 4) if judged else None,
+            "retried": sum(bool(r["retried"]) for r in rows),
+            "not_judged_by_reason": skipped,
+            "per_judge": markdown_table(per_judge_stats(pd.DataFrame(rows, columns=columns("judge_scores")))),
+        })
+        return md
+    md.update({
+        "turns": len(rows), "model": cfg.generation.model,
+        "format_ok": sum(bool(r.get("format_ok")) for r in rows),
+        "format_fail_by_reason": dict(Counter(r.get("format_reason") for r in rows if not r.get("format_ok"))),
+        "skipped_by_reason": skipped,
+    })
+    if role == "challenger":
+        md["leak_suspects"] = sum(bool(r.get("leak_suspect")) for r in rows)
+    return md
 
 
 def merged_stats(stats: list[CallStats]) -> CallStats:

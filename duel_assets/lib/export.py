@@ -271,3 +271,70 @@ def lineage_markdown(key: str, rows: list[dict], limit: int = 20) -> str:
     if len(rows) > limit:
         lines.append(f"| ... {len(rows) - limit} more | | | |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- per-turn export documents
+
+
+def export_records(turns_df, king_df, chal_df, judge_df, verdict_df, key) -> list[dict]:
+    """One export document per parsed turn: the turn, both answers, score, breakdown, judge reasons."""
+    turns = {r["turn_id"]: r for r in turns_df.to_dict("records")}
+    kings = {r["turn_id"]: r for r in king_df.to_dict("records")}
+    chals = {r["turn_id"]: r for r in chal_df.to_dict("records")}
+    reasons: dict[str, list] = {}
+    for r in judge_df.to_dict("records"):
+        if r.get("parsed"):
+            reasons.setdefault(r["turn_id"], []).append({"judge": r["judge"], "order": r["order"], "reason": r.get("reason")})
+    out = []
+    for v in verdict_df.to_dict("records"):
+        if not v.get("parsed") or not v.get("bucket"):
+            continue
+        tid = v["turn_id"]
+        t = turns.get(tid, {})
+
+        def answer(a):
+            if not a:
+                return None
+            return {k: _clean(a.get(k)) for k in ("model", "content", "reasoning", "tool_calls", "action", "format_ok",
+                                                   "format_reason", "leak_suspect", "leak_evidence") if k in a}
+
+        doc = {
+            "prompt_file": key, "turn_id": tid, "bucket": v["bucket"], "bucket_note": _clean(v.get("bucket_note")),
+            "score": v["score"], "opponent": v.get("opponent"),
+            "per_metric": {m: _clean(v.get(f"{m}_win")) for m in METRICS},
+            "per_judge": json.loads(v["per_judge"]) if v.get("per_judge") else {},
+            "turn": {k: (json.loads(t[k]) if k in ("history", "reference", "tools") and isinstance(t.get(k), str) else _clean(t.get(k)))
+                     for k in ("instance_id", "repo", "source", "protocol", "step", "history", "reference", "tools")},
+            "king": answer(kings.get(tid)),
+            "challenger": answer(chals.get(tid)),
+            "judge_reasons": reasons.get(tid, []),
+        }
+        out.append({"turn_id": tid, "bucket": v["bucket"], "score": v["score"], "document": doc})
+    return out
+
+
+def _clean(v):
+    if isinstance(v, float) and v != v:
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def partition_summary(key: str, gate_result: Gate, verdict_rows: list[dict]) -> dict:
+    """What the overall gate, the report and the SFT export need from one partition."""
+    return {"prompt_file": key, "gate": gate_result.to_dict(),
+            "turns": [{"turn_id": r["turn_id"], "score": r["score"], "bucket": r["bucket"],
+                       "per_metric": {m: r[f"{m}_win"] for m in METRICS}} for r in verdict_rows]}
+
+
+def attach_export_paths(paths: Paths, key: str, export_rows: list[dict]) -> None:
+    """Record each turn's export file in the partition summary (for the report's file column)."""
+    f = summary_path(paths, key)
+    if not f.exists():
+        return
+    summary = json.loads(f.read_text(encoding="utf-8"))
+    by_turn = {r["turn_id"]: r["path"] for r in export_rows}
+    for t in summary["turns"]:
+        t["path"] = by_turn.get(t["turn_id"])
+    write_summary(paths, key, summary)

@@ -272,17 +272,13 @@ def _request_kwargs(req: CallRequest, key: str) -> dict:
     return dict(model=req.model, messages=[], extra_body=body, extra_headers={"X-Duel-Call-Key": key})
 
 
-ProgressFn = Callable[[int, int], None]
-
-
 class LLMCaller:
     def __init__(self, endpoint: Endpoint, calls: CallsConfig, cache: CallCache,
-                 log: Callable[[str], None] | None = None, progress: ProgressFn | None = None):
+                 log: Callable[[str], None] | None = None):
         self.endpoint = endpoint
         self.cfg = calls
         self.cache = cache
         self.log = log or (lambda s: None)
-        self.progress = progress
         self._secrets = [endpoint.api_key] if endpoint.api_key else []
 
     # -- public ------------------------------------------------------------------------------
@@ -338,8 +334,6 @@ class LLMCaller:
                 done, tot = progress["done"], max(progress["total"], progress["done"])
                 if bar is not None:
                     bar.update(1)
-                if self.progress:
-                    self.progress(done, tot)
                 if done % max(1, tot // 10) == 0 or done == tot:
                     self.log(f"{label}: {done}/{tot} calls done")
 

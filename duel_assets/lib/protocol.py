@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-BASH_FENCES = ("bash", "mswea_bash_command")
 _BLOCK_RE = re.compile(r"```(?:bash|mswea_bash_command)[ \t]*\n(.*?)\n?```", re.DOTALL)
 _ANY_FENCE_RE = re.compile(r"```")
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
@@ -53,10 +52,6 @@ def split_reasoning(text: str | None) -> tuple[str, str]:
 
 def has_control_tokens(text: str | None) -> bool:
     return bool(text) and bool(CONTROL_TOKEN_RE.search(text))
-
-
-def bash_commands(text: str) -> list[str]:
-    return [m.strip("\n") for m in _BLOCK_RE.findall(text or "")]
 
 
 def check_bash_block(text: str | None) -> FormatCheck:

@@ -104,11 +104,16 @@ def _validate_scores(raw) -> tuple[dict | None, str | None]:
     return out, None
 
 
+def sides(order: str) -> tuple[str, str]:
+    """(challenger's label, opponent's label) in a judgement of this order."""
+    return ("B", "A") if order == KING_FIRST else ("A", "B")
+
+
 def challenger_margins(reply: JudgeReply, order: str) -> dict[str, int] | None:
     """Per-metric challenger minus opponent score for one parsed judgement."""
     if not reply.parsed or reply.scores is None:
         return None
-    c, k = ("B", "A") if order == KING_FIRST else ("A", "B")
+    c, k = sides(order)
     return {m: reply.scores[m][c] - reply.scores[m][k] for m in METRICS}
 
 

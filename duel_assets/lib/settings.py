@@ -171,7 +171,6 @@ class GenerationConfig:
     model: str = "gpt-4o-mini"
     temperature: float = 0.7
     max_tokens: int = 1024
-    samples: int = 1
 
 
 @dataclass

@@ -140,9 +140,6 @@ def _chat_messages(raw: list) -> list[dict]:
     return out
 
 
-_plain_messages = _chat_messages
-
-
 def split_parallel_calls(messages: list[dict]) -> list[dict]:
     """An assistant message with k tool calls becomes k single-call steps, each followed by its own
     tool reply; the text goes with the first call. Every step is then one action."""
@@ -236,7 +233,7 @@ def read_swe_zero(row: dict) -> Trajectory:
     if not isinstance(row, dict):
         raise BadRecord("row_not_an_object", type(row).__name__)
     instance_id = _require_str(row, "instance_id")
-    messages = _plain_messages(_decode_messages(row.get("messages")))
+    messages = _chat_messages(_decode_messages(row.get("messages")))
     if not any(m["role"] == "assistant" for m in messages):
         raise BadRecord("no_assistant_step")
     repo = row.get("repo") if isinstance(row.get("repo"), str) else None
