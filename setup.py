@@ -19,7 +19,7 @@ setup(
         "duckdb>=2.0,<3",
         "pyarrow>=15",
         "numpy>=1.26",
-        "openai>=1.50",
+        "openai[aiohttp]>=3.54,<4",
         "datasets>=3.0",
         "tabulate>=0.9",
         "tqdm>=4.66",

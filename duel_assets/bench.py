@@ -49,7 +49,7 @@ def standin_process(latency_ms: float):
         except OSError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError("stand-in did not start")
+                raise RuntimeError("stand-in did not start") from None
             time.sleep(0.1)
     try:
         yield base + "/v1"

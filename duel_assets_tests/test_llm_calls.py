@@ -4,7 +4,7 @@ import time
 import pytest
 
 from duel_assets.lib.call_cache import CallCache
-from duel_assets.lib.llm import CallRequest, LLMCaller
+from duel_assets.lib.llm import CallRequest, LLMCaller, _Garbage, classify, parse_reply
 from duel_assets.lib.settings import CallsConfig, Endpoint
 from duel_assets_tests.conftest import CANARY_KEY, standin_post
 
@@ -128,3 +128,49 @@ def test_concurrency_bound_is_respected(fresh_standin, tmp_path):
     times = sorted(e["t"] for e in fresh_standin.state.log)
     # never more than 4 requests within one latency window
     assert max(sum(1 for u in times if t <= u < t + 0.09) for t in times) <= 4
+
+
+def test_connections_are_kept_alive_one_per_call_in_flight(fresh_standin, tmp_path):
+    fresh_standin.state.latency_ms = 20
+    _, stats = caller(fresh_standin, tmp_path, concurrency=6).run([req(f"job {i}") for i in range(60)])
+    assert stats.completed == 60
+    # 60 calls through 6 slots: the 6 connections opened for the first wave carry all the rest
+    assert fresh_standin.state.connections <= 6
+
+
+def test_refused_connection_is_classified_retried_and_recorded(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    calls = CallsConfig(timeout_s=1.0, backoff_base_s=0.01, backoff_max_s=0.02, retry_budget=3)
+    c = LLMCaller(Endpoint(f"http://127.0.0.1:{port}/v1", CANARY_KEY, "LLM"), calls, CallCache(tmp_path / "c.sqlite"))
+    (r,), stats = c.run([req()])
+    assert not r.ok and r.error_kind == "connection" and r.attempts == 3
+    assert stats.retry_kinds == {"connection": 2} and stats.failures == {"connection": 1}
+    assert CANARY_KEY not in (r.error or "")
+
+
+def _reply(message: dict, **extra) -> dict:
+    return {"id": "x", "model": "m", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}], **extra}
+
+
+def test_parse_reply_keeps_provider_fields_apart():
+    out = parse_reply(_reply({"role": "assistant", "content": "<think>plan</think>THOUGHT: go",
+                              "reasoning_content": "separate"}, usage={"prompt_tokens": 7, "completion_tokens": 3}))
+    assert out["content"] == "THOUGHT: go" and out["reasoning"] == "separate\n\nplan"
+    assert (out["prompt_tokens"], out["completion_tokens"], out["usage_missing"]) == (7, 3, False)
+    parts = parse_reply(_reply({"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}))
+    assert parts["content"] == "ab" and parts["usage_missing"] is True
+    tools = parse_reply(_reply({"role": "assistant", "content": None,
+                                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "bash", "arguments": {"command": "ls"}}}]}))
+    assert tools["content"] == "" and tools["tool_calls"][0]["function"] == {"name": "bash", "arguments": '{"command": "ls"}'}
+
+
+@pytest.mark.parametrize("data", [[], {"choices": []}, {"choices": [{"message": "text"}]}, "<html>",
+                                  {"choices": [{"message": {"content": "x", "tool_calls": "ls"}}]}])
+def test_parse_reply_calls_malformed_replies_garbage(data):
+    with pytest.raises(_Garbage):
+        parse_reply(data)
+    assert classify(_Garbage("x"))[0] == "garbage"

@@ -51,7 +51,9 @@ def test_two_partitions_end_to_end(duel_env, instance):
     for score, bucket, fmt_ok, leak in query(home, "SELECT score, bucket, challenger_format_ok, leak_suspect FROM duel.duel_verdict"):
         assert 0 <= score <= 100
         expected = "final" if score >= 80 else "refined" if score >= 66 else "defeat"
-        if leak and expected == "final":
+        if not fmt_ok and expected in ("final", "refined"):
+            expected = "defeat"  # a challenger answer that breaks the protocol never trains
+        elif leak and expected == "final":
             expected = "refined"
         assert bucket == expected
     # exports: one file per parsed turn, in its bucket's folder, holding both answers

@@ -50,6 +50,7 @@ class StandinState:
         self.script: list[str] = []
         self.seen: Counter = Counter()
         self.log: list[dict] = []
+        self.connections = 0  # TCP connections accepted: shows whether clients keep theirs alive
 
     def decide(self, key: str) -> str | None:
         with self.lock:
@@ -221,6 +222,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet
         pass
 
+    def setup(self):
+        super().setup()
+        with self.state.lock:
+            self.state.connections += 1
+
     def _send(self, status: int, payload: Any, headers: dict | None = None, raw: bytes | None = None) -> None:
         body = raw if raw is not None else json.dumps(payload).encode()
         self.send_response(status)
@@ -247,11 +253,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"object": "list", "data": [{"id": "standin", "object": "model", "owned_by": NOT_A_MODEL}]})
         elif self.path == "/_standin/log":
             with self.state.lock:
-                self._send(200, {"log": list(self.state.log)})
+                self._send(200, {"log": list(self.state.log), "connections": self.state.connections})
         else:
             self._send(404, {"error": {"message": "not found"}})
 
+    def _hold(self, since: float) -> None:
+        """Sleep out the rest of the latency window that began when the request arrived: the reply
+        leaves ``latency_ms`` after arrival, whatever the stand-in's own work took (a real server's
+        latency includes its compute too)."""
+        if self.state.latency_ms:
+            rest = self.state.latency_ms / 1000.0 - (time.monotonic() - since)
+            if rest > 0:
+                time.sleep(rest)
+
     def do_POST(self):
+        arrived = time.monotonic()
         try:
             body = self._body()
         except (json.JSONDecodeError, ValueError):
@@ -267,6 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.state.script.clear()
                 self.state.seen.clear()
                 self.state.log.clear()
+                self.state.connections = 0
             self._send(200, {"ok": True})
             return
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
@@ -276,11 +293,16 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("model") == "standin-auth-echo":  # a provider that echoes the key in its error
             self._send(401, {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}})
             return
-        if self.state.latency_ms:
-            time.sleep(self.state.latency_ms / 1000.0)
         fault = "500" if body.get("model") == "standin-always-500" else self.state.decide(key)
         entry = {"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"),
                  "fault": fault, "t": time.time()}
+        reply = None
+        if fault is None:  # the reply is made inside the latency window, encoded and ready to go
+            resp, with_usage = _completion(body)
+            if not with_usage:
+                resp.pop("usage")
+            reply = json.dumps(resp).encode()
+        self._hold(arrived)
         if fault == "429":
             entry["status"] = 429
             self.state.record(entry)
@@ -301,12 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.record(entry)
             self._send(200, None, raw=b"<html>upstream garbage")
         else:
-            resp, with_usage = _completion(body)
-            if not with_usage:
-                resp.pop("usage")
             entry["status"] = 200
             self.state.record(entry)
-            self._send(200, resp)
+            self._send(200, None, raw=reply)
 
 
 class _Server(ThreadingHTTPServer):
