@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +157,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
     from duel_assets.defs.assets import ALL_ASSETS
     from duel_assets.defs.resources import DuelSettings, LLMResource, warehouse_io_manager
     from duel_assets.lib.call_cache import CallCache
-    from duel_assets.lib.llm import CallResult, LLMCaller
+    from duel_assets.lib.llm import LLMCaller
 
     cfg_path = _write_config(tmp, bench_source(tmp, TURNS), CONCURRENCY)
     home = tmp / "duel_home"
@@ -182,33 +182,25 @@ def bench_warm_rerun(tmp: Path) -> dict:
         n0 = standin_requests(base)
         warm = run(LLMResource())
         warm_calls = standin_requests(base) - n0
-        memo = {}
         con = CallCache(home / "cache" / "llm_calls.sqlite")
-        for (k, resp) in con._con.execute("SELECT key, response FROM calls").fetchall():
-            memo[k] = json.loads(resp)
+        memo = dict(con.items())
         con.close()
 
-        class MemoCaller(LLMCaller):
-            """Serves every call from memory: the model stage skipped, no HTTP and no cache lookups."""
+        class MemoryCache:
+            """Every completed call, in memory: the model stage skipped (no HTTP, no SQLite)."""
 
-            def __init__(self):
-                pass
+            def get(self, key):
+                return memo.get(key)
 
-            @asynccontextmanager
-            async def session(self, label="llm", total=0):
-                async def call(req, stats, cached=None):
-                    return CallResult.from_cache(req.key, memo[req.key])
-                call.expect = lambda n: None
-                yield call
+            def get_many(self, keys):
+                return {k: memo[k] for k in keys if k in memo}
 
-            class cache:  # noqa: N801 - stands in for the CallCache
-                @staticmethod
-                def get_many(keys):
-                    return {}
+            def put(self, *args):
+                raise AssertionError("the skipped model stage made a call")
 
         class SkippedModel(LLMResource):
             def caller(self, cfg, paths, log):
-                return MemoCaller()
+                return LLMCaller(self.endpoint(), cfg.calls, MemoryCache(), log=log)
 
         skipped = run(SkippedModel())
         out.update(pipeline_cold_s=round(cold, 3), pipeline_warm_s=round(warm, 3), pipeline_model_skipped_s=round(skipped, 3),

@@ -59,6 +59,12 @@ class CallCache:
                 (key, role, model, time.time(), json.dumps(response, ensure_ascii=False)),
             )
 
+    def items(self):
+        """(key, response) of every completed call."""
+        with self._lock:
+            rows = self._con.execute("SELECT key, response FROM calls").fetchall()
+        return [(k, json.loads(v)) for k, v in rows]
+
     def count(self) -> int:
         with self._lock:
             return self._con.execute("SELECT count(*) FROM calls").fetchone()[0]

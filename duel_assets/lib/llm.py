@@ -339,37 +339,14 @@ class LLMCaller:
 
     @asynccontextmanager
     async def session(self, label: str = "llm", total: int = 0):
-        """Calls made through the yielded ``call(request, stats, cached=None)`` share one client, one
-        concurrency bound and one pacer, whatever mix of roles runs at once in this event loop."""
+        """A :class:`CallSession`: calls made through it share one client, one concurrency bound
+        and one pacer, whatever mix of roles runs at once in this event loop."""
         client = self._client()
-        sem = asyncio.Semaphore(self.cfg.concurrency)
-        pacer = _Pacer(self.cfg.requests_per_minute, self.cfg.tokens_per_minute)
-        progress = {"done": 0, "total": total}
-        bar = _progress_bar(total, label)
-
-        async def call(req: CallRequest, stats: CallStats, cached: dict | None = None) -> CallResult:
-            key = req.key
-            try:
-                if cached is None:
-                    cached = self.cache.get(key)
-                if cached is not None:
-                    stats.cache_hits += 1
-                    return CallResult.from_cache(key, cached)
-                return await self._call(client, sem, pacer, req, key, stats)
-            finally:
-                progress["done"] += 1
-                done, tot = progress["done"], max(progress["total"], progress["done"])
-                if bar is not None:
-                    bar.update(1)
-                if done % max(1, tot // 10) == 0 or done == tot:
-                    self.log(f"{label}: {done}/{tot} calls done")
-
-        call.expect = lambda n: progress.__setitem__("total", progress["total"] + n)  # type: ignore[attr-defined]
+        session = CallSession(self, client, label, total)
         try:
-            yield call
+            yield session
         finally:
-            if bar is not None:
-                bar.close()
+            session.close()
             await client.close()
 
     def _client(self) -> openai.AsyncOpenAI:
@@ -422,6 +399,48 @@ class LLMCaller:
             await asyncio.sleep(delay)
         stats.failures[kind] += 1
         return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
+
+
+class CallSession:
+    """``await session(request, stats, cached=None)`` makes (or serves from the cache) one call;
+    ``session.expect(n)`` announces more calls for the progress count."""
+
+    def __init__(self, caller: LLMCaller, client: openai.AsyncOpenAI, label: str, total: int):
+        self.caller, self.client, self.label = caller, client, label
+        self.sem = asyncio.Semaphore(caller.cfg.concurrency)
+        self.pacer = _Pacer(caller.cfg.requests_per_minute, caller.cfg.tokens_per_minute)
+        self.done, self.total = 0, total
+        self.bar = _progress_bar(total, label)
+
+    def expect(self, n: int) -> None:
+        self.total += n
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+
+    async def __call__(self, req: CallRequest, stats: CallStats, cached: dict | None = None) -> CallResult:
+        key = req.key
+        try:
+            if cached is None:
+                cached = self.caller.cache.get(key)
+            if cached is not None:
+                stats.cache_hits += 1
+                return CallResult.from_cache(key, cached)
+            return await self.caller._call(self.client, self.sem, self.pacer, req, key, stats)
+        finally:
+            self._tick()
+
+    def _tick(self) -> None:
+        self.done += 1
+        total = max(self.total, self.done)
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.done % max(1, total // 10) == 0 or self.done == total:
+            self.caller.log(f"{self.label}: {self.done}/{total} calls done")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _progress_bar(total: int, label: str):
