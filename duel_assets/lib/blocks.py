@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .sources import BadRow, _parse_line, _decode
+from .sources import parse_json_line
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,8 @@ def read_block(block: Block) -> Iterator[object]:
         fh.seek(block.start)
         data = fh.read(block.end - block.start)
     for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        text = _decode(line)
-        yield text if isinstance(text, BadRow) else _parse_line(text)
+        if line.strip():
+            yield parse_json_line(line)
 
 
 def blocks_for(files: list[Path], lines_per_block: int, cache_dir: Path | None) -> list[Block]:

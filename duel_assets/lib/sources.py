@@ -62,21 +62,20 @@ def _iter_json_file(path: Path) -> Iterator[object]:
         # fall back to line by line so that only the bad lines are lost
         for line in raw.splitlines():
             if line.strip():
-                t = _decode(line)
-                yield t if isinstance(t, BadRow) else _parse_line(t)
+                yield parse_json_line(line)
         return
     stripped = text.lstrip()
     if path.name.endswith(".jsonl") or not stripped.startswith(("[", "{")):
         for line in text.splitlines():
             if line.strip():
-                yield _parse_line(line)
+                yield parse_json_line(line)
         return
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
         for line in text.splitlines():  # JSONL saved as .json
             if line.strip():
-                yield _parse_line(line)
+                yield parse_json_line(line)
         return
     if path.name.endswith(".traj.json"):
         if isinstance(doc, dict):
@@ -90,7 +89,13 @@ def _iter_json_file(path: Path) -> Iterator[object]:
         yield doc
 
 
-def _parse_line(line: str) -> object:
+def parse_json_line(line: str | bytes) -> object:
+    """One JSON Lines record, or a :class:`BadRow` saying why it is not one."""
+    if isinstance(line, bytes):
+        text = _decode(line)
+        if isinstance(text, BadRow):
+            return text
+        line = text
     try:
         return json.loads(line)
     except json.JSONDecodeError as e:
