@@ -115,6 +115,18 @@ def test_each_gate_condition_flips_the_verdict_alone():
     assert g.verdict == "REJECT" and len(g.reasons) == 1 and "parsed fraction" in g.reasons[0]
 
 
+def test_bootstrap_with_many_distinct_scores_bins_them_and_keeps_mean_and_spread():
+    rng = np.random.default_rng(4)
+    v = np.round(rng.uniform(0, 100, size=300_000), 3)  # ~100k distinct values
+    assert np.unique(v).size > 256 and v.size * 2000 > 20_000_000  # the binned path
+    means = bootstrap_means(v, 2000, seed=2)
+    se = v.std() / np.sqrt(v.size)
+    assert means.std() == pytest.approx(se, rel=0.1)
+    assert means.mean() == pytest.approx(v.mean(), abs=3 * se)
+    exact = bootstrap_means(v[:2000], 2000, seed=2)  # few draws: exact index resampling
+    assert exact.std() == pytest.approx(v[:2000].std() / np.sqrt(2000), rel=0.1)
+
+
 def test_bootstrap_matches_the_standard_error_and_both_paths_agree():
     rng = np.random.default_rng(3)
     v = rng.choice([0.0, 50.0, 100.0], size=5000)

@@ -54,7 +54,7 @@ require_gate = false
     export_dir = home / "export"
     card = (export_dir / "README.md").read_text()
     assert "coderforge" in card and "## Gate" in card
-    jsonl = [json.loads(l) for l in (export_dir / "jsonl" / "train.jsonl").read_text().splitlines()]
+    jsonl = sft_jsonl(export_dir)
     assert len(jsonl) == accepted
     if accepted:
         ds = datasets.load_dataset(str(export_dir), split="train", cache_dir=str(duel_env["tmp"] / "hf"))
@@ -87,5 +87,11 @@ def test_bash_block_export_uses_the_text_protocol_and_respects_the_gate(duel_env
     cfg.write_text(cfg.read_text().replace("require_gate = false", "require_gate = true"))
     materialize(instance, "prompts_12_000", selection=["exported_buckets"])
     summary = json.loads((home / "report" / "partitions" / "prompts_12_000.json").read_text())
-    n = len((home / "export" / "jsonl" / "train.jsonl").read_text().splitlines())
+    n = len(sft_jsonl(home / "export"))
     assert n == (accepted[0] if summary["gate"]["verdict"] == "ACCEPT" else 0)
+
+
+def sft_jsonl(export_dir):
+    """Every row of the JSON Lines shards (one per prompt file)."""
+    return [json.loads(line) for f in sorted((export_dir / "jsonl").glob("train-*.jsonl"))
+            for line in f.read_text().splitlines()]

@@ -167,7 +167,7 @@ def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, samp
     df = tables.frame("duel_verdict", rows, key)
     scores = [r["score"] for r in rows]
     g = gate(scores, cfg.gate)
-    export.write_summary(paths, key, export.partition_summary(key, g, rows))
+    export.write_partition_summary(paths, key, g, rows)
     registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
     overall = export.overall_gate(export.read_summaries(paths, registered), cfg.gate)
     parsed_scores = [s for s in scores if s is not None]
@@ -199,13 +199,17 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
     records = export.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
     rows = export.write_exports(paths, key, records)
     export.attach_export_paths(paths, key, rows)
+    part = export.write_partition_sft(paths, key, records, cfg.export.buckets, cfg.export.require_gate)
     registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
     report, overall, sft = export.write_report(paths, registered, cfg.gate, mode, cfg.export.buckets, cfg.export.require_gate)
     context.add_output_metadata({
         "exported": len(rows),
         "sft_rows": sft["rows"],
+        "sft_rows_this_partition": part["rows"],
+        "sft_excluded_this_partition": part["excluded"] or "",
         "sft_export": dg.MetadataValue.path(str(paths.export_dir)),
-        "sft_partitions_excluded": sft["partitions_excluded"],
+        "sft_partitions_included": len(sft["partitions_included"]),
+        "sft_partitions_excluded": dict(list(sft["partitions_excluded"].items())[:50]),
         "by_bucket": dict(Counter(r["bucket"] for r in rows)),
         "report": dg.MetadataValue.path(str(report)),
         "gate_all_partitions": overall.verdict,

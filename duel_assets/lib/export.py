@@ -53,29 +53,44 @@ def summary_path(paths: Paths, prompt_file: str) -> Path:
     return paths.report_dir / "partitions" / f"{prompt_file}.json"
 
 
+def turns_path(paths: Paths, prompt_file: str) -> Path:
+    return paths.report_dir / "partitions" / f"{prompt_file}.turns.json"
+
+
 def write_summary(paths: Paths, prompt_file: str, summary: dict) -> None:
     write_json_atomic(summary_path(paths, prompt_file), summary)
 
 
+def read_summary(paths: Paths, prompt_file: str) -> dict | None:
+    try:
+        return json.loads(summary_path(paths, prompt_file).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
 def read_summaries(paths: Paths, keys: list[str] | None) -> dict[str, dict]:
-    d = paths.report_dir / "partitions"
+    """The summaries of ``keys`` (every partition with one when None), in key order. Each is a small
+    file (gate, scores, counts): the all-partitions figures cost one small read per partition."""
+    if keys is None:
+        d = paths.report_dir / "partitions"
+        keys = [f.name[: -len(".json")] for f in d.glob("*.json") if not f.name.endswith(".turns.json")] if d.exists() else []
     out = {}
-    if not d.exists():
-        return out
-    for f in sorted(d.glob("*.json")):
-        key = f.stem
-        if keys is not None and key not in keys:
-            continue
-        try:
-            out[key] = json.loads(f.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, OSError):
-            continue
+    for key in sorted(set(keys)):
+        summary = read_summary(paths, key)
+        if summary is not None:
+            out[key] = summary
     return out
 
 
+def read_turns(paths: Paths, prompt_file: str) -> list[dict]:
+    try:
+        return json.loads(turns_path(paths, prompt_file).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
 def overall_gate(summaries: dict[str, dict], cfg: GateConfig) -> Gate:
-    scores = [t.get("score") for s in summaries.values() for t in s.get("turns", [])]
-    return gate(scores, cfg)
+    return gate([x for s in summaries.values() for x in s.get("scores", [])], cfg)
 
 
 def _fmt(v, nd=1) -> str:
@@ -109,11 +124,17 @@ def _gate_table(summaries: dict[str, dict], last_header: str, last) -> list[str]
     return lines
 
 
-def render_report(summaries: dict[str, dict], overall: Gate, mode: int, generated_at: str | None = None) -> str:
+REPORT_TURNS_MAX = 2000  # rows of report.md's turn table; the tables hold every turn
+
+
+def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of=None,
+                  generated_at: str | None = None, max_turns: int = REPORT_TURNS_MAX) -> str:
+    """report.md. ``turns_of(key)`` gives a partition's turn detail; it is called only until the turn
+    table is full, so the report costs the same at a million turns as at a thousand."""
     generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    turns = [(k, t) for k, s in summaries.items() for t in s.get("turns", [])]
-    counts = {b: sum(1 for _, t in turns if t.get("bucket") == b) for b in BUCKETS}
-    parsed = sum(1 for _, t in turns if t.get("score") is not None)
+    counts = {b: sum(s.get("buckets", {}).get(b, 0) for s in summaries.values()) for b in BUCKETS}
+    total = sum(len(s.get("scores", [])) for s in summaries.values())
+    parsed = sum(1 for s in summaries.values() for x in s.get("scores", []) if x is not None)
     lines = [
         "# duel_assets report",
         "",
@@ -121,7 +142,7 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, generate
         "",
         "| partitions | turns | parsed | parse-fail | final | refined | defeat |",
         "|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {len(summaries)} | {len(turns)} | {parsed} | {len(turns) - parsed} | {counts['final']} | {counts['refined']} | {counts['defeat']} |",
+        f"| {len(summaries)} | {total} | {parsed} | {total - parsed} | {counts['final']} | {counts['refined']} | {counts['defeat']} |",
         "",
         "## Gate, all partitions",
         "",
@@ -134,33 +155,39 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, generate
     lines += ["", "## Turns", "",
               "| partition | turn | score | bucket | file | " + " | ".join(METRICS) + " |",
               "|---|---|---:|---|---|" + "---:|" * len(METRICS)]
-    for k, t in turns:
-        f = t.get("path")
-        rel = os.path.relpath(f, start=Path(f).parents[1]) if f else "-"
-        lines.append(f"| {k} | {t['turn_id']} | {_fmt(t.get('score'))} | {t.get('bucket') or 'parse-fail'} | {rel} | "
-                     + " | ".join(_fmt(t.get('per_metric', {}).get(m), 2) for m in METRICS) + " |")
+    shown = 0
+    for k in summaries:
+        if shown >= max_turns or turns_of is None:
+            break
+        for t in turns_of(k)[: max_turns - shown]:
+            f = t.get("path")
+            rel = os.path.relpath(f, start=Path(f).parents[1]) if f else "-"
+            lines.append(f"| {k} | {t['turn_id']} | {_fmt(t.get('score'))} | {t.get('bucket') or 'parse-fail'} | {rel} | "
+                         + " | ".join(_fmt(t.get('per_metric', {}).get(m), 2) for m in METRICS) + " |")
+            shown += 1
+    if shown < total:
+        lines += ["", f"{total - shown} more turns not listed (the table stops at {max_turns}): every turn is in "
+                      "`duel.duel_verdict` and `duel.exported_buckets`."]
     lines.append("")
     return "\n".join(lines)
 
 
 def write_report(paths: Paths, keys: list[str] | None, cfg: GateConfig, mode: int,
                  export_buckets: list[str] | None = None, require_gate: bool = True) -> tuple[Path, Gate, dict]:
-    """report.md and the SFT export, rebuilt from every registered partition's summary."""
+    """report.md and the SFT export's card, rebuilt from the registered partitions' summaries (small
+    files); the SFT rows themselves are per-partition shards written by :func:`write_partition_sft`."""
     with file_lock(paths.report_dir / ".report.lock"):
         summaries = read_summaries(paths, keys)
         g = overall_gate(summaries, cfg)
-        text = render_report(summaries, g, mode)
+        text = render_report(summaries, g, mode, turns_of=lambda k: read_turns(paths, k))
         tmp = paths.report.with_suffix(".md.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, paths.report)
-        sft = write_sft_export(paths, summaries, g, export_buckets or ["final", "refined"], require_gate)
+        sft = write_sft_card(paths, summaries, g, export_buckets or ["final", "refined"], require_gate)
     return paths.report, g, sft
 
 
 # ---------------------------------------------------------------- SFT export
-
-SFT_COLUMNS = ["messages", "tools", "source", "protocol", "instance_id", "turn_id", "prompt_file", "bucket", "score"]
-
 
 def _sft_message(m: dict) -> dict:
     calls = m.get("tool_calls")
@@ -188,13 +215,15 @@ def sft_row(doc: dict) -> dict:
     }
 
 
-def _card(rows: list[dict], summaries: dict[str, dict], overall: Gate, included: list[str], excluded: dict[str, str],
+def _card(summaries: dict[str, dict], overall: Gate, included: list[str], excluded: dict[str, str],
           buckets: list[str]) -> str:
     from collections import Counter
 
-    by_source = Counter(r["source"] for r in rows)
-    by_bucket = Counter(r["bucket"] for r in rows)
-    by_protocol = Counter(r["protocol"] for r in rows)
+    by = {what: Counter() for what in ("source", "bucket", "protocol")}
+    for k in included:
+        for what, counter in by.items():
+            counter.update(summaries[k]["sft"][f"by_{what}"])
+    rows = sum(summaries[k]["sft"]["rows"] for k in included)
     g = overall.to_dict()
     lines = [
         "---",
@@ -207,16 +236,16 @@ def _card(rows: list[dict], summaries: dict[str, dict], overall: Gate, included:
         "",
         "# duel_assets SFT export",
         "",
-        f"{len(rows)} training turns: each row is a coding-agent history and, as the last assistant message, a",
+        f"{rows} training turns: each row is a coding-agent history and, as the last assistant message, a",
         f"challenger answer that won its duel (buckets: {', '.join(buckets)}). Rows keep the source's own chat",
         "format: OpenAI messages with tool calls (and the `tools` schemas) for tool-calling scaffolds, the",
         "mini-swe-agent text protocol (THOUGHT + one bash block) for bash-block sources.",
         "",
-        "Load: `datasets.load_dataset(\"<this folder>\")` (parquet under `data/`), or `jsonl/train.jsonl`.",
+        "Load: `datasets.load_dataset(\"<this folder>\")` (one parquet shard per prompt file under `data/`), or",
+        "the JSON Lines shards under `jsonl/`.",
         "",
-        "| source | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by_source.items())], "",
-        "| bucket | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by_bucket.items())], "",
-        "| protocol | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by_protocol.items())], "",
+        *[line for what in ("source", "bucket", "protocol")
+          for line in (f"| {what} | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by[what].items())], "")],
         "## Gate",
         "",
         *_gate_lines(g),
@@ -226,30 +255,101 @@ def _card(rows: list[dict], summaries: dict[str, dict], overall: Gate, included:
     return "\n".join(lines) + "\n"
 
 
-def write_sft_export(paths: Paths, summaries: dict[str, dict], overall: Gate, buckets: list[str], require_gate: bool) -> dict:
-    import pandas as pd
+def _sft_schema():
+    """One schema for every shard, so that ``datasets`` reads them as one table even when a shard
+    has no tool calls at all (pandas would type such a column as null)."""
+    import pyarrow as pa
 
-    included, excluded, rows = [], {}, []
-    for key, s in summaries.items():
-        if require_gate and s["gate"]["verdict"] != "ACCEPT":
-            excluded[key] = "gate REJECT"
-            continue
-        included.append(key)
-        for b in buckets:
-            for f in sorted(paths.bucket_dir(b).glob(f"{key}__*.json")):
-                rows.append(sft_row(json.loads(f.read_text(encoding="utf-8"))))
+    call = pa.struct([("id", pa.string()), ("type", pa.string()),
+                      ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+    message = pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.list_(call)),
+                         ("tool_call_id", pa.string())])
+    return pa.schema([("messages", pa.list_(message)), ("tools", pa.string()), ("source", pa.string()),
+                      ("protocol", pa.string()), ("instance_id", pa.string()), ("turn_id", pa.string()),
+                      ("prompt_file", pa.string()), ("bucket", pa.string()), ("score", pa.float64())])
+
+
+_SHARD = re.compile(r"^train-(?P<key>.+)\.(?:parquet|jsonl)$")
+
+
+def sft_shards(paths: Paths, prompt_file: str) -> tuple[Path, Path]:
+    """(parquet, jsonl) shard of one partition's SFT rows."""
     out = paths.export_dir
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    (out / "jsonl").mkdir(parents=True, exist_ok=True)
-    with open(out / "jsonl" / "train.jsonl.tmp", "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(out / "jsonl" / "train.jsonl.tmp", out / "jsonl" / "train.jsonl")
-    df = pd.DataFrame(rows, columns=SFT_COLUMNS)
-    df.to_parquet(out / "data" / "train.parquet.tmp", index=False)
-    os.replace(out / "data" / "train.parquet.tmp", out / "data" / "train-00000-of-00001.parquet")
-    (out / "README.md").write_text(_card(rows, summaries, overall, included, excluded, buckets), encoding="utf-8")
-    return {"rows": len(rows), "partitions_included": included, "partitions_excluded": excluded}
+    return out / "data" / f"train-{prompt_file}.parquet", out / "jsonl" / f"train-{prompt_file}.jsonl"
+
+
+def write_partition_sft(paths: Paths, prompt_file: str, records: list[dict], buckets: list[str],
+                        require_gate: bool) -> dict:
+    """This partition's SFT rows as its own shards, from its own records: the cost of an export does
+    not grow with the partitions before it. A partition whose gate says REJECT (when the gate is
+    required) has no shards. Counts go to the partition summary for the card."""
+    with file_lock(paths.report_dir / ".report.lock"):  # a card being rebuilt sees shards and summary agree
+        return _write_partition_sft(paths, prompt_file, records, buckets, require_gate)
+
+
+def _write_partition_sft(paths: Paths, prompt_file: str, records: list[dict], buckets: list[str],
+                         require_gate: bool) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from collections import Counter
+
+    summary = read_summary(paths, prompt_file) or {"prompt_file": prompt_file, "gate": {"verdict": "REJECT"}}
+    parquet, jsonl = sft_shards(paths, prompt_file)
+    excluded = "gate REJECT" if require_gate and summary["gate"]["verdict"] != "ACCEPT" else None
+    rows = [] if excluded else [sft_row(r["document"]) for r in records if r["bucket"] in buckets]
+    if excluded:
+        for f in (parquet, jsonl):
+            f.unlink(missing_ok=True)
+    else:
+        for f in (parquet, jsonl):
+            f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = parquet.with_name(f".{parquet.name}.tmp")  # hidden from data/*.parquet until complete
+        pq.write_table(pa.Table.from_pylist(rows, schema=_sft_schema()), tmp)
+        os.replace(tmp, parquet)
+        tmp = jsonl.with_name(f".{jsonl.name}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, jsonl)
+    summary["sft"] = {"rows": len(rows), "excluded": excluded,
+                      **{f"by_{what}": dict(Counter(r[what] for r in rows)) for what in ("source", "bucket", "protocol")}}
+    write_summary(paths, prompt_file, summary)
+    return summary["sft"]
+
+
+def _prune_shards(paths: Paths, keep: set[str]) -> list[str]:
+    """Remove shards of partitions that are not in the export (no longer registered, or gated out
+    since), and the single-file export of earlier versions (its rows are in the shards)."""
+    removed = []
+    for sub, legacy in (("data", "train-00000-of-00001.parquet"), ("jsonl", "train.jsonl")):
+        d = paths.export_dir / sub
+        if not d.exists():
+            continue
+        for f in d.iterdir():
+            m = _SHARD.match(f.name)
+            if f.name == legacy or (m and m["key"] not in keep):
+                f.unlink(missing_ok=True)
+                removed.append(f.name)
+    return removed
+
+
+def write_sft_card(paths: Paths, summaries: dict[str, dict], overall: Gate, buckets: list[str], require_gate: bool) -> dict:
+    """The export's README (dataset card) from the partition summaries; shards of partitions that
+    are not in the export are removed."""
+    included, excluded = [], {}
+    for key, s in summaries.items():
+        sft = s.get("sft")
+        if sft is None:
+            excluded[key] = "not exported yet"
+        elif sft["excluded"] or (require_gate and s["gate"]["verdict"] != "ACCEPT"):
+            excluded[key] = sft["excluded"] or "gate REJECT"
+        else:
+            included.append(key)
+    _prune_shards(paths, set(included) | {k for k, why in excluded.items() if why == "not exported yet"})
+    paths.export_dir.mkdir(parents=True, exist_ok=True)
+    (paths.export_dir / "README.md").write_text(_card(summaries, overall, included, excluded, buckets), encoding="utf-8")
+    return {"rows": sum(summaries[k]["sft"]["rows"] for k in included), "partitions_included": included,
+            "partitions_excluded": excluded}
 
 
 LINEAGE_SQL = """SELECT s.turn_id, s.instance_id, s.source, k.action AS king_action, c.action AS challenger_action,
@@ -321,20 +421,28 @@ def _clean(v):
     return v
 
 
-def partition_summary(key: str, gate_result: Gate, verdict_rows: list[dict]) -> dict:
-    """What the overall gate, the report and the SFT export need from one partition."""
-    return {"prompt_file": key, "gate": gate_result.to_dict(),
-            "turns": [{"turn_id": r["turn_id"], "score": r["score"], "bucket": r["bucket"],
-                       "per_metric": {m: r[f"{m}_win"] for m in METRICS}} for r in verdict_rows]}
+def write_partition_summary(paths: Paths, key: str, gate_result: Gate, verdict_rows: list[dict]) -> dict:
+    """What the overall gate, the report and the SFT export need from one partition: a small summary
+    (gate, every score, bucket counts) read for every partition, and the per-turn detail, read only
+    for the report's turn table."""
+    from collections import Counter
+
+    summary = {"prompt_file": key, "gate": gate_result.to_dict(), "scores": [r["score"] for r in verdict_rows],
+               "buckets": dict(Counter(r["bucket"] or "parse-fail" for r in verdict_rows))}
+    earlier = read_summary(paths, key)
+    if earlier and "sft" in earlier:  # the shards on disk stay described until exported_buckets replaces them
+        summary["sft"] = earlier["sft"]
+    write_json_atomic(turns_path(paths, key),
+                      [{"turn_id": r["turn_id"], "score": r["score"], "bucket": r["bucket"],
+                        "per_metric": {m: r[f"{m}_win"] for m in METRICS}} for r in verdict_rows])
+    write_summary(paths, key, summary)
+    return summary
 
 
 def attach_export_paths(paths: Paths, key: str, export_rows: list[dict]) -> None:
-    """Record each turn's export file in the partition summary (for the report's file column)."""
-    f = summary_path(paths, key)
-    if not f.exists():
-        return
-    summary = json.loads(f.read_text(encoding="utf-8"))
+    """Record each turn's export file in the partition's turn detail (the report's file column)."""
+    turns = read_turns(paths, key)
     by_turn = {r["turn_id"]: r["path"] for r in export_rows}
-    for t in summary["turns"]:
+    for t in turns:
         t["path"] = by_turn.get(t["turn_id"])
-    write_summary(paths, key, summary)
+    write_json_atomic(turns_path(paths, key), turns)

@@ -178,12 +178,17 @@ def bucket_for(score: float | None, buckets: BucketConfig) -> str | None:
 
 
 def bootstrap_means(values: np.ndarray, resamples: int, seed: int = 0, chunk_bytes: int = 256 << 20,
-                    max_levels: int = 4096) -> np.ndarray:
+                    max_levels: int = 256, exact_draws: int = 20_000_000) -> np.ndarray:
     """Means of ``resamples`` bootstrap resamples (n draws with replacement) of ``values``.
 
-    Duel scores take few distinct values, and resampling n items with replacement is the same as
-    drawing multinomial counts over the distinct values, so that case costs O(resamples x levels)
-    instead of O(resamples x n). Otherwise indices are drawn in chunks that bound memory.
+    Resampling n items with replacement is the same as drawing multinomial counts over the distinct
+    values, so when scores take at most ``max_levels`` distinct values (duel scores usually do) it
+    costs O(resamples x levels) instead of O(resamples x n). With more distinct values, indices are
+    drawn (in chunks that bound memory) while resamples x n stays within ``exact_draws``; beyond
+    that the values are grouped into ``max_levels`` equal-width bins, each standing for its count at
+    its own mean. The point estimate stays exact, and the spread loses only the variance within a
+    bin (at most width²/12: 0.013 for scores 0-100 in 256 bins), negligible next to the spread of
+    duel scores. Every path costs at most about resamples x max(levels, exact_draws / resamples).
     """
     values = np.asarray(values, dtype=np.float64)
     n = values.size
@@ -191,6 +196,13 @@ def bootstrap_means(values: np.ndarray, resamples: int, seed: int = 0, chunk_byt
         return np.empty(0)
     rng = np.random.default_rng(seed)
     levels, counts = np.unique(values, return_counts=True)
+    if levels.size > max_levels and n * resamples > exact_draws and max_levels > 0:
+        edges = np.linspace(levels[0], levels[-1], max_levels + 1)
+        which = np.clip(np.searchsorted(edges, levels, side="right") - 1, 0, max_levels - 1)
+        bin_counts = np.bincount(which, weights=counts, minlength=max_levels)
+        bin_sums = np.bincount(which, weights=levels * counts, minlength=max_levels)
+        used = bin_counts > 0
+        counts, levels = bin_counts[used].astype(np.int64), bin_sums[used] / bin_counts[used]
     if levels.size <= max_levels:
         draws = rng.multinomial(n, counts / n, size=resamples)
         return draws @ levels / n
