@@ -54,7 +54,8 @@ def register_partitions(instance, keys: list[str]) -> list[str]:
 
 
 def cmd_sample(args) -> int:
-    from duel_assets.lib.sampling import numbered_keys, sample_for_key, write_json_atomic
+    from duel_assets.lib.files import write_json_atomic
+    from duel_assets.lib.sampling import numbered_keys, sample_for_key
     from duel_assets.lib.settings import Paths, load_config
 
     paths = Paths.from_env().ensure()

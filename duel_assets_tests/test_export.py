@@ -6,7 +6,7 @@ import pytest
 
 from duel_assets.lib import export
 from duel_assets.lib.scoring import gate
-from duel_assets.lib.settings import METRICS, GateConfig, Paths
+from duel_assets.lib.settings import METRICS, GateConfig, Paths, parse_config
 
 GATE = GateConfig(resamples=200)
 
@@ -37,12 +37,14 @@ def records(key: str, rows: list[dict], tools: bool) -> list[dict]:
 
 
 def materialize(paths: Paths, key: str, scores: list, tools: bool = False, require_gate: bool = False) -> dict:
-    """What duel_verdict and exported_buckets do with one partition."""
+    """What duel_verdict and exported_buckets do with one partition; every partition so far is registered."""
     rows = verdicts(key, scores)
     export.write_partition_summary(paths, key, gate([r["score"] for r in rows], GATE), rows)
-    recs = records(key, rows, tools)
-    export.attach_export_paths(paths, key, export.write_exports(paths, key, recs))
-    return export.write_partition_sft(paths, key, recs, ["final", "refined"], require_gate)
+    cfg = parse_config({"export": {"require_gate": require_gate}, "gate": {"resamples": GATE.resamples}})
+    registered = list(export.read_summaries(paths, None))
+    done = export.export_partition(paths, key, records(key, rows, tools), registered, cfg, 2)
+    assert [r["turn_id"] for r in done.rows] == [r["turn_id"] for r in rows if r["bucket"]]
+    return done.sft
 
 
 def test_partition_shards_hold_its_own_rows_and_load_as_one_dataset(tmp_path):
@@ -53,7 +55,9 @@ def test_partition_shards_hold_its_own_rows_and_load_as_one_dataset(tmp_path):
     b = materialize(paths, "p_4_001", [85, 85, 50, 95], tools=False)
     assert (a["rows"], b["rows"]) == (2, 3)
     assert a["by_protocol"] == {"tool_calls": 2} and b["by_bucket"] == {"final": 3}
-    _, overall, sft = export.write_report(paths, ["p_4_000", "p_4_001"], GATE, 2, ["final", "refined"], False)
+    report = export.write_report(paths, ["p_4_000", "p_4_001"], GATE, 2, ["final", "refined"], False)
+    overall, sft = report.overall, report.sft
+    assert report.text == paths.report.read_text()
     assert sft["rows"] == 5 and sft["partitions_included"] == ["p_4_000", "p_4_001"]
     card = (paths.export_dir / "README.md").read_text()
     assert "5 training turns" in card and "| coderforge | 2 |" in card and "| swe_zero | 3 |" in card
@@ -80,7 +84,7 @@ def test_gate_reject_unregistered_and_legacy_shards_leave_the_export(tmp_path):
     tmp_shard = paths.export_dir / "data" / ".train-p_9_000.parquet.tmp"  # another run mid-write
     tmp_shard.write_bytes(b"partial")
     # p_4_002 is no longer registered
-    _, _, sft = export.write_report(paths, ["p_4_000", "p_4_001"], GATE, 2, ["final", "refined"], True)
+    sft = export.write_report(paths, ["p_4_000", "p_4_001"], GATE, 2, ["final", "refined"], True).sft
     assert sft["partitions_included"] == ["p_4_000"] and sft["partitions_excluded"] == {"p_4_001": "gate REJECT"}
     names = sorted(f.name for f in (paths.export_dir / "data").iterdir())
     assert names == [".train-p_9_000.parquet.tmp", "train-p_4_000.parquet"]
@@ -123,3 +127,16 @@ def test_read_summaries_skips_turn_detail_files(tmp_path, keys):
     paths = Paths(tmp_path)
     materialize(paths, "p_1_000", [90])
     assert list(export.read_summaries(paths, keys)) == ["p_1_000"]
+
+
+def test_replacing_keeps_the_old_file_when_writing_fails(tmp_path):
+    from duel_assets.lib.files import read_json, replacing, write_json_atomic
+
+    target = tmp_path / "d" / "x.json"
+    write_json_atomic(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with replacing(target) as tmp:
+            tmp.write_text('{"v": 2, "half')
+            raise RuntimeError("disk full")
+    assert read_json(target) == {"v": 1} and sorted(p.name for p in target.parent.iterdir()) == ["x.json"]
+    assert read_json(tmp_path / "missing.json", []) == []

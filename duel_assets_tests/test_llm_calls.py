@@ -87,7 +87,7 @@ def test_provider_quirks(fresh_standin, tmp_path, model, check):
 
 
 def test_quirks_flow_into_format_ok(fresh_standin, tmp_path):
-    from duel_assets.lib.duel import Planned, answer_rows
+    from duel_assets.lib.duel import Planned, answer_row
     from duel_assets.lib.trajectories import Turn
 
     models = ["standin-quirk-control", "standin-quirk-empty", "standin-quirk-multi", "standin-quirk-length",
@@ -95,7 +95,7 @@ def test_quirks_flow_into_format_ok(fresh_standin, tmp_path):
     turns = [Turn(f"t{i}", "i", None, "swe_zero", "tr", i, "bash_block", [{"role": "user", "content": "x"}], {}) for i in range(6)]
     planned = [Planned(t, req(model=m)) for t, m in zip(turns, models)]
     results, stats = caller(fresh_standin, tmp_path).run([p.request for p in planned])
-    rows = answer_rows("king", planned, results)
+    rows = [answer_row("king", p, r) for p, r in zip(planned, results)]
     assert [(r["format_ok"], r["format_reason"]) for r in rows] == [
         (False, "control_tokens"), (False, "empty_reply"), (False, "multiple_actions"), (False, "no_action"),
         (True, None), (True, None)]

@@ -10,7 +10,8 @@ from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.lib import duel, export, tables
 from duel_assets.lib.pr_records import cached_pr_records
-from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key, write_json_atomic
+from duel_assets.lib.files import write_json_atomic
+from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key
 from duel_assets.lib.scoring import gate
 from duel_assets.lib.tables import read_partition
 from duel_assets.lib.settings import validate_partition_key
@@ -33,10 +34,6 @@ def _check_results(checks: list[duel.RateCheck], asset: str) -> list[dg.AssetChe
 def _specs(asset: str, *names: str) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(n, asset=asset, description=f"{n} of {asset} against its threshold in chain.toml [checks]")
             for n in names]
-
-
-def _md_table(rows: list[dict]) -> dg.MetadataValue:
-    return dg.MetadataValue.md(duel.markdown_table(rows))
 
 
 @dg.asset(**PARTITIONED, kinds={"duckdb", "python"})
@@ -165,26 +162,19 @@ def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, samp
     paths, cfg = settings.paths(), settings.config()
     rows = duel.verdict_rows(judge_scores, challenger_answers, list(sampled_turns["turn_id"]), cfg)
     df = tables.frame("duel_verdict", rows, key)
-    scores = [r["score"] for r in rows]
-    g = gate(scores, cfg.gate)
+    g = gate([r["score"] for r in rows], cfg.gate)
     export.write_partition_summary(paths, key, g, rows)
     registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
     overall = export.overall_gate(export.read_summaries(paths, registered), cfg.gate)
-    parsed_scores = [s for s in scores if s is not None]
-    judge_stats = duel.per_judge_stats(judge_scores)
+    md = duel.verdict_metadata(rows, df, judge_scores)
     context.add_output_metadata({
         "gate": g.verdict,
         "gate_figures": g.to_dict(),
         "gate_all_partitions": overall.verdict,
         "gate_all_partitions_figures": overall.to_dict(),
-        "turns": len(rows), "parsed": len(parsed_scores),
-        "mean_score": round(sum(parsed_scores) / len(parsed_scores), 3) if parsed_scores else None,
-        "buckets": dict(Counter(r["bucket"] or "parse-fail" for r in rows)),
-        "bucket_notes": dict(Counter(r["bucket_note"] for r in rows if r["bucket_note"])),
-        "per_judge": _md_table(judge_stats),
-        "per_judge_stats": judge_stats,
-        "metric_win_rates": duel.metric_win_rates(df),
-        "score_histogram": dg.MetadataValue.md(duel.histogram_markdown(parsed_scores)),
+        **md,
+        "per_judge": dg.MetadataValue.md(md["per_judge"]),
+        "score_histogram": dg.MetadataValue.md(md["score_histogram"]),
     })
     return df
 
@@ -197,23 +187,21 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
     key = _key(context)
     paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
     records = export.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
-    rows = export.write_exports(paths, key, records)
-    export.attach_export_paths(paths, key, rows)
-    part = export.write_partition_sft(paths, key, records, cfg.export.buckets, cfg.export.require_gate)
     registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
-    report, overall, sft = export.write_report(paths, registered, cfg.gate, mode, cfg.export.buckets, cfg.export.require_gate)
+    done = export.export_partition(paths, key, records, registered, cfg, mode)
+    rows, report = done.rows, done.report
     context.add_output_metadata({
         "exported": len(rows),
-        "sft_rows": sft["rows"],
-        "sft_rows_this_partition": part["rows"],
-        "sft_excluded_this_partition": part["excluded"] or "",
+        "sft_rows": report.sft["rows"],
+        "sft_rows_this_partition": done.sft["rows"],
+        "sft_excluded_this_partition": done.sft["excluded"] or "",
         "sft_export": dg.MetadataValue.path(str(paths.export_dir)),
-        "sft_partitions_included": len(sft["partitions_included"]),
-        "sft_partitions_excluded": dict(list(sft["partitions_excluded"].items())[:50]),
+        "sft_partitions_included": len(report.sft["partitions_included"]),
+        "sft_partitions_excluded": dict(list(report.sft["partitions_excluded"].items())[:50]),
         "by_bucket": dict(Counter(r["bucket"] for r in rows)),
-        "report": dg.MetadataValue.path(str(report)),
-        "gate_all_partitions": overall.verdict,
-        "report_md": dg.MetadataValue.md(report.read_text(encoding="utf-8")[:60_000]),
+        "report": dg.MetadataValue.path(str(report.path)),
+        "gate_all_partitions": report.overall.verdict,
+        "report_md": dg.MetadataValue.md(report.text[:60_000]),
         "turn_lineage": dg.MetadataValue.md(export.lineage_markdown(key, rows)),
     })
     return tables.frame("exported_buckets", rows, key)

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .files import replacing
 from .sources import parse_json_line
 
 
@@ -66,8 +67,8 @@ def _newline_offsets(path: Path, cache_dir: Path | None) -> np.ndarray:
     if not len(ends) or ends[-1] != st.st_size - 1:
         ends = np.append(ends, st.st_size - 1)  # last line without a newline
     if cached:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cached, ends)
+        with replacing(cached) as tmp, open(tmp, "wb") as fh:  # a concurrent reader never loads half an index
+            np.save(fh, ends)
     return ends
 
 

@@ -14,8 +14,8 @@ from . import prompts
 from .leakage import leak_evidence
 from .llm import CallRequest, CallResult, CallStats
 from .protocol import check_answer
-from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_for, parse_judge_reply, score_turn,
-                      sides)
+from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_counts, bucket_for, parse_judge_reply,
+                      score_turn, sides)
 from .settings import METRICS, ChainConfig
 from .tables import columns
 from .trajectories import Turn, turn_from_record
@@ -119,12 +119,6 @@ def answer_row(role: str, p: Planned, r: CallResult | None, prs: dict[str, dict]
         ev = leak_evidence(prompts.render_answer(row.get("content"), row.get("tool_calls")), history_text(t), pr.get("patch")) if r.ok else []
         row.update(leak_suspect=bool(ev), leak_evidence=_json(ev))
     return row
-
-
-def answer_rows(role: str, planned: list[Planned], results: list[CallResult], prs: dict[str, dict] | None = None) -> list[dict]:
-    """Rows for planned generations; ``results`` holds one result per planned call that had a request."""
-    it = iter(results)
-    return [answer_row(role, p, next(it) if p.request is not None else None, prs) for p in planned]
 
 
 # ---------------------------------------------------------------- judging
@@ -456,6 +450,23 @@ def role_metadata(role: str, rows: list[dict], stats: CallStats, cfg: ChainConfi
     if role == "challenger":
         md["leak_suspects"] = sum(bool(r.get("leak_suspect")) for r in rows)
     return md
+
+
+def verdict_metadata(rows: list[dict], verdict_df: pd.DataFrame, judge_df: pd.DataFrame) -> dict:
+    """Materialization metadata of a partition's verdicts (``per_judge`` and ``score_histogram`` are
+    Markdown)."""
+    parsed = [r["score"] for r in rows if r["score"] is not None]
+    judge_stats = per_judge_stats(judge_df)
+    return {
+        "turns": len(rows), "parsed": len(parsed),
+        "mean_score": round(sum(parsed) / len(parsed), 3) if parsed else None,
+        "buckets": bucket_counts(rows),
+        "bucket_notes": dict(Counter(r["bucket_note"] for r in rows if r["bucket_note"])),
+        "per_judge": markdown_table(judge_stats),
+        "per_judge_stats": judge_stats,
+        "metric_win_rates": metric_win_rates(verdict_df),
+        "score_histogram": histogram_markdown(parsed),
+    }
 
 
 def merged_stats(stats: list[CallStats]) -> CallStats:

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .locks import file_lock
-from .sampling import write_json_atomic
-from .scoring import Gate, gate
-from .settings import BUCKETS, METRICS, GateConfig, Paths
+from .files import read_json, replacing, write_json_atomic, write_text_atomic
+from .scoring import Gate, bucket_counts, gate
+from .settings import BUCKETS, METRICS, ChainConfig, GateConfig, Paths
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -62,10 +64,7 @@ def write_summary(paths: Paths, prompt_file: str, summary: dict) -> None:
 
 
 def read_summary(paths: Paths, prompt_file: str) -> dict | None:
-    try:
-        return json.loads(summary_path(paths, prompt_file).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return read_json(summary_path(paths, prompt_file))
 
 
 def read_summaries(paths: Paths, keys: list[str] | None) -> dict[str, dict]:
@@ -83,10 +82,7 @@ def read_summaries(paths: Paths, keys: list[str] | None) -> dict[str, dict]:
 
 
 def read_turns(paths: Paths, prompt_file: str) -> list[dict]:
-    try:
-        return json.loads(turns_path(paths, prompt_file).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
+    return read_json(turns_path(paths, prompt_file), [])
 
 
 def overall_gate(summaries: dict[str, dict], cfg: GateConfig) -> Gate:
@@ -172,19 +168,47 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of
     return "\n".join(lines)
 
 
+@dataclass
+class Report:
+    path: Path
+    text: str
+    overall: Gate
+    sft: dict  # rows, partitions_included, partitions_excluded
+
+
+def _report_lock(paths: Paths):
+    return file_lock(paths.report_dir / ".report.lock")
+
+
 def write_report(paths: Paths, keys: list[str] | None, cfg: GateConfig, mode: int,
-                 export_buckets: list[str] | None = None, require_gate: bool = True) -> tuple[Path, Gate, dict]:
+                 export_buckets: list[str] | None = None, require_gate: bool = True) -> Report:
     """report.md and the SFT export's card, rebuilt from the registered partitions' summaries (small
     files); the SFT rows themselves are per-partition shards written by :func:`write_partition_sft`."""
-    with file_lock(paths.report_dir / ".report.lock"):
+    with _report_lock(paths):
         summaries = read_summaries(paths, keys)
         g = overall_gate(summaries, cfg)
         text = render_report(summaries, g, mode, turns_of=lambda k: read_turns(paths, k))
-        tmp = paths.report.with_suffix(".md.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, paths.report)
+        write_text_atomic(paths.report, text)
         sft = write_sft_card(paths, summaries, g, export_buckets or ["final", "refined"], require_gate)
-    return paths.report, g, sft
+    return Report(paths.report, text, g, sft)
+
+
+@dataclass
+class PartitionExport:
+    rows: list[dict]  # exported_buckets rows: turn, bucket, score, file
+    sft: dict  # this partition's SFT rows and why it is left out, if it is
+    report: Report
+
+
+def export_partition(paths: Paths, key: str, records: list[dict], registered: list[str], cfg: ChainConfig,
+                     mode: int) -> PartitionExport:
+    """Everything ``exported_buckets`` writes for one partition: the per-turn files, the file column
+    of its turn detail, its SFT shards, then report.md and the card over the registered partitions."""
+    rows = write_exports(paths, key, records)
+    attach_export_paths(paths, key, rows)
+    sft = write_partition_sft(paths, key, records, cfg.export.buckets, cfg.export.require_gate)
+    report = write_report(paths, registered, cfg.gate, mode, cfg.export.buckets, cfg.export.require_gate)
+    return PartitionExport(rows, sft, report)
 
 
 # ---------------------------------------------------------------- SFT export
@@ -217,8 +241,6 @@ def sft_row(doc: dict) -> dict:
 
 def _card(summaries: dict[str, dict], overall: Gate, included: list[str], excluded: dict[str, str],
           buckets: list[str]) -> str:
-    from collections import Counter
-
     by = {what: Counter() for what in ("source", "bucket", "protocol")}
     for k in included:
         for what, counter in by.items():
@@ -283,44 +305,35 @@ def write_partition_sft(paths: Paths, prompt_file: str, records: list[dict], buc
     """This partition's SFT rows as its own shards, from its own records: the cost of an export does
     not grow with the partitions before it. A partition whose gate says REJECT (when the gate is
     required) has no shards. Counts go to the partition summary for the card."""
-    with file_lock(paths.report_dir / ".report.lock"):  # a card being rebuilt sees shards and summary agree
-        return _write_partition_sft(paths, prompt_file, records, buckets, require_gate)
-
-
-def _write_partition_sft(paths: Paths, prompt_file: str, records: list[dict], buckets: list[str],
-                         require_gate: bool) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from collections import Counter
 
-    summary = read_summary(paths, prompt_file) or {"prompt_file": prompt_file, "gate": {"verdict": "REJECT"}}
-    parquet, jsonl = sft_shards(paths, prompt_file)
-    excluded = "gate REJECT" if require_gate and summary["gate"]["verdict"] != "ACCEPT" else None
-    rows = [] if excluded else [sft_row(r["document"]) for r in records if r["bucket"] in buckets]
-    if excluded:
-        for f in (parquet, jsonl):
-            f.unlink(missing_ok=True)
-    else:
-        for f in (parquet, jsonl):
-            f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = parquet.with_name(f".{parquet.name}.tmp")  # hidden from data/*.parquet until complete
-        pq.write_table(pa.Table.from_pylist(rows, schema=_sft_schema()), tmp)
-        os.replace(tmp, parquet)
-        tmp = jsonl.with_name(f".{jsonl.name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, jsonl)
-    summary["sft"] = {"rows": len(rows), "excluded": excluded,
-                      **{f"by_{what}": dict(Counter(r[what] for r in rows)) for what in ("source", "bucket", "protocol")}}
-    write_summary(paths, prompt_file, summary)
-    return summary["sft"]
+    with _report_lock(paths):  # a card being rebuilt sees shards and summary agree
+        summary = read_summary(paths, prompt_file) or {"prompt_file": prompt_file, "gate": {"verdict": "REJECT"}}
+        parquet, jsonl = sft_shards(paths, prompt_file)
+        excluded = _gated_out(summary, require_gate)
+        rows = [] if excluded else [sft_row(r["document"]) for r in records if r["bucket"] in buckets]
+        if excluded:
+            for f in (parquet, jsonl):
+                f.unlink(missing_ok=True)
+        else:
+            with replacing(parquet) as tmp:  # hidden from data/*.parquet until complete
+                pq.write_table(pa.Table.from_pylist(rows, schema=_sft_schema()), tmp)
+            write_text_atomic(jsonl, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        summary["sft"] = {"rows": len(rows), "excluded": excluded,
+                          **{f"by_{w}": dict(Counter(r[w] for r in rows)) for w in ("source", "bucket", "protocol")}}
+        write_summary(paths, prompt_file, summary)
+        return summary["sft"]
 
 
-def _prune_shards(paths: Paths, keep: set[str]) -> list[str]:
+def _gated_out(summary: dict, require_gate: bool) -> str | None:
+    """Why a partition's rows stay out of the SFT export, or None."""
+    return "gate REJECT" if require_gate and summary["gate"]["verdict"] != "ACCEPT" else None
+
+
+def _prune_shards(paths: Paths, keep: set[str]) -> None:
     """Remove shards of partitions that are not in the export (no longer registered, or gated out
     since), and the single-file export of earlier versions (its rows are in the shards)."""
-    removed = []
     for sub, legacy in (("data", "train-00000-of-00001.parquet"), ("jsonl", "train.jsonl")):
         d = paths.export_dir / sub
         if not d.exists():
@@ -329,8 +342,6 @@ def _prune_shards(paths: Paths, keep: set[str]) -> list[str]:
             m = _SHARD.match(f.name)
             if f.name == legacy or (m and m["key"] not in keep):
                 f.unlink(missing_ok=True)
-                removed.append(f.name)
-    return removed
 
 
 def write_sft_card(paths: Paths, summaries: dict[str, dict], overall: Gate, buckets: list[str], require_gate: bool) -> dict:
@@ -341,13 +352,12 @@ def write_sft_card(paths: Paths, summaries: dict[str, dict], overall: Gate, buck
         sft = s.get("sft")
         if sft is None:
             excluded[key] = "not exported yet"
-        elif sft["excluded"] or (require_gate and s["gate"]["verdict"] != "ACCEPT"):
-            excluded[key] = sft["excluded"] or "gate REJECT"
+        elif sft["excluded"] or _gated_out(s, require_gate):
+            excluded[key] = sft["excluded"] or _gated_out(s, require_gate)
         else:
             included.append(key)
     _prune_shards(paths, set(included) | {k for k, why in excluded.items() if why == "not exported yet"})
-    paths.export_dir.mkdir(parents=True, exist_ok=True)
-    (paths.export_dir / "README.md").write_text(_card(summaries, overall, included, excluded, buckets), encoding="utf-8")
+    write_text_atomic(paths.export_dir / "README.md", _card(summaries, overall, included, excluded, buckets))
     return {"rows": sum(summaries[k]["sft"]["rows"] for k in included), "partitions_included": included,
             "partitions_excluded": excluded}
 
@@ -425,10 +435,9 @@ def write_partition_summary(paths: Paths, key: str, gate_result: Gate, verdict_r
     """What the overall gate, the report and the SFT export need from one partition: a small summary
     (gate, every score, bucket counts) read for every partition, and the per-turn detail, read only
     for the report's turn table."""
-    from collections import Counter
 
     summary = {"prompt_file": key, "gate": gate_result.to_dict(), "scores": [r["score"] for r in verdict_rows],
-               "buckets": dict(Counter(r["bucket"] or "parse-fail" for r in verdict_rows))}
+               "buckets": bucket_counts(verdict_rows)}
     earlier = read_summary(paths, key)
     if earlier and "sft" in earlier:  # the shards on disk stay described until exported_buckets replaces them
         summary["sft"] = earlier["sft"]

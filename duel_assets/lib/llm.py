@@ -312,7 +312,7 @@ class LLMCaller:
         self.cfg = calls
         self.cache = cache
         self.log = log or (lambda s: None)
-        self._secrets = [endpoint.api_key] if endpoint.api_key else []
+        self.secrets = [endpoint.api_key] if endpoint.api_key else []
 
     # -- public ------------------------------------------------------------------------------
     def run(self, requests: Sequence[CallRequest], label: str = "llm") -> tuple[list[CallResult], CallStats]:
@@ -341,15 +341,13 @@ class LLMCaller:
     async def session(self, label: str = "llm", total: int = 0):
         """A :class:`CallSession`: calls made through it share one client, one concurrency bound
         and one pacer, whatever mix of roles runs at once in this event loop."""
-        client = self._client()
-        session = CallSession(self, client, label, total)
+        session = CallSession(self, label, total)
         try:
             yield session
         finally:
-            session.close()
-            await client.close()
+            await session.aclose()
 
-    def _client(self) -> openai.AsyncOpenAI:
+    def client(self) -> openai.AsyncOpenAI:
         """The client of one session (it belongs to that session's event loop).
 
         It rides on the SDK's aiohttp transport (``openai[aiohttp]``), which spends about a third
@@ -362,51 +360,13 @@ class LLMCaller:
         return openai.AsyncOpenAI(base_url=self.endpoint.base_url, api_key=self.endpoint.api_key or "none",
                                   max_retries=0, timeout=self.cfg.timeout_s, http_client=http)
 
-    # -- one call ----------------------------------------------------------------------------
-    async def _call(self, client, sem, pacer, req: CallRequest, key: str, stats: CallStats) -> CallResult:
-        kind, detail, attempts = "client_error", "", 0
-        for attempt in range(self.cfg.retry_budget):
-            attempts = attempt + 1
-            suggested = None
-            async with sem:
-                await pacer.wait(len(json.dumps(req.messages)) // 4 if pacer.tok_interval else 0)
-                stats.calls_made += 1
-                try:
-                    # the SDK's own POST (auth, headers, base URL, status errors) with the raw reply:
-                    # the content key doubles as an idempotency / tracing header
-                    raw = await client.post("/chat/completions", cast_to=httpx2.Response, body=request_body(req),
-                                            options={"headers": {"X-Duel-Call-Key": key}})
-                    parsed = parse_reply(json.loads(raw.content))
-                except Exception as exc:  # noqa: BLE001 - classified below, unknown kinds are final
-                    kind, suggested = classify(exc)
-                    detail = scrub(f"{type(exc).__name__}: {exc}", self._secrets)[:500]
-                else:
-                    self.cache.put(key, req.role, req.model, parsed)
-                    stats.completed += 1
-                    stats.add_tokens(req.model, parsed["prompt_tokens"], parsed["completion_tokens"])
-                    stats.usage_missing += int(parsed["usage_missing"])
-                    stats.length_finishes += int(parsed["finish_reason"] == "length")
-                    stats.empty_content += int(not parsed["content"] and not parsed["tool_calls"])
-                    return CallResult(key=key, ok=True, attempts=attempts, **parsed)
-            if kind not in RETRYABLE or attempt == self.cfg.retry_budget - 1:
-                break
-            stats.retries += 1
-            stats.retry_kinds[kind] += 1
-            if suggested is not None:  # the server said how long: honour it (bounded for safety)
-                delay = min(suggested, MAX_RETRY_AFTER_S)
-            else:  # exponential backoff with full jitter
-                delay = random.uniform(0, min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2 ** attempt)))
-            await asyncio.sleep(delay)
-        stats.failures[kind] += 1
-        return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
-
-
 class CallSession:
     """``await session(request, stats, cached=None)`` makes (or serves from the cache) one call;
     ``session.expect(n)`` announces more calls for the progress count."""
 
-    def __init__(self, caller: LLMCaller, client: openai.AsyncOpenAI, label: str, total: int):
-        self.caller, self.client, self.label = caller, client, label
+    def __init__(self, caller: LLMCaller, label: str, total: int):
+        self.caller, self.label = caller, label
+        self.client = caller.client()
         self.sem = asyncio.Semaphore(caller.cfg.concurrency)
         self.pacer = _Pacer(caller.cfg.requests_per_minute, caller.cfg.tokens_per_minute)
         self.done, self.total = 0, total
@@ -426,9 +386,48 @@ class CallSession:
             if cached is not None:
                 stats.cache_hits += 1
                 return CallResult.from_cache(key, cached)
-            return await self.caller._call(self.client, self.sem, self.pacer, req, key, stats)
+            return await self._send(req, key, stats)
         finally:
             self._tick()
+
+    async def _send(self, req: CallRequest, key: str, stats: CallStats) -> CallResult:
+        """One call over the wire: attempts within the retry budget, each under the concurrency bound."""
+        cfg, cache = self.caller.cfg, self.caller.cache
+        kind, detail, attempts = "client_error", "", 0
+        for attempt in range(cfg.retry_budget):
+            attempts = attempt + 1
+            suggested = None
+            async with self.sem:
+                await self.pacer.wait(len(json.dumps(req.messages)) // 4 if self.pacer.tok_interval else 0)
+                stats.calls_made += 1
+                try:
+                    # the SDK's own POST (auth, headers, base URL, status errors) with the raw reply:
+                    # the content key doubles as an idempotency / tracing header
+                    raw = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=request_body(req),
+                                            options={"headers": {"X-Duel-Call-Key": key}})
+                    parsed = parse_reply(json.loads(raw.content))
+                except Exception as exc:  # noqa: BLE001 - classified below, unknown kinds are final
+                    kind, suggested = classify(exc)
+                    detail = scrub(f"{type(exc).__name__}: {exc}", self.caller.secrets)[:500]
+                else:
+                    cache.put(key, req.role, req.model, parsed)
+                    stats.completed += 1
+                    stats.add_tokens(req.model, parsed["prompt_tokens"], parsed["completion_tokens"])
+                    stats.usage_missing += int(parsed["usage_missing"])
+                    stats.length_finishes += int(parsed["finish_reason"] == "length")
+                    stats.empty_content += int(not parsed["content"] and not parsed["tool_calls"])
+                    return CallResult(key=key, ok=True, attempts=attempts, **parsed)
+            if kind not in RETRYABLE or attempt == cfg.retry_budget - 1:
+                break
+            stats.retries += 1
+            stats.retry_kinds[kind] += 1
+            if suggested is not None:  # the server said how long: honour it (bounded for safety)
+                delay = min(suggested, MAX_RETRY_AFTER_S)
+            else:  # exponential backoff with full jitter
+                delay = random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_base_s * (2 ** attempt)))
+            await asyncio.sleep(delay)
+        stats.failures[kind] += 1
+        return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
 
     def _tick(self) -> None:
         self.done += 1
@@ -438,9 +437,10 @@ class CallSession:
         if self.done % max(1, total // 10) == 0 or self.done == total:
             self.caller.log(f"{self.label}: {self.done}/{total} calls done")
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        await self.client.close()
 
 
 def _progress_bar(total: int, label: str):

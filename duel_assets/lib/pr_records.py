@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from .files import replacing, write_json_atomic
 from .settings import ConfigError
 from .sources import BUNDLED_PR_RECORDS, resolve_local
 
@@ -120,9 +121,7 @@ def cached_pr_records(path: str | None, instance_ids: list[str], cache_file: Pat
         except (json.JSONDecodeError, OSError, ValueError):
             pass
     df = read_pr_records(path, instance_ids)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, cache_file)
-    meta.write_text(json.dumps(fp))
+    with replacing(cache_file) as tmp:
+        df.to_parquet(tmp, index=False)
+    write_json_atomic(meta, fp)
     return df, False

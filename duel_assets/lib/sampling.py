@@ -17,7 +17,6 @@ import math
 import os
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -288,14 +287,6 @@ def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_
 
 def numbered_keys(total: int, per_file: int, stem: str = "prompts") -> list[str]:
     return [f"{stem}_{total}_{i:03d}" for i in range(math.ceil(total / per_file))]
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(payload, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
 
 
 class PromptFileError(ValueError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -165,6 +166,11 @@ def score_turn(margins_by_judge: dict[str, list[dict[str, int] | None]], weights
         per_metric={m: (sum(v) / len(v)) for m, v in per_metric_acc.items() if v},
         per_judge=per_judge,
     )
+
+
+def bucket_counts(verdict_rows: list[dict]) -> dict[str, int]:
+    """Turns per bucket; a turn without a parsed score counts as ``parse-fail``."""
+    return dict(Counter(r["bucket"] or "parse-fail" for r in verdict_rows))
 
 
 def bucket_for(score: float | None, buckets: BucketConfig) -> str | None:
