@@ -57,7 +57,8 @@ def _will_judge(instance: dg.DagsterInstance, run_id: str) -> bool:
 )
 def judging_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     instance = context.instance
-    after = json.loads(context.cursor or "{}").get("after", 0)
+    state = json.loads(context.cursor or "{}")
+    after = state.get("after", 0)
     newest = after
     touched: set[str] = set()
     for asset_key in (KING, CHALLENGER):
@@ -73,18 +74,16 @@ def judging_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
                 break
             cursor = res.cursor
     requests = []
-    pending = set(json.loads(context.cursor or "{}").get("pending", []))
+    pending = set(state.get("pending", []))
     for p in sorted(touched | pending):
         k, c, j = (_latest(instance, a, p) for a in (KING, CHALLENGER, JUDGE))
+        pending.discard(p)
         if k is None or c is None:
-            pending.discard(p)
             continue
         in_progress = any(_will_judge(instance, r.run_id) for r in (k, c))
         if in_progress:
             pending.add(p)  # look again next tick: the run may still fail before judging
-            continue
-        pending.discard(p)
-        if needs_judging(k.storage_id, c.storage_id, j.storage_id if j else None):
+        if needs_judging(k.storage_id, c.storage_id, j.storage_id if j else None, in_progress):
             requests.append(dg.RunRequest(partition_key=p, run_key=judging_run_key(p, k.storage_id, c.storage_id)))
     cursor = json.dumps({"after": newest, "pending": sorted(pending)})
     if not requests:
