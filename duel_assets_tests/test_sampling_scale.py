@@ -79,10 +79,13 @@ def test_bad_rows_inside_a_block_are_counted(tmp_path):
     data = "\n".join(lines).encode().split(b"\n")
     data[7] = data[7][:20] + b"\xff\xfe" + data[7][20:]  # one line that is not UTF-8
     p.write_bytes(b"\n".join(data) + b"\n")
-    cfg = config(p, jsonl_block_lines=64, turns_per_file=29)
-    f = sample_for_key("prompts_29_000", cfg, cache_dir=tmp_path / "idx")  # 29 good rows: every row is read
+    # more turns asked than the 29 good rows hold, so every row is read whatever the block's shuffle
+    # order (the shuffle is seeded by the file's path, here a fresh temporary directory)
+    cfg = config(p, jsonl_block_lines=64, turns_per_file=31)
+    f = sample_for_key("prompts_31_000", cfg, cache_dir=tmp_path / "idx")
     assert f["skipped"] == {"invalid_json_line": 1, "invalid_messages_json": 1, "non_utf8": 1}
-    assert len(f["turns"]) == 29 and f["sources"][0]["shortfall"] == 0
+    assert f["sources"][0]["rows_read"] == 32
+    assert len(f["turns"]) == 29 and f["sources"][0]["shortfall"] == 2
 
 
 def test_hub_dataset_is_streamed(tmp_path, monkeypatch):

@@ -142,17 +142,20 @@ def build_pool(cfg: ChainConfig) -> Pool:
     return total
 
 
-def window(key: str, pool_size: int, per_file: int) -> tuple[int, int]:
-    """[start, end) positions in the (cyclic) pool for this key."""
+def window_start(key: str, width: int, size: int) -> int:
+    """Where ``key``'s window begins: numbered keys (``<stem>_<total>_<i>``) take consecutive,
+    disjoint windows of ``width``; any other key a fixed offset in [0, size) from its hash."""
     m = _NUMBERED_KEY.match(key)
     if m:
-        total, index = int(m["total"]), int(m["index"])
-        start = index * per_file
-        end = min(start + per_file, max(total, start))
-        return start, end
-    digest = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16)
-    start = digest % max(pool_size, 1)
-    return start, start + per_file
+        return int(m["index"]) * width
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % max(size, 1)
+
+
+def window(key: str, pool_size: int, per_file: int) -> tuple[int, int]:
+    """[start, end) positions in the (cyclic) pool for this key."""
+    start = window_start(key, per_file, pool_size)
+    m = _NUMBERED_KEY.match(key)
+    return start, min(start + per_file, max(int(m["total"]), start)) if m else start + per_file
 
 
 def shares(n: int, weights: list[float]) -> list[int]:
@@ -172,6 +175,14 @@ class SourceWindow:
     turns: list[Turn]
     info: dict
     skipped: Counter
+
+
+def _cut_until(cut, rows, per_trajectory: int, chosen: list[Turn], count: int) -> None:
+    """Cut turns from ``rows`` into ``chosen`` until it holds ``count``."""
+    for row in rows:
+        if len(chosen) >= count:
+            return
+        chosen.extend(cut(row, per_trajectory))
 
 
 def _pool_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, count: int, pool: Pool) -> SourceWindow:
@@ -195,8 +206,7 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
     tpt = max(1, cfg.sampling.turns_per_trajectory)
     avg_rows = sum(b.rows for b in blocks) / len(blocks)
     per_window = max(1, math.ceil(1.5 * per_file / (avg_rows * tpt)))  # blocks reserved for one window
-    m = _NUMBERED_KEY.match(key)
-    start = int(m["index"]) * per_window if m else int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % len(blocks)
+    start = window_start(key, per_window, len(blocks))
     pool = Pool(turns=[])
     cut = _Cutter(spec, cfg, pool)
     chosen: list[Turn] = []
@@ -208,10 +218,7 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
         used += 1
         rows = list(read_block(b))
         random.Random(f"{seed}:{b.path}:{b.index}").shuffle(rows)
-        for row in rows:
-            chosen.extend(cut(row, tpt))
-            if len(chosen) >= count:
-                break
+        _cut_until(cut, rows, tpt, chosen, count)
     chosen = chosen[:count]
     return SourceWindow(chosen, {"mode": "blocks", "blocks_total": len(blocks), "blocks_read": used,
                                  "block_window": [start, start + per_window], "rows_read": pool.rows_read,
@@ -230,16 +237,12 @@ def _stream_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, 
         ds = load_dataset(spec.path, split=spec.split, streaming=True, token=token)
     tpt = max(1, cfg.sampling.turns_per_trajectory)
     rows_per_window = math.ceil(1.5 * per_file / tpt)
-    m = _NUMBERED_KEY.match(key)
-    start = int(m["index"]) * rows_per_window if m else int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100_000
+    start = window_start(key, rows_per_window, 100_000)
     ds = ds.shuffle(seed=cfg.sampling.seed, buffer_size=10_000).skip(start).take(rows_per_window)
     pool = Pool(turns=[])
     cut = _Cutter(spec, cfg, pool)
     chosen: list[Turn] = []
-    for row in ds:
-        chosen.extend(cut(row, tpt))
-        if len(chosen) >= count:
-            break
+    _cut_until(cut, ds, tpt, chosen, count)
     chosen = chosen[:count]
     return SourceWindow(chosen, {"mode": "stream", "row_window": [start, start + rows_per_window],
                                  "rows_read": pool.rows_read, "shortfall": count - len(chosen)}, pool.skipped)
