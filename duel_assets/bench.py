@@ -105,7 +105,7 @@ timeout_s = 30
 
 def bench_llm_stage(tmp: Path) -> dict:
     from duel_assets.lib import duel
-    from duel_assets.lib.call_cache import CallCache
+    from duel_assets.lib.calls import CallStore
     from duel_assets.lib.llm import LLMCaller
     from duel_assets.lib.pr_records import read_pr_records
     from duel_assets.lib.sampling import sample_for_key
@@ -120,7 +120,7 @@ def bench_llm_stage(tmp: Path) -> dict:
     out: dict = {}
     with standin_process(LATENCY_MS) as base:
         ep = Endpoint(base, "bench-key", "LLM")
-        caller = LLMCaller(ep, cfg.calls, CallCache(tmp / "cache.sqlite"))
+        caller = LLMCaller(ep, cfg.calls, CallStore(tmp / "cache.sqlite"))
 
         def stage():
             t0 = time.monotonic()
@@ -135,7 +135,7 @@ def bench_llm_stage(tmp: Path) -> dict:
                    llm_efficiency=round(ideal / wall, 3), llm_calls_made=stats.calls_made)
         # sequential: per-call time at concurrency 1 on a sample of fresh calls, times N
         seq_cfg = cfg.calls.__class__(**{**cfg.calls.__dict__, "concurrency": 1})
-        seq = LLMCaller(ep, seq_cfg, CallCache(tmp / "seq_cache.sqlite"))
+        seq = LLMCaller(ep, seq_cfg, CallStore(tmp / "seq_cache.sqlite"))
         sample = duel.plan_generation("king", turns[:30], cfg)
         t0 = time.monotonic()
         seq.run([p.request for p in sample], "sequential sample")
@@ -156,7 +156,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
 
     from duel_assets.defs.assets import ALL_ASSETS
     from duel_assets.defs.resources import DuelSettings, LLMResource, warehouse_io_manager
-    from duel_assets.lib.call_cache import CallCache
+    from duel_assets.lib.calls import CallStore
     from duel_assets.lib.llm import LLMCaller
 
     cfg_path = _write_config(tmp, bench_source(tmp, TURNS), CONCURRENCY)
@@ -182,7 +182,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
         n0 = standin_requests(base)
         warm = run(LLMResource())
         warm_calls = standin_requests(base) - n0
-        con = CallCache(home / "cache" / "llm_calls.sqlite")
+        con = CallStore(home / "cache" / "llm_calls.sqlite")
         memo = dict(con.items())
         con.close()
 

@@ -63,6 +63,7 @@ def fresh_standin(standin):
     standin_post(standin, "/_standin/reset", {})
     standin.state.fault_rate = 0.0
     standin.state.latency_ms = 0.0
+    standin.state.set_limits(0, 0)
     yield standin
     standin_post(standin, "/_standin/reset", {})
     standin.state.fault_rate = 0.0

@@ -110,9 +110,10 @@ def test_too_many_failures_fail_the_step_with_a_clear_message(duel_env, instance
     msg = failure.event_specific_data.error.message
     assert "king_answers: 6/6 calls failed" in msg and "challenger_answers: 6/6 calls failed" in msg
     assert "max_failure_rate" in msg
-    # the judges had nothing to compare, so judging itself did not fail and its rows say why
+    # the judges had nothing to compare: judge_scores fails too, with the reason, and writes no rows
+    assert "judge_scores: not written because its answers failed" in msg
     from duel_assets_tests.conftest import query
-    assert query(duel_env["home"], "SELECT DISTINCT error FROM duel.judge_scores") == [("challenger_missing",)]
+    assert query(duel_env["home"], "SELECT count(*) FROM information_schema.tables WHERE table_name = 'judge_scores'") == [(0,)]
 
 
 def _all_text_cells(home: Path) -> str:

@@ -26,6 +26,8 @@ def test_position_biased_judge_cannot_move_scores(duel_env, instance):
 @pytest.mark.e2e
 def test_unparseable_judge_retries_once_then_counts_as_failure(duel_env, instance):
     set_judges(duel_env["config"], ["standin-judge-1", "standin-judge-garbage"])
+    cfg = duel_env["config"]  # every judge asked, even where the first one already fixed the bucket
+    cfg.write_text(cfg.read_text().replace("[judges]", "[judges]\nskip_decided = false"))
     res = materialize(instance, "p")
     home = duel_env["home"]
     rows = dict(query(home, "SELECT judge, count(*) FILTER (WHERE parsed) FROM duel.judge_scores GROUP BY 1"))
@@ -66,12 +68,18 @@ def test_king_and_challenger_never_see_each_other_and_only_the_challenger_sees_t
     materialize(instance, "p", selection=["sampled_turns", "pr_records"])
     turn = load_prompt_file(duel_env["home"] / "prompt" / "p.json").turns[0]
     pr = read_pr_records(None, [turn.instance_id]).iloc[0].to_dict()
-    king = "\n".join(m["content"] for m in prompts.king_messages(turn))
-    chal = "\n".join(m["content"] for m in prompts.challenger_messages(turn, pr))
-    assert pr["patch"].splitlines()[0] in chal and "<hidden_pr_record>" in chal
-    assert pr["patch"].splitlines()[0] not in king and "hidden_pr_record" not in king
-    judge = prompts.judge_messages(turn, pr, "ANSWER-ONE", "ANSWER-TWO", 10_000)[1]["content"]
-    assert "<reference_pr_record>" in judge and pr["patch"].splitlines()[0] in judge
+    king_msgs, chal_msgs = prompts.king_messages(turn), prompts.challenger_messages(turn, pr)
+    king = "\n".join(m["content"] for m in king_msgs)
+    chal = "\n".join(m["content"] for m in chal_msgs)
+    assert pr["patch"].splitlines()[0] in chal and "<pr_record>" in chal
+    assert pr["patch"].splitlines()[0] not in king and "pr_record" not in king
+    judge_msgs = prompts.judge_messages(turn, pr, "ANSWER-ONE", "ANSWER-TWO")
+    judge = "\n".join(m["content"] for m in judge_msgs)
+    assert "<pr_record>" in judge and pr["patch"].splitlines()[0] in judge
+    # what is shared comes first, in identical bytes: history for all three, then the PR record
+    n = len(turn.history)
+    assert king_msgs[:n] == chal_msgs[:n] == judge_msgs[:n]
+    assert chal_msgs[n] == judge_msgs[n] and "<pr_record>" in chal_msgs[n]["content"]
 
 
 @pytest.mark.e2e

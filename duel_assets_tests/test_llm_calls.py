@@ -3,15 +3,15 @@ import time
 
 import pytest
 
-from duel_assets.lib.call_cache import CallCache
-from duel_assets.lib.llm import CallRequest, LLMCaller, _Garbage, classify, parse_reply
+from duel_assets.lib.calls import CallStore
+from duel_assets.lib.llm import CallRequest, Garbage, LLMCaller, classify, parse_reply
 from duel_assets.lib.settings import CallsConfig, Endpoint
 from duel_assets_tests.conftest import CANARY_KEY, standin_post
 
 
 def caller(srv, tmp_path, **cfg):
     calls = CallsConfig(**{"timeout_s": 1.0, "backoff_base_s": 0.01, "backoff_max_s": 0.5, "retry_budget": 4, **cfg})
-    return LLMCaller(Endpoint(srv.base_url, CANARY_KEY, "LLM"), calls, CallCache(tmp_path / "calls.sqlite"))
+    return LLMCaller(Endpoint(srv.base_url, CANARY_KEY, "LLM"), calls, CallStore(tmp_path / "calls.sqlite"))
 
 
 def req(text="list the files in src/app.py", model="standin-generator", **kw):
@@ -145,7 +145,7 @@ def test_refused_connection_is_classified_retried_and_recorded(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     calls = CallsConfig(timeout_s=1.0, backoff_base_s=0.01, backoff_max_s=0.02, retry_budget=3)
-    c = LLMCaller(Endpoint(f"http://127.0.0.1:{port}/v1", CANARY_KEY, "LLM"), calls, CallCache(tmp_path / "c.sqlite"))
+    c = LLMCaller(Endpoint(f"http://127.0.0.1:{port}/v1", CANARY_KEY, "LLM"), calls, CallStore(tmp_path / "c.sqlite"))
     (r,), stats = c.run([req()])
     assert not r.ok and r.error_kind == "connection" and r.attempts == 3
     assert stats.retry_kinds == {"connection": 2} and stats.failures == {"connection": 1}
@@ -171,6 +171,6 @@ def test_parse_reply_keeps_provider_fields_apart():
 @pytest.mark.parametrize("data", [[], {"choices": []}, {"choices": [{"message": "text"}]}, "<html>",
                                   {"choices": [{"message": {"content": "x", "tool_calls": "ls"}}]}])
 def test_parse_reply_calls_malformed_replies_garbage(data):
-    with pytest.raises(_Garbage):
+    with pytest.raises(Garbage):
         parse_reply(data)
-    assert classify(_Garbage("x"))[0] == "garbage"
+    assert classify(Garbage("x"))[0] == "garbage"

@@ -39,9 +39,12 @@ require_gate = false
             call = json.loads(calls)
             assert ok and len(call) == 1 and call[0]["function"]["name"] == "execute_bash"
             assert "command" in json.loads(call[0]["function"]["arguments"]) and action.startswith("execute_bash(")
-    # the stand-in received the tools: every generation request carried them
+    # every distinct generation request went out once (turns with the same history share theirs)
     gen = [e for e in duel_env["standin"].state.log if e["model"] == "standin-generator"]
-    assert len(gen) == 12
+    keys = query(home, "SELECT count(DISTINCT call_key) FROM (SELECT call_key FROM duel.king_answers "
+                       "UNION ALL SELECT call_key FROM duel.challenger_answers)")[0][0]
+    assert len(gen) == len({e["call_key"] for e in gen}) == keys
+    assert duel_env["standin"].state.stats()["repeats"] == 0
     assert query(home, "SELECT count(*) FROM duel.judge_scores WHERE parsed") == [(12,)]
     exported = query(home, "SELECT bucket, path FROM duel.exported_buckets")
     assert len(exported) == 6
@@ -73,10 +76,11 @@ def test_bash_block_export_uses_the_text_protocol_and_respects_the_gate(duel_env
     import datasets
 
     cfg = duel_env["config"]
-    cfg.write_text(cfg.read_text() + "\n[export]\nrequire_gate = false\n")
-    materialize(instance, "prompts_12_000")
+    cfg.write_text(cfg.read_text().replace("turns_per_file = 6", "turns_per_file = 40") + "\n[export]\nrequire_gate = false\n")
+    materialize(instance, "prompts_40_000")
     home = duel_env["home"]
     accepted, = query(home, "SELECT count(*) FROM duel.duel_verdict WHERE bucket IN ('final', 'refined')")
+    assert accepted[0] > 0
     ds = datasets.load_dataset(str(home / "export"), split="train", cache_dir=str(duel_env["tmp"] / "hf"))
     assert len(ds) == accepted[0]
     for row in ds:
@@ -85,8 +89,8 @@ def test_bash_block_export_uses_the_text_protocol_and_respects_the_gate(duel_env
         assert row["messages"][0]["role"] == "system" and row["tools"] is None
     # with the gate required, a REJECTed partition contributes nothing
     cfg.write_text(cfg.read_text().replace("require_gate = false", "require_gate = true"))
-    materialize(instance, "prompts_12_000", selection=["exported_buckets"])
-    summary = json.loads((home / "report" / "partitions" / "prompts_12_000.json").read_text())
+    materialize(instance, "prompts_40_000", selection=["exported_buckets"])
+    summary = json.loads((home / "report" / "partitions" / "prompts_40_000.json").read_text())
     n = len(sft_jsonl(home / "export"))
     assert n == (accepted[0] if summary["gate"]["verdict"] == "ACCEPT" else 0)
 

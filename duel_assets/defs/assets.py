@@ -140,9 +140,12 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
         md = duel.role_metadata(role, rows, stats, cfg)
         if "per_judge" in md:
             md["per_judge"] = dg.MetadataValue.md(md["per_judge"])
-        too_many = duel.too_many_failures(asset, stats, cfg)
-        if too_many:
-            failures.append(too_many)
+        reason = duel.too_many_failures(asset, stats, cfg)
+        if role == "judge" and reason is None:
+            reason = duel.nothing_to_judge(key, result.judge_skips, len(turns), failures)
+            md["not_judged_turns_by_reason"] = dict(result.judge_skips)
+        if reason:
+            failures.append(reason)
             continue
         yield dg.Output(tables.frame(asset, rows, key), output_name=asset, metadata=md)
         checks = duel.judge_checks(rows, cfg) if role == "judge" else duel.answer_checks(rows, cfg, role)

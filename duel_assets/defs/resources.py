@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from duel_assets.defs.io_manager import DuelDuckDBIOManager
-from duel_assets.lib.call_cache import CallCache
+from duel_assets.lib.calls import CallStore
 from duel_assets.lib.llm import LLMCaller, require_endpoint
 from duel_assets.lib.settings import ChainConfig, Endpoint, Paths, duel_home, duel_mode, load_config, resolve_endpoint
 
@@ -42,7 +42,10 @@ class LLMResource(dg.ConfigurableResource):
         return require_endpoint(ep)
 
     def caller(self, cfg: ChainConfig, paths: Paths, log: Callable[[str], None]) -> LLMCaller:
-        return LLMCaller(self.endpoint(), cfg.calls, CallCache(paths.cache_db), log=log)
+        import os
+
+        return LLMCaller(self.endpoint(), cfg.calls, CallStore(paths.cache_db), log=log,
+                         progress=os.environ.get("DUEL_PROGRESS") == "1")
 
 
 def warehouse_io_manager(database: str | None = None) -> DuelDuckDBIOManager:

@@ -10,12 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import prompts
-from .leakage import leak_evidence
-from .llm import CallRequest, CallResult, CallStats
-from .protocol import check_answer
-from .scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bucket_counts, bucket_for, parse_judge_reply,
-                      score_turn, sides)
+from .llm import CallStats
+from .scoring import CHALLENGER_FIRST, KING_FIRST, TurnScore, bucket_counts, bucket_for, score_turn
 from .settings import METRICS, ChainConfig
 from .tables import columns
 from .trajectories import Turn, turn_from_record
@@ -59,221 +55,10 @@ def pr_by_instance(df: pd.DataFrame) -> dict[str, dict]:
     return {r["instance_id"]: r for r in df.to_dict("records")}
 
 
-# ---------------------------------------------------------------- answers
-
-
-def generation_params(cfg: ChainConfig) -> dict:
-    return {"temperature": cfg.generation.temperature, "max_tokens": cfg.generation.max_tokens}
-
-
-@dataclass
-class Planned:
-    turn: Turn
-    request: CallRequest | None
-    skip_reason: str | None = None
-
-
-def plan_generation(role: str, turns: list[Turn], cfg: ChainConfig, prs: dict[str, dict] | None = None,
-                    mode: int = 2) -> list[Planned]:
-    excluded = set(cfg.excluded_instance_ids)
-    out = []
-    for t in turns:
-        if t.instance_id in excluded:
-            out.append(Planned(t, None, "excluded_instance_id"))
-            continue
-        if role == "king" and mode == 1:
-            out.append(Planned(t, None, "duel_mode_1_uses_reference"))
-            continue
-        msgs = prompts.king_messages(t) if role == "king" else prompts.challenger_messages(t, (prs or {}).get(t.instance_id))
-        out.append(Planned(t, CallRequest(role=role, model=cfg.generation.model, messages=msgs,
-                                          params=generation_params(cfg), tools=t.tools, tag=t.turn_id)))
-    return out
-
-
-def history_text(turn: Turn) -> str:
-    return "\n".join((m.get("content") or "") + json.dumps(m.get("tool_calls") or "") for m in turn.history)
-
-
-def answer_row(role: str, p: Planned, r: CallResult | None, prs: dict[str, dict] | None = None) -> dict:
-    t = p.turn
-    base = {"turn_id": t.turn_id, "instance_id": t.instance_id, "role": role, "sample_index": 0, "opponent": None}
-    if p.request is None or r is None:
-        return {**base, "model": None, "format_ok": False, "format_reason": "not_generated",
-                "error_kind": "skipped", "error": p.skip_reason, "cached": False, "attempts": 0}
-    row = {**base, "model": p.request.model, "call_key": r.key, "cached": r.cached, "attempts": r.attempts}
-    if not r.ok:
-        row.update(format_ok=False, format_reason="call_failed", error_kind=r.error_kind, error=r.error)
-    else:
-        check = check_answer(t.protocol, r.content, r.tool_calls, t.tools)
-        reason = check.reason
-        if check.ok and r.finish_reason == "length":
-            reason = "truncated_length"
-        row.update(
-            content=r.content, reasoning=r.reasoning, tool_calls=_json(r.tool_calls), action=check.action,
-            format_ok=check.ok and reason is None, format_reason=reason, finish_reason=r.finish_reason,
-            prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-            usage=_json(None if r.usage_missing else {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens}),
-        )
-    if role == "challenger":
-        pr = (prs or {}).get(t.instance_id) or {}
-        ev = leak_evidence(prompts.render_answer(row.get("content"), row.get("tool_calls")), history_text(t), pr.get("patch")) if r.ok else []
-        row.update(leak_suspect=bool(ev), leak_evidence=_json(ev))
-    return row
-
-
-# ---------------------------------------------------------------- judging
-
-
-def judge_params(cfg: ChainConfig, judge: str) -> dict:
-    return {"temperature": cfg.judges.temperature, "max_tokens": cfg.judges.token_limits.get(judge, cfg.judges.max_tokens)}
-
-
-@dataclass
-class JudgeJob:
-    turn_id: str
-    judge: str
-    order: str
-    opponent: str
-    request: CallRequest | None
-    skip_reason: str | None = None
-
-
-def _failed(row: dict | None) -> bool:
-    if row is None:
-        return True
-    kind = row.get("error_kind")
-    return isinstance(kind, str) and bool(kind)
-
-
-def judge_jobs_for_turn(t: Turn, king_row: dict | None, chal_row: dict | None, pr: dict | None, cfg: ChainConfig,
-                        mode: int = 2) -> list[JudgeJob]:
-    orders = [KING_FIRST, CHALLENGER_FIRST] if cfg.judges.position_swap else [KING_FIRST]
-    opponent = "reference" if mode == 1 else "king"
-    if mode == 1:
-        opp_ok, opp_text = True, prompts.render_answer(t.reference.get("content"), t.reference.get("tool_calls"))
-    else:
-        opp_ok = not _failed(king_row)
-        opp_text = prompts.render_answer(king_row.get("content"), king_row.get("tool_calls")) if opp_ok else ""
-    chal_ok = not _failed(chal_row)
-    skip = None if chal_ok and opp_ok else ("challenger_missing" if not chal_ok else f"{opponent}_missing")
-    chal_text = prompts.render_answer(chal_row.get("content"), chal_row.get("tool_calls")) if chal_ok else ""
-    jobs = []
-    for judge in cfg.judges.models:
-        for order in orders:
-            if skip:
-                jobs.append(JudgeJob(t.turn_id, judge, order, opponent, None, skip))
-                continue
-            a, b = (opp_text, chal_text) if order == KING_FIRST else (chal_text, opp_text)
-            msgs = prompts.judge_messages(t, pr, a, b, cfg.judges.max_history_chars)
-            jobs.append(JudgeJob(t.turn_id, judge, order, opponent,
-                                 CallRequest("judge", judge, msgs, judge_params(cfg, judge), tag=f"{t.turn_id}|{judge}|{order}")))
-    return jobs
-
-
-@dataclass
-class Judged:
-    result: CallResult
-    reply: JudgeReply
-    retried: bool
-
-
-def _parse(r: CallResult, what: str) -> JudgeReply:
-    return parse_judge_reply(r.content) if r.ok else JudgeReply(False, error=f"{what} failed: {r.error_kind}")
-
-
-async def judge_once(call, job: JudgeJob, stats: CallStats) -> Judged:
-    """One judgement; a reply that does not parse gets one stricter retry, then counts as a failure."""
-    r = await call(job.request, stats)
-    rep = _parse(r, "call")
-    if not (r.ok and not rep.parsed):
-        return Judged(r, rep, False)
-    msgs = [*job.request.messages, {"role": "assistant", "content": r.content or ""},
-            prompts.judge_retry_message(rep.error or "unparseable")]
-    r2 = await call(CallRequest("judge", job.request.model, msgs, job.request.params, tag=job.request.tag + "|retry"), stats)
-    return Judged(r2, _parse(r2, "retry call"), True)
-
-
-def judge_row(job: JudgeJob, judged: Judged | None) -> dict:
-    row = {"turn_id": job.turn_id, "judge": job.judge, "order": job.order, "opponent": job.opponent, "retried": False}
-    if job.request is None or judged is None:
-        row.update(parsed=False, parse_error=f"not judged: {job.skip_reason}", error_kind="skipped", error=job.skip_reason)
-        return row
-    r, rep = judged.result, judged.reply
-    row.update(parsed=rep.parsed, parse_error=rep.error, retried=judged.retried, raw_reply=r.content,
-               reason=rep.reason, call_key=r.key, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-               error_kind=r.error_kind, error=r.error)
-    if rep.parsed:
-        c_side, o_side = sides(job.order)
-        for m in METRICS:
-            row[f"{m}_challenger"] = rep.scores[m][c_side]
-            row[f"{m}_opponent"] = rep.scores[m][o_side]
-        row["winner"] = {c_side: "challenger", o_side: "opponent", "tie": "tie"}.get(rep.winner or "", None)
-    return row
-
-
-# ---------------------------------------------------------------- the LLM stage of a partition
-
-ROLES = ("king", "challenger", "judge")
-
-
-@dataclass
-class StageResult:
-    rows: dict[str, list[dict]]  # role -> rows (only the roles asked for)
-    stats: dict[str, CallStats]  # role -> calls of that role
-
-
-async def run_stage_async(caller, turns: list[Turn], cfg: ChainConfig, prs: dict[str, dict], mode: int,
-                          roles: set[str], king_rows: dict[str, dict] | None = None,
-                          chal_rows: dict[str, dict] | None = None, label: str = "duel") -> StageResult:
-    """King, challenger and judges of one partition in one event loop under one concurrency bound.
-
-    Each turn's judgements start as soon as both of its answers exist, so the stage has no barrier
-    between generation and judging. Roles not asked for are read from ``king_rows`` /
-    ``chal_rows`` (answers already in the warehouse)."""
-    stats = {r: CallStats() for r in ROLES}
-    planned = {role: plan_generation(role, turns, cfg, prs, mode) for role in ("king", "challenger") if role in roles}
-    async with caller.session(label) as call:
-        tasks: dict[tuple[str, str], asyncio.Task] = {}
-        for role, plan in planned.items():
-            reqs = [p for p in plan if p.request is not None]
-            stats[role].requested = len(reqs)
-            call.expect(len(reqs))
-            hits = caller.cache.get_many([p.request.key for p in reqs])
-            for p in reqs:
-                tasks[(role, p.turn.turn_id)] = asyncio.create_task(call(p.request, stats[role], hits.get(p.request.key)))
-
-        async def answer(role: str, p: Planned) -> dict:
-            r = await tasks[(role, p.turn.turn_id)] if p.request is not None else None
-            return answer_row(role, p, r, prs)
-
-        gen = {role: [asyncio.ensure_future(answer(role, p)) for p in plan] for role, plan in planned.items()}
-        by_turn = {role: dict(zip([p.turn.turn_id for p in plan], futs)) for role, futs in gen.items()}
-
-        async def judge_turn(t: Turn) -> list[tuple[JudgeJob, Judged | None]]:
-            k = await by_turn["king"][t.turn_id] if "king" in by_turn else (king_rows or {}).get(t.turn_id)
-            c = await by_turn["challenger"][t.turn_id] if "challenger" in by_turn else (chal_rows or {}).get(t.turn_id)
-            jobs = judge_jobs_for_turn(t, k, c, prs.get(t.instance_id), cfg, mode)
-            live = [j for j in jobs if j.request is not None]
-            stats["judge"].requested += len(live)
-            call.expect(len(live))
-            done = await asyncio.gather(*(judge_once(call, j, stats["judge"]) for j in live))
-            outcome = dict(zip(map(id, live), done))
-            return [(j, outcome.get(id(j))) for j in jobs]
-
-        t0 = time.monotonic()
-        judged = await asyncio.gather(*(judge_turn(t) for t in turns)) if "judge" in roles else []
-        rows = {role: list(await asyncio.gather(*futs)) for role, futs in gen.items()}
-        wall = time.monotonic() - t0
-    if "judge" in roles:
-        rows["judge"] = [judge_row(j, o) for pairs in judged for j, o in pairs]
-    for s in stats.values():
-        s.wall_s = wall
-    return StageResult(rows=rows, stats=stats)
-
-
-def run_stage(caller, *args, **kwargs) -> StageResult:
-    """:func:`run_stage_async` in its own event loop (one per asset step)."""
-    return caller.run_coroutine(run_stage_async(caller, *args, **kwargs))
+# the stage's parts live in their own modules; these names stay importable from here
+from .answers import Planned, answer_row, generation_params, history_text, plan_generation  # noqa: E402,F401
+from .judging import JudgeJob, Judged, judge_jobs_for_turn, judge_once, judge_params, judge_row  # noqa: E402,F401
+from .stage import ROLES, StageResult, run_stage, run_stage_async  # noqa: E402,F401
 
 
 def _margins_from_row(row: dict) -> dict[str, int] | None:
@@ -292,14 +77,17 @@ def verdict_rows(judge_df: pd.DataFrame, challenger_df: pd.DataFrame, turn_ids: 
         by_turn[row["turn_id"]][row["judge"]].append(_margins_from_row(row))
         opponent[row["turn_id"]] = row.get("opponent")
     chals = {r["turn_id"]: r for r in challenger_df.to_dict("records")}
+    identical = {r["turn_id"] for r in judge_df.to_dict("records") if r.get("error") == "identical_answers"}
     rows = []
     for tid in turn_ids:
         ts = score_turn(dict(by_turn.get(tid, {})), cfg.metric_weights)
+        if tid in identical:  # the same action on both sides: a tie, no judge asked
+            ts = TurnScore(True, 50.0, 0, ts.judges_total, {m: 0.5 for m in METRICS}, {})
         c = chals.get(tid, {})
         fmt_ok = bool(c.get("format_ok")) if c else False
         leak = bool(c.get("leak_suspect")) if c and c.get("leak_suspect") is not None and not pd.isna(c.get("leak_suspect")) else False
         bucket = bucket_for(ts.score, cfg.buckets) if ts.parsed else None
-        note = None
+        note = "identical answers (tie)" if tid in identical else None
         if bucket in ("final", "refined") and not fmt_ok:
             bucket, note = "defeat", f"challenger format: {c.get('format_reason')}"
         elif bucket == "final" and leak:
@@ -421,6 +209,21 @@ def too_many_failures(asset: str, stats: CallStats, cfg: ChainConfig) -> str | N
         return None
     return (f"{asset}: {stats.failed}/{stats.requested} calls failed ({rate:.0%} > calls.max_failure_rate "
             f"{cfg.calls.max_failure_rate:.0%}); by kind {dict(stats.failures)}")
+
+
+MISSING_ANSWERS = ("king_missing", "challenger_missing")
+
+
+def nothing_to_judge(key: str, judge_skips: Counter, turns_total: int, answer_failures: list[str]) -> str | None:
+    """Why judge_scores must fail instead of writing rows for answers that do not exist: the
+    answers failed in this step, or no turn of the partition has both answers."""
+    if answer_failures:
+        return f"judge_scores: not written because its answers failed ({len(answer_failures)} answer asset(s))"
+    missing = sum(judge_skips.get(r, 0) for r in MISSING_ANSWERS)
+    if missing and turns_total - sum(judge_skips.values()) == 0:
+        return (f"judge_scores: partition {key!r} has no turn with both answers ({dict(judge_skips)}); "
+                "materialize king_answers and challenger_answers first")
+    return None
 
 
 def role_metadata(role: str, rows: list[dict], stats: CallStats, cfg: ChainConfig) -> dict:

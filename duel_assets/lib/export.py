@@ -313,7 +313,7 @@ def write_partition_sft(paths: Paths, prompt_file: str, records: list[dict], buc
         parquet, jsonl = sft_shards(paths, prompt_file)
         excluded = _gated_out(summary, require_gate)
         rows = [] if excluded else [sft_row(r["document"]) for r in records if r["bucket"] in buckets]
-        if excluded:
+        if excluded or not rows:  # no shard rather than an empty one (datasets cannot read those)
             for f in (parquet, jsonl):
                 f.unlink(missing_ok=True)
         else:

@@ -1,22 +1,26 @@
 """Prompt rendering from the template files in ``duel_assets/prompts``. No Dagster imports.
 
+Every request about one turn starts with the same bytes, so providers that cache prompt prefixes
+serve the long shared part from cache: the trajectory's own system prompt and its history (as chat
+messages, with the trajectory's tools), then — for the challenger and the judges — the PR record,
+and only then what differs: the role's instructions, the answers being judged, their order.
+
 Templates use ``string.Template`` placeholders (``${name}``); substituted values are never
-re-interpreted, so a ``$`` inside trajectory text is harmless. Trajectory and PR text that goes
-inside a delimited block has the delimiter tags neutralised so it cannot close the block early.
+re-interpreted, so a ``$`` inside trajectory text is harmless. All untrusted text (histories, the
+system prompt, PR records, answers) has our delimiter tags defused (:mod:`.delimiters`).
 """
 from __future__ import annotations
 
 import json
-import re
 from functools import lru_cache
 from importlib import resources
 from string import Template
 
+from .delimiters import neutralise
 from .protocol import render_tool_call, split_reasoning
-from .trajectories import Turn, trim_text
+from .trajectories import Turn, trim_history, trim_text
 
-DATA_TAGS = ("task_history", "reference_pr_record", "answer_A", "answer_B", "hidden_pr_record")
-_TAG_RE = re.compile(r"<(/?)(" + "|".join(DATA_TAGS) + r")\b", re.IGNORECASE)
+as_data = neutralise  # the name earlier callers use
 
 
 @lru_cache(maxsize=None)
@@ -26,11 +30,6 @@ def template(name: str) -> Template:
 
 def render(name: str, **values: str) -> str:
     return template(name).substitute(**values).strip()
-
-
-def as_data(text: str | None) -> str:
-    """Neutralise our own delimiter tags inside untrusted text."""
-    return _TAG_RE.sub(lambda m: f"<{m.group(1)}\u200b{m.group(2)}", text or "")
 
 
 def pr_record_text(pr: dict | None, patch_chars: int = 12_000) -> str:
@@ -46,36 +45,44 @@ def pr_record_text(pr: dict | None, patch_chars: int = 12_000) -> str:
         "Changed files:\n" + "\n".join(f"- {f}" for f in files),
         f"Patch:\n{trim_text(pr.get('patch') or '', patch_chars)}",
     ]
-    return as_data("\n\n".join(parts))
-
-
-def _system_and_rest(turn: Turn) -> tuple[str, list[dict]]:
-    hist = turn.history
-    if hist and hist[0].get("role") == "system":
-        return hist[0].get("content") or "", hist[1:]
-    return "", hist
+    return neutralise("\n\n".join(parts))
 
 
 def _chat_message(m: dict) -> dict:
-    out = {"role": m["role"], "content": m.get("content") or ""}
+    out = {"role": m["role"], "content": neutralise(m.get("content") or "")}
     if m.get("tool_calls"):
-        out["tool_calls"] = m["tool_calls"]
+        out["tool_calls"] = [{**c, "function": {**c["function"], "arguments": neutralise(c["function"].get("arguments") or "")}}
+                             if isinstance(c.get("function"), dict) else c for c in m["tool_calls"]]
     if m["role"] == "tool":
         out["tool_call_id"] = m.get("tool_call_id") or "call_0"
     return out
 
 
+def shared_prefix(turn: Turn, max_history_chars: int = 0) -> list[dict]:
+    """The bytes every request about ``turn`` starts with: its own system prompt and history.
+    ``max_history_chars`` > 0 trims the history further (by the sampler's rules), at the cost of
+    the shared prefix."""
+    history = turn.history
+    if max_history_chars and sum(len(m.get("content") or "") for m in history) > max_history_chars:
+        history, _ = trim_history(history, max_history_chars, max_history_chars)
+    return [_chat_message(m) for m in history]
+
+
+def _rules(turn: Turn) -> str:
+    return render(f"protocol_{turn.protocol}")
+
+
+def pr_message(pr: dict | None) -> dict:
+    return {"role": "user", "content": render("pr_record", pr_record=pr_record_text(pr))}
+
+
 def king_messages(turn: Turn) -> list[dict]:
-    original, rest = _system_and_rest(turn)
-    system = render("king_system", original_system=original, protocol_rules=render(f"protocol_{turn.protocol}"))
-    return [{"role": "system", "content": system}, *(_chat_message(m) for m in rest)]
+    return [*shared_prefix(turn), {"role": "user", "content": render("king_turn", protocol_rules=_rules(turn))}]
 
 
 def challenger_messages(turn: Turn, pr: dict | None) -> list[dict]:
-    original, rest = _system_and_rest(turn)
-    system = render("challenger_system", original_system=original,
-                    protocol_rules=render(f"protocol_{turn.protocol}"), pr_record=pr_record_text(pr))
-    return [{"role": "system", "content": system}, *(_chat_message(m) for m in rest)]
+    return [*shared_prefix(turn), pr_message(pr),
+            {"role": "user", "content": render("challenger_turn", protocol_rules=_rules(turn))}]
 
 
 def render_answer(content: str | None, tool_calls: list | str | None) -> str:
@@ -86,26 +93,13 @@ def render_answer(content: str | None, tool_calls: list | str | None) -> str:
     calls = [render_tool_call((c.get("function") or {}).get("name", "?"), (c.get("function") or {}).get("arguments", ""))
              for c in tool_calls or []]
     body = text + ("\n\n" if text and calls else "") + "\n".join(f"[tool call] {c}" for c in calls)
-    return as_data(body or "(empty answer)")
+    return neutralise(body or "(empty answer)")
 
 
-def render_history(turn: Turn, max_chars: int) -> str:
-    lines = []
-    for m in turn.history:
-        body = m.get("content") or ""
-        if m.get("tool_calls"):
-            body += "\n" + "\n".join(
-                f"[tool call] {render_tool_call((c.get('function') or {}).get('name', '?'), (c.get('function') or {}).get('arguments', ''))}"
-                for c in m["tool_calls"])
-        lines.append(f"[{m['role']}]\n{body.strip()}")
-    text = "\n\n".join(lines)
-    return as_data(trim_text(text, max_chars))
-
-
-def judge_messages(turn: Turn, pr: dict | None, answer_a: str, answer_b: str, max_history_chars: int) -> list[dict]:
-    user = render("judge_user", history=render_history(turn, max_history_chars), pr_record=pr_record_text(pr),
-                  answer_a=answer_a, answer_b=answer_b)
-    return [{"role": "system", "content": render("judge_system")}, {"role": "user", "content": user}]
+def judge_messages(turn: Turn, pr: dict | None, answer_a: str, answer_b: str, max_history_chars: int = 0) -> list[dict]:
+    """The judge's request: the turn's shared prefix and PR record, then the rubric and both answers."""
+    rubric = render("judge_turn", protocol_rules=_rules(turn), answer_a=answer_a, answer_b=answer_b)
+    return [*shared_prefix(turn, max_history_chars), pr_message(pr), {"role": "user", "content": rubric}]
 
 
 def judge_retry_message(error: str) -> dict:

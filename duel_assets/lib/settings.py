@@ -171,6 +171,7 @@ class GenerationConfig:
     model: str = "gpt-4o-mini"
     temperature: float = 0.7
     max_tokens: int = 1024
+    max_resamples: int = 2  # a reply that breaks the protocol is asked for again, up to this many times
 
 
 @dataclass
@@ -180,7 +181,8 @@ class JudgeConfig:
     token_limits: dict[str, int] = field(default_factory=dict)  # per-judge max_tokens override
     temperature: float = 0.0
     position_swap: bool = True
-    max_history_chars: int = 24_000
+    max_history_chars: int = 0  # 0: judges read the same history as the answers (a shared, cacheable prefix)
+    skip_decided: bool = True  # do not ask judges whose verdict can no longer change the turn's bucket
 
 
 @dataclass
@@ -193,6 +195,8 @@ class CallsConfig:
     backoff_max_s: float = 60.0
     timeout_s: float = 120.0
     max_failure_rate: float = 0.5  # above this the step fails (completed calls stay cached)
+    stream: bool = True  # stream replies: timeout_s then bounds the silence between chunks
+    adaptive: bool = True  # shrink the deployment's window on 429, grow it back as calls succeed
 
 
 @dataclass
@@ -228,6 +232,11 @@ class ExportConfig:
 
 
 @dataclass
+class HiddenInfoConfig:
+    when_missing: str = "exclude"  # DUEL_MODE 2 turns without hidden information: "exclude" or "duel"
+
+
+@dataclass
 class PRRecordsConfig:
     path: str = ""  # empty: the bundled records
 
@@ -246,6 +255,7 @@ class ChainConfig:
     leakage: LeakageConfig = field(default_factory=LeakageConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    hidden_info: HiddenInfoConfig = field(default_factory=HiddenInfoConfig)
     metric_weights: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in METRICS})
     excluded_instance_ids: list[str] = field(default_factory=list)
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> {prompt, completion} per 1M tokens
@@ -292,6 +302,8 @@ def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
     cfg.metric_weights = {m: float(cfg.metric_weights.get(m, 1.0)) for m in METRICS}
     if cfg.leakage.action not in ("demote", "drop"):
         raise ConfigError(f"leakage.action: expected 'demote' or 'drop', got {cfg.leakage.action!r}")
+    if cfg.hidden_info.when_missing not in ("exclude", "duel"):
+        raise ConfigError(f"hidden_info.when_missing: expected 'exclude' or 'duel', got {cfg.hidden_info.when_missing!r}")
     if cfg.filters.outcome not in ("any", "submitted"):
         raise ConfigError(f"filters.outcome: expected 'any' or 'submitted', got {cfg.filters.outcome!r}")
     if cfg.filters.max_history_tokens:

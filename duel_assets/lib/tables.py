@@ -16,6 +16,7 @@ _ANSWER = [
     ("format_reason", "VARCHAR"), ("finish_reason", "VARCHAR"), ("prompt_tokens", "BIGINT"),
     ("completion_tokens", "BIGINT"), ("usage", "VARCHAR"), ("cached", "BOOLEAN"), ("attempts", "INTEGER"),
     ("call_key", "VARCHAR"), ("error_kind", "VARCHAR"), ("error", "VARCHAR"),
+    ("cached_tokens", "BIGINT"), ("excluded_reason", "VARCHAR"), ("served_model", "VARCHAR"), ("standin", "BOOLEAN"),
 ]
 
 SCHEMAS: dict[str, list[tuple[str, str]]] = {
@@ -38,6 +39,7 @@ SCHEMAS: dict[str, list[tuple[str, str]]] = {
         *[(f"{m}_{side}", "INTEGER") for m in METRICS for side in ("challenger", "opponent")],
         ("winner", "VARCHAR"), ("reason", "VARCHAR"), ("raw_reply", "VARCHAR"), ("error_kind", "VARCHAR"),
         ("error", "VARCHAR"), ("prompt_tokens", "BIGINT"), ("completion_tokens", "BIGINT"), ("call_key", "VARCHAR"),
+        ("cached_tokens", "BIGINT"), ("served_model", "VARCHAR"), ("standin", "BOOLEAN"),
     ],
     "duel_verdict": [
         ("prompt_file", "VARCHAR"), ("turn_id", "VARCHAR"), ("opponent", "VARCHAR"), ("parsed", "BOOLEAN"),

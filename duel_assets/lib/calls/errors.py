@@ -1,0 +1,131 @@
+"""What went wrong with one attempt, and what the provider said about its limits. No Dagster imports."""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import re
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import openai
+
+from .wire import Garbage
+
+MAX_RETRY_AFTER_S = 600.0
+RETRYABLE = ("rate_limit", "server_error", "timeout", "connection", "garbage")
+# kinds after which the provider may have finished (and billed) the request we gave up on
+POSSIBLY_BILLED = ("timeout", "connection", "garbage")
+
+
+def retry_after_seconds(headers) -> float | None:
+    if headers is None:
+        return None
+    raw = headers.get("retry-after-ms")
+    if raw:
+        try:
+            return float(raw) / 1000.0
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+_DURATION = re.compile(r"(?P<n>\d+(?:\.\d+)?)(?P<u>ms|s|m|h)")
+
+
+def duration_seconds(raw: str | None) -> float | None:
+    """``x-ratelimit-reset-*`` values: ``"20ms"``, ``"1s"``, ``"6m0s"``, ``"1h2m3.5s"`` or plain seconds."""
+    if not raw:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(raw)
+    if not parts or "".join(n + u for n, u in parts) != raw.replace(" ", ""):
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def _int(raw) -> int | None:
+    try:
+        return int(float(raw))
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class RateLimitInfo:
+    """The provider's own account of its limits (``x-ratelimit-*``), when it sends one."""
+    limit_requests: int | None = None  # per minute
+    limit_tokens: int | None = None
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+    reset_requests_s: float | None = None
+    reset_tokens_s: float | None = None
+
+    @classmethod
+    def from_headers(cls, headers) -> "RateLimitInfo | None":
+        if headers is None or headers.get("x-ratelimit-limit-requests") is None and headers.get("x-ratelimit-remaining-requests") is None \
+                and headers.get("x-ratelimit-limit-tokens") is None:
+            return None
+        return cls(limit_requests=_int(headers.get("x-ratelimit-limit-requests")),
+                   limit_tokens=_int(headers.get("x-ratelimit-limit-tokens")),
+                   remaining_requests=_int(headers.get("x-ratelimit-remaining-requests")),
+                   remaining_tokens=_int(headers.get("x-ratelimit-remaining-tokens")),
+                   reset_requests_s=duration_seconds(headers.get("x-ratelimit-reset-requests")),
+                   reset_tokens_s=duration_seconds(headers.get("x-ratelimit-reset-tokens")))
+
+
+def _causes(exc: BaseException | None):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _transport_kind(exc: BaseException) -> str:
+    """timeout or connection, from the transport's own exception under the SDK's. The aiohttp
+    transport reports every connection error (refused, reset, server gone) as a connect *timeout*;
+    the metadata should say what happened."""
+    for e in _causes(exc):
+        if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+            return "timeout"
+        if isinstance(e, (aiohttp.ClientConnectionError, ConnectionError)):
+            return "connection"
+    return "timeout" if isinstance(exc, (openai.APITimeoutError, asyncio.TimeoutError)) else "connection"
+
+
+def classify(exc: BaseException) -> tuple[str, float | None]:
+    """(kind, server-suggested delay) of an exception from one attempt."""
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, asyncio.TimeoutError, TimeoutError)):
+        return _transport_kind(exc), None
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limit", retry_after_seconds(exc.response.headers)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status >= 500 or status == 408:
+            return "server_error", retry_after_seconds(exc.response.headers)
+        return f"http_{status}", None
+    if isinstance(exc, (Garbage, openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError)):
+        return "garbage", None
+    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError)):
+        return "connection", None  # the connection broke while the reply was being read
+    for e in _causes(exc):
+        if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
+            return "timeout", None
+    return "client_error", None

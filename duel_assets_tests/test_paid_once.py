@@ -1,0 +1,175 @@
+"""Each distinct request is paid for once per deployment, counted at the endpoint (the stand-in
+counts answers to a body it had already answered: ``repeats``)."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from duel_assets_tests.conftest import materialize, metadata, query, standin_post
+
+EXE = Path(sys.executable).parent / "duel-assets"
+
+
+def _bundled_turns() -> list[dict]:
+    from duel_assets.lib.sampling import build_pool
+    from duel_assets.lib.settings import ChainConfig
+
+    return [t.to_record() for t in build_pool(ChainConfig()).turns]
+
+
+def _write_prompt_file(home: Path, key: str, turns: list[dict]) -> None:
+    d = home / "prompt"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{key}.json").write_text(json.dumps({"turns": turns}))
+
+
+def _shared_histories(turns: list[dict]) -> int:
+    """Turns whose visible history another turn of the list also has (identical requests)."""
+    from collections import Counter
+
+    c = Counter(json.dumps(t["history"], sort_keys=True) for t in turns)
+    return sum(n for n in c.values() if n > 1)
+
+
+def _set(cfg: Path, **values) -> None:
+    text = cfg.read_text()
+    for k, v in values.items():
+        old = next(line for line in text.splitlines() if line.startswith(f"{k} ="))
+        text = text.replace(old, f"{k} = {v}")
+    cfg.write_text(text)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("concurrency,fault_rate", [(1, 0.0), (8, 0.2)])
+def test_a_partition_of_turns_that_share_histories_pays_each_body_once(duel_env, instance, concurrency, fault_rate):
+    turns = _bundled_turns()
+    assert len(turns) >= 80 and _shared_histories(turns) >= 40
+    home, srv = duel_env["home"], duel_env["standin"]
+    _set(duel_env["config"], concurrency=concurrency, timeout_s=1, retry_budget=8)
+    srv.state.fault_rate = fault_rate
+    srv.state.timeout_sleep_s = 1.5
+    _write_prompt_file(home, "shared", turns)
+    res = materialize(instance, "shared")
+    assert res.success
+    stats = srv.state.stats()
+    assert stats["answers"] > 0 and stats["repeats"] == 0, stats
+    assert stats["answers"] == stats["distinct_bodies_answered"]
+    if fault_rate:
+        assert sum(stats["faults"].values()) > 0  # the faults happened and were absorbed
+    merged = sum(metadata(res, a)["llm_merged"] for a in ("king_answers", "challenger_answers", "judge_scores"))
+    assert merged > 0  # identical requests in flight were merged, not sent twice
+    # a re-run sends nothing at all
+    n = stats["requests"]
+    assert materialize(instance, "shared").success
+    assert srv.state.stats()["requests"] == n
+
+
+@pytest.mark.reliability
+def test_eight_processes_over_partitions_that_share_bodies_pay_each_body_once(duel_env):
+    turns = _bundled_turns()
+    home, srv = duel_env["home"], duel_env["standin"]
+    srv.state.latency_ms = 50
+    keys = [f"share_{i}" for i in range(8)]
+    for i, k in enumerate(keys):  # every partition holds most of the same turns, in its own order
+        mine = turns[i * 5:] + turns[: i * 5]
+        _write_prompt_file(home, k, mine[:70])
+    env = {**os.environ, "DUEL_PROGRESS": "0"}
+    procs = [subprocess.Popen([str(EXE), "run", "--partition", k], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in keys]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, e[-3000:]
+    stats = srv.state.stats()
+    assert stats["answers"] > 0 and stats["repeats"] == 0, stats
+    assert stats["max_in_flight"] <= 8  # calls.concurrency of the test config, for all 8 processes together
+    got = query(home, "SELECT prompt_file, count(*) FROM duel.duel_verdict GROUP BY 1 ORDER BY 1")
+    assert [k for k, _ in got] == keys
+
+
+def test_a_reply_slower_than_the_timeout_is_streamed_stored_and_paid_once(fresh_standin, tmp_path):
+    from duel_assets.lib.calls import CallRequest, CallStore, LLMCaller
+    from duel_assets.lib.settings import CallsConfig, Endpoint
+
+    fresh_standin.state.latency_ms = 1500  # 1.5 x timeout_s: the reply streams in over 1.5 s
+    req = CallRequest("king", "standin-generator", [{"role": "user", "content": "slow one"}], {"temperature": 0})
+    cfg = CallsConfig(timeout_s=1.0, retry_budget=3, backoff_base_s=0.01)
+    caller = LLMCaller(Endpoint(fresh_standin.base_url, "k", "LLM"), cfg, CallStore(tmp_path / "c.sqlite"))
+    t0 = time.monotonic()
+    (r,), stats = caller.run([req])
+    assert r.ok and time.monotonic() - t0 >= 1.4
+    assert stats.calls_made == 1 and stats.possibly_billed_retries == 0
+    assert fresh_standin.state.stats()["answers"] == 1 and caller.cache.get(req.key) is not None
+
+
+def test_without_streaming_a_timed_out_attempt_is_counted_as_possibly_billed(fresh_standin, tmp_path):
+    from duel_assets.lib.calls import CallRequest, CallStore, LLMCaller
+    from duel_assets.lib.settings import CallsConfig, Endpoint
+
+    fresh_standin.state.latency_ms = 700
+    req = CallRequest("king", "standin-generator", [{"role": "user", "content": "slow, whole"}], {"temperature": 0})
+    cfg = CallsConfig(timeout_s=0.5, retry_budget=3, backoff_base_s=0.01, stream=False)
+    caller = LLMCaller(Endpoint(fresh_standin.base_url, "k", "LLM"), cfg, CallStore(tmp_path / "c.sqlite"))
+    (r,), stats = caller.run([req])
+    # the first attempt gave up at 0.5 s while the server finished at 0.7 s (billed); the retry
+    # waited twice as long and got the reply
+    assert r.ok and r.attempts == 2 and stats.possibly_billed_retries == 1
+    time.sleep(0.3)
+    assert fresh_standin.state.stats()["answers"] == 2
+
+
+def test_two_runs_at_once_never_exceed_the_deployment_bound(fresh_standin, tmp_path):
+    """Two callers (as two runs would be) sharing one store: at most ``concurrency`` requests in
+    flight at the endpoint together."""
+    import threading
+
+    from duel_assets.lib.calls import CallRequest, CallStore, LLMCaller
+    from duel_assets.lib.settings import CallsConfig, Endpoint
+
+    fresh_standin.state.latency_ms = 100
+    cfg = CallsConfig(concurrency=8, timeout_s=5)
+    results = {}
+
+    def run(name):
+        caller = LLMCaller(Endpoint(fresh_standin.base_url, "k", "LLM"), cfg, CallStore(tmp_path / "c.sqlite"))
+        reqs = [CallRequest("king", "standin-generator", [{"role": "user", "content": f"{name} {i}"}], {}) for i in range(40)]
+        results[name] = caller.run(reqs)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(s.completed == 40 for _, s in results.values())
+    stats = fresh_standin.state.stats()
+    assert stats["max_in_flight"] <= 8 and stats["answers"] == 80, stats
+    assert stats["max_in_flight"] >= 6  # and the bound was used, not starved
+
+
+def test_a_body_in_flight_in_one_caller_is_not_sent_by_another(fresh_standin, tmp_path):
+    import threading
+
+    from duel_assets.lib.calls import CallRequest, CallStore, LLMCaller
+    from duel_assets.lib.settings import CallsConfig, Endpoint
+
+    fresh_standin.state.latency_ms = 300
+    cfg = CallsConfig(concurrency=4, timeout_s=5)
+    same = [CallRequest("judge", "standin-judge-1", [{"role": "user", "content": f"same {i}"}], {}) for i in range(6)]
+    out = []
+
+    def run():
+        caller = LLMCaller(Endpoint(fresh_standin.base_url, "k", "LLM"), cfg, CallStore(tmp_path / "c.sqlite"))
+        out.append(caller.run(same))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.ok for results, _ in out for r in results)
+    assert fresh_standin.state.stats()["answers"] == 6  # three callers, six bodies, each bought once
+    assert sum(s.completed_elsewhere for _, s in out) >= 6
+    standin_post(fresh_standin, "/_standin/reset", {})
