@@ -136,7 +136,7 @@ def bench_llm_stage(tmp: Path) -> dict:
         # sequential: per-call time at concurrency 1 on a sample of fresh calls, times N
         seq_cfg = cfg.calls.__class__(**{**cfg.calls.__dict__, "concurrency": 1})
         seq = LLMCaller(ep, seq_cfg, CallStore(tmp / "seq_cache.sqlite"))
-        sample = duel.plan_generation("king", turns[:30], cfg)
+        sample = duel.plan_generation("king", turns[:30], cfg, prs)
         t0 = time.monotonic()
         seq.run([p.request for p in sample], "sequential sample")
         per_call = (time.monotonic() - t0) / len(sample)

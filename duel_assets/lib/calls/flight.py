@@ -9,7 +9,9 @@ apply inside one transaction, so that
   the process that asks), however many processes and runs share it;
 * request starts are paced to the configured requests/tokens per minute and to the limits the
   provider announces in its ``x-ratelimit-*`` headers, for the whole deployment;
-* a window (additive increase, multiplicative decrease) shrinks on 429 and grows back as calls succeed.
+* a window (additive increase, multiplicative decrease) shrinks on 429 and grows back as calls succeed;
+* an endpoint the deployment has never heard from gets one request first: its reply (and the limits
+  its headers announce) sets the pace before a burst can run into a rate limit.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 PACE_MARGIN = 0.97  # pace a little under a limit the provider announced: its clock is not ours
 BURST_S = 0.5  # after an idle spell, at most this much of the paced rate may start at once
 DECREASE_GAP_S = 1.0  # one multiplicative decrease per congestion event, not one per 429 of a burst
+UNBOUNDED = 1e9  # the window before any congestion: each caller's own concurrency bound applies
 
 
 @dataclass
@@ -32,13 +35,14 @@ class Limits:
 @dataclass
 class Budget:
     """The shared state of one endpoint (one row)."""
-    window: float
+    window: float = UNBOUNDED
     last_decrease: float = 0.0
     pause_until: float = 0.0
     next_req: float = 0.0
     next_tok: float = 0.0
     learned_rpm: float = 0.0
     learned_tpm: float = 0.0
+    probed: float = 0.0  # 1 once any request to the endpoint has finished
 
 
 @dataclass
@@ -65,6 +69,8 @@ def rates(limits: Limits, b: Budget) -> tuple[float, float]:
 
 
 def capacity(limits: Limits, b: Budget) -> int:
+    if not b.probed:
+        return 1
     if not limits.adaptive:
         return limits.concurrency
     return max(1, min(limits.concurrency, math.floor(b.window + 1e-9)))
@@ -108,18 +114,35 @@ def decide(candidates: list[Wanted], limits: Limits, b: Budget, now: float, live
     return out
 
 
-def on_success(limits: Limits, b: Budget) -> bool:
-    """Additive increase: one more slot per window's worth of successes. True when ``b`` changed."""
-    if not limits.adaptive or b.window >= limits.concurrency:
+def on_finished(b: Budget) -> bool:
+    """The endpoint has answered (anything): the one-request probe is over. True when ``b`` changed."""
+    if b.probed:
         return False
+    b.probed = 1.0
+    return True
+
+
+def on_success(limits: Limits, b: Budget) -> bool:
+    """Additive increase: one more slot per window's worth of successes (up to this caller's
+    bound). True when ``b`` changed."""
+    changed = on_finished(b)
+    if not limits.adaptive or b.window >= limits.concurrency:
+        return changed
     b.window = min(float(limits.concurrency), b.window + 1.0 / max(b.window, 1.0))
     return True
 
 
-def on_rate_limited(limits: Limits, b: Budget, now: float, retry_after: float | None) -> None:
-    """Multiplicative decrease (once per congestion event) and the provider's own pause."""
+def effective_window(limits: Limits, b: Budget) -> float:
+    return min(float(limits.concurrency), b.window)
+
+
+def on_rate_limited(limits: Limits, b: Budget, now: float, retry_after: float | None, live: int = 0) -> None:
+    """Multiplicative decrease from the operating point (once per congestion event) and the
+    provider's own pause."""
+    on_finished(b)
     if limits.adaptive and now - b.last_decrease >= DECREASE_GAP_S:
-        b.window = max(1.0, min(b.window, float(limits.concurrency)) / 2.0)
+        point = min(b.window, float(live or limits.concurrency), float(limits.concurrency))
+        b.window = max(1.0, point / 2.0)
         b.last_decrease = now
     if retry_after:
         b.pause_until = max(b.pause_until, now + retry_after)
@@ -129,7 +152,7 @@ def on_headers(b: Budget, now: float, limit_requests: int | None, limit_tokens: 
                remaining_requests: int | None, reset_requests_s: float | None) -> bool:
     """Learn the provider's announced per-minute limits; when it says no request is left, wait for
     the next one (a token of its bucket), not for the whole bucket to refill. True when ``b`` changed."""
-    changed = False
+    changed = on_finished(b)
     if limit_requests and limit_requests != b.learned_rpm:
         b.learned_rpm, changed = float(limit_requests), True
     if limit_tokens and limit_tokens != b.learned_tpm:

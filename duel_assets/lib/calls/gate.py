@@ -54,12 +54,12 @@ class Gate:
         return stored
 
     def release(self, key: str) -> None:
-        self.store.release(self.holder, key)
+        self.store.release(self.holder, key, self.endpoint)
         self._wake.set()
 
     def feedback(self, rate_limited: bool, retry_after: float | None, headers: dict | None) -> None:
         b = self.store.feedback(self.endpoint, self.limits, rate_limited, retry_after, headers)
-        self._note_window(b.window)
+        self._note_window(flight.effective_window(self.limits, b))
 
     def _note_window(self, window: float) -> None:
         if self.on_window is not None and window != self._window:
@@ -89,6 +89,9 @@ class Gate:
             for key in decision.granted:
                 self._resolve(key, None)
             self.elsewhere = {k for k in held if k in self.waiting}
+            window = getattr(self.store, "last_window", {}).get(self.endpoint)
+            if window is not None:
+                self._note_window(window)
             self._renew()
             if not self.waiting:
                 break

@@ -35,9 +35,9 @@ CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);
 CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, host TEXT, pid INTEGER, endpoint TEXT, heartbeat REAL,
                                     waiting INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS budget (endpoint TEXT PRIMARY KEY, "window" REAL, last_decrease REAL, pause_until REAL,
-                                   next_req REAL, next_tok REAL, learned_rpm REAL, learned_tpm REAL);
+                                   next_req REAL, next_tok REAL, learned_rpm REAL, learned_tpm REAL, probed REAL);
 """
-_BUDGET_COLS = ("window", "last_decrease", "pause_until", "next_req", "next_tok", "learned_rpm", "learned_tpm")
+_BUDGET_COLS = ("window", "last_decrease", "pause_until", "next_req", "next_tok", "learned_rpm", "learned_tpm", "probed")
 _QUOTED = ", ".join(f'"{c}"' for c in _BUDGET_COLS)
 
 
@@ -66,6 +66,11 @@ class CallStore:
         self._con.execute("PRAGMA busy_timeout=60000")
         self._con.executescript(_SCHEMA)
         self._last_reap = 0.0
+        # what this process last saw of each endpoint's budget: saves a read per completed call
+        # while nothing there can change (probed, window at the bound); a 429 anywhere resets it
+        self._probed: dict[str, bool] = {}
+        self._window_full: dict[str, bool] = {}
+        self.last_window: dict[str, float] = {}  # the endpoint's window as of this process's last claim
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -153,7 +158,7 @@ class CallStore:
     def _budget(self, con, endpoint: str, limits: flight.Limits) -> flight.Budget:
         row = con.execute(f"SELECT {_QUOTED} FROM budget WHERE endpoint = ?", (endpoint,)).fetchone()
         if row is None:
-            return flight.Budget(window=float(limits.concurrency))
+            return flight.Budget()
         return flight.Budget(*[float(v or 0.0) for v in row])
 
     def _save_budget(self, con, endpoint: str, b: flight.Budget) -> None:
@@ -184,6 +189,9 @@ class CallStore:
                 "SELECT coalesce(sum(waiting > 0), 0), count(*) FROM holders WHERE endpoint = ? AND holder != ? AND "
                 "(waiting > 0 OR holder IN (SELECT holder FROM leases))", (endpoint, holder)).fetchone()
             b = self._budget(con, endpoint, limits)
+            self._probed[endpoint] = bool(b.probed)
+            self._window_full[endpoint] = b.window >= limits.concurrency
+            self.last_window[endpoint] = flight.effective_window(limits, b)
             before = (b.next_req, b.next_tok)
             decision = flight.decide(candidates, limits, b, now, live, mine, contenders + 1, bool(others_waiting))
             if decision.granted:
@@ -204,15 +212,24 @@ class CallStore:
             cur = con.execute("INSERT OR IGNORE INTO calls (key, role, model, created, response) VALUES (?, ?, ?, ?, ?)",
                               (key, role, model, now, json.dumps(response, ensure_ascii=False)))
             con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
-            if limits.adaptive:
-                b = self._budget(con, endpoint, limits)
-                if flight.on_success(limits, b):
-                    self._save_budget(con, endpoint, b)
+            if self._probed.get(endpoint) and (not limits.adaptive or self._window_full.get(endpoint)):
+                return cur.rowcount == 1
+            b = self._budget(con, endpoint, limits)
+            if flight.on_success(limits, b):
+                self._save_budget(con, endpoint, b)
+            self._probed[endpoint] = bool(b.probed)
+            self._window_full[endpoint] = b.window >= limits.concurrency
             return cur.rowcount == 1
 
-    def release(self, holder: str, key: str) -> None:
+    def release(self, holder: str, key: str, endpoint: str | None = None) -> None:
+        """Give a lease back after a failed attempt (the endpoint did answer: the probe is over)."""
         with self._tx() as con:
             con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
+            if endpoint is not None and not self._probed.get(endpoint):
+                b = self._budget(con, endpoint, flight.Limits(1))
+                if flight.on_finished(b):
+                    self._save_budget(con, endpoint, b)
+                self._probed[endpoint] = True
 
     def feedback(self, endpoint: str, limits: flight.Limits, rate_limited: bool, retry_after: float | None,
                  headers: dict | None) -> flight.Budget:
@@ -223,7 +240,9 @@ class CallStore:
             b = self._budget(con, endpoint, limits)
             changed = False
             if rate_limited:
-                flight.on_rate_limited(limits, b, now, retry_after)
+                live = con.execute("SELECT count(*) FROM leases WHERE endpoint = ?", (endpoint,)).fetchone()[0]
+                flight.on_rate_limited(limits, b, now, retry_after, live + 1)
+                self._window_full[endpoint] = False
                 changed = True
             if headers:
                 changed |= flight.on_headers(b, now, headers.get("limit_requests"), headers.get("limit_tokens"),
