@@ -160,7 +160,9 @@ def cmd_standin(args) -> int:
     from duel_assets.lib.standin import serve_forever
 
     faults = tuple(args.faults.split(",")) if args.faults else ()
-    kwargs = dict(latency_ms=args.latency_ms, fault_rate=args.fault_rate)
+    kwargs = dict(latency_ms=args.latency_ms, fault_rate=args.fault_rate, rpm=args.rpm, tpm=args.tpm,
+                  ms_per_prompt_token=args.ms_per_prompt_token, ms_per_completion_token=args.ms_per_completion_token,
+                  prefix_cache=not args.no_prefix_cache)
     if faults:
         kwargs["faults"] = faults
     serve_forever(args.port, **kwargs)
@@ -220,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--latency-ms", type=float, default=0.0)
     st.add_argument("--fault-rate", type=float, default=0.0)
     st.add_argument("--faults", help="comma-separated kinds among 429,500,timeout,garbage (default: all)")
+    st.add_argument("--rpm", type=float, default=0.0, help="requests per minute before 429 with Retry-After and x-ratelimit-* (0: no limit)")
+    st.add_argument("--tpm", type=float, default=0.0, help="tokens per minute (prompt + max_tokens) before 429 (0: no limit)")
+    st.add_argument("--ms-per-prompt-token", type=float, default=0.0, help="extra latency per prompt token")
+    st.add_argument("--ms-per-completion-token", type=float, default=0.0, help="extra latency per completion token")
+    st.add_argument("--no-prefix-cache", action="store_true", help="report no cached prompt tokens")
     st.set_defaults(fn=cmd_standin)
     u = sub.add_parser("ui", help="Dagster UI + daemon (dagster dev) on 127.0.0.1 with DAGSTER_HOME under DUEL_HOME")
     u.add_argument("--host", default="127.0.0.1")

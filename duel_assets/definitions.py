@@ -8,4 +8,6 @@ from duel_assets.defs.sensors import ALL_SENSORS
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(assets=ALL_ASSETS, sensors=ALL_SENSORS, resources=build_resources())
+    # runs execute their steps in the run's own process: a run launched from the UI or a backfill then
+    # costs what `duel-assets run` costs, instead of one process start (and code load) per step
+    return dg.Definitions(assets=ALL_ASSETS, sensors=ALL_SENSORS, resources=build_resources(), executor=dg.in_process_executor)

@@ -97,9 +97,12 @@ def render_answer(content: str | None, tool_calls: list | str | None) -> str:
 
 
 def judge_messages(turn: Turn, pr: dict | None, answer_a: str, answer_b: str, max_history_chars: int = 0) -> list[dict]:
-    """The judge's request: the turn's shared prefix and PR record, then the rubric and both answers."""
-    rubric = render("judge_turn", protocol_rules=_rules(turn), answer_a=answer_a, answer_b=answer_b)
-    return [*shared_prefix(turn, max_history_chars), pr_message(pr), {"role": "user", "content": rubric}]
+    """The judge's request: the turn's shared prefix and PR record, the rubric (the same for every
+    judge call of the turn), then both answers in this call's order."""
+    rubric = render("judge_turn", protocol_rules=_rules(turn))
+    answers = render("judge_answers", answer_a=answer_a, answer_b=answer_b)
+    return [*shared_prefix(turn, max_history_chars), pr_message(pr), {"role": "user", "content": rubric},
+            {"role": "user", "content": answers}]
 
 
 def judge_retry_message(error: str) -> dict:

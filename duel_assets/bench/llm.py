@@ -1,0 +1,101 @@
+"""The LLM stage against the stand-in: throughput, and money per accepted training turn.
+
+* efficiency: one partition's king, challenger and judge calls (one judge, both orders) at 200 ms
+  latency and concurrency 64, wall time vs the Little's-law limit (calls sent) x L / C, and vs
+  sequential calls (per-call time on 30 calls at concurrency 1, times the calls sent);
+* a three-judge panel (one judge is the generation model, as in a train_data panel) on the same
+  kind of partition against the caching stand-in: the share of prompt tokens served from the
+  provider's prefix cache, the judge calls skipped because the bucket was already fixed (buckets
+  compared with a run that asks every judge, on the same cached replies), and the estimated cost
+  per accepted (final + refined) turn, per call role.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .common import CONCURRENCY, LATENCY_MS, TURNS, bench_source, partition, standin_process, standin_stats, write_config
+
+
+def _caller(base: str, calls_cfg, store_path: Path):
+    from duel_assets.lib.calls import CallStore, LLMCaller
+    from duel_assets.lib.settings import Endpoint
+
+    return LLMCaller(Endpoint(base, "bench-key", "LLM"), calls_cfg, CallStore(store_path))
+
+
+def bench_efficiency(tmp: Path) -> dict:
+    from duel_assets.lib import duel
+
+    cfg, turns, prs = partition(tmp, write_config(tmp, bench_source(tmp, TURNS)), "bench_200")
+    assert len(turns) == TURNS, len(turns)
+    out: dict = {}
+    with standin_process(LATENCY_MS) as base:
+        # sequential first: per-call time at concurrency 1 on fresh calls (this also introduces the
+        # endpoint to the store, as any earlier run of a deployment would have)
+        seq = _caller(base, dataclasses.replace(cfg.calls, concurrency=1), tmp / "cache.sqlite")
+        sample = duel.plan_generation("king", turns[-30:], cfg, prs, sample_index=99)
+        t0 = time.monotonic()
+        seq.run([p.request for p in sample], "sequential sample")
+        per_call = (time.monotonic() - t0) / len(sample)
+        caller = _caller(base, cfg.calls, tmp / "cache.sqlite")
+        before = standin_stats(base)["requests"]
+        t0, c0 = time.monotonic(), time.process_time()
+        res = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage")
+        wall, cpu = time.monotonic() - t0, time.process_time() - c0
+        stats = duel.merged_stats(list(res.stats.values()))
+        sent = standin_stats(base)["requests"] - before
+        ideal = sent * (LATENCY_MS / 1000) / CONCURRENCY
+        out.update(llm_calls=stats.requested, llm_calls_sent=sent, llm_merged=stats.merged, llm_wall_s=round(wall, 3),
+                   llm_ideal_s=round(ideal, 3), llm_efficiency=round(ideal / wall, 3), llm_client_cpu_s=round(cpu, 2),
+                   sequential_per_call_s=round(per_call, 4), sequential_projected_s=round(per_call * sent, 2),
+                   speedup_vs_sequential=round(per_call * sent / wall, 1))
+        mid = standin_stats(base)["requests"]
+        t0 = time.monotonic()
+        duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage (warm)")
+        out.update(llm_warm_wall_s=round(time.monotonic() - t0, 3), llm_warm_calls=standin_stats(base)["requests"] - mid,
+                   llm_repeats=standin_stats(base)["repeats"])
+    return out
+
+
+def _buckets(res, turns, cfg) -> dict[str, str | None]:
+    from duel_assets.lib import duel, tables
+
+    judge_df = pd.DataFrame(res.rows["judge"], columns=tables.columns("judge_scores"))
+    chal_df = pd.DataFrame(res.rows["challenger"], columns=tables.columns("challenger_answers"))
+    return {r["turn_id"]: r["bucket"] for r in duel.verdict_rows(judge_df, chal_df, [t.turn_id for t in turns], cfg)}
+
+
+def bench_panel(tmp: Path, turns_n: int = 100) -> dict:
+    from duel_assets.lib import duel
+
+    judges = ("standin-generator", "standin-judge-2", "standin-judge-3")
+    cfg, turns, prs = partition(tmp, write_config(tmp, bench_source(tmp, turns_n), judges=judges, turns=turns_n), "panel_100")
+    out: dict = {}
+    with standin_process(LATENCY_MS) as base:
+        caller = _caller(base, cfg.calls, tmp / "panel.sqlite")
+        res = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, skipping decided")
+        buckets = _buckets(res, turns, cfg)
+        st = {role: s for role, s in res.stats.items()}
+        allst = duel.merged_stats(list(st.values()))
+        served = standin_stats(base)
+        out.update(cached_prompt_share=round(allst.cached_tokens / allst.prompt_tokens, 4) if allst.prompt_tokens else None,
+                   standin_cached_share=round(served["cached_tokens"] / served["prompt_tokens"], 4) if served["prompt_tokens"] else None)
+        accepted = sum(1 for b in buckets.values() if b in ("final", "refined"))
+        cost = allst.cost(cfg.prices) or 0.0
+        out.update(panel_turns=len(turns), accepted_turns=accepted, panel_cost_usd=round(cost, 6),
+                   cost_per_accepted_turn=round(cost / accepted, 6) if accepted else None,
+                   tokens_per_accepted_turn=round((allst.prompt_tokens + allst.completion_tokens) / accepted) if accepted else None,
+                   cost_by_role={r: s.cost(cfg.prices) for r, s in st.items()},
+                   tokens_by_role={r: s.prompt_tokens + s.completion_tokens for r, s in st.items()})
+        skipped = st["judge"].skipped_decided
+        cfg.judges.skip_decided = False  # every judge asked: the replies skipped above are bought now, the rest come from the cache
+        full = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, every judge")
+        judge_total = full.stats["judge"].requested
+        out.update(judge_calls=judge_total, judge_calls_skipped=skipped,
+                   judge_calls_saved=round(skipped / judge_total, 4) if judge_total else 0.0,
+                   buckets_identical=_buckets(full, turns, cfg) == buckets)
+    return out
