@@ -15,7 +15,9 @@ with "(stand-in reply, not a model)". It binds to loopback only.
 * quirk models for tests: ``standin-quirk-{think,reasoning,control,empty,nousage,length,multi}``,
   ``standin-always-500``, ``standin-auth-echo`` (a 401 that echoes the Authorization header),
   ``standin-judge-{biased-a,garbage,fenced,truncated}``;
-* ``GET /_standin/log`` lists every request (key = hash of the body, status, fault).
+* ``GET /_standin/log`` lists every request (key = hash of the body, status, fault);
+* with an ``oracle`` (``lib/calibration/oracle.py``), judge requests about the pairs of a labelled
+  calibration set are answered by a judge of known accuracy and position bias.
 """
 from __future__ import annotations
 
@@ -39,8 +41,10 @@ def _h(*parts: Any) -> int:
 
 class StandinState:
     def __init__(self, latency_ms: float = 0.0, fault_rate: float = 0.0, faults: tuple[str, ...] = FAULT_KINDS,
-                 retry_after_s: float = 0.2, timeout_sleep_s: float = 30.0, log_limit: int = 1_000_000):
+                 retry_after_s: float = 0.2, timeout_sleep_s: float = 30.0, log_limit: int = 1_000_000,
+                 oracle: Any = None):
         self.latency_ms = latency_ms
+        self.oracle = oracle  # judge-calibration hook: lib/calibration/oracle.JudgeOracle, or None
         self.fault_rate = fault_rate
         self.faults = tuple(f for f in faults if f in FAULT_KINDS) or FAULT_KINDS
         self.retry_after_s = retry_after_s
@@ -145,7 +149,7 @@ def _judge_scores(body: dict) -> dict:
     return {"scores": out, "winner": winner, "reason": "stand-in heuristic (not a model): one well-formed action, aimed at the changed files."}
 
 
-def _completion(body: dict) -> tuple[dict, bool]:
+def _completion(body: dict, oracle: Any = None) -> tuple[dict, bool]:
     """(chat.completion JSON, include usage)."""
     model = str(body.get("model") or "standin")
     messages = body.get("messages") or []
@@ -154,7 +158,8 @@ def _completion(body: dict) -> tuple[dict, bool]:
     tool_calls = None
     finish = "stop"
     if '"winner"' in system:
-        verdict = _judge_scores(body)
+        # judge-calibration hook: a judge of known quality answers requests about labelled pairs
+        verdict = (oracle.verdict(body) if oracle is not None else None) or _judge_scores(body)
         if model == "standin-judge-biased-a":
             verdict["scores"] = {m: {"A": 9, "B": 3} for m in verdict["scores"]}
             verdict["winner"] = "A"
@@ -298,7 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
                  "fault": fault, "t": time.time()}
         reply = None
         if fault is None:  # the reply is made inside the latency window, encoded and ready to go
-            resp, with_usage = _completion(body)
+            resp, with_usage = _completion(body, self.state.oracle)
             if not with_usage:
                 resp.pop("usage")
             reply = json.dumps(resp).encode()
