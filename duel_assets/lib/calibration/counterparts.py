@@ -87,7 +87,9 @@ _SUFFIXES = ("utils", "helpers", "compat", "internal", "legacy", "core", "impl",
 def invented_path(c: Ctx) -> str:
     """A plausible path beside the files the history shows, that the history never mentions."""
     seen = S.paths_in(c.text)
-    base = seen[c.h("seen") % len(seen)] if seen else "src/main.py"
+    nested = [p for p in seen if "/" in p]
+    base = (nested[c.h("seen") % len(nested)] if nested else
+            "src/" + posixpath.basename(seen[c.h("seen") % len(seen)]) if seen else "src/main.py")
     d, name = posixpath.split(base)
     stem, ext = posixpath.splitext(name)
     for i in range(len(_SUFFIXES) * 4):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -33,11 +34,17 @@ from ..settings import METRICS
 from .pairs import LabelledPair, read_set
 
 WIN, LOSE, EVEN = 8, 4, 6
+_ELIDED = re.compile(r"\n\[\.\.\. (\d+) characters elided \.\.\.\]\n")  # trajectories.trim_text's marker
 
 
 def _between(text: str, tag: str) -> str | None:
     m = re.search(rf"<{tag}>\n?(.*?)\n?</{tag}>", text, re.DOTALL)
     return m.group(1).strip() if m else None
+
+
+def _kept_ends(full: str, shown: str) -> int:
+    """Characters ``shown`` shares with ``full`` at its start plus at its end."""
+    return len(os.path.commonprefix([full, shown])) + len(os.path.commonprefix([full[::-1], shown[::-1]]))
 
 
 def _u(*parts) -> float:
@@ -81,14 +88,18 @@ class JudgeOracle:
         cands = self.index.get((a, b)) if a is not None and b is not None else None
         if not cands:
             return None
-        if len(cands) > 1:
-            hist = _between(text, "task_history") or ""
-            head, tail = hist[:400], hist[-200:]
-            for p, a_first in cands:
-                full = prompts.render_history(p.as_turn(), 10 ** 9)
-                if full.startswith(head) and full.endswith(tail):
-                    return p, a_first
-        return cands[0]
+        if len(cands) == 1:
+            return cands[0]
+        # the same answers in several pairs: the pair whose whole history the request's shows (a long
+        # history is trimmed in its middle, so compare what is kept at both ends)
+        hist = _between(text, "task_history") or ""
+        fulls = [prompts.render_history(p.as_turn(), 10 ** 9) for p, _ in cands]
+        elided = _ELIDED.search(hist)
+        for (p, a_first), full in zip(cands, fulls):
+            limit = len(full) - int(elided.group(1)) if elided else None
+            if full == hist or limit and prompts.render_history(p.as_turn(), limit) == hist:
+                return p, a_first
+        return max(zip(cands, fulls), key=lambda cf: _kept_ends(cf[1], hist))[0]
 
     def verdict(self, body: dict) -> dict | None:
         """The judge reply JSON for a request about a labelled pair, or None."""
