@@ -34,10 +34,11 @@ def cmd_make_calibration(args) -> int:
 
     try:
         cfg = load_config()
-        made = make_set(cfg, args.n, seed=args.seed, tie_share=args.tie_share)
+        home = Paths.from_env().home
+        made = make_set(cfg, args.n, seed=args.seed, tie_share=args.tie_share, cache_dir=home / "cache" / "line_index")
     except (ConfigError, ValueError) as e:
         return _err(str(e))
-    out = Path(args.output) if args.output else calibration_dir(Paths.from_env().home) / f"made_{args.n}.jsonl"
+    out = Path(args.output) if args.output else calibration_dir(home) / f"made_{args.n}.jsonl"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_set(out, made.pairs, made.header)
     h = made.header

@@ -113,3 +113,14 @@ def test_a_short_source_says_so():
     made = make_set(parse_config(TOOL_SOURCES, "test"), 1000)
     h = made.header
     assert h["pairs"] < 1000 and h["shortfall"] == 1000 - h["pairs"] and h["requested"] == 1000
+
+
+def test_large_sources_are_read_in_sample_windows(tmp_path):
+    """A source over sampling.block_mode_min_bytes is not read whole: turns come from numbered
+    sample windows, as `duel-assets sample` draws them."""
+    cfg = parse_config({"sampling": {"block_mode_min_bytes": 1, "jsonl_block_lines": 4, "turns_per_trajectory": 3}}, "test")
+    made = make_set(cfg, 60, cache_dir=tmp_path)
+    h = made.header
+    assert h["read"] == "windows" and 0 < h["distinct_turns"] <= h["pool_turns"]
+    assert h["pairs"] == 60 and len(h["kinds"]) == 8
+    assert make_set(ChainConfig(), 20).header["read"] == "pool"

@@ -1,7 +1,7 @@
 """Building a labelled set from real trajectory turns (``duel-assets make-calibration``). No Dagster imports.
 
-The turns are those the sampler sees (``build_pool``: every usable turn of the configured sources,
-the bundled samples by default), each distinct history + step once. A pair is the turn's own next
+The turns are those the sampler sees (every usable turn of small local sources, the bundled samples
+by default; numbered sample windows of large or hub sources), each distinct history + step once. A pair is the turn's own next
 step (the dataset's ``reference``) against a counterpart of one kind (see ``counterparts``); the
 tie share pits it against itself reworded. Kinds get equal shares of the non-tie pairs; a kind that
 runs out of applicable turns leaves its share to the others, and a short set says so in its
@@ -16,12 +16,13 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Iterator
 
 from ..pr_records import read_pr_records
-from ..sampling import build_pool, effective_sources, shares
+from ..sampling import build_pool, effective_sources, numbered_keys, sample_for_key, shares, source_mode
 from ..settings import ChainConfig
-from ..trajectories import Turn
+from ..trajectories import Turn, turn_from_record
 from .counterparts import KINDS, TIE, Counterpart, Ctx, context, counterpart
 from .pairs import LabelledPair
 
@@ -45,6 +46,21 @@ def distinct_turns(turns: list[Turn]) -> list[Turn]:
             seen.add(key)
             out.append(t)
     return out
+
+
+def source_turns(cfg: ChainConfig, n: int, cache_dir: Path | None = None) -> tuple[list[Turn], dict]:
+    """Turns to build pairs from, and how they were read. Small local sources are read whole
+    (``build_pool``); when a source is large or on the hub, ``n`` turns are drawn in the sampler's
+    numbered windows (``calibration_<n>_<i>``), reading only the blocks or rows those windows need."""
+    specs = effective_sources(cfg)
+    if all(source_mode(s, cfg) == "pool" for s in specs):
+        pool = build_pool(cfg)
+        return pool.turns, {"mode": "pool", "pool_turns": len(pool.turns)}
+    turns: list[Turn] = []
+    pools: dict = {}
+    for key in numbered_keys(n, cfg.sampling.turns_per_file, "calibration"):
+        turns += [turn_from_record(r) for r in sample_for_key(key, cfg, pools, cache_dir)["turns"]]
+    return turns, {"mode": "windows", "pool_turns": len(turns)}
 
 
 def _candidates(kind: str, ctxs: list[Ctx], seed) -> Iterator[tuple[Ctx, Counterpart]]:
@@ -129,7 +145,7 @@ def _pair(c: Ctx, cp: Counterpart, pos: str, pr: dict | None) -> LabelledPair:
 
 
 def make_set(cfg: ChainConfig, n: int, seed: int | None = None, tie_share: float = DEFAULT_TIE_SHARE,
-             kinds: tuple[str, ...] = KINDS) -> MadeSet:
+             kinds: tuple[str, ...] = KINDS, cache_dir: Path | None = None) -> MadeSet:
     """``n`` labelled pairs (fewer, with the shortfall in the header, when the sources hold fewer)."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
@@ -139,8 +155,8 @@ def make_set(cfg: ChainConfig, n: int, seed: int | None = None, tie_share: float
     if unknown:
         raise ValueError(f"unknown kind(s) {unknown} (known: {', '.join((*KINDS, TIE))})")
     seed = cfg.sampling.seed if seed is None else seed
-    pool = build_pool(cfg)
-    ctxs = [c for c in (context(t) for t in distinct_turns(pool.turns)) if c is not None]
+    turns, read = source_turns(cfg, n, cache_dir)
+    ctxs = [c for c in (context(t) for t in distinct_turns(turns)) if c is not None]
     got = _allocate(n, tuple(kinds), tie_share, ctxs, seed)
     rng = random.Random(f"calibration:{seed}")
     positions = _positions(got, rng)
@@ -160,7 +176,7 @@ def make_set(cfg: ChainConfig, n: int, seed: int | None = None, tie_share: float
         "reference_position": dict(Counter(p.meta["reference_position"] for p in non_tie)),
         "protocols": dict(Counter(p.protocol for p in pairs)),
         "sources": [{"format": s.format, "path": s.path} for s in effective_sources(cfg)],
-        "pool_turns": len(pool.turns), "distinct_turns": len(ctxs),
+        "read": read["mode"], "pool_turns": read["pool_turns"], "distinct_turns": len(ctxs),
         "pr_records_attached": sum(p.pr_record is not None for p in pairs),
     }
     return MadeSet(pairs, header)
