@@ -8,8 +8,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from duel_assets.lib.calibration.judging import jobs_for_pair
 from duel_assets.lib.calibration.oracle import JudgeOracle
 from duel_assets.lib.calibration.pairs import read_set
