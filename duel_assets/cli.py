@@ -157,12 +157,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_standin(args) -> int:
+    from duel_assets.calibration_commands import standin_kwargs
     from duel_assets.lib.standin import serve_forever
 
     faults = tuple(args.faults.split(",")) if args.faults else ()
     kwargs = dict(latency_ms=args.latency_ms, fault_rate=args.fault_rate, rpm=args.rpm, tpm=args.tpm,
                   ms_per_prompt_token=args.ms_per_prompt_token, ms_per_completion_token=args.ms_per_completion_token,
                   prefix_cache=not args.no_prefix_cache)
+    kwargs.update(standin_kwargs(args))  # judge oracle (calibration_commands)
     if faults:
         kwargs["faults"] = faults
     serve_forever(args.port, **kwargs)
@@ -203,6 +205,8 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from duel_assets.calibration_commands import add_standin_args, add_subcommands
+
     p = argparse.ArgumentParser(prog="duel-assets", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="whole graph on the bundled samples against the offline stand-in")
@@ -227,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ms-per-prompt-token", type=float, default=0.0, help="extra latency per prompt token")
     st.add_argument("--ms-per-completion-token", type=float, default=0.0, help="extra latency per completion token")
     st.add_argument("--no-prefix-cache", action="store_true", help="report no cached prompt tokens")
+    add_standin_args(st)
     st.set_defaults(fn=cmd_standin)
     u = sub.add_parser("ui", help="Dagster UI + daemon (dagster dev) on 127.0.0.1 with DAGSTER_HOME under DUEL_HOME")
     u.add_argument("--host", default="127.0.0.1")
@@ -236,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run the benchmarks and print ratios")
     b.add_argument("--json", action="store_true")
     b.set_defaults(fn=cmd_bench)
+    add_subcommands(sub)  # make-calibration, calibrate
     return p
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.lib import duel, export, tables
+from duel_assets.lib.calibration.evidence import gate_metadata
 from duel_assets.lib.pr_records import cached_pr_records
 from duel_assets.lib.files import write_json_atomic
 from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key
@@ -179,6 +180,12 @@ def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, samp
         "per_judge": dg.MetadataValue.md(md["per_judge"]),
         "score_histogram": dg.MetadataValue.md(md["score_histogram"]),
     })
+    # --- judge calibration evidence (duel_assets/lib/calibration/evidence.py): the latest calibration
+    # of this panel next to the gate, or a note that there is none
+    evidence = gate_metadata(paths.home, cfg.judges.models)
+    if "judge_calibration_summary" in evidence:
+        evidence["judge_calibration_summary"] = dg.MetadataValue.md(evidence["judge_calibration_summary"])
+    context.add_output_metadata(evidence)
     return df
 
 

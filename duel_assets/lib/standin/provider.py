@@ -65,7 +65,7 @@ class StandinState:
                  retry_after_s: float = 0.2, timeout_sleep_s: float = 30.0, log_limit: int = 1_000_000,
                  rpm: float = 0.0, tpm: float = 0.0, ms_per_prompt_token: float = 0.0,
                  ms_per_completion_token: float = 0.0, prefix_cache: bool = True, stream_chunk_s: float = 0.25,
-                 judge=None):
+                 oracle=None):
         self.latency_ms = latency_ms
         self.fault_rate = fault_rate
         self.faults = tuple(f for f in faults if f in FAULT_KINDS) or FAULT_KINDS
@@ -76,7 +76,7 @@ class StandinState:
         self.ms_per_completion_token = ms_per_completion_token
         self.prefix_cache = prefix_cache
         self.stream_chunk_s = stream_chunk_s  # the longest silence inside a streamed reply
-        self.judge = judge  # optional: body -> verdict dict (a judge of known quality)
+        self.oracle = oracle  # optional: a judge of known quality (lib/calibration/oracle.JudgeOracle)
         self.lock = threading.Lock()
         self.set_limits(rpm, tpm)
         self.reset()

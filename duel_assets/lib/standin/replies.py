@@ -121,7 +121,7 @@ def _judge_content(body: dict, model: str, verdict: dict | None) -> tuple[str, s
 
 def completion(body: dict, judge=None) -> tuple[dict, bool]:
     """(chat.completion JSON, include usage). ``judge(body)`` may supply a judge verdict (a judge of
-    known quality for calibration); otherwise the heuristic decides."""
+    known quality for calibration: None for requests it does not know); otherwise the heuristic decides."""
     model = str(body.get("model") or "standin")
     messages = body.get("messages") or []
     reasoning, tool_calls, finish = None, None, "stop"

@@ -136,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
                 st.counts[f"fault:{fault}"] += 1
         resp = None
         if fault is None:  # the reply is made inside the latency window, ready to go
-            resp, with_usage = completion(body, st.judge)
+            resp, with_usage = completion(body, st.oracle.verdict if st.oracle is not None else None)
             usage = resp["usage"]
             usage["prompt_tokens_details"] = {"cached_tokens": st.cached_tokens(body)}
             if not with_usage:

@@ -1,0 +1,89 @@
+"""The configured panel on a labelled set, both orders, through the duel's own call path. No Dagster imports.
+
+Every (pair, judge) is judged twice: ``a_first`` (``a`` shown as answer A, ``b`` as B) and
+``b_first`` (swapped). The prompt is the duel's judge prompt (``prompts.judge_messages`` with the
+pair's history and ``pr_record``), the call goes through the duel's ``LLMCaller`` and its content
+cache with the duel's judge parameters, an unparseable reply gets the duel's one stricter retry,
+and replies are parsed by ``scoring.parse_judge_reply``. So a calibration measures the judges as
+the duel uses them, and a calibration run after a duel (or before it) pays only for calls it has
+not made yet.
+
+In scoring terms ``b`` plays the challenger and ``a`` the opponent: ``a_first`` is the duel's
+``king_first`` order, ``b_first`` its ``challenger_first``.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from .. import prompts
+from ..judging import JudgeJob, Judged, judge_once, judge_params
+from ..llm import CallRequest, CallStats
+from ..scoring import CHALLENGER_FIRST, KING_FIRST, sides
+from ..settings import METRICS, ChainConfig
+from .pairs import LabelledPair
+
+ORDERS = {"a_first": KING_FIRST, "b_first": CHALLENGER_FIRST}
+ROW_COLUMNS = ["pair_id", "kind", "label", "judge", "order", "parsed", "parse_error", "retried", "winner",
+               *[f"{m}_{side}" for m in METRICS for side in ("a", "b")], "reason", "raw_reply", "error_kind", "error",
+               "prompt_tokens", "completion_tokens", "cached", "call_key"]
+
+
+@dataclass
+class CalibrationRun:
+    rows: list[dict]  # one per pair x judge x order
+    stats: CallStats
+    panel: list[str]
+
+
+def render(msg: dict) -> str:
+    return prompts.render_answer(msg.get("content"), msg.get("tool_calls"))
+
+
+def jobs_for_pair(pair: LabelledPair, cfg: ChainConfig, panel: list[str]) -> list[JudgeJob]:
+    turn = pair.as_turn()
+    ra, rb = render(pair.a), render(pair.b)
+    jobs = []
+    for judge in panel:
+        for name, order in ORDERS.items():
+            first, second = (ra, rb) if name == "a_first" else (rb, ra)
+            msgs = prompts.judge_messages(turn, pair.pr_record, first, second, cfg.judges.max_history_chars)
+            req = CallRequest("judge", judge, msgs, judge_params(cfg, judge, bool(turn.tools)), tools=turn.tools,
+                              tag=f"calibration|{pair.id}|{judge}|{name}")
+            jobs.append(JudgeJob(pair.id, judge, order, "a", req))
+    return jobs
+
+
+def judgement_row(pair: LabelledPair, job: JudgeJob, judged: Judged) -> dict:
+    r, rep = judged.result, judged.reply
+    name = next(k for k, v in ORDERS.items() if v == job.order)
+    row = {"pair_id": pair.id, "kind": pair.kind, "label": pair.label, "judge": job.judge, "order": name,
+           "parsed": rep.parsed, "parse_error": rep.error, "retried": judged.retried, "winner": None,
+           "reason": rep.reason or None, "raw_reply": r.content, "error_kind": r.error_kind, "error": r.error,
+           "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens, "cached": r.cached,
+           "call_key": r.key}
+    b_side, a_side = sides(job.order)  # b is the challenger, a the opponent
+    if rep.parsed:
+        for m in METRICS:
+            row[f"{m}_a"], row[f"{m}_b"] = rep.scores[m][a_side], rep.scores[m][b_side]
+        row["winner"] = {a_side: "a", b_side: "b", "tie": "tie"}.get(rep.winner or "")
+    return row
+
+
+async def _judge_all(caller, jobs: list[tuple[LabelledPair, JudgeJob]], label: str) -> tuple[list[Judged], CallStats]:
+    stats = CallStats(requested=len(jobs))
+    async with caller.session(label, total=len(jobs)) as call:
+        t0 = time.monotonic()
+        judged = await asyncio.gather(*(judge_once(call, job, stats) for _, job in jobs))
+        stats.wall_s = time.monotonic() - t0
+    return list(judged), stats
+
+
+def run_panel(caller, pairs: list[LabelledPair], cfg: ChainConfig, label: str = "calibration") -> CalibrationRun:
+    """Judges every pair with every judge of ``cfg.judges.models`` in both orders."""
+    panel = list(dict.fromkeys(cfg.judges.models))
+    jobs = [(p, j) for p in pairs for j in jobs_for_pair(p, cfg, panel)]
+    judged, stats = caller.run_coroutine(_judge_all(caller, jobs, label))
+    rows = [judgement_row(p, j, d) for (p, j), d in zip(jobs, judged)]
+    return CalibrationRun(rows=rows, stats=stats, panel=panel)
