@@ -1,0 +1,237 @@
+"""The call store's logic, in SQL both SQLite and PostgreSQL speak. No Dagster imports.
+
+A store keeps, for a whole deployment:
+
+* ``calls``: every completed call by content key, committed the moment it lands (a kill -9 loses at
+  most the calls still in flight); failures are never stored; a completed call is never overwritten;
+* ``leases``: one row per request in flight anywhere, renewed by its holder and reaped when the
+  holder dies (its process is gone, or it stopped renewing);
+* ``holders``: who is making calls and how many of its requests wait for a slot;
+* ``budget``: per endpoint, the shared concurrency window and pacing clocks (:mod:`.flight`).
+
+Every decision runs in one transaction that holds the endpoint's lock, so two processes never grant
+the same slot or the same body. Subclasses supply the connection, the transaction and the DDL.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from . import flight
+
+HOST = socket.gethostname()
+BUDGET_COLS = ("window", "last_decrease", "pause_until", "next_req", "next_tok", "learned_rpm", "learned_tpm", "probed")
+_QUOTED = ", ".join(f'"{c}"' for c in BUDGET_COLS)
+INSERT_CALL = "INSERT INTO calls (key, role, model, created, response) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class CallStoreBase:
+    lease_ttl_s = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_reap = 0.0
+        # what this process last saw of each endpoint's budget: saves a read per completed call
+        # while nothing there can change (probed, window at the bound); a 429 here resets it
+        self._probed: dict[str, bool] = {}
+        self._window_full: dict[str, bool] = {}
+        self.last_window: dict[str, float] = {}  # the endpoint's window as of this process's last claim
+
+    # -- dialect: subclasses --------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, endpoint: str | None = None) -> Iterator[Any]:
+        """A transaction (holding ``endpoint``'s lock) yielding an object with ``execute`` /
+        ``executemany`` that take ``?`` placeholders and return a cursor."""
+        raise NotImplementedError
+        yield
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        raise NotImplementedError
+        yield
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- completed calls ---------------------------------------------------------------------------
+    def get(self, key: str) -> dict | None:
+        with self._read() as con:
+            row = con.execute("SELECT response FROM calls WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def get_many(self, keys: list[str], chunk: int = 500) -> dict[str, dict]:
+        with self._read() as con:
+            return self._completed(con, keys, chunk)
+
+    @staticmethod
+    def _completed(con, keys, chunk: int = 500) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        uniq = list(dict.fromkeys(keys))
+        for i in range(0, len(uniq), chunk):
+            part = uniq[i: i + chunk]
+            q = f"SELECT key, response FROM calls WHERE key IN ({','.join('?' * len(part))})"
+            out.update({k: json.loads(v) for k, v in con.execute(q, part).fetchall()})
+        return out
+
+    def put(self, key: str, role: str, model: str, response: dict[str, Any]) -> bool:
+        """Insert-if-absent; True when this call stored it."""
+        with self._tx() as con:
+            cur = con.execute(INSERT_CALL, (key, role, model, time.time(), json.dumps(response, ensure_ascii=False)))
+            return cur.rowcount == 1
+
+    def items(self) -> list[tuple[str, dict]]:
+        with self._read() as con:
+            rows = con.execute("SELECT key, response FROM calls").fetchall()
+        return [(k, json.loads(v)) for k, v in rows]
+
+    def count(self) -> int:
+        with self._read() as con:
+            return con.execute("SELECT count(*) FROM calls").fetchone()[0]
+
+    # -- holders and leases ------------------------------------------------------------------------
+    def register(self, holder: str, endpoint: str) -> None:
+        with self._tx() as con:
+            con.execute("INSERT INTO holders (holder, host, pid, endpoint, heartbeat, waiting) VALUES (?, ?, ?, ?, ?, 0) "
+                        "ON CONFLICT (holder) DO UPDATE SET heartbeat = excluded.heartbeat",
+                        (holder, HOST, os.getpid(), endpoint, time.time()))
+
+    def unregister(self, holder: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM leases WHERE holder = ?", (holder,))
+            con.execute("DELETE FROM holders WHERE holder = ?", (holder,))
+
+    def renew(self, holder: str) -> None:
+        now = time.time()
+        with self._tx() as con:
+            con.execute("UPDATE leases SET expires = ? WHERE holder = ?", (now + self.lease_ttl_s, holder))
+            con.execute("UPDATE holders SET heartbeat = ? WHERE holder = ?", (now, holder))
+
+    def _reap(self, con, now: float) -> None:
+        """Leases whose holder stopped renewing them, and holders of this host whose process is gone."""
+        if now - self._last_reap < 1.0:
+            return
+        self._last_reap = now
+        con.execute("DELETE FROM leases WHERE expires < ?", (now,))
+        con.execute("DELETE FROM holders WHERE heartbeat < ?", (now - 3 * self.lease_ttl_s,))
+        for holder, pid in con.execute("SELECT holder, pid FROM holders WHERE host = ? AND pid != ?", (HOST, os.getpid())).fetchall():
+            if not pid_alive(pid):
+                con.execute("DELETE FROM leases WHERE holder = ?", (holder,))
+                con.execute("DELETE FROM holders WHERE holder = ?", (holder,))
+
+    def _budget(self, con, endpoint: str) -> flight.Budget:
+        row = con.execute(f"SELECT {_QUOTED} FROM budget WHERE endpoint = ?", (endpoint,)).fetchone()
+        return flight.Budget() if row is None else flight.Budget(*[float(v or 0.0) for v in row])
+
+    def _save_budget(self, con, endpoint: str, b: flight.Budget) -> None:
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in BUDGET_COLS)
+        con.execute(f"INSERT INTO budget (endpoint, {_QUOTED}) VALUES (?, {', '.join('?' * len(BUDGET_COLS))}) "
+                    f"ON CONFLICT (endpoint) DO UPDATE SET {sets}", (endpoint, *[getattr(b, c) for c in BUDGET_COLS]))
+
+    def claim(self, holder: str, endpoint: str, wanted: list[flight.Wanted], limits: flight.Limits,
+              waiting_after: int | None = None) -> tuple[dict[str, dict], flight.Decision, set[str]]:
+        """In one transaction: the wanted keys already completed (their responses), the keys this
+        holder may send now (leased to it), and the keys another holder is sending (neither: that
+        holder's reply will land in ``calls``). ``waiting_after``: how many of this holder's keys
+        still wait afterwards (for fairness between holders)."""
+        now = time.time()
+        with self._tx(endpoint) as con:
+            self._reap(con, now)
+            done = self._completed(con, [w.key for w in wanted]) if wanted else {}
+            rest = [w for w in wanted if w.key not in done]
+            held: set[str] = set()
+            if rest:
+                q = f"SELECT key FROM leases WHERE key IN ({','.join('?' * len(rest))}) AND holder != ?"
+                held = {k for (k,) in con.execute(q, [*(w.key for w in rest), holder]).fetchall()}
+            live, mine = con.execute("SELECT count(*), coalesce(sum(CASE WHEN holder = ? THEN 1 ELSE 0 END), 0) "
+                                     "FROM leases WHERE endpoint = ?", (holder, endpoint)).fetchone()
+            others_waiting, contenders = con.execute(
+                "SELECT coalesce(sum(CASE WHEN waiting > 0 THEN 1 ELSE 0 END), 0), count(*) FROM holders WHERE endpoint = ? "
+                "AND holder != ? AND (waiting > 0 OR holder IN (SELECT holder FROM leases))", (endpoint, holder)).fetchone()
+            b = self._budget(con, endpoint)
+            self._probed[endpoint] = bool(b.probed)
+            self._window_full[endpoint] = b.window >= limits.concurrency
+            self.last_window[endpoint] = flight.effective_window(limits, b)
+            before = (b.next_req, b.next_tok)
+            decision = flight.decide([w for w in rest if w.key not in held], limits, b, now, int(live), int(mine),
+                                     int(contenders) + 1, bool(others_waiting))
+            if decision.granted:
+                con.executemany("INSERT INTO leases (key, holder, endpoint, expires) VALUES (?, ?, ?, ?)",
+                                [(k, holder, endpoint, now + self.lease_ttl_s) for k in decision.granted])
+            if (b.next_req, b.next_tok) != before:
+                self._save_budget(con, endpoint, b)
+            waiting = len(rest) - len(decision.granted) if waiting_after is None else waiting_after
+            con.execute("UPDATE holders SET waiting = ?, heartbeat = ? WHERE holder = ?", (waiting, now, holder))
+        return done, decision, held
+
+    def complete(self, holder: str, endpoint: str, key: str, role: str, model: str, response: dict,
+                 limits: flight.Limits) -> bool:
+        """Store a completed call and release its lease (one transaction); additive increase of the
+        window. True when this call stored it."""
+        now = time.time()
+        quiet = self._probed.get(endpoint) and (not limits.adaptive or self._window_full.get(endpoint))
+        with self._tx(None if quiet else endpoint) as con:
+            cur = con.execute(INSERT_CALL, (key, role, model, now, json.dumps(response, ensure_ascii=False)))
+            con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
+            if not quiet:
+                b = self._budget(con, endpoint)
+                if flight.on_success(limits, b):
+                    self._save_budget(con, endpoint, b)
+                self._probed[endpoint] = bool(b.probed)
+                self._window_full[endpoint] = b.window >= limits.concurrency
+            return cur.rowcount == 1
+
+    def release(self, holder: str, key: str, endpoint: str | None = None) -> None:
+        """Give a lease back after a failed attempt (the endpoint did answer: the probe is over)."""
+        probe_over = endpoint is not None and not self._probed.get(endpoint)
+        with self._tx(endpoint if probe_over else None) as con:
+            con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
+            if probe_over:
+                b = self._budget(con, endpoint)
+                if flight.on_finished(b):
+                    self._save_budget(con, endpoint, b)
+                self._probed[endpoint] = True
+
+    def feedback(self, endpoint: str, limits: flight.Limits, rate_limited: bool, retry_after: float | None,
+                 headers: dict | None) -> flight.Budget:
+        """What one reply says about the endpoint's limits: a 429 (decrease, pause), and announced
+        limits from ``x-ratelimit-*`` headers. Returns the budget after the change."""
+        now = time.time()
+        with self._tx(endpoint) as con:
+            b = self._budget(con, endpoint)
+            changed = False
+            if rate_limited:
+                live = con.execute("SELECT count(*) FROM leases WHERE endpoint = ?", (endpoint,)).fetchone()[0]
+                flight.on_rate_limited(limits, b, now, retry_after, int(live) + 1)
+                self._window_full[endpoint] = False
+                changed = True
+            if headers:
+                changed |= flight.on_headers(b, now, headers.get("limit_requests"), headers.get("limit_tokens"),
+                                             headers.get("remaining_requests"), headers.get("reset_requests_s"))
+            if changed:
+                self._save_budget(con, endpoint, b)
+            return b
+
+    def budget(self, endpoint: str, limits: flight.Limits | None = None) -> flight.Budget:
+        with self._read() as con:
+            return self._budget(con, endpoint)
+
+    def in_flight(self, endpoint: str | None = None) -> int:
+        with self._read() as con:
+            if endpoint is None:
+                return con.execute("SELECT count(*) FROM leases").fetchone()[0]
+            return con.execute("SELECT count(*) FROM leases WHERE endpoint = ?", (endpoint,)).fetchone()[0]

@@ -1,0 +1,89 @@
+"""The call store for many workers: PostgreSQL (``DUEL_CALL_CACHE=postgresql://...``). No Dagster imports.
+
+The same tables and the same decisions as the SQLite store (:mod:`.store_base`), so a call is paid
+once per deployment rather than once per worker: completed calls are inserted if absent by content
+key, failures never stored; a transaction-scoped advisory lock per endpoint serialises the flight
+decisions of every worker.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from .store_base import CallStoreBase
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, role TEXT, model TEXT, created DOUBLE PRECISION, response TEXT);
+CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, endpoint TEXT NOT NULL,
+                                   expires DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);
+CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, host TEXT, pid INTEGER, endpoint TEXT,
+                                    heartbeat DOUBLE PRECISION, waiting INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS budget (endpoint TEXT PRIMARY KEY, "window" DOUBLE PRECISION, last_decrease DOUBLE PRECISION,
+                                   pause_until DOUBLE PRECISION, next_req DOUBLE PRECISION, next_tok DOUBLE PRECISION,
+                                   learned_rpm DOUBLE PRECISION, learned_tpm DOUBLE PRECISION, probed DOUBLE PRECISION);
+"""
+
+
+class _Exec:
+    """``execute`` / ``executemany`` with ``?`` placeholders on a psycopg2 cursor."""
+
+    def __init__(self, cur):
+        self.cur = cur
+
+    def execute(self, sql: str, params=()):
+        self.cur.execute(sql.replace("?", "%s"), tuple(params))
+        return self.cur
+
+    def executemany(self, sql: str, rows):
+        self.cur.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+        return self.cur
+
+
+class PgCallStore(CallStoreBase):
+    def __init__(self, dsn: str):
+        super().__init__()
+        import psycopg2  # from dagster-postgres
+
+        self.dsn = dsn
+        self._con = psycopg2.connect(dsn)
+        self._con.autocommit = False
+        with self._tx() as con:
+            con.execute("SELECT pg_advisory_xact_lock(hashtext('duel_call_store_schema'))")
+            for stmt in filter(str.strip, SCHEMA.split(";")):
+                con.execute(stmt)
+
+    @contextmanager
+    def _tx(self, endpoint: str | None = None) -> Iterator[_Exec]:
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                ex = _Exec(cur)
+                if endpoint is not None:
+                    ex.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"duel_calls:{endpoint}",))
+                yield ex
+            except BaseException:
+                self._con.rollback()
+                raise
+            else:
+                self._con.commit()
+            finally:
+                cur.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[_Exec]:
+        with self._tx() as ex:
+            yield ex
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+def open_store(location: str):
+    """The call store named by ``location``: a ``postgresql://`` URL, or a SQLite file path."""
+    if location.startswith(("postgresql://", "postgres://")):
+        return PgCallStore(location)
+    from .store import CallStore
+
+    return CallStore(location)
