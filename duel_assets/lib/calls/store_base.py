@@ -27,6 +27,12 @@ from . import flight
 HOST = socket.gethostname()
 BUDGET_COLS = ("window", "last_decrease", "pause_until", "next_req", "next_tok", "learned_rpm", "learned_tpm", "probed")
 _QUOTED = ", ".join(f'"{c}"' for c in BUDGET_COLS)
+# requests in flight to the endpoint, this holder's, other holders waiting, other holders contending
+_COUNTS = ("SELECT (SELECT count(*) FROM leases WHERE endpoint = ?), "
+           "(SELECT count(*) FROM leases WHERE endpoint = ? AND holder = ?), "
+           "(SELECT count(*) FROM holders WHERE endpoint = ? AND holder != ? AND waiting > 0), "
+           "(SELECT count(*) FROM holders h WHERE h.endpoint = ? AND h.holder != ? "
+           "AND (h.waiting > 0 OR EXISTS (SELECT 1 FROM leases l WHERE l.holder = h.holder)))")
 INSERT_CALL = "INSERT INTO calls (key, role, model, created, response) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
 
 
@@ -51,6 +57,7 @@ class CallStoreBase:
         self._probed: dict[str, bool] = {}
         self._window_full: dict[str, bool] = {}
         self.last_window: dict[str, float] = {}  # the endpoint's window as of this process's last claim
+        self._waiting: dict[str, bool] = {}  # holder -> whether the store last heard it has keys waiting
 
     # -- dialect: subclasses --------------------------------------------------------------------
     @contextmanager
@@ -157,11 +164,7 @@ class CallStoreBase:
             if rest:
                 q = f"SELECT key FROM leases WHERE key IN ({','.join('?' * len(rest))}) AND holder != ?"
                 held = {k for (k,) in con.execute(q, [*(w.key for w in rest), holder]).fetchall()}
-            live, mine = con.execute("SELECT count(*), coalesce(sum(CASE WHEN holder = ? THEN 1 ELSE 0 END), 0) "
-                                     "FROM leases WHERE endpoint = ?", (holder, endpoint)).fetchone()
-            others_waiting, contenders = con.execute(
-                "SELECT coalesce(sum(CASE WHEN waiting > 0 THEN 1 ELSE 0 END), 0), count(*) FROM holders WHERE endpoint = ? "
-                "AND holder != ? AND (waiting > 0 OR holder IN (SELECT holder FROM leases))", (endpoint, holder)).fetchone()
+            live, mine, others_waiting, contenders = con.execute(_COUNTS, (endpoint, endpoint, holder, endpoint, holder, endpoint, holder)).fetchone()
             b = self._budget(con, endpoint)
             self._probed[endpoint] = bool(b.probed)
             self._window_full[endpoint] = b.window >= limits.concurrency
@@ -175,7 +178,9 @@ class CallStoreBase:
             if (b.next_req, b.next_tok) != before:
                 self._save_budget(con, endpoint, b)
             waiting = len(rest) - len(decision.granted) if waiting_after is None else waiting_after
-            con.execute("UPDATE holders SET waiting = ?, heartbeat = ? WHERE holder = ?", (waiting, now, holder))
+            if self._waiting.get(holder) != (waiting > 0):  # others only need to know whether we wait
+                con.execute("UPDATE holders SET waiting = ?, heartbeat = ? WHERE holder = ?", (waiting, now, holder))
+                self._waiting[holder] = waiting > 0
         return done, decision, held
 
     def complete(self, holder: str, endpoint: str, key: str, role: str, model: str, response: dict,
