@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -331,6 +332,15 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # read by listen() at bind time: a burst of 64+ connects must not drop SYNs
+
+    def handle_error(self, request, client_address):
+        """A client that resets or drops its connection is logged as one line, not a traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            print(f"stand-in: client {client_address[0]}:{client_address[1]} closed the connection "
+                  f"({type(exc).__name__})", file=sys.stderr, flush=True)
+            return
+        super().handle_error(request, client_address)
 
 
 class StandinServer:
