@@ -369,11 +369,13 @@ class CallSession:
         self.client = caller.client()
         self.sem = asyncio.Semaphore(caller.cfg.concurrency)
         self.pacer = _Pacer(caller.cfg.requests_per_minute, caller.cfg.tokens_per_minute)
-        self.done, self.total = 0, total
+        self.done, self.total, self.failed = 0, total, 0
         self.bar = _progress_bar(total, label)
 
     def expect(self, n: int) -> None:
         self.total += n
+        if self.bar is None:  # sessions opened with total=0 announce their calls here
+            self.bar = _progress_bar(self.total, self.label)
         if self.bar is not None:
             self.bar.total = self.total
             self.bar.refresh()
@@ -427,12 +429,14 @@ class CallSession:
                 delay = random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_base_s * (2 ** attempt)))
             await asyncio.sleep(delay)
         stats.failures[kind] += 1
+        self.failed += 1
         return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
 
     def _tick(self) -> None:
         self.done += 1
         total = max(self.total, self.done)
         if self.bar is not None:
+            self.bar.set_postfix(failed=self.failed, refresh=False)
             self.bar.update(1)
         if self.done % max(1, total // 10) == 0 or self.done == total:
             self.caller.log(f"{self.label}: {self.done}/{total} calls done")
