@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 # keys whose shape is easier to show than to describe
 HINTS = {
+    "sources": 'an array of tables: [[sources]] format = "...", path = "..." (one [[sources]] per source)',
     "prices": 'a table of tables, e.g. [prices."gpt-4o-mini"] prompt = 0.15, completion = 0.60',
     "judges.token_limits": 'a table of positive integers, e.g. token_limits = { "some/judge" = 2048 }',
     "pr_records": 'a table [pr_records] path = "...", or [[pr_records]] tables each with path (and format)',
