@@ -35,8 +35,10 @@ $(UI_STAMP): $(STAMP)
 test-ui: $(UI_STAMP)
 	$(BIN)/python -m pytest -q -s -m ui
 
+# UI on 3000 and, without an endpoint, the stand-in on 8765; free ports are picked (and printed)
+# when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones.
 ui: $(STAMP)
-	$(BIN)/duel-assets ui
+	$(BIN)/duel-assets ui $(UI_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/duel-assets bench

@@ -57,7 +57,7 @@ def test_kill_9_mid_partition_then_rerun_repeats_no_completed_call(fresh_standin
     srv.state.latency_ms = 250
     key = "prompts_12_000"
     env = run_env(tmp_path, srv, "crashed")
-    proc = subprocess.Popen([str(EXE), "run", "--partition", key], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([str(EXE), "run", "--partition", key, "--sample-new"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
     cache = Path(env["DUEL_HOME"]) / "cache" / "llm_calls.sqlite"
@@ -85,7 +85,7 @@ def test_kill_9_mid_partition_then_rerun_repeats_no_completed_call(fresh_standin
     done_before = cached_keys(home)
     assert done_before, "nothing completed before the kill"
     n_log = len(srv.state.log)
-    rerun = subprocess.run([str(EXE), "run", "--partition", key], env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([str(EXE), "run", "--partition", key, "--sample-new"], env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     resent = {e["call_key"] for e in srv.state.log[n_log:]}
     assert not (resent & done_before), "a completed call was paid for twice"
@@ -94,7 +94,7 @@ def test_kill_9_mid_partition_then_rerun_repeats_no_completed_call(fresh_standin
     assert len(completed) - len(set(completed)) <= 2  # at most the calls in flight at the kill (never cached)
     srv.state.latency_ms = 0
     ref_env = run_env(tmp_path, srv, "uninterrupted")
-    ref = subprocess.run([str(EXE), "run", "--partition", key], env=ref_env, capture_output=True, text=True, timeout=300)
+    ref = subprocess.run([str(EXE), "run", "--partition", key, "--sample-new"], env=ref_env, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]
     assert table_snapshot(home) == table_snapshot(Path(ref_env["DUEL_HOME"]))
 
@@ -132,8 +132,9 @@ def test_canary_key_is_never_written(duel_env, instance, capfd, caplog):
     home = duel_env["home"]
     duel_env["standin"].state.fault_rate = 0.2  # a faulty run: retries, timeouts and garbage on the way
     cfg = duel_env["config"]
-    # require_gate off: the export shards are written whatever the gate says, and searched below
-    cfg.write_text(cfg.read_text().replace("timeout_s = 5", "timeout_s = 1") + "\n[export]\nrequire_gate = false\n")
+    # require_gate off and every bucket exported: the shards are written whatever the verdicts, and searched below
+    cfg.write_text(cfg.read_text().replace("timeout_s = 5", "timeout_s = 1")
+                   + '\n[export]\nrequire_gate = false\nbuckets = ["final", "refined", "defeat"]\n')
     materialize(instance, "prompts_12_000")
     duel_env["standin"].state.fault_rate = 0.0
     assert (home / "report" / "report.md").exists() and any((home / "export").rglob("*.parquet"))

@@ -4,6 +4,7 @@ import dagster as dg
 import pytest
 
 from duel_assets.definitions import defs
+from duel_assets.defs.resources import build_resources
 from duel_assets.defs.sensors import judging_sensor, prompt_file_sensor
 from duel_assets_tests.conftest import materialize
 
@@ -11,7 +12,8 @@ ANSWERS = ["sampled_turns", "pr_records", "king_answers", "challenger_answers"]
 
 
 def tick(sensor, instance, cursor=None):
-    ctx = dg.build_sensor_context(instance=instance, definitions=defs(), cursor=cursor)
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs(), cursor=cursor,
+                                  resources={"settings": build_resources()["settings"]})
     return sensor(ctx)
 
 

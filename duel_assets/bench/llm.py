@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def bench_efficiency(tmp: Path) -> dict:
     with standin_process(LATENCY_MS) as base:
         # sequential first: per-call time at concurrency 1 on fresh calls (this also introduces the
         # endpoint to the store, as any earlier run of a deployment would have)
-        seq = _caller(base, dataclasses.replace(cfg.calls, concurrency=1), tmp / "cache.sqlite")
+        seq = _caller(base, cfg.calls.model_copy(update={"concurrency": 1}), tmp / "cache.sqlite")
         sample = duel.plan_generation("king", turns[-30:], cfg, prs, sample_index=99)
         t0 = time.monotonic()
         seq.run([p.request for p in sample], "sequential sample")

@@ -1,51 +1,120 @@
-"""Resources: settings (paths + chain.toml), the LLM endpoint, and the DuckDB IO manager."""
+"""Resources: settings (paths, chain.toml, endpoint, tokens), the LLM endpoint, and the DuckDB IO manager.
 
+`DuelSettings` is the one owner of the environment: `build_resources()` reads it once (through
+``duel_assets.lib.settings.env``) and holds paths and modes as values, secrets as ``EnvVar``s
+(resolved when a run starts, hidden in the UI, never part of run config). The library gets plain
+values from it.
+"""
+
+from pathlib import Path
 from typing import Callable, Optional
 
 import dagster as dg
 from pydantic import Field
 
 from duel_assets.defs.io_manager import DuelDuckDBIOManager
-from duel_assets.lib.calls import CallStore
+from duel_assets.lib.calls.store_pg import open_store
 from duel_assets.lib.llm import LLMCaller, require_endpoint
-from duel_assets.lib.settings import ChainConfig, Endpoint, Paths, duel_home, duel_mode, load_config, resolve_endpoint
+from duel_assets.lib.settings import ChainConfig, ConfigError, Endpoint, Paths, env, load_config
+
+
+def _value(v: Optional[str]) -> Optional[str]:
+    """A field's value; an EnvVar not yet resolved by a run (the resource used outside one) is read now."""
+    return v.get_value() if isinstance(v, dg.EnvVar) else v
 
 
 class DuelSettings(dg.ConfigurableResource):
-    """Where the pipeline writes ($DUEL_HOME) and what it does (chain.toml at $DUEL_CONFIG)."""
+    """Where the pipeline writes ($DUEL_HOME), what it does (chain.toml), which endpoint it calls.
 
-    duel_home: Optional[str] = Field(default=None, description="Overrides $DUEL_HOME")
-    config_path: Optional[str] = Field(default=None, description="Overrides $DUEL_CONFIG")
+    A field left unset is read from the environment when used (what a bare ``DuelSettings()``
+    does); ``DuelSettings.from_environment()`` reads everything once instead."""
+
+    duel_home: Optional[str] = Field(default=None, description="$DUEL_HOME: where everything is written")
+    config_path: Optional[str] = Field(default=None, description="chain.toml ($DUEL_CONFIG, else ./chain.toml)")
+    warehouse: Optional[str] = Field(default=None, description="$DUEL_WAREHOUSE: a DuckDB path or md:<db>")
+    duel_mode: Optional[int] = Field(default=None, description="$DUEL_MODE: 2 challenger vs king, 1 vs the reference")
+    base_url: Optional[str] = Field(default=None, description="OpenAI-compatible endpoint (an EnvVar)")
+    api_key: Optional[str] = Field(default=None, description="its key (an EnvVar; never shown)")
+    endpoint_source: Optional[str] = Field(default=None, description="the variable that chose the endpoint")
+    hf_token: Optional[str] = Field(default=None, description="Hugging Face hub token (an EnvVar; never shown)")
+    call_cache: Optional[str] = Field(default=None, description="$DUEL_CALL_CACHE: a postgresql:// URL shared by "
+                                      "all workers (an EnvVar: it may hold a password)")
+    progress: Optional[bool] = Field(default=None, description="terminal progress bars ($DUEL_PROGRESS=1)")
+    read_environment: bool = Field(default=True, description="read unset fields from the environment when used")
+
+    @classmethod
+    def from_environment(cls) -> "DuelSettings":
+        """Everything read now; secrets as EnvVars naming the variables that hold them."""
+        ev = env.endpoint_vars()
+        cfg = env.config_path()
+        hf = env.hf_token_var()
+        return cls(
+            duel_home=str(env.duel_home()), config_path=str(cfg) if cfg else None, warehouse=env.warehouse_url(),
+            duel_mode=env.duel_mode(),
+            base_url=(dg.EnvVar(ev.base_url_var) if ev.base_url_var else ev.base_url) if ev else None,
+            api_key=dg.EnvVar(ev.api_key_var) if ev and ev.api_key_var else None,
+            endpoint_source=ev.source if ev else None,
+            hf_token=dg.EnvVar(hf) if hf else None,
+            call_cache=dg.EnvVar("DUEL_CALL_CACHE") if env.call_cache_url() else None,
+            progress=env.progress(), read_environment=False,
+        )
 
     def paths(self) -> Paths:
-        from pathlib import Path
-
-        return Paths(Path(self.duel_home).resolve() if self.duel_home else duel_home()).ensure()
+        if self.duel_home or not self.read_environment:
+            home = Path(self.duel_home).resolve() if self.duel_home else env.duel_home()
+            return Paths(home, self.warehouse, call_cache_url=_value(self.call_cache)).ensure()
+        return Paths.from_env().ensure()
 
     def config(self) -> ChainConfig:
-        return load_config(self.config_path)
+        if self.config_path or self.read_environment:
+            return load_config(self.config_path)
+        return ChainConfig()
 
     def mode(self) -> int:
-        return duel_mode()
+        if self.duel_mode is not None:
+            if self.duel_mode not in (1, 2):
+                raise ConfigError(f"duel_mode: got {self.duel_mode}; allowed: 1 or 2")
+            return self.duel_mode
+        return env.duel_mode() if self.read_environment else 2
+
+    def endpoint(self) -> Endpoint:
+        """The endpoint, or a ConfigError saying how to set one (or start the stand-in)."""
+        if self.base_url:
+            return Endpoint(_value(self.base_url).rstrip("/"), _value(self.api_key) or "", self.endpoint_source or "settings")
+        return require_endpoint(env.resolve_endpoint() if self.read_environment else None)
+
+    def token(self) -> Optional[str]:
+        """The Hugging Face hub token, or None."""
+        if self.hf_token:
+            return _value(self.hf_token)
+        return env.getenv(env.hf_token_var() or "HF_TOKEN") if self.read_environment else None
+
+    def show_progress(self) -> bool:
+        return self.progress if self.progress is not None else (env.progress() if self.read_environment else False)
 
 
 class LLMResource(dg.ConfigurableResource):
-    """An OpenAI-compatible endpoint. The key is read from the environment when a step runs
-    (LLM_API_KEY, then CHUTES_API_KEY, then OPENAI_API_KEY) and is never part of run config."""
+    """The LLM call layer on the endpoint of its `DuelSettings` (the key is resolved when a step
+    runs and is never part of run config). ``base_url`` overrides the endpoint's URL."""
 
-    base_url: Optional[str] = Field(default=None, description="Overrides LLM_BASE_URL / CHUTES_BASE_URL / OPENAI_BASE_URL")
+    settings: DuelSettings
+    base_url: Optional[str] = Field(default=None, description="Overrides the endpoint's base URL")
+
+    def __init__(self, settings: Optional[DuelSettings] = None, **kwargs):
+        super().__init__(settings=settings if settings is not None else DuelSettings(), **kwargs)
 
     def endpoint(self) -> Endpoint:
-        ep = resolve_endpoint()
-        if self.base_url:
-            ep = Endpoint(base_url=self.base_url, api_key=ep.api_key if ep else "", source="resource")
-        return require_endpoint(ep)
+        if not self.base_url:
+            return self.settings.endpoint()
+        try:
+            key = self.settings.endpoint().api_key
+        except ConfigError:
+            key = ""
+        return Endpoint(self.base_url.rstrip("/"), key, "resource")
 
     def caller(self, cfg: ChainConfig, paths: Paths, log: Callable[[str], None]) -> LLMCaller:
-        import os
-
-        return LLMCaller(self.endpoint(), cfg.calls, CallStore(paths.cache_db), log=log,
-                         progress=os.environ.get("DUEL_PROGRESS") == "1")
+        return LLMCaller(self.endpoint(), cfg.calls, open_store(paths.call_cache), log=log,
+                         progress=self.settings.show_progress())
 
 
 def warehouse_io_manager(database: str | None = None) -> DuelDuckDBIOManager:
@@ -53,4 +122,6 @@ def warehouse_io_manager(database: str | None = None) -> DuelDuckDBIOManager:
 
 
 def build_resources(database: str | None = None) -> dict:
-    return {"settings": DuelSettings(), "llm": LLMResource(), "io_manager": warehouse_io_manager(database)}
+    settings = DuelSettings.from_environment()
+    warehouse = database or str(Paths(Path(settings.duel_home), settings.warehouse).warehouse)
+    return {"settings": settings, "llm": LLMResource(settings=settings), "io_manager": warehouse_io_manager(warehouse)}

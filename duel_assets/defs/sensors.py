@@ -6,7 +6,7 @@ import dagster as dg
 
 from duel_assets.defs.assets import duel_verdict, exported_buckets, pr_records, sampled_turns
 from duel_assets.defs.partitions import prompt_files
-from duel_assets.lib.settings import Paths
+from duel_assets.defs.resources import DuelSettings
 from duel_assets.lib.watch import judging_run_key, needs_judging, scan_prompt_dir
 
 
@@ -17,8 +17,8 @@ from duel_assets.lib.watch import judging_run_key, needs_judging, scan_prompt_di
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Registers every new $DUEL_HOME/prompt/<key>.json as a partition and requests its sampled_turns and pr_records.",
 )
-def prompt_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    keys, refused = scan_prompt_dir(Paths.from_env().prompt_dir)
+def prompt_file_sensor(context: dg.SensorEvaluationContext, settings: DuelSettings) -> dg.SensorResult | dg.SkipReason:
+    keys, refused = scan_prompt_dir(settings.paths().prompt_dir)
     for name in refused:
         context.log.warning(f"ignoring prompt file {name!r}: partition keys may use only [A-Za-z0-9._-]")
     known = set(context.instance.get_dynamic_partitions(prompt_files.name))

@@ -248,8 +248,7 @@ class CallSession:
         self.done += 1
         total = max(self.total, self.done)
         if self.bar is not None:
-            if self.failed:
-                self.bar.set_postfix(failed=self.failed, refresh=False)
+            self.bar.set_postfix(failed=self.failed, refresh=False)
             self.bar.update(1)
         if self.done % max(1, total // 10) == 0 or self.done == total:
             self.caller.log(f"{self.label}: {self.done}/{total} calls done, {self.failed} failed")

@@ -214,7 +214,7 @@ class _Server(ThreadingHTTPServer):
         """A client that resets its connection is one line on stderr, not a traceback."""
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)):
-            print(f"stand-in: client {client_address[0]}:{client_address[1]} dropped the connection "
+            print(f"stand-in: client {client_address[0]}:{client_address[1]} closed the connection "
                   f"({type(exc).__name__})", file=sys.stderr)
             return
         print(f"stand-in: error serving {client_address[0]}:{client_address[1]}: {type(exc).__name__}: {exc}", file=sys.stderr)

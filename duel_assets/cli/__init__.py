@@ -1,0 +1,126 @@
+"""`duel-assets`: what the Dagster CLI cannot do in one step (demo, sample, run, forget, config,
+standin, ui, make-calibration, calibrate, bench).
+
+Runs go to the persistent instance at $DAGSTER_HOME (default $DUEL_HOME/dagster_home), so the UI
+shows them; the command exits non-zero when any materialization fails. Every command loads ``.env``
+from the working directory first (the environment wins), and every command that starts work
+validates the configuration first: a problem stops it with exit 2 and one line per error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import sys
+
+from duel_assets.cli import calibrate
+from duel_assets.cli.common import DAGSTER_YAML, ensure_dagster_home, register_partitions
+
+__all__ = ["DAGSTER_YAML", "build_parser", "ensure_dagster_home", "main", "register_partitions"]
+
+
+def _per_file(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= 200:
+        raise argparse.ArgumentTypeError(f"got {n}; allowed: 1 to 200")
+    return n
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"got {n}; allowed: an integer >= 1")
+    return n
+
+
+def _fn(name: str):
+    """The command's function, imported only when it runs (keeps `--help` and `config` fast)."""
+    def run(args):
+        module, attr = name.rsplit(".", 1)
+        return getattr(__import__(f"duel_assets.cli.{module}", fromlist=[attr]), attr)(args)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="duel-assets", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = sub.add_parser("demo", help="whole graph on the bundled samples against the offline stand-in")
+    d.add_argument("--config", help="chain.toml to use instead of the bundled demo config")
+    d.set_defaults(fn=_fn("work.cmd_demo"))
+    s = sub.add_parser("sample", help="sample N turns into prompt files of <= 200 and register them")
+    s.add_argument("--prompts", type=_positive, help="number of turns (default: sampling.prompts)")
+    s.add_argument("--per-file", type=_per_file, help="turns per prompt file, 1-200 (default: sampling.turns_per_file)")
+    s.add_argument("--stem", default="prompts", help="file name stem: files are <stem>_<N>_<i>.json (default: prompts)")
+    s.add_argument("--force", action="store_true", help="resample files that already exist")
+    s.set_defaults(fn=_fn("work.cmd_sample"))
+    r = sub.add_parser("run", help="register new prompt files and materialize the whole graph")
+    r.add_argument("--partition", action="append", metavar="KEY",
+                   help="partition key (repeatable; default: all); a key with neither a prompt file nor a "
+                        "registered partition is refused unless --sample-new is given")
+    r.add_argument("--sample-new", action="store_true",
+                   help="allow --partition keys that do not exist yet: their turns are sampled from the "
+                        "configured sources and all their LLM calls are paid for")
+    r.add_argument("--resample", action="store_true",
+                   help="tag the runs duel/resample=true: a partition whose prompt file was deleted is sampled again")
+    r.set_defaults(fn=_fn("run.cmd_run"))
+    f = sub.add_parser("forget", help="remove partitions: registration, history, warehouse rows and files")
+    f.add_argument("partition", nargs="+", metavar="KEY", help="partition key(s) to remove")
+    f.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    f.set_defaults(fn=_fn("forget.cmd_forget"))
+    c = sub.add_parser("config", help="print the resolved configuration and where each value came from "
+                                      "(no network, no Dagster instance)")
+    c.set_defaults(fn=_fn("show.cmd_config"))
+    st = sub.add_parser("standin", help="serve the offline stand-in (not a model) on 127.0.0.1")
+    st.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
+    st.add_argument("--latency-ms", type=float, default=0.0, help="reply latency in milliseconds (default: 0)")
+    st.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail, 0-1 (default: 0)")
+    st.add_argument("--faults", help="comma-separated kinds among 429,500,timeout,garbage (default: all)")
+    g = st.add_argument_group("provider behaviour")
+    g.add_argument("--rpm", type=float, default=0.0,
+                   help="requests per minute before 429 with Retry-After and x-ratelimit-* headers (default: 0, no limit)")
+    g.add_argument("--tpm", type=float, default=0.0,
+                   help="tokens per minute (prompt + max_tokens) before 429 (default: 0, no limit)")
+    g.add_argument("--ms-per-prompt-token", type=float, default=0.0, help="extra latency per prompt token (default: 0)")
+    g.add_argument("--ms-per-completion-token", type=float, default=0.0, help="extra latency per completion token (default: 0)")
+    g.add_argument("--no-prefix-cache", action="store_true", help="report no cached prompt tokens")
+    calibrate.add_standin_args(st)
+    st.set_defaults(fn=_fn("serve.cmd_standin"))
+    u = sub.add_parser("ui", help="Dagster UI + daemon (dagster dev) with DAGSTER_HOME under DUEL_HOME; "
+                                  "the stand-in when no endpoint is set")
+    u.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    u.add_argument("--port", type=int, help="UI port (default: 3000, or a free port when 3000 is taken)")
+    u.add_argument("--standin-port", type=int,
+                   help="stand-in port when no endpoint is set (default: 8765, or a free port when taken)")
+    u.set_defaults(fn=_fn("serve.cmd_ui"))
+    calibrate.add_subcommands(sub)
+    b = sub.add_parser("bench", help="run the benchmarks and print ratios")
+    b.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    b.set_defaults(fn=_fn("common.cmd_bench"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from duel_assets.lib.settings import ConfigError, env
+
+    args = build_parser().parse_args(argv)
+    env.apply_environment()
+    try:
+        return int(args.fn(args) or 0)
+    except ConfigError as e:
+        for line in e.errors:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except (OSError, sqlite3.Error) as e:  # a full disk, a storage that cannot be written: one line
+        from duel_assets.cli.common import exception_text
+
+        print(f"error: {exception_text(e)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""`duel-assets forget K`: remove a partition — its registration and history, its rows in every
+table of the warehouse, its files (prompt file, exports, report summaries, SFT shards, PR-record cache)."""
+from __future__ import annotations
+
+from duel_assets.cli.common import close_matches, errors_out, instance, registered
+from duel_assets.lib.forget import partition_rows, remove_files
+from duel_assets.lib.settings import ConfigError, Paths, load_config, validate_partition_key
+
+_BUSY = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
+
+
+def _busy_runs(inst, key: str) -> list[str]:
+    import dagster as dg
+
+    runs = inst.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key},
+                                                statuses=[dg.DagsterRunStatus[s] for s in _BUSY]))
+    return [r.run_id for r in runs]
+
+
+def _wipe_history(inst, key: str, asset_keys) -> str:
+    """The partition's materialization history, where the event storage can remove one partition's."""
+    try:
+        for asset_key in asset_keys:
+            inst.wipe_asset_partitions(asset_key, [key])
+    except NotImplementedError:
+        return "its past runs stay in the run history (this event storage cannot wipe one partition)"
+    return "its materialization history"
+
+
+def _rewrite_report(paths: Paths, keys: list[str]) -> str:
+    """report.md and the dataset card over the partitions that remain."""
+    if not paths.report.exists():
+        return ""
+    from duel_assets.lib import export
+    from duel_assets.lib.settings import env
+
+    try:
+        cfg, mode = load_config(), env.duel_mode()
+    except ConfigError as e:
+        return f"report.md not rewritten (configuration: {e.errors[0]})"
+    export.write_report(paths, keys, cfg.gate, mode, cfg.export.buckets, cfg.export.require_gate)
+    return f"report.md and the export's card rewritten over {len(keys)} partitions"
+
+
+def cmd_forget(args) -> int:
+    from duel_assets.defs.assets import ALL_ASSETS
+    from duel_assets.defs.partitions import prompt_files
+
+    keys = [validate_partition_key(k) for k in dict.fromkeys(args.partition)]
+    paths = Paths.from_env()
+    database = str(paths.warehouse)
+    inst = instance(paths)
+    known = set(registered(inst))
+    problems, plan = [], {}
+    for k in keys:
+        files, rows = paths.partition_files(k), partition_rows(database, k)
+        if k not in known and not files and not any(rows.values()):
+            problems.append(f"{k}: no such partition, and no row or file of it (close matches: {close_matches(k, known)})")
+        elif busy := _busy_runs(inst, k):
+            problems.append(f"{k}: {len(busy)} run(s) of it are queued or running ({', '.join(busy[:3])}); "
+                            "let them finish or terminate them first")
+        plan[k] = (files, rows)
+    if problems:
+        return errors_out(problems)
+    for k, (files, rows) in plan.items():
+        n_rows = sum(rows.values())
+        if args.dry_run:
+            print(f"{k}: would remove {n_rows} rows in {sum(1 for n in rows.values() if n)} tables, "
+                  f"{len(files)} files{', its registration' if k in known else ''}")
+            for f in files:
+                print(f"  {f}")
+            continue
+        removed = remove_files(paths, k)
+        partition_rows(database, k, delete=True)
+        if k in known:
+            inst.delete_dynamic_partition(prompt_files.name, k)
+        history = _wipe_history(inst, k, {key for a in ALL_ASSETS for key in a.keys})
+        print(f"{k}: removed {n_rows} rows ({', '.join(f'{t} {n}' for t, n in rows.items() if n) or 'none'}), "
+              f"{len(removed)} files{', its registration' if k in known else ''}; {history}")
+    if not args.dry_run:
+        note = _rewrite_report(paths, registered(inst))
+        if note:
+            print(note)
+    return 0

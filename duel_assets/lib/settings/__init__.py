@@ -1,0 +1,25 @@
+"""Paths, environment and `chain.toml` configuration. No Dagster imports.
+
+``base`` (errors, keys, vocabularies), ``model`` (the typed tables), ``load`` (reading and checking
+chain.toml), ``env`` (the only reader of the environment), ``paths``, ``preflight`` (checks a
+command makes before it starts work) and ``show`` (the resolved configuration, for
+``duel-assets config``). Every knob is optional; ``load_config()`` returns the built-in defaults
+when no file exists.
+"""
+from .base import BUCKETS, METRICS, PARTITION_KEY_PATTERN, SOURCE_FORMATS, ConfigError, validate_partition_key
+from .env import (CHUTES_BASE_URL, Endpoint, config_path, duel_home, duel_mode, mask_url, resolve_endpoint, scrub,
+                  secret_values)
+from .load import ALIASES, load_config, parse_config
+from .model import (BucketConfig, CalibrationConfig, CallsConfig, ChainConfig, ChecksConfig, ExportConfig,
+                    FiltersConfig, GateConfig, GenerationConfig, HiddenInfoConfig, JudgeConfig, LeakageConfig,
+                    PRRecordsConfig, PRRecordSpec, SamplingConfig, SourceSpec, WarehouseConfig)
+from .paths import Paths
+
+__all__ = [
+    "ALIASES", "BUCKETS", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "SOURCE_FORMATS", "BucketConfig",
+    "CalibrationConfig", "CallsConfig", "ChainConfig", "ChecksConfig", "ConfigError", "Endpoint", "ExportConfig",
+    "FiltersConfig", "GateConfig", "GenerationConfig", "HiddenInfoConfig", "JudgeConfig", "LeakageConfig", "Paths",
+    "PRRecordSpec", "PRRecordsConfig", "SamplingConfig", "SourceSpec", "WarehouseConfig", "config_path", "duel_home",
+    "duel_mode", "load_config", "mask_url", "parse_config", "resolve_endpoint", "scrub", "secret_values",
+    "validate_partition_key",
+]

@@ -1,0 +1,30 @@
+"""Names every settings module shares: the configuration error, partition keys, fixed vocabularies."""
+from __future__ import annotations
+
+import re
+
+PARTITION_KEY_PATTERN = r"[A-Za-z0-9._-]+"
+_KEY_RE = re.compile(rf"\A{PARTITION_KEY_PATTERN}\Z")
+
+SOURCE_FORMATS = ("swe_zero", "mini_swe_agent", "swe_agent", "coderforge", "sera", "sera_rectified")
+METRICS = ("correctness", "grounding", "progress", "protocol", "efficiency")
+BUCKETS = ("final", "refined", "defeat")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong. ``errors`` holds one line per problem, each naming the key
+    (or variable) at fault, what was given and what is allowed; ``str()`` joins them."""
+
+    def __init__(self, errors: str | list[str], origin: str | None = None):
+        self.errors = [errors] if isinstance(errors, str) else list(errors)
+        self.origin = origin
+        super().__init__("\n".join(self.errors))
+
+
+def validate_partition_key(key: str) -> str:
+    if not key or not _KEY_RE.match(key) or "..." in key:
+        raise ConfigError(
+            f"invalid partition key {key!r}: use only {PARTITION_KEY_PATTERN} (letters, digits, '.', '_', '-'), "
+            "non-empty and without '...'"
+        )
+    return key

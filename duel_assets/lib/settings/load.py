@@ -1,0 +1,122 @@
+"""Reading `chain.toml`: train_data's table names, the typed models, the rules that tie keys
+together, and one error line per problem (all problems at once)."""
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import env
+from .base import ConfigError
+from .errors import error_line, key_path, toml_value
+from .model import ChainConfig
+
+# train_data's names for two tables: [judge] (the panel, token limits) and [duel] (gate thresholds)
+ALIASES = {"judge": "judges", "duel": "gate"}
+
+
+def label(origin: str) -> str:
+    """A config file's name as it is best shown: relative to the working directory when inside it."""
+    try:
+        return str(Path(origin).resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return origin
+
+
+def _rename_aliases(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    data, spelling, errors = dict(data), {}, []
+    for alias, name in ALIASES.items():
+        if alias not in data:
+            continue
+        if name in data:
+            errors.append(f"{alias}: given together with [{name}]; allowed: one of them "
+                          f"([{alias}] is train_data's name for [{name}])")
+            data.pop(alias)
+            continue
+        data[name] = data.pop(alias)
+        spelling[name] = alias
+    return data, spelling, errors
+
+
+def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
+    """Rules over two keys or more, each named as the user wrote it."""
+    def k(*loc) -> str:
+        loc = list(loc)
+        loc[0] = spelling.get(loc[0], loc[0])
+        return key_path(loc)
+
+    out = []
+    if cfg.buckets.refined > cfg.buckets.final:
+        out.append(f"{k('buckets', 'refined')}: got {cfg.buckets.refined:g} (above {k('buckets', 'final')} = "
+                   f"{cfg.buckets.final:g}); allowed: 0 <= refined <= final <= 100")
+    if cfg.calls.backoff_max_s < cfg.calls.backoff_base_s:
+        out.append(f"{k('calls', 'backoff_max_s')}: got {cfg.calls.backoff_max_s:g} (below {k('calls', 'backoff_base_s')} = "
+                   f"{cfg.calls.backoff_base_s:g}); allowed: a number >= backoff_base_s")
+    for model, n in Counter(cfg.judges.models).items():
+        if n > 1:
+            out.append(f"{k('judges', 'models')}: got {toml_value(model)} {n} times; allowed: each judge once")
+    for model in cfg.judges.token_limits:
+        if model not in cfg.judges.models:
+            out.append(f"{k('judges', 'token_limits', model)}: got a limit for a model that is not a judge; "
+                       f"allowed: the models of {k('judges', 'models')} ({', '.join(cfg.judges.models)})")
+    for b, n in Counter(cfg.export.buckets).items():
+        if n > 1:
+            out.append(f"{k('export', 'buckets')}: got {toml_value(b)} {n} times; allowed: each bucket once")
+    if sum(cfg.metric_weights.values()) <= 0:
+        out.append(f"metric_weights: got {toml_value(cfg.metric_weights)} (the weights sum to 0); "
+                   "allowed: numbers >= 0 with a positive sum")
+    seen = Counter((s.format, s.path, s.split) for s in cfg.sources)
+    for i, s in enumerate(cfg.sources):
+        if seen[(s.format, s.path, s.split)] > 1:
+            out.append(f"sources[{i}]: got {s.format} {toml_value(s.path)} (split {s.split}) more than once; "
+                       "allowed: each source once (use weight to favour one)")
+            seen[(s.format, s.path, s.split)] = 1
+    return out
+
+
+def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
+    """A validated :class:`ChainConfig`; :class:`ConfigError` lists every problem, one line each."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: got {type(data).__name__}; allowed: a table of settings", origin)
+    data, spelling, errors = _rename_aliases(data)
+    pr = data.get("pr_records")
+    pr_form = "table" if isinstance(pr, dict) else "array" if isinstance(pr, list) else None
+    cfg = None
+    try:
+        cfg = ChainConfig.model_validate(data)
+    except ValidationError as e:
+        errors += [error_line(err, ChainConfig, spelling, pr_form) for err in e.errors()]
+    if cfg is not None:
+        errors += _cross_checks(cfg, spelling)
+    if errors:
+        prefix = "" if origin.startswith("<") else f"{label(origin)}: "
+        raise ConfigError([prefix + line for line in errors], origin)
+    if cfg.filters.max_history_tokens:
+        cfg.sampling.max_history_chars = cfg.filters.max_history_tokens * 4
+    cfg.origin = origin
+    cfg.spelling = spelling
+    return cfg
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label(str(path))}: no such file", str(path)) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{label(str(path))}: cannot be read ({e})", str(path)) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{label(str(path))}: not valid TOML: {e}", str(path)) from None
+
+
+def load_config(path: Path | str | None = None) -> ChainConfig:
+    """``path``, else ``$DUEL_CONFIG``, else ``./chain.toml``, else the built-in defaults."""
+    p = Path(path) if path else env.config_path()
+    if p is None:
+        return ChainConfig()
+    return parse_config(read_toml(p), origin=str(p.resolve()))

@@ -1,0 +1,230 @@
+"""`chain.toml` as typed models: unknown keys are refused in every table, types are strict (a
+string is never read as a list of characters, a number never as a boolean) and ranges are
+enforced. Rules that tie two keys together are in :mod:`.load` (they name both keys)."""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from .base import BUCKETS, METRICS, SOURCE_FORMATS
+
+Probability = Annotated[float, Field(gt=0, lt=1)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Name = Annotated[str, Field(pattern=r"\S")]  # non-empty, not only blanks
+Temperature = Annotated[float, Field(ge=0, le=2)]
+Score = Annotated[float, Field(ge=0, le=100)]
+
+
+class Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class SourceSpec(Table):
+    format: Literal[SOURCE_FORMATS]
+    path: Name  # local file / folder / glob, hub dataset name, or hf:// URL
+    split: Name = "train"
+    weight: Positive = 1.0
+
+
+class PRRecordSpec(Table):
+    path: Name  # parquet / JSON / JSONL, local or hub
+    format: Optional[Name] = None  # how to read it; None: from the file
+
+
+class PRRecordsConfig(Table):
+    """``[pr_records] path = ...`` (one) or ``[[pr_records]]`` (several, each with ``path`` and an
+    optional ``format``); no entry: the bundled sample records."""
+
+    specs: list[PRRecordSpec] = []
+
+    @property
+    def path(self) -> str:
+        """The first entry's path ("" when none: the bundled records)."""
+        return self.specs[0].path if self.specs else ""
+
+    @property
+    def format(self) -> Optional[str]:
+        return self.specs[0].format if self.specs else None
+
+
+class SamplingConfig(Table):
+    prompts: PositiveInt = 400  # turns `duel-assets sample` draws by default
+    turns_per_file: Annotated[int, Field(ge=1, le=200)] = 200
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    max_history_chars: PositiveInt = 120_000  # longer histories are trimmed in the middle
+    max_observation_chars: PositiveInt = 20_000
+    # sources larger than this (bytes) or on the hub are read block by block, only the blocks a
+    # window needs; smaller ones are read whole and sampled exactly over all their turns
+    block_mode_min_bytes: NonNegativeInt = 256 * 1024 * 1024
+    turns_per_trajectory: PositiveInt = 1  # block mode: turns taken from one trajectory
+    jsonl_block_lines: PositiveInt = 256  # block mode: lines per JSONL block
+    max_prompt_file_bytes: PositiveInt = 64 * 1024 * 1024  # larger prompt files are refused
+
+
+def _one_sql_predicate(text: str) -> str:
+    """A DuckDB boolean expression, checked by DuckDB's own parser (not run)."""
+    if text.strip():
+        import duckdb
+
+        try:
+            statements = duckdb.extract_statements(f"SELECT * FROM rows WHERE {text}")
+        except duckdb.Error as e:
+            raise ValueError(f"a DuckDB SQL predicate (this one does not parse: {str(e).splitlines()[0]})") from None
+        if len(statements) != 1:
+            raise ValueError("one SQL predicate (this is several statements)")
+    return text
+
+
+class FiltersConfig(Table):
+    min_reward: float = -1e9  # trajectories with a reward below this are skipped (no reward: kept)
+    outcome: Literal["any", "submitted"] = "any"
+    max_history_tokens: NonNegativeInt = 0  # 0: sampling.max_history_chars decides; else ~4 characters a token
+    excluded_repos: list[Name] = []
+    excluded_ids: list[Name] = []
+    where: Annotated[str, AfterValidator(_one_sql_predicate)] = ""  # a DuckDB predicate over source rows
+
+
+class GenerationConfig(Table):
+    model: Name = "gpt-4o-mini"
+    temperature: Temperature = 0.7
+    max_tokens: PositiveInt = 1024
+    max_resamples: NonNegativeInt = 2  # extra tries for an answer that breaks the protocol
+
+
+class JudgeConfig(Table):
+    models: Annotated[list[Name], Field(min_length=1)] = ["gpt-4o-mini"]  # the panel
+    max_tokens: PositiveInt = 1024
+    token_limits: dict[str, PositiveInt] = {}  # per-judge max_tokens override
+    temperature: Temperature = 0.0
+    position_swap: bool = True
+    max_history_chars: NonNegativeInt = 0  # 0: the judges read the answers' own history (a shared, cacheable prefix)
+    skip_decided: bool = True  # skip the remaining judges once a turn's verdict cannot change
+
+
+class CallsConfig(Table):
+    concurrency: PositiveInt = 16
+    requests_per_minute: NonNegative = 0.0  # 0 = unlimited
+    tokens_per_minute: NonNegative = 0.0  # estimated prompt tokens; 0 = unlimited
+    retry_budget: PositiveInt = 6  # attempts per call, first one included
+    backoff_base_s: NonNegative = 1.0
+    backoff_max_s: NonNegative = 60.0
+    timeout_s: Positive = 120.0
+    max_failure_rate: Fraction = 0.5  # above this the step fails (completed calls stay cached)
+    stream: bool = True  # stream replies: timeout_s then bounds the silence between chunks, not a reply's length
+    adaptive: bool = True  # halve the deployment's window on 429, grow it back as calls succeed
+
+
+class GateConfig(Table):
+    min_margin: Annotated[float, Field(ge=-50, le=50)] = 5.0  # mean of (score - 50)
+    resamples: Annotated[int, Field(ge=1, le=1_000_000)] = 2000
+    confidence: Probability = 0.95
+    min_parsed_fraction: Fraction = 0.8
+
+
+class BucketConfig(Table):
+    final: Score = 80.0
+    refined: Score = 66.0
+
+
+class LeakageConfig(Table):
+    action: Literal["demote", "drop"] = "demote"  # leak suspects never go to final
+
+
+class ChecksConfig(Table):
+    min_parse_rate: Fraction = 0.9  # judge_scores: parsed judgements / judged
+    max_leak_rate: Fraction = 0.2  # challenger_answers: leak suspects / answered
+    min_format_ok_rate: Fraction = 0.8  # king_answers and challenger_answers: format_ok / answered
+
+
+class ExportConfig(Table):
+    buckets: Annotated[list[Literal[BUCKETS]], Field(min_length=1)] = ["final", "refined"]
+    require_gate: bool = True  # only partitions whose gate is ACCEPT
+    layout: Literal["openai", "source"] = "source"  # SFT rows as OpenAI chat messages, or in the source's format
+    reasoning: Literal["keep", "drop"] = "drop"  # the answers' separate reasoning in the SFT rows
+
+
+class HiddenInfoConfig(Table):
+    when_missing: Literal["exclude", "duel"] = "exclude"  # a turn without hidden information
+
+
+class WarehouseConfig(Table):
+    lock_timeout_s: Positive = 600.0  # how long a writer waits for the warehouse lock
+
+
+class CalibrationConfig(Table):
+    target_precision: Probability = 0.9
+
+
+class Price(Table):
+    """USD per 1M tokens."""
+
+    prompt: NonNegative = 0.0
+    completion: NonNegative = 0.0
+    cached_prompt: Optional[NonNegative] = None
+
+
+def _price_tables(prices: dict[str, Price]) -> dict[str, dict[str, float]]:
+    return {model: p.model_dump(exclude_none=True) for model, p in prices.items()}
+
+
+MetricName = Literal[METRICS]
+
+
+class ChainConfig(Table):
+    sources: list[SourceSpec] = []
+    pr_records: PRRecordsConfig = Field(default_factory=PRRecordsConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    judges: JudgeConfig = Field(default_factory=JudgeConfig)
+    calls: CallsConfig = Field(default_factory=CallsConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    buckets: BucketConfig = Field(default_factory=BucketConfig)
+    leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    hidden_info: HiddenInfoConfig = Field(default_factory=HiddenInfoConfig)
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    metric_weights: dict[MetricName, NonNegative] = {m: 1.0 for m in METRICS}
+    excluded_instance_ids: list[Name] = []
+    prices: Annotated[dict[str, Price], AfterValidator(_price_tables)] = {}  # model -> prices per 1M tokens
+    _origin: str = PrivateAttr(default="built-in defaults")
+    _spelling: dict = PrivateAttr(default_factory=dict)  # table -> train_data's name the file used
+
+    @field_validator("pr_records", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        """``[pr_records]`` (a table) or ``[[pr_records]]`` (an array of tables) -> entries."""
+        if isinstance(v, list):
+            return {"specs": v}
+        if isinstance(v, dict):
+            return {"specs": [] if v == {"path": ""} else [v]}
+        return v
+
+    @field_validator("metric_weights", mode="after")
+    @classmethod
+    def _every_metric(cls, v: dict) -> dict:
+        """Metrics not named keep weight 1.0."""
+        return {m: float(v.get(m, 1.0)) for m in METRICS}
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    @origin.setter
+    def origin(self, value: str) -> None:
+        self._origin = value
+
+    @property
+    def spelling(self) -> dict:
+        return self._spelling
+
+    @spelling.setter
+    def spelling(self, value: dict) -> None:
+        self._spelling = dict(value)

@@ -1,0 +1,85 @@
+"""Where everything lives under $DUEL_HOME, given as values (``Paths.from_env`` reads them once)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import env
+from .base import BUCKETS, validate_partition_key
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+    warehouse_url: str | None = None  # a DuckDB path or md:<db>; None: warehouse.duckdb in home
+    dagster_home_dir: Path | None = None  # None: dagster_home in home
+    call_cache_url: str | None = None  # a postgresql:// URL or a SQLite path; None: cache/llm_calls.sqlite
+
+    @classmethod
+    def from_env(cls) -> "Paths":
+        return cls(env.duel_home(), env.warehouse_url(), env.dagster_home(), env.call_cache_url())
+
+    @property
+    def call_cache(self) -> str:
+        """Where completed calls, requests in flight and the endpoint's budget are kept."""
+        return self.call_cache_url or str(self.cache_db)
+
+    @property
+    def warehouse(self) -> Path | str:
+        return self.warehouse_url or self.home / "warehouse.duckdb"
+
+    @property
+    def prompt_dir(self) -> Path:
+        return self.home / "prompt"
+
+    def prompt_file(self, key: str) -> Path:
+        return self.prompt_dir / f"{validate_partition_key(key)}.json"
+
+    def bucket_dir(self, bucket: str) -> Path:
+        return self.home / bucket
+
+    @property
+    def export_dir(self) -> Path:
+        return self.home / "export"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.home / "report"
+
+    @property
+    def report(self) -> Path:
+        return self.report_dir / "report.md"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def cache_db(self) -> Path:
+        return self.cache_dir / "llm_calls.sqlite"
+
+    def pr_records_cache(self, key: str) -> Path:
+        return self.cache_dir / "pr_records" / f"{validate_partition_key(key)}.parquet"
+
+    @property
+    def dagster_home(self) -> Path:
+        return (self.dagster_home_dir or self.home / "dagster_home").resolve()
+
+    def partition_files(self, key: str) -> list[Path]:
+        """Every file that belongs to one partition and exists: its prompt file, per-turn exports,
+        report summaries, SFT shards and PR-record cache (what ``duel-assets forget`` removes)."""
+        validate_partition_key(key)
+        cache = self.pr_records_cache(key)
+        out = [self.prompt_file(key), cache, cache.with_suffix(".json"),
+               self.report_dir / "partitions" / f"{key}.json", self.report_dir / "partitions" / f"{key}.turns.json",
+               self.export_dir / "data" / f"train-{key}.parquet", self.export_dir / "jsonl" / f"train-{key}.jsonl"]
+        for b in BUCKETS:
+            d = self.bucket_dir(b)
+            if d.is_dir():
+                out += sorted(d.glob(f"{key}__*.json"))
+        return [p for p in out if p.is_file()]
+
+    def ensure(self) -> "Paths":
+        for d in (self.prompt_dir, self.report_dir, self.cache_db.parent, *(self.bucket_dir(b) for b in BUCKETS)):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
