@@ -14,7 +14,8 @@ from typing import Any
 PARTITION_KEY_PATTERN = r"[A-Za-z0-9._-]+"
 _KEY_RE = re.compile(rf"\A{PARTITION_KEY_PATTERN}\Z")
 
-SOURCE_FORMATS = ("swe_zero", "mini_swe_agent", "coderforge", "sera", "sera_rectified")
+SOURCE_FORMATS = ("swe_zero", "mini_swe_agent", "coderforge", "sera", "sera_rectified", "swe_agent")
+PR_RECORD_FORMATS = ("auto", "swe_rebench", "swe_smith", "swe_bench", "sera")
 METRICS = ("correctness", "grounding", "progress", "protocol", "efficiency")
 BUCKETS = ("final", "refined", "defeat")
 
@@ -155,6 +156,7 @@ class SamplingConfig:
     block_mode_min_bytes: int = 256 * 1024 * 1024
     turns_per_trajectory: int = 1  # block mode: turns taken from one trajectory
     jsonl_block_lines: int = 256  # block mode: lines per JSONL block
+    max_prompt_file_bytes: int = 64 * 1024 * 1024  # larger prompt files are refused before they are read
 
 
 @dataclass
@@ -164,6 +166,7 @@ class FiltersConfig:
     max_history_tokens: int = 0  # 0: sampling.max_history_chars decides; else ~4 characters a token
     excluded_repos: list[str] = field(default_factory=list)
     excluded_ids: list[str] = field(default_factory=list)
+    where: str = ""  # a DuckDB SQL predicate over each row's fields (source_meta, license, reward, ...)
 
 
 @dataclass
@@ -229,13 +232,14 @@ class ExportConfig:
 
 @dataclass
 class PRRecordsConfig:
-    path: str = ""  # empty: the bundled records
+    path: str = ""
+    format: str = "auto"  # which columns hold the record (PR_RECORD_FORMATS)
 
 
 @dataclass
 class ChainConfig:
     sources: list[SourceSpec] = field(default_factory=list)
-    pr_records: PRRecordsConfig = field(default_factory=PRRecordsConfig)
+    pr_records: list[PRRecordsConfig] = field(default_factory=list)  # in order; none: the bundled records
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     filters: FiltersConfig = field(default_factory=FiltersConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
@@ -273,9 +277,25 @@ def _build(cls, data: Any, where: str):
     return cls(**kwargs)
 
 
+def _pr_record_sources(raw: Any) -> list[PRRecordsConfig]:
+    """``[[pr_records]]`` tables, or the older single ``[pr_records] path = ...`` table."""
+    items = [raw] if isinstance(raw, dict) else raw
+    if not isinstance(items, list):
+        raise ConfigError("pr_records: expected [[pr_records]] tables with a 'path'")
+    out = []
+    for i, item in enumerate(items):
+        spec = _build(PRRecordsConfig, item, f"pr_records[{i}]")
+        if spec.format not in PR_RECORD_FORMATS:
+            raise ConfigError(f"pr_records[{i}].format: unknown format {spec.format!r} (one of {', '.join(PR_RECORD_FORMATS)})")
+        if spec.path:
+            out.append(spec)
+    return out
+
+
 def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
     data = dict(data)
     sources_raw = data.pop("sources", [])
+    pr_raw = data.pop("pr_records", [])
     cfg = _build(ChainConfig, {k: v for k, v in data.items()}, "chain") if data else ChainConfig()
     sources = []
     for i, raw in enumerate(sources_raw):
@@ -286,6 +306,7 @@ def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
             raise ConfigError(f"{where}.format: unknown source format {raw['format']!r} (one of {', '.join(SOURCE_FORMATS)})")
         sources.append(SourceSpec(**{k: raw[k] for k in ("format", "path", "split", "weight") if k in raw}))
     cfg.sources = sources
+    cfg.pr_records = _pr_record_sources(pr_raw)
     unknown = set(cfg.metric_weights) - set(METRICS)
     if unknown:
         raise ConfigError(f"metric_weights: unknown metric(s) {sorted(unknown)} (known: {', '.join(METRICS)})")
