@@ -32,7 +32,7 @@ def _columns(tree: Any, out: set[str]) -> set[str]:
 
 
 def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())[:300]
+    return " ".join(str(e).split("LINE 1:")[0].split())[:300]  # DuckDB's own error, without its SQL excerpt
 
 
 def trajectory_fields(traj) -> dict:

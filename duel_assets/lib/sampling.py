@@ -7,11 +7,11 @@ through fsspec, e.g. the Hugging Face hub: ``hub`` mode). A partition key picks 
 starts in that order (:func:`window_start`, one rule for all modes):
 
 * ``<name>_<N>_<i>`` (what ``duel-assets sample --prompts N`` writes): window ``i``, so the files of
-  one sample take consecutive, disjoint windows; a window that starts past the end is empty;
-* any other key: an offset derived from the key's hash.
+  one sample take consecutive, disjoint windows; a window goes on to the end at most, never round
+  to the start, and one that starts past the end is empty;
+* any other key: an offset derived from the key's hash; it may go round to just before it.
 
-From there the window takes units in order, each at most once (never wrapping onto units it
-already took), skipping any turn whose history another prompt file already holds
+From there the window takes units in order, each at most once, skipping any turn whose history another prompt file already holds
 (``duplicate_history``), until it has its turns or the units run out (``shortfall``). Block and
 hub windows read at most :data:`MAX_WINDOW_FACTOR` times the blocks they reserve.
 """
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .blocks import Block, blocks_for, read_block, total_bytes
-from .cutter import Cutter, Pool, filter_reason  # noqa: F401
-from .prompt_files import PROMPT_FILE_VERSION, LoadedPromptFile, PromptFileError, load_prompt_file  # noqa: F401
+from .cutter import Cutter, Pool, filter_reason
+from .prompt_files import PROMPT_FILE_VERSION, LoadedPromptFile, PromptFileError, load_prompt_file
 from .row_filter import compile_where
 from .settings import ChainConfig, ConfigError, SourceSpec, validate_partition_key
 from .sources import BUNDLED_SOURCES, iter_rows, resolve_local
@@ -37,6 +37,9 @@ from .trajectories import Turn
 
 NUMBERED_KEY = re.compile(r"\A(?P<stem>.*?)_(?P<total>\d+)_(?P<index>\d+)\Z")
 MAX_WINDOW_FACTOR = 4
+__all__ = ["sample_for_key", "numbered_keys", "build_pool", "source_pool", "source_mode", "window_start", "scan_order",
+           "shares", "effective_sources", "NothingToSample", "Pool", "Cutter", "filter_reason", "PROMPT_FILE_VERSION",
+           "LoadedPromptFile", "PromptFileError", "load_prompt_file"]
 Taken = Callable[[list[str]], set[str]]  # hashes -> those other prompt files already hold
 
 
@@ -112,9 +115,12 @@ def window_start(key: str, width: int, size: int) -> int:
 
 
 def scan_order(key: str, width: int, size: int) -> Iterator[int]:
-    """Positions a window visits: from its start onwards, each position at most once."""
+    """Positions a window visits, each at most once: for a numbered key from its start to the end
+    (the windows before it are its siblings'), for any other key from its start round to just
+    before it."""
     start = window_start(key, width, size)
-    if start >= size:
+    if NUMBERED_KEY.match(key):
+        yield from range(start, size)
         return
     for j in range(size):
         yield (start + j) % size

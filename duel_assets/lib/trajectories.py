@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import protocol as proto
-from .readers import (READERS, BadRecord, Trajectory, read_coderforge, read_mini_swe_agent, read_sera,  # noqa: F401
+from .readers import (READERS, BadRecord, Trajectory, read_coderforge, read_mini_swe_agent, read_sera,
                       read_sera_rectified, read_swe_agent, read_swe_zero, reader_for, split_parallel_calls)
 from .readers.common import CHAT_ROLES, text, tool_call, tool_specs
-from .trim import cap_message, trim_history, trim_text  # noqa: F401
+from .trim import cap_message, trim_history, trim_text
+
+__all__ = ["Turn", "TURN_FIELDS", "history_hash", "cut_turns", "turn_from_record", "reference_check", "visible",
+           "trim_history", "trim_text", "BadRecord", "Trajectory", "READERS", "reader_for", "split_parallel_calls",
+           "read_swe_zero", "read_mini_swe_agent", "read_coderforge", "read_sera", "read_sera_rectified", "read_swe_agent"]
 
 
 @dataclass
