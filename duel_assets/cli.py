@@ -84,7 +84,7 @@ def cmd_sample(args) -> int:
             print(f"kept     {f} ({n} turns; exists; --force to resample)")
             continue
         try:
-            payload = sample_prompt_file(paths.home, f, k, cfg, pools, paths.home / "cache" / "line_index", resample=args.force)
+            payload = sample_prompt_file(paths.home, f, k, cfg, pools, paths.home / "cache", resample=args.force)
         except NothingToSample as e:
             stop = str(e)
             break

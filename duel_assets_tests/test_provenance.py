@@ -42,9 +42,11 @@ def test_where_filters_on_row_fields():
     assert pool.skipped["filtered_where"] == 2
     assert {t.instance_id for t in build_pool(sera_cfg(where="license IS NULL AND reward IS NULL")).turns} == {
         "widgets_1000", "widgets_1001", "widgets_1002"}
-    f = compile_where("rolout = 'T2'")  # a typo names a field no row has: every row fails, and that is reported
-    f.keep_many([{"rollout": "T2"}])
-    assert f.unseen_columns() == ["rolout"]
+    with pytest.raises(ConfigError, match="no unused turn left") as e:  # a typo names a field no row has
+        sample_for_key("k", sera_cfg(where="rolout = 'T2'"))
+    assert "'filtered_where': 3" in str(e.value) and "filters.where names fields no row has: rolout" in str(e.value)
+    f = sample_for_key("k", sera_cfg(where="rollout = 'T2' or rolout = 'x'"))
+    assert f["sources"][0]["where_columns_never_seen"] == ["rolout"]
 
 
 @pytest.mark.parametrize("where,message", [

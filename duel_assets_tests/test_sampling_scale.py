@@ -62,7 +62,7 @@ def test_jsonl_block_mode_with_cached_newline_index(tmp_path):
     cache = tmp_path / "idx"
     a = sample_for_key("prompts_40_000", cfg, cache_dir=cache)
     b = sample_for_key("prompts_40_001", cfg, cache_dir=cache)
-    assert len(list(cache.glob("*.npy"))) == 1
+    assert len(list((cache / "line_index").glob("*.npy"))) == 1
     ta, tb = {t["turn_id"] for t in a["turns"]}, {t["turn_id"] for t in b["turns"]}
     assert len(ta) == len(tb) == 20 and not ta & tb
     per_traj = {}

@@ -56,7 +56,7 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
         if not pf.exists() and not resample and _materialized_before(context, key):
             raise DeletedPromptFile(f"prompt file {pf} of partition {key} was deleted; it is not sampled again unless "
                                     f"asked (run tag {RESAMPLE_TAG}=true, `duel-assets run --resample`), or restore the file")
-        origin = ensure_prompt_file(paths.home, pf, key, cfg, paths.home / "cache" / "line_index", resample)
+        origin = ensure_prompt_file(paths.home, pf, key, cfg, paths.home / "cache", resample)
         loaded = load_partition(paths.home, pf, key, cfg)
     except (PromptFileError, ConfigError) as e:
         raise dg.Failure(description=str(e)) from None

@@ -25,6 +25,7 @@ class Pool:
     skipped: Counter = field(default_factory=Counter)
     rows_read: int = 0
     trajectories: int = 0
+    where_unseen: list[str] = field(default_factory=list)  # fields the where predicate names that no row had
 
 
 def filter_reason(traj, cfg: ChainConfig, excluded: set[str]) -> str | None:

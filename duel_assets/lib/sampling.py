@@ -68,7 +68,8 @@ def source_pool(spec: SourceSpec, cfg: ChainConfig) -> Pool:
     """Every usable turn of one (small) source, each history once, shuffled by the seed."""
     pool = Pool(turns=[])
     seen: set[str] = set()
-    for turns in Cutter(spec, cfg, pool).turns(row for _, row in iter_rows(spec)):
+    cut = Cutter(spec, cfg, pool)
+    for turns in cut.turns(row for _, row in iter_rows(spec)):
         for t in turns:
             if t.history_hash in seen:  # another rollout of the instance shares this history
                 pool.skipped["duplicate_history"] += 1
@@ -76,6 +77,7 @@ def source_pool(spec: SourceSpec, cfg: ChainConfig) -> Pool:
             seen.add(t.history_hash)
             pool.turns.append(t)
     random.Random(_seed(cfg, spec)).shuffle(pool.turns)
+    pool.where_unseen = cut.where.unseen_columns() if cut.where is not None else []
     return pool
 
 
@@ -185,6 +187,8 @@ def _pool_window(key: str, per_file: int, count: int, pool: Pool, taken: Taken |
     start = window_start(key, per_file, len(pool.turns))
     info = {"mode": "pool", "pool_size": len(pool.turns), "window_start": start, "positions_visited": visited,
             "rows_read": pool.rows_read, "shortfall": count - len(take.chosen)}
+    if pool.where_unseen:
+        info["where_columns_never_seen"] = pool.where_unseen
     return SourceWindow(take.chosen, info, pool.skipped + take.skipped)
 
 
@@ -230,7 +234,7 @@ def source_blocks(spec: SourceSpec, cfg: ChainConfig, mode: str, cache_dir: Path
         from .hub import remote_blocks
 
         return remote_blocks(spec, cache_dir)
-    return blocks_for(resolve_local(spec.path) or [], cfg.sampling.jsonl_block_lines, cache_dir)
+    return blocks_for(resolve_local(spec.path) or [], cfg.sampling.jsonl_block_lines, cache_dir / "line_index" if cache_dir else None)
 
 
 def _count(key: str, per_file: int) -> int:
@@ -241,7 +245,8 @@ def _count(key: str, per_file: int) -> int:
 def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_dir: Path | None = None,
                    taken: Taken | None = None) -> dict:
     """The prompt file payload for ``key``. ``pools`` caches whole-source pools between keys;
-    ``taken`` says which histories other prompt files already hold. Raises
+    ``cache_dir`` keeps JSONL newline indexes (``line_index/``) and remote parquet footers
+    (``parquet_footers/``); ``taken`` says which histories other prompt files already hold. Raises
     :class:`NothingToSample` when no unused turn is left for the key."""
     validate_partition_key(key)
     compile_where(cfg.filters.where)  # a bad predicate fails before any source is read
@@ -267,8 +272,10 @@ def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_
         skipped.update(w.skipped)
     chosen = _interleave(groups, weights, f"{cfg.sampling.seed}:{key}")
     if not chosen:
+        unseen = sorted({c for i in infos for c in i.get("where_columns_never_seen", [])})
+        hint = f"; filters.where names fields no row has: {', '.join(unseen)}" if unseen else ""
         raise NothingToSample(f"the configured sources have no unused turn left for {key} "
-                              f"(requested {count}; skipped: {dict(skipped)})")
+                              f"(requested {count}; skipped: {dict(skipped)}{hint})")
     return {
         "prompt_file": key,
         "version": PROMPT_FILE_VERSION,
