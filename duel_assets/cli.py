@@ -93,8 +93,7 @@ def cmd_sample(args) -> int:
             return 2
         written.append(k)
         delivered += len(payload["turns"])
-        for r, n in payload["skipped"].items():
-            skipped[r] = skipped.get(r, 0) + n
+        skipped = payload["skipped"]
         print(f"sampled  {f} ({len(payload['turns'])} turns; {payload['rows_read']} rows read)")
     if skipped:
         print(f"skipped source records: {skipped}")
