@@ -2,8 +2,8 @@
 name) and any other fsspec URL. No Dagster imports.
 
 A remote source is the parquet files of one split: listed once per process, each file's footer
-read once (one range request) and cached under the sample's cache folder, every row group a
-block. A window then reads only its own row groups, by range requests for their column chunks.
+read once (a range request at the end of the file, eight files at a time) and cached under the
+sample's cache folder, every row group a block. A window then reads only its own row groups, by range requests for their column chunks.
 
 Which files make the split: for a dataset name, the repository's parquet files whose path has a
 folder named like the split or whose file name starts with it (``data/train-00000-of-00004.parquet``,
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from .settings import ConfigError, SourceSpec
 
 _URL = re.compile(r"\A[a-zA-Z][a-zA-Z0-9+.-]*://")
 CONVERTED = "refs%2Fconvert%2Fparquet"
+FOOTER_THREADS = 8
 
 
 def is_url(path: str) -> bool:
@@ -134,8 +136,10 @@ def remote_blocks(spec: SourceSpec, cache_dir: Path | None) -> list[Block]:
     footers = str(cache_dir / "parquet_footers") if cache_dir else None
     if footers:
         Path(footers).mkdir(parents=True, exist_ok=True)
-    for url, size, version in list_parquet(spec.path, spec.split):
-        md = _footer(url, size, version, footers)
+    files = list_parquet(spec.path, spec.split)
+    with ThreadPoolExecutor(max_workers=FOOTER_THREADS) as pool:  # footers are small: latency-bound requests
+        mds = list(pool.map(lambda f: _footer(f[0], f[1], f[2], footers), files))
+    for (url, _, _), md in zip(files, mds):
         _METADATA[url] = md
         blocks.extend(Block(url, "parquet", i, 0, 0, md.row_group(i).num_rows, row_group_bytes(md, i), remote=True)
                       for i in range(md.num_row_groups))
