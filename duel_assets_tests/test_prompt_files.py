@@ -163,6 +163,9 @@ def test_a_deleted_prompt_file_fails_until_resample_is_asked(duel_env, instance)
     assert not res.success and not pf.exists()
     err = next(e for e in res.all_events if e.is_step_failure).event_specific_data.error.message
     assert f"prompt file {pf} of partition hand was deleted" in err
+    (duel_env["home"] / "history_index.sqlite").unlink()  # the index lost too: Dagster's record of the partition still says so
+    res = materialize(instance, "hand", selection=["sampled_turns"], raise_on_error=False)
+    assert not res.success and not pf.exists()
     again = dg.materialize(ALL_ASSETS, partition_key="hand", instance=instance, resources=build_resources(),
                            selection=["sampled_turns"], tags={"duel/resample": "true"})
     assert metadata(again, "sampled_turns")["origin"] == "re-sampled" and pf.exists()

@@ -11,8 +11,7 @@ from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.lib import duel, export, tables
 from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
 from duel_assets.lib.prompt_files import PromptFileError
-from duel_assets.lib.prompt_store import (RESAMPLE_TAG, DeletedPromptFile, ensure_prompt_file, load_partition,
-                                          sampled_turn_rows)
+from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition, sampled_turn_rows
 from duel_assets.lib.scoring import gate
 from duel_assets.lib.tables import read_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
@@ -53,10 +52,8 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
     pf = paths.prompt_file(key)
     resample = context.run.tags.get(RESAMPLE_TAG) == "true"
     try:
-        if not pf.exists() and not resample and _materialized_before(context, key):
-            raise DeletedPromptFile(f"prompt file {pf} of partition {key} was deleted; it is not sampled again unless "
-                                    f"asked (run tag {RESAMPLE_TAG}=true, `duel-assets run --resample`), or restore the file")
-        origin = ensure_prompt_file(paths.home, pf, key, cfg, paths.home / "cache", resample)
+        held_before = not pf.exists() and _materialized_before(context, key)
+        origin = ensure_prompt_file(paths.home, pf, key, cfg, paths.home / "cache", resample, held_before)
         loaded = load_partition(paths.home, pf, key, cfg)
     except (PromptFileError, ConfigError) as e:
         raise dg.Failure(description=str(e)) from None

@@ -37,12 +37,13 @@ def sample_prompt_file(home: Path, path: Path, key: str, cfg: ChainConfig, pools
 
 
 def ensure_prompt_file(home: Path, path: Path, key: str, cfg: ChainConfig, cache_dir: Path | None = None,
-                       resample: bool = False) -> str:
+                       resample: bool = False, held_before: bool = False) -> str:
     """The partition's prompt file, sampled now when it was never written; a prompt file that
-    existed once and was deleted is an error unless ``resample``. Returns where it came from."""
+    existed once (the index knows it, or ``held_before``: the caller knows it was loaded) and was
+    deleted is an error unless ``resample``. Returns where the turns come from."""
     if path.exists() or path.is_symlink():
         return "prompt file"
-    if HistoryIndex(home).known(key) and not resample:
+    if (held_before or HistoryIndex(home).known(key)) and not resample:
         raise DeletedPromptFile(
             f"prompt file {path} of partition {key} was deleted; it is not sampled again unless asked "
             f"(run tag {RESAMPLE_TAG}=true, `duel-assets run --resample`), or restore the file")
