@@ -49,7 +49,10 @@ def test_sample_delivers_what_the_samples_hold_once_and_says_so(cli_env, tmp_pat
 
 
 def test_two_processes_sampling_at_once_never_share_a_turn(cli_env, tmp_path):
-    procs = [subprocess.Popen([*CLI, "sample", "--prompts", "60", "--per-file", "30", "--stem", stem], env=cli_env,
+    # one DUEL_HOME; a Dagster instance each (two processes creating one fresh SQLite instance at once
+    # can meet Dagster's own "database is locked", which is not what this test is about)
+    procs = [subprocess.Popen([*CLI, "sample", "--prompts", "60", "--per-file", "30", "--stem", stem],
+                              env={**cli_env, "DAGSTER_HOME": str(tmp_path / f"dagster_{stem}")},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for stem in ("left", "right")]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
@@ -72,6 +75,7 @@ def test_history_index_claims_and_releases(tmp_path):
     assert idx.claim("b", [("h2", "x"), ("h3", "y")]) == [0]
     assert idx.taken_by_others("a")(["h1", "h2", "h3"]) == {"h3"} and idx.known("b") and not idx.known("c")
     assert idx.release("a") == 2 and idx.claim("b", [("h1", "z")]) == []
+    assert idx.claim("b", [("h1", "z")], exact=True) == [] and idx.owners(["h1", "h2", "h3"]) == {"h1": "b"}
 
 
 @pytest.mark.parametrize("content,reason", [

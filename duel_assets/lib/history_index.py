@@ -60,10 +60,11 @@ class HistoryIndex:
         """A function: hashes -> the subset held by prompt files other than ``key``."""
         return lambda hashes: {h for h, owner in self.owners(hashes).items() if owner != key}
 
-    def claim(self, key: str, turns: list[tuple[str, str]]) -> list[int]:
+    def claim(self, key: str, turns: list[tuple[str, str]], exact: bool = False) -> list[int]:
         """Record ``turns`` ((history_hash, turn_id) pairs) as held by ``key``; returns the
         positions of those another prompt file already holds (or that repeat an earlier turn of
-        the list), which are not recorded. Call it under :meth:`locked`."""
+        the list), which are not recorded. With ``exact``, histories ``key`` held before and no
+        longer lists are given back (the prompt file is the record). Call it under :meth:`locked`."""
         duplicates: list[int] = []
         owners = self.owners(h for h, _ in turns)
         seen: set[str] = set()
@@ -78,6 +79,10 @@ class HistoryIndex:
         con = self._connect()
         try:
             with con:
+                if exact:
+                    con.execute("CREATE TEMP TABLE keep (hash TEXT PRIMARY KEY)")
+                    con.executemany("INSERT OR IGNORE INTO keep VALUES (?)", [(r[0],) for r in rows])
+                    con.execute("DELETE FROM history WHERE prompt_file = ? AND hash NOT IN (SELECT hash FROM keep)", (key,))
                 con.executemany("INSERT OR IGNORE INTO history (hash, prompt_file, turn_id) VALUES (?, ?, ?)", rows)
                 con.execute("INSERT INTO prompt_files (key, first_seen, last_seen, turns) VALUES (?, ?, ?, ?) "
                             "ON CONFLICT(key) DO UPDATE SET last_seen = excluded.last_seen, turns = excluded.turns",

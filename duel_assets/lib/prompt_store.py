@@ -59,7 +59,7 @@ def load_partition(home: Path, path: Path, key: str, cfg: ChainConfig) -> Loaded
                               max_history_chars=s.max_history_chars, max_obs_chars=s.max_observation_chars)
     index = HistoryIndex(home)
     with index.locked():
-        dup = set(index.claim(key, [(t.history_hash, t.turn_id) for t in loaded.turns]))
+        dup = set(index.claim(key, [(t.history_hash, t.turn_id) for t in loaded.turns], exact=True))
     if dup:
         loaded.skipped = loaded.skipped + Counter(duplicate_history=len(dup))
         loaded.turns = [t for i, t in enumerate(loaded.turns) if i not in dup]
