@@ -174,12 +174,12 @@ def test_unknown_partitions_are_refused_and_forget_leaves_nothing(tmp_path, fres
 
 def test_the_failure_summary_names_the_underlying_error(duel_env, capsys, monkeypatch):
     from duel_assets.cli import main
-    from duel_assets.lib import duel
+    from duel_assets.defs import assets
 
     def full_disk(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(duel, "turn_rows", full_disk)
+    monkeypatch.setattr(assets, "sampled_turn_rows", full_disk)  # what sampled_turns writes its rows with
     monkeypatch.setenv("DUEL_PROGRESS", "0")
     assert main(["run", "--partition", "p", "--sample-new"]) == 1
     err = capsys.readouterr().err

@@ -117,8 +117,8 @@ def test_pr_records_as_a_table_or_an_array_of_tables():
     one = parse_config({"pr_records": {"path": "prs.parquet"}})
     assert one.pr_records.path == "prs.parquet" and len(one.pr_records.specs) == 1
     assert parse_config({"pr_records": {"path": ""}}).pr_records.specs == []  # empty: the bundled records
-    many = parse_config({"pr_records": [{"path": "a.parquet", "format": "parquet"}, {"path": "b/c"}]})
-    assert [(s.path, s.format) for s in many.pr_records.specs] == [("a.parquet", "parquet"), ("b/c", None)]
+    many = parse_config({"pr_records": [{"path": "a.parquet", "format": "swe_smith"}, {"path": "b/c"}]})
+    assert [(s.path, s.format) for s in many.pr_records.specs] == [("a.parquet", "swe_smith"), ("b/c", "auto")]
     with pytest.raises(ConfigError, match=r"(?m)^pr_records\[1\]\.pth: unknown key"):
         parse_config({"pr_records": [{"path": "a"}, {"pth": "b"}]})
     with pytest.raises(ConfigError, match=r"^pr_records\.fromat: unknown key"):

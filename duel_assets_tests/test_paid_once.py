@@ -15,10 +15,13 @@ EXE = Path(sys.executable).parent / "duel-assets"
 
 
 def _bundled_turns() -> list[dict]:
-    from duel_assets.lib.sampling import build_pool
-    from duel_assets.lib.settings import ChainConfig
+    """Every turn of the bundled rows, turns that share their visible history included (different
+    rollouts of one instance share their first steps)."""
+    from duel_assets.lib.sources import BUNDLED_SOURCES, iter_rows
+    from duel_assets.lib.trajectories import cut_turns, reader_for
 
-    return [t.to_record() for t in build_pool(ChainConfig()).turns]
+    read = reader_for("swe_zero")
+    return [t.to_record() for _, row in iter_rows(BUNDLED_SOURCES[0]) for t in cut_turns(read(row))[0]]
 
 
 def _write_prompt_file(home: Path, key: str, turns: list[dict]) -> None:
@@ -55,13 +58,14 @@ def test_a_partition_of_turns_that_share_histories_pays_each_body_once(duel_env,
     _write_prompt_file(home, "shared", turns)
     res = materialize(instance, "shared")
     assert res.success
+    md = metadata(res, "sampled_turns")  # a turn whose history another turn has is kept once
+    distinct = len({json.dumps(t["history"], sort_keys=True) for t in turns})
+    assert md["turns"] == distinct and md["duplicate_history"] == len(turns) - distinct
     stats = srv.state.stats()
     assert stats["answers"] > 0 and stats["repeats"] == 0, stats
     assert stats["answers"] == stats["distinct_bodies_answered"]
     if fault_rate:
         assert sum(stats["faults"].values()) > 0  # the faults happened and were absorbed
-    merged = sum(metadata(res, a)["llm_merged"] for a in ("king_answers", "challenger_answers", "judge_scores"))
-    assert merged > 0  # identical requests in flight were merged, not sent twice
     # a re-run sends nothing at all
     n = stats["requests"]
     assert materialize(instance, "shared").success
@@ -69,15 +73,14 @@ def test_a_partition_of_turns_that_share_histories_pays_each_body_once(duel_env,
 
 
 @pytest.mark.reliability
-def test_eight_processes_over_partitions_that_share_bodies_pay_each_body_once(duel_env):
-    turns = _bundled_turns()
+def test_eight_run_processes_at_once_pay_each_body_once_within_the_deployment_bound(duel_env):
     home, srv = duel_env["home"], duel_env["standin"]
     srv.state.latency_ms = 50
-    keys = [f"share_{i}" for i in range(8)]
-    for i, k in enumerate(keys):  # every partition holds most of the same turns, in its own order
-        mine = turns[i * 5:] + turns[: i * 5]
-        _write_prompt_file(home, k, mine[:70])
     env = {**os.environ, "DUEL_PROGRESS": "0"}
+    out = subprocess.run([str(EXE), "sample", "--prompts", "48", "--per-file", "6"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    keys = sorted(p.stem for p in (home / "prompt").glob("*.json"))
+    assert len(keys) == 8
     procs = [subprocess.Popen([str(EXE), "run", "--partition", k], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for k in keys]
     outs = [p.communicate(timeout=900) for p in procs]
@@ -88,6 +91,19 @@ def test_eight_processes_over_partitions_that_share_bodies_pay_each_body_once(du
     assert stats["max_in_flight"] <= 8  # calls.concurrency of the test config, for all 8 processes together
     got = query(home, "SELECT prompt_file, count(*) FROM duel.duel_verdict GROUP BY 1 ORDER BY 1")
     assert [k for k, _ in got] == keys
+
+
+def test_four_processes_asking_for_the_same_bodies_buy_each_once(fresh_standin, tmp_path):
+    """Four processes with the same 30 requests, one call store: each body is sent by one of them,
+    the others wait for its reply."""
+    fresh_standin.state.latency_ms = 150
+    procs = [subprocess.Popen([sys.executable, "-m", "duel_assets.bench.worker", fresh_standin.base_url,
+                               str(tmp_path / "calls.sqlite"), "30", "same", "8"], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(o["ok"] == 30 for o in outs)
+    stats = fresh_standin.state.stats()
+    assert stats["answers"] == 30 and stats["repeats"] == 0 and stats["max_in_flight"] <= 8, stats
 
 
 def test_a_reply_slower_than_the_timeout_is_streamed_stored_and_paid_once(fresh_standin, tmp_path):

@@ -114,10 +114,10 @@ def test_real_sera_rows_double_submit_and_thoughts():
     (read_coderforge, {"trajectory_id": "a_run1", "messages": "[{\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": [{\"function\": {\"arguments\": \"{}\"}}]}]"}, "invalid_tool_call"),
     (read_sera, {"instance_id": "x_1", "messages": 5}, "messages_not_a_list"),
     (read_sera, {"messages": "[]"}, "missing_instance_id"),
-    (read_sera, {"instance_id": "x_1", "messages": "[{\"role\": \"critic\", \"content\": \"x\"}]"}, "unknown_role"),
+    (read_sera, {"instance_id": "x_1", "messages": "[{\"role\": \"critic\", \"content\": \"x\"}]"}, "no_assistant_step"),
     (read_sera_rectified, {"messages": [{"role": "tool_call", "content": "<tool_call>{not json</tool_call>"}]}, "invalid_tool_call_json"),
     (read_sera_rectified, {"messages": [{"role": "user", "content": "hi"}]}, "no_assistant_step"),
-    (read_sera_rectified, {"messages": [{"role": "narrator", "content": "x"}]}, "unknown_role"),
+    (read_sera_rectified, {"messages": [{"role": "narrator", "content": "x"}]}, "no_assistant_step"),
     (read_mini_swe_agent, {"messages": []}, "missing_instance_id"),
     (read_mini_swe_agent, 17, "row_not_an_object"),
 ])
@@ -163,7 +163,8 @@ def test_folder_of_traj_json_files(tmp_path):
     d.mkdir()
     (d / "acme__w-1.traj.json").write_text(json.dumps({"info": {"exit_status": "Submitted"}, "messages": msgs,
                                                        "trajectory_format": "mini-swe-agent-1"}))
-    (d / "acme__w-2.traj.json").write_text(json.dumps(msgs[:3]))  # bare message list
+    other = [msgs[0], {"role": "user", "content": "another task"}, msgs[2]]
+    (d / "acme__w-2.traj.json").write_text(json.dumps(other))  # bare message list
     (d / "broken.traj.json").write_bytes(b"\xff\xfe not utf-8")
     cfg = parse_config({"sources": [{"format": "mini_swe_agent", "path": str(d)}]})
     pool = build_pool(cfg)

@@ -56,14 +56,15 @@ def test_bad_input_is_counted_and_nothing_else_is_lost(duel_env, instance, tmp_p
     multi = [*msgs[:2], {"role": "assistant", "content": "two\n```bash\nls\n```\n```bash\npwd\n```"}, *msgs[3:]]
     lines = [
         *good[:4],
-        good[0],  # the same rollout twice: duplicate turn ids
+        good[0],  # the same rollout twice: every history a duplicate
         json.dumps({**base, "messages": "[{\"role\": \"user\", "}),  # invalid JSON messages
         json.dumps({**base, "messages": []}),  # empty messages
         json.dumps({**base, "messages": [m for m in msgs if m["role"] != "assistant"]}),  # no assistant step
         json.dumps({**base, "messages": multi}),  # several bash blocks in one reference
         json.dumps({**base, "instance_id": "huge__obs-1", "messages": huge_obs}),  # a 5 MB observation
         json.dumps({**base, "instance_id": "long__hist-1", "messages": long_hist}),  # past the context budget
-        json.dumps({**base, "instance_id": "nopr__missing-1"}),  # no PR record for it
+        json.dumps({**base, "instance_id": "nopr__missing-1",  # no PR record for it (a task of its own)
+                    "messages": [msgs[0], {**msgs[1], "content": msgs[1]["content"] + " (nopr)"}, *msgs[2:]]}),
     ]
     src = tmp_path / "bad.jsonl"
     src.write_bytes(("\n".join(lines[:6]) + "\n").encode() + b'{"instance_id": "x", "bad": "\xff\xfe"}\n'
@@ -77,7 +78,7 @@ def test_bad_input_is_counted_and_nothing_else_is_lost(duel_env, instance, tmp_p
     md = metadata(res, "sampled_turns")
     reasons = md["skipped_by_reason"]
     for r in ("source:invalid_messages_json", "source:empty_messages", "source:no_assistant_step", "source:non_utf8",
-              "source:reference_multiple_actions", "source:duplicate_turn_id"):
+              "source:reference_multiple_actions", "source:duplicate_history"):
         assert reasons.get(r, 0) >= 1, (r, reasons)
     home = duel_env["home"]
     n_turns = md["turns"]

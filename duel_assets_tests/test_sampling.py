@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from duel_assets.lib.sampling import PromptFileError, load_prompt_file, numbered_keys, sample_for_key
+from duel_assets.lib.sampling import (NothingToSample, PromptFileError, build_pool, load_prompt_file, numbered_keys,
+                                     sample_for_key, window_start)
 from duel_assets.lib.settings import ChainConfig, ConfigError, parse_config, validate_partition_key
 
 
@@ -24,6 +25,23 @@ def test_numbered_windows_are_disjoint_and_deterministic():
     assert len(set(sum(ids, []))) == 25
     again = sample_for_key(keys[1], c)
     assert [t["turn_id"] for t in again["turns"]] == ids[1]
+
+
+def test_windows_never_wrap_around():
+    c = cfg(per_file=30)
+    held = len(build_pool(c).turns)
+    assert 30 < held < 60
+    pools, files = {}, []
+    for k in numbered_keys(200, 30):
+        try:
+            files.append(sample_for_key(k, c, pools))
+        except NothingToSample:
+            files.append(None)
+    hashes = [t["history_hash"] for f in files if f for t in f["turns"]]
+    assert len(hashes) == len(set(hashes)) == held  # all there is, once
+    assert files[1]["delivered"] == held - 30 and files[1]["shortfall"] == 60 - held
+    assert all(f is None for f in files[2:])
+    assert window_start("prompts_200_002", 30, held) == 60 >= held
 
 
 def test_other_keys_are_seeded_by_the_key():

@@ -1,5 +1,7 @@
-"""Block sampling of large local files and streaming of hub datasets."""
+"""Block sampling of large local files, and of remote parquet splits through fsspec."""
 import json
+
+from fsspec.implementations.local import LocalFileSystem
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -7,7 +9,7 @@ import pytest
 
 from duel_assets.lib import sampling
 from duel_assets.lib.sampling import sample_for_key, source_mode
-from duel_assets.lib.settings import parse_config
+from duel_assets.lib.settings import ConfigError, parse_config
 from duel_assets.lib.sources import bundled_path
 
 
@@ -60,7 +62,7 @@ def test_jsonl_block_mode_with_cached_newline_index(tmp_path):
     cache = tmp_path / "idx"
     a = sample_for_key("prompts_40_000", cfg, cache_dir=cache)
     b = sample_for_key("prompts_40_001", cfg, cache_dir=cache)
-    assert len(list(cache.glob("*.npy"))) == 1
+    assert len(list((cache / "line_index").glob("*.npy"))) == 1
     ta, tb = {t["turn_id"] for t in a["turns"]}, {t["turn_id"] for t in b["turns"]}
     assert len(ta) == len(tb) == 20 and not ta & tb
     per_traj = {}
@@ -83,35 +85,91 @@ def test_bad_rows_inside_a_block_are_counted(tmp_path):
     # order (the shuffle is seeded by the file's path, here a fresh temporary directory)
     cfg = config(p, jsonl_block_lines=64, turns_per_file=31)
     f = sample_for_key("prompts_31_000", cfg, cache_dir=tmp_path / "idx")
+    dup = f["skipped"].pop("duplicate_history", 0)  # rollouts of one task share their first steps
     assert f["skipped"] == {"invalid_json_line": 1, "invalid_messages_json": 1, "non_utf8": 1}
     assert f["sources"][0]["rows_read"] == 32
-    assert len(f["turns"]) == 29 and f["sources"][0]["shortfall"] == 2
+    assert len(f["turns"]) + dup == 29 and f["sources"][0]["shortfall"] == 31 - len(f["turns"])
+    assert len({t["history_hash"] for t in f["turns"]}) == len(f["turns"])
 
 
-def test_hub_dataset_is_streamed(tmp_path, monkeypatch):
-    """The hub is out of reach here: the dataset name is served by datasets' own JSON streaming
-    builder over a local file, so the streaming path (shuffle buffer, skip, take) really runs."""
-    import datasets
+class CountingFS(LocalFileSystem):
+    """Local files behind an fsspec protocol of their own, counting every byte read: the hub's
+    code path (fsspec listing, footers, range reads of row groups) without the hub."""
+    protocol = ("countingfs",)
+    bytes_read = 0
 
-    local = tmp_path / "hub.jsonl"
-    local.write_text("\n".join(json.dumps(r) for r in variant_rows(4)) + "\n")
-    real = datasets.load_dataset
-    seen = {}
+    def _open(self, path, mode="rb", block_size=None, **kwargs):
+        f = super()._open(path, mode, block_size=block_size, **kwargs)
+        read = f.read
 
-    def fake(name, *args, **kwargs):
-        seen.update(name=name, streaming=kwargs.get("streaming"), split=kwargs.get("split"))
-        return real("json", data_files=str(local), split=kwargs.get("split"), streaming=True)
+        def counted(n=-1):
+            data = read(n)
+            CountingFS.bytes_read += len(data)
+            return data
 
-    monkeypatch.setattr(datasets, "load_dataset", fake)
-    cfg = parse_config({"sources": [{"format": "swe_zero", "path": "AlienKevin/SWE-ZERO-12M-trajectories"}],
-                        "sampling": {"turns_per_file": 10, "seed": 1}})
-    assert source_mode(cfg.sources[0], cfg) == "stream"
-    a = sample_for_key("prompts_20_000", cfg)
-    b = sample_for_key("prompts_20_001", cfg)
-    assert seen == {"name": "AlienKevin/SWE-ZERO-12M-trajectories", "streaming": True, "split": "train"}
-    assert len(a["turns"]) == len(b["turns"]) == 10
-    assert not {t["turn_id"] for t in a["turns"]} & {t["turn_id"] for t in b["turns"]}
-    assert a["sources"][0]["mode"] == "stream" and a["sources"][0]["rows_read"] <= 15
+        f.read = counted
+        return f
+
+
+@pytest.fixture
+def remote_split(tmp_path):
+    import fsspec
+
+    fsspec.register_implementation("countingfs", CountingFS, clobber=True)
+    base = variant_rows(100)
+    root = tmp_path / "hubset"
+    (root / "data").mkdir(parents=True)
+    for i in range(50):  # 50 files x 4 row groups x 8 rows; every row a distinct task variant
+        rows = base[i * 32:(i + 1) * 32]
+        pq.write_table(pa.Table.from_pylist(rows), root / "data" / f"train-{i:05d}-of-00050.parquet", row_group_size=8)
+    pq.write_table(pa.Table.from_pylist(base[:8]), root / "data" / "test-00000-of-00001.parquet")  # another split
+    return root
+
+
+def test_remote_split_windows_spread_over_files_and_rows(remote_split, tmp_path):
+    from duel_assets.lib import hub
+
+    hub.list_parquet.cache_clear()
+    cfg = parse_config({"sources": [{"format": "swe_zero", "path": f"countingfs://{remote_split}", "split": "train"}],
+                        "sampling": {"turns_per_file": 12, "seed": 2}})
+    assert source_mode(cfg.sources[0], cfg) == "hub"
+    cache = tmp_path / "cache"
+    first = sample_for_key("key-00", cfg, cache_dir=cache)  # lists the split and reads the 50 footers once
+    info = first["sources"][0]
+    assert info["mode"] == "hub" and info["files_total"] == 50 and info["blocks_total"] == 200
+    assert len(list((cache / "parquet_footers").iterdir())) == 50
+    blocks, files = [], set()
+    for k in range(20):
+        before = CountingFS.bytes_read
+        f = first if k == 0 else sample_for_key(f"key-{k:02d}", cfg, cache_dir=cache)
+        info = f["sources"][0]
+        assert len(f["turns"]) == 12 and info["blocks_read"] <= 3
+        if k:  # a window reads its row groups and nothing else
+            assert 0 < CountingFS.bytes_read - before <= 2 * info["block_bytes"]
+        for url, rg in info["blocks"]:
+            assert "/data/train-" in url
+            n = int(url.rsplit("train-", 1)[1][:5])
+            files.add(n)
+            blocks.append(n * 32 + rg * 8)  # the block's first row in the split
+    assert len(files) >= 15
+    # over the whole row range, not near its start (the order of blocks is seeded by the path, here a
+    # fresh temporary one, so the bounds leave room for chance: each fails about once in 10^5 runs)
+    deciles = {row * 10 // 1600 for row in blocks}
+    assert min(blocks) < 400 and max(blocks) >= 1200 and len(deciles) >= 7
+
+
+def test_remote_split_files_and_token(remote_split, monkeypatch):
+    from duel_assets.lib import hub
+
+    hub.list_parquet.cache_clear()
+    urls = [u for u, _, _ in hub.list_parquet(f"countingfs://{remote_split}", "test")]
+    assert len(urls) == 1 and urls[0].endswith("test-00000-of-00001.parquet") and urls[0].startswith("countingfs://")
+    assert hub.source_url("AlienKevin/SWE-ZERO-12M-trajectories") == "hf://datasets/AlienKevin/SWE-ZERO-12M-trajectories"
+    monkeypatch.setenv("HF_TOKEN", "hf_canary")
+    assert hub.storage_options("hf://datasets/a/b") == {"token": "hf_canary"}
+    assert hub.storage_options("countingfs:///x") == {}
+    with pytest.raises(ConfigError, match="no parquet file of split 'validation'"):
+        hub.list_parquet(f"countingfs://{remote_split}", "validation")
 
 
 def test_weights_split_a_file_between_sources(tmp_path, parquet_source):

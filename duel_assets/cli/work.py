@@ -11,8 +11,13 @@ from duel_assets.lib.settings.preflight import validate_for_work
 
 
 def cmd_sample(args) -> int:
-    from duel_assets.lib.files import write_json_atomic
-    from duel_assets.lib.sampling import numbered_keys, sample_for_key
+    """Sample prompt files from the configured sources. Windows never wrap around and skip
+    histories another prompt file of this DUEL_HOME holds: it writes what exists and says how much
+    of what was asked for it delivered."""
+    import json
+
+    from duel_assets.lib.prompt_store import sample_prompt_file
+    from duel_assets.lib.sampling import NothingToSample, numbered_keys
 
     cfg = validate_for_work()
     paths = Paths.from_env().ensure()
@@ -21,20 +26,34 @@ def cmd_sample(args) -> int:
     total = args.prompts or cfg.sampling.prompts
     pools: dict = {}  # whole-source pools, read once for all files
     keys = numbered_keys(total, cfg.sampling.turns_per_file, args.stem)
-    skipped: dict = {}
+    written, delivered, skipped, stop = [], 0, {}, ""
     for k in keys:
         f = paths.prompt_file(k)
         if f.exists() and not args.force:
-            print(f"kept     {f} (exists; --force to resample)")
+            try:
+                n = len(json.loads(f.read_text(encoding="utf-8")).get("turns") or [])
+            except (OSError, ValueError, AttributeError):
+                n = 0
+            delivered += n
+            written.append(k)
+            print(f"kept     {f} ({n} turns; exists; --force to resample)")
             continue
-        payload = sample_for_key(k, cfg, pools, paths.home / "cache" / "line_index")
-        write_json_atomic(f, payload)
+        try:
+            payload = sample_prompt_file(paths.home, f, k, cfg, pools, paths.cache_dir, resample=args.force)
+        except NothingToSample as e:
+            stop = str(e)
+            break
+        written.append(k)
+        delivered += len(payload["turns"])
         skipped = payload["skipped"]
         print(f"sampled  {f} ({len(payload['turns'])} turns; {payload['rows_read']} rows read)")
     if skipped:
         print(f"skipped source records: {skipped}")
-    new = register_partitions(instance(paths), keys)
-    print(f"{len(keys)} prompt files, {len(new)} newly registered as partitions")
+    print(f"requested {total} turns; delivered {delivered}; shortfall {total - delivered}")
+    if stop:
+        print(f"the sources hold no more unused turns ({len(keys) - len(written)} of {len(keys)} files not written): {stop}")
+    new = register_partitions(instance(paths), written)
+    print(f"{len(written)} prompt files, {len(new)} newly registered as partitions")
     return 0
 
 

@@ -10,12 +10,12 @@ from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.lib import duel, export, tables
 from duel_assets.lib.calibration.evidence import gate_metadata
-from duel_assets.lib.pr_records import cached_pr_records
-from duel_assets.lib.files import write_json_atomic
-from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key
+from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
+from duel_assets.lib.prompt_files import PromptFileError
+from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition, sampled_turn_rows
 from duel_assets.lib.scoring import gate
 from duel_assets.lib.tables import read_partition
-from duel_assets.lib.settings import validate_partition_key
+from duel_assets.lib.settings import ConfigError, validate_partition_key
 
 PARTITIONED = dict(partitions_def=prompt_files, group_name="duel", metadata={"partition_expr": "prompt_file"})
 
@@ -37,24 +37,29 @@ def _specs(asset: str, *names: str) -> list[dg.AssetCheckSpec]:
             for n in names]
 
 
+def _materialized_before(context: dg.AssetExecutionContext, key: str) -> bool:
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("sampled_turns"), asset_partitions=[key]), limit=1)
+    return bool(records.records)
+
+
 @dg.asset(**PARTITIONED, kinds={"duckdb", "python"})
 def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> pd.DataFrame:
-    """Turns of the partition's prompt file `$DUEL_HOME/prompt/<key>.json`; when the file does not
-    exist yet, the turns are sampled from the configured sources (seeded by the key) and written."""
+    """Turns of the partition's prompt file `$DUEL_HOME/prompt/<key>.json`; a key never sampled
+    before is sampled from the configured sources (seeded by the key) and written. A prompt file
+    that existed and was deleted fails the step unless the run is tagged `duel/resample=true`."""
     key = _key(context)
     paths, cfg = settings.paths(), settings.config()
     pf = paths.prompt_file(key)
-    origin = "prompt file"
-    if not pf.exists():
-        context.log.info(f"{pf} does not exist: sampling {cfg.sampling.turns_per_file} turns for {key}")
-        write_json_atomic(pf, sample_for_key(key, cfg, cache_dir=paths.home / "cache" / "line_index"))
-        origin = "sampled now"
+    resample = context.run.tags.get(RESAMPLE_TAG) == "true"
     try:
-        loaded = load_prompt_file(pf, max_turns=200)
-    except PromptFileError as e:
+        held_before = not pf.exists() and _materialized_before(context, key)
+        origin = ensure_prompt_file(paths.home, pf, key, cfg, paths.home / "cache", resample, held_before)
+        loaded = load_partition(paths.home, pf, key, cfg)
+    except (PromptFileError, ConfigError) as e:
         raise dg.Failure(description=str(e)) from None
     source_skips = Counter(loaded.meta.get("skipped") or {})
-    rows = duel.turn_rows(loaded.turns)
+    rows = sampled_turn_rows(loaded.turns)
     context.add_output_metadata({
         "turns": len(rows),
         "origin": origin,
@@ -62,8 +67,11 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
         "skipped": sum(loaded.skipped.values()) + sum(source_skips.values()),
         "skipped_by_reason": {**{f"source:{k}": v for k, v in source_skips.items()},
                               **{f"prompt_file:{k}": v for k, v in loaded.skipped.items()}},
+        "duplicate_history": loaded.skipped.get("duplicate_history", 0),
         "sources": loaded.meta.get("sources") or [],
         "by_source": dict(Counter(t.source for t in loaded.turns)),
+        "by_license": dict(Counter(t.license or "(none in row)" for t in loaded.turns)),
+        "with_row_hidden_info": sum(1 for t in loaded.turns if t.hidden),
         "trimmed_histories": sum(t.trimmed for t in loaded.turns),
     })
     return tables.frame("sampled_turns", rows, key)
@@ -71,17 +79,24 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
 
 @dg.asset(**PARTITIONED, kinds={"duckdb"})
 def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame) -> pd.DataFrame:
-    """The hidden PR record of every instance in the partition, read with DuckDB (projection and
-    filter pushdown); an instance without a record is a row flagged `missing`."""
+    """The hidden record of every instance in the partition: from the turn's own row when it carries
+    one, else from the `[[pr_records]]` sources in order (DuckDB, projection and filter pushdown);
+    `record_source` says which. An instance without a record is a row flagged `missing`."""
     key = _key(context)
     paths, cfg = settings.paths(), settings.config()
+    turns = sampled_turns[["instance_id", "hidden"]].to_dict("records") if "hidden" in sampled_turns else \
+        [{"instance_id": i} for i in sampled_turns["instance_id"]]
     ids = sorted(set(sampled_turns["instance_id"]))
-    df, hit = cached_pr_records(cfg.pr_records.path or None, ids, paths.home / "cache" / "pr_records" / f"{key}.parquet")
-    missing = int(df["missing"].sum())
-    if missing:
-        context.log.warning(f"{missing} of {len(ids)} instances have no PR record")
-    context.add_output_metadata({"instances": len(ids), "missing": missing, "cache_hit": hit,
-                                 "source": cfg.pr_records.path or "bundled sample records"})
+    try:
+        df, hit = cached_pr_records(cfg.pr_records, ids, paths.home / "cache" / "pr_records" / f"{key}.parquet",
+                                    hidden_by_instance(turns))
+    except ConfigError as e:
+        raise dg.Failure(description=str(e)) from None
+    share = hidden_share(sampled_turns["instance_id"], df)
+    if share["instances_missing"]:
+        context.log.warning(f"{share['instances_missing']} of {len(ids)} instances have no hidden record")
+    context.add_output_metadata({**share, "cache_hit": hit,
+                                 "sources": [s.path for s in cfg.pr_records.specs] or ["bundled sample records"]})
     return tables.frame("pr_records", df.to_dict("records"), key)
 
 

@@ -1,8 +1,9 @@
 """Block access to large sources, so a sample reads only what it needs. No Dagster imports.
 
-A source is cut into blocks: parquet row groups, or fixed runs of lines of a JSONL file (found with
-a newline index built once and cached beside the warehouse). A window of the sample reads only
-its own blocks; rows inside a block are decoded only there.
+A source is cut into blocks: parquet row groups (of local files, or of remote files read through
+fsspec range requests: the Hugging Face hub's ``hf://``, or any other fsspec URL), or fixed runs of
+lines of a local JSONL file (found with a newline index built once and cached). A window of the
+sample reads only its own blocks; rows inside a block are decoded only there.
 """
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from .sources import parse_json_line
 
 @dataclass(frozen=True)
 class Block:
-    path: str
+    path: str  # local path, or the fsspec URL of a remote file
     kind: str  # parquet | jsonl
     index: int  # row group, or block number
     start: int  # jsonl: byte offset of the first line
     end: int  # jsonl: byte offset after the last line
     rows: int
+    size: int = 0  # bytes on disk (parquet: the row group's compressed size)
+    remote: bool = False
 
 
 @lru_cache(maxsize=64)
@@ -42,9 +45,15 @@ def _open_parquet(path: str | Path):
     return _parquet_file(str(path), st.st_size, st.st_mtime_ns)
 
 
+def row_group_bytes(md, i: int) -> int:
+    rg = md.row_group(i)
+    return sum(rg.column(c).total_compressed_size for c in range(rg.num_columns))
+
+
 def parquet_blocks(path: Path) -> list[Block]:
     md = _open_parquet(path).metadata
-    return [Block(str(path), "parquet", i, 0, 0, md.row_group(i).num_rows) for i in range(md.num_row_groups)]
+    return [Block(str(path), "parquet", i, 0, 0, md.row_group(i).num_rows, row_group_bytes(md, i))
+            for i in range(md.num_row_groups)]
 
 
 def _newline_offsets(path: Path, cache_dir: Path | None) -> np.ndarray:
@@ -78,11 +87,17 @@ def jsonl_blocks(path: Path, lines_per_block: int, cache_dir: Path | None = None
     for b, first in enumerate(range(0, len(ends), lines_per_block)):
         last = min(first + lines_per_block, len(ends)) - 1
         start = 0 if first == 0 else int(ends[first - 1]) + 1
-        blocks.append(Block(str(path), "jsonl", b, start, int(ends[last]) + 1, last - first + 1))
+        end = int(ends[last]) + 1
+        blocks.append(Block(str(path), "jsonl", b, start, end, last - first + 1, end - start))
     return blocks
 
 
 def read_block(block: Block) -> Iterator[object]:
+    if block.remote:
+        from .hub import read_remote_row_group
+
+        yield from read_remote_row_group(block.path, block.index)
+        return
     if block.kind == "parquet":
         yield from _open_parquet(block.path).read_row_group(block.index).to_pylist()
         return

@@ -42,3 +42,27 @@ SWE_AGENT_TOOLS = [
 MINI_SWE_AGENT_TOOLS = [
     _fn("bash", "Execute a bash command.", {"command": {"type": "string"}}, ["command"]),
 ]
+
+KNOWN_TOOLS = {t["function"]["name"]: t for t in (*SWE_AGENT_TOOLS, *OPENHANDS_TOOLS)}
+_JSON_TYPE = {str: "string", bool: "boolean", int: "integer", float: "number", list: "array", dict: "object"}
+
+
+def tools_from_calls(calls: list[tuple[str, dict]], known: dict[str, dict] | None = None) -> list[dict]:
+    """Tool schemas for a trajectory whose rows do not carry them: a known scaffold schema for a
+    known name (``known``, default SWE-agent's and OpenHands'), else one inferred from the calls the
+    trajectory makes: every argument name seen, typed when all its values share a JSON type, none
+    required (the calls show which arguments exist, not which are mandatory)."""
+    known = KNOWN_TOOLS if known is None else known
+    seen: dict[str, dict[str, set]] = {}
+    for name, args in calls:
+        props = seen.setdefault(name, {})
+        for k, v in (args or {}).items():
+            props.setdefault(k, set()).add(_JSON_TYPE.get(type(v), "any"))
+    out = []
+    for name, props in seen.items():
+        if name in known:
+            out.append(known[name])
+            continue
+        schema = {k: ({"type": next(iter(t))} if len(t) == 1 and "any" not in t else {}) for k, t in props.items()}
+        out.append(_fn(name, "A tool of the trajectory's scaffold (schema inferred from its calls).", schema, []))
+    return out

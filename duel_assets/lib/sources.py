@@ -1,4 +1,5 @@
-"""Reading source rows from local files (JSON, JSONL, parquet, .traj.json) or the Hugging Face hub.
+"""Reading source rows from local files: JSON, JSONL, parquet, mini-swe-agent ``.traj.json`` and
+SWE-agent ``.traj`` files (remote sources are read by row group through :mod:`duel_assets.lib.hub`).
 
 Rows come out as ``(row_index, row)``; a row that cannot even be decoded comes out as a
 :class:`BadRow` carrying its reason, so the caller can count it and go on.
@@ -8,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,6 +19,9 @@ from .settings import ConfigError, SourceSpec
 
 BUNDLED_SOURCES = [SourceSpec(format="swe_zero", path="bundled:swe_zero_sample.jsonl")]
 BUNDLED_PR_RECORDS = "bundled:pr_records_sample.jsonl"
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".traj")
+TRAJ_SUFFIXES = (".traj.json", ".traj")  # one trajectory per file, named after its instance
+_URL = re.compile(r"\A[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -33,17 +38,16 @@ def resolve_local(path: str) -> list[Path] | None:
     """Local files named by a path, directory or glob; None when the path is not local."""
     if path.startswith("bundled:"):
         return [bundled_path(path.split(":", 1)[1])]
-    if path.startswith("hf://"):
-        return None
+    if _URL.match(path):
+        return None  # hf://, file://, s3://, ...: read through fsspec
     p = Path(path).expanduser()
     if p.is_file():
         return [p]
     if p.is_dir():
-        files = [f for f in sorted(p.rglob("*")) if f.is_file() and f.name.endswith((".json", ".jsonl", ".parquet"))]
-        return files
+        return [f for f in sorted(p.rglob("*")) if f.is_file() and f.name.endswith(LOCAL_SUFFIXES)]
     if any(ch in path for ch in "*?["):
         return [Path(f) for f in sorted(glob.glob(os.path.expanduser(path), recursive=True)) if Path(f).is_file()]
-    if path.startswith((".", "/", "~")) or path.endswith((".json", ".jsonl", ".parquet")):
+    if path.startswith((".", "/", "~")) or path.endswith(LOCAL_SUFFIXES):
         raise ConfigError(f"source path {path!r} does not exist")
     return None  # a hub dataset name such as AlienKevin/SWE-ZERO-12M-trajectories
 
@@ -77,11 +81,13 @@ def _iter_json_file(path: Path) -> Iterator[object]:
             if line.strip():
                 yield parse_json_line(line)
         return
-    if path.name.endswith(".traj.json"):
+    suffix = next((s for s in TRAJ_SUFFIXES if path.name.endswith(s)), None)
+    if suffix:
+        name = path.name[: -len(suffix)]
         if isinstance(doc, dict):
-            doc.setdefault("_instance_id", path.name[: -len(".traj.json")])
+            doc.setdefault("_instance_id", name)
         elif isinstance(doc, list):
-            doc = {"messages": doc, "_instance_id": path.name[: -len(".traj.json")]}
+            doc = {"messages": doc, "_instance_id": name}
         yield doc
     elif isinstance(doc, list):
         yield from doc
@@ -113,7 +119,7 @@ def _iter_parquet(path: Path, columns: list[str] | None = None) -> Iterator[obje
 def iter_rows(spec: SourceSpec) -> Iterator[tuple[int, object]]:
     files = resolve_local(spec.path)
     if files is None:
-        raise ConfigError(f"{spec.path!r} is not a local path; hub sources are streamed by the sampler")
+        raise ConfigError(f"{spec.path!r} is not a local path; remote sources are read by row group by the sampler")
     if not files:
         raise ConfigError(f"source path {spec.path!r} matched no files")
     i = 0

@@ -6,7 +6,8 @@ command makes before it starts work) and ``show`` (the resolved configuration, f
 ``duel-assets config``). Every knob is optional; ``load_config()`` returns the built-in defaults
 when no file exists.
 """
-from .base import BUCKETS, METRICS, PARTITION_KEY_PATTERN, SOURCE_FORMATS, ConfigError, validate_partition_key
+from .base import (BUCKETS, METRICS, PARTITION_KEY_PATTERN, PR_RECORD_FORMATS, SOURCE_FORMATS, ConfigError,
+                   validate_partition_key)
 from .env import (CHUTES_BASE_URL, Endpoint, config_path, duel_home, duel_mode, mask_url, resolve_endpoint, scrub,
                   secret_values)
 from .load import ALIASES, load_config, parse_config
@@ -16,7 +17,8 @@ from .model import (BucketConfig, CalibrationConfig, CallsConfig, ChainConfig, C
 from .paths import Paths
 
 __all__ = [
-    "ALIASES", "BUCKETS", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "SOURCE_FORMATS", "BucketConfig",
+    "ALIASES", "BUCKETS", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "PR_RECORD_FORMATS", "SOURCE_FORMATS",
+    "BucketConfig",
     "CalibrationConfig", "CallsConfig", "ChainConfig", "ChecksConfig", "ConfigError", "Endpoint", "ExportConfig",
     "FiltersConfig", "GateConfig", "GenerationConfig", "HiddenInfoConfig", "JudgeConfig", "LeakageConfig", "Paths",
     "PRRecordSpec", "PRRecordsConfig", "SamplingConfig", "SourceSpec", "WarehouseConfig", "config_path", "duel_home",

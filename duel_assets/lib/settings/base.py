@@ -7,6 +7,7 @@ PARTITION_KEY_PATTERN = r"[A-Za-z0-9._-]+"
 _KEY_RE = re.compile(rf"\A{PARTITION_KEY_PATTERN}\Z")
 
 SOURCE_FORMATS = ("swe_zero", "mini_swe_agent", "swe_agent", "coderforge", "sera", "sera_rectified")
+PR_RECORD_FORMATS = ("auto", "swe_rebench", "swe_smith", "swe_bench", "sera")  # which columns hold a record
 METRICS = ("correctness", "grounding", "progress", "protocol", "efficiency")
 BUCKETS = ("final", "refined", "defeat")
 

@@ -153,6 +153,12 @@ def scrub(text: str, secrets: list[str] | None = None) -> str:
     return text
 
 
+def hf_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The hub token itself (HF_TOKEN, else HUGGINGFACE_API_KEY), for the code that opens hub files."""
+    var = hf_token_var(environ)
+    return getenv(var, environ) if var else None
+
+
 def hf_token_var(environ: Mapping[str, str] | None = None) -> str | None:
     """The variable holding the hub token: HF_TOKEN, else HUGGINGFACE_API_KEY."""
     return next((n for n in ("HF_TOKEN", "HUGGINGFACE_API_KEY") if getenv(n, environ)), None)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from .base import BUCKETS, METRICS, SOURCE_FORMATS
+from .base import BUCKETS, METRICS, PR_RECORD_FORMATS, SOURCE_FORMATS
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -33,7 +33,7 @@ class SourceSpec(Table):
 
 class PRRecordSpec(Table):
     path: Name  # parquet / JSON / JSONL, local or hub
-    format: Optional[Name] = None  # how to read it; None: from the file
+    format: Literal[PR_RECORD_FORMATS] = "auto"  # which columns hold the record; auto: from the columns present
 
 
 class PRRecordsConfig(Table):
@@ -48,8 +48,8 @@ class PRRecordsConfig(Table):
         return self.specs[0].path if self.specs else ""
 
     @property
-    def format(self) -> Optional[str]:
-        return self.specs[0].format if self.specs else None
+    def format(self) -> str:
+        return self.specs[0].format if self.specs else "auto"
 
 
 class SamplingConfig(Table):

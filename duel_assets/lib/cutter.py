@@ -1,0 +1,108 @@
+"""Source rows -> usable turns of one source, every skip counted by reason. No Dagster imports.
+
+A row is read by its format's reader, filtered (excluded ids and repos, ``min_reward``,
+``outcome``, then the ``where`` predicate, evaluated in batches), and cut into turns.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from .readers import BadRecord, reader_for
+from .row_filter import RowFilter, compile_where, trajectory_fields
+from .settings import ChainConfig, SourceSpec
+from .sources import BadRow
+from .trajectories import Turn, cut_turns
+
+WHERE_BATCH = 64
+
+
+@dataclass
+class Pool:
+    turns: list[Turn]
+    skipped: Counter = field(default_factory=Counter)
+    rows_read: int = 0
+    trajectories: int = 0
+    where_unseen: list[str] = field(default_factory=list)  # fields the where predicate names that no row had
+
+
+def filter_reason(traj, cfg: ChainConfig, excluded: set[str]) -> str | None:
+    f = cfg.filters
+    if traj.instance_id in excluded:
+        return "filtered_excluded_id"
+    if traj.repo and traj.repo in f.excluded_repos:
+        return "filtered_excluded_repo"
+    if traj.reward is not None and traj.reward < f.min_reward:
+        return "filtered_min_reward"
+    if f.outcome == "submitted" and traj.outcome != "submitted":
+        return "filtered_outcome"
+    return None
+
+
+class Cutter:
+    """Rows -> turns of one source; skips go to ``pool.skipped``."""
+
+    def __init__(self, spec: SourceSpec, cfg: ChainConfig, pool: Pool, where: RowFilter | None = None):
+        self.spec = spec
+        self.reader = reader_for(spec.format)
+        self.cfg = cfg
+        self.pool = pool
+        self.where = where if where is not None else compile_where(cfg.filters.where)
+        self.excluded = set(cfg.excluded_instance_ids) | set(cfg.filters.excluded_ids)
+
+    def _trajectory(self, row):
+        self.pool.rows_read += 1
+        if isinstance(row, BadRow):
+            self.pool.skipped[row.reason] += 1
+            return None
+        try:
+            traj = self.reader(row)
+        except BadRecord as e:
+            self.pool.skipped[e.reason] += 1
+            return None
+        reason = filter_reason(traj, self.cfg, self.excluded)
+        if reason:
+            self.pool.skipped[reason] += 1
+            return None
+        traj.source_meta = {**traj.source_meta, "source_path": self.spec.path}
+        return traj
+
+    def _cut(self, traj, per_trajectory: int | None) -> list[Turn]:
+        self.pool.trajectories += 1
+        select = None
+        if per_trajectory is not None:
+            seed = f"{self.cfg.sampling.seed}:{traj.traj_id}"
+            select = lambda steps: steps if len(steps) <= per_trajectory else random.Random(seed).sample(steps, per_trajectory)  # noqa: E731
+        turns, skips = cut_turns(traj, self.cfg.sampling.max_history_chars, self.cfg.sampling.max_observation_chars, select)
+        self.pool.skipped.update(skips)
+        return turns
+
+    def turns(self, rows: Iterable, per_trajectory: int | None = None) -> Iterator[list[Turn]]:
+        """The usable turns of each row in turn (with ``per_trajectory``, at most that many per
+        trajectory, seeded by it, and only those are built). Rows are read ahead by a small batch
+        so the ``where`` predicate runs once per batch."""
+        batch: list = []
+        for row in rows:
+            traj = self._trajectory(row)
+            if traj is None:
+                continue
+            if self.where is None:
+                yield self._cut(traj, per_trajectory)
+                continue
+            batch.append(traj)
+            if len(batch) >= WHERE_BATCH:
+                yield from self._flush(batch, per_trajectory)
+                batch = []
+        if batch:
+            yield from self._flush(batch, per_trajectory)
+
+    def _flush(self, batch: list, per_trajectory: int | None) -> Iterator[list[Turn]]:
+        for traj, keep in zip(batch, self.where.keep_many([trajectory_fields(t) for t in batch])):
+            if keep is None:
+                self.pool.skipped["filtered_where_error"] += 1
+            elif not keep:
+                self.pool.skipped["filtered_where"] += 1
+            else:
+                yield self._cut(traj, per_trajectory)
