@@ -123,11 +123,18 @@ def cmd_run(args) -> int:
                 if ev.is_step_failure:
                     print(f"[{key}] {ev.step_key} failed: {ev.event_specific_data.error.message.strip()[:400]}", file=sys.stderr)
     print(f"materialized {len(targets) - len(failed)}/{len(targets)} partitions; warehouse {paths.warehouse}")
+    from duel_assets.defs.report import duel_report
+
+    report = dg.materialize([duel_report], instance=instance, resources=build_resources(), run_config=quiet,
+                            raise_on_error=False, tags={"duel/launched_by": "duel-assets run"})
+    if not report.success:
+        for ev in report.all_events:
+            if ev.is_step_failure:
+                print(f"duel_report failed: {ev.event_specific_data.error.message.strip()[:400]}", file=sys.stderr)
     print(f"report: {paths.report}")
     if failed:
         print(f"failed partitions: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed or not report.success else 0
 
 
 def _demo_config() -> str:

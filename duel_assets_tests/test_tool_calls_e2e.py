@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets_tests.conftest import materialize, metadata, query
+from duel_assets_tests.conftest import materialize, materialize_report, metadata, query
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 
@@ -48,9 +48,10 @@ require_gate = false
     md = metadata(res, "exported_buckets")
     accepted = sum(1 for b, _ in exported if b in ("final", "refined"))
     assert md["sft_rows"] == accepted
-    # the export loads with datasets; the tool call is the last assistant message
+    # the export loads with datasets; the tool call is the last assistant message, and the only one trained
     import datasets
 
+    materialize_report(instance)  # the card is duel_report's
     export_dir = home / "export"
     card = (export_dir / "README.md").read_text()
     assert "coderforge" in card and "## Gate" in card
@@ -62,7 +63,10 @@ require_gate = false
         row = ds[0]
         last = row["messages"][-1]
         assert last["role"] == "assistant" and last["tool_calls"][0]["function"]["name"] == "execute_bash"
-        assert json.loads(row["tools"])[0]["function"]["name"] == "execute_bash"
+        assert row["target_index"] == len(row["messages"]) - 1
+        assert [m["train"] for m in row["messages"]] == [False] * row["target_index"] + [True]
+        assert row["tools"][0]["function"]["name"] == "execute_bash"
+        assert "command" in json.loads(row["tools"][0]["function"]["parameters"])["properties"]
         assert row["protocol"] == "tool_calls"
         tool_msgs = [m for m in row["messages"] if m["role"] == "tool"]
         assert all(m["tool_call_id"] for m in tool_msgs)

@@ -225,6 +225,8 @@ class ChecksConfig:
 class ExportConfig:
     buckets: list[str] = field(default_factory=lambda: ["final", "refined"])  # what counts as training data
     require_gate: bool = True  # only partitions whose gate is ACCEPT
+    layout: str = "openai"  # "openai": native chat messages; "source": each source's own encoding
+    reasoning: str = "keep"  # "keep" or "drop" the reasoning of assistant messages
 
 
 @dataclass
@@ -292,6 +294,10 @@ def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
     cfg.metric_weights = {m: float(cfg.metric_weights.get(m, 1.0)) for m in METRICS}
     if cfg.leakage.action not in ("demote", "drop"):
         raise ConfigError(f"leakage.action: expected 'demote' or 'drop', got {cfg.leakage.action!r}")
+    if cfg.export.layout not in ("openai", "source"):
+        raise ConfigError(f"export.layout: expected 'openai' or 'source', got {cfg.export.layout!r}")
+    if cfg.export.reasoning not in ("keep", "drop"):
+        raise ConfigError(f"export.reasoning: expected 'keep' or 'drop', got {cfg.export.reasoning!r}")
     if cfg.filters.outcome not in ("any", "submitted"):
         raise ConfigError(f"filters.outcome: expected 'any' or 'submitted', got {cfg.filters.outcome!r}")
     if cfg.filters.max_history_tokens:
