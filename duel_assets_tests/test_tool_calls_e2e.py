@@ -70,6 +70,23 @@ require_gate = false
         assert row["protocol"] == "tool_calls"
         tool_msgs = [m for m in row["messages"] if m["role"] == "tool"]
         assert all(m["tool_call_id"] for m in tool_msgs)
+    # the same partition in the `source` layout: CoderForge's own JSON-string columns, read back by its reader
+    cfg.write_text(cfg.read_text().replace("require_gate = false", 'require_gate = false\nlayout = "source"'))
+    materialize(instance, "cf_batch", selection=["exported_buckets"])
+    materialize_report(instance)
+    rows = sft_jsonl(export_dir)
+    assert len(rows) == accepted and all(isinstance(r["messages"], str) and isinstance(r["tools"], str) for r in rows)
+    card = (export_dir / "README.md").read_text()
+    assert "Layout `source`" in card and "- `coderforge`: CoderForge-Preview" in card and "| coderforge |" in card
+    assert accepted  # the stand-in's duels on these fixtures accept some turns
+    from duel_assets.lib.trajectories import cut_turns, read_coderforge
+
+    back, _ = cut_turns(read_coderforge(rows[0]))
+    (hist,), = query(home, "SELECT history FROM duel.sampled_turns WHERE turn_id = ?", [rows[0]["turn_id"]])
+    (calls,), = query(home, "SELECT tool_calls FROM duel.challenger_answers WHERE turn_id = ?", [rows[0]["turn_id"]])
+    assert back[-1].history == json.loads(hist)  # the reader sees the same history
+    assert [c["function"] for c in back[-1].reference["tool_calls"]] == [c["function"] for c in json.loads(calls)]
+    assert [m["train"] for m in json.loads(rows[0]["messages"])].count(True) == 1
 
 
 @pytest.mark.e2e
