@@ -105,6 +105,14 @@ def materialize(instance, key: str, selection=None, raise_on_error: bool = True)
                           selection=selection, raise_on_error=raise_on_error)
 
 
+def materialize_report(instance, raise_on_error: bool = True):
+    """`duel_report` over every registered partition (what the automation sensor and `duel-assets run` do)."""
+    from duel_assets.defs.report import duel_report
+    from duel_assets.defs.resources import build_resources
+
+    return dg.materialize([duel_report], instance=instance, resources=build_resources(), raise_on_error=raise_on_error)
+
+
 def query(home: Path, sql: str, params=None) -> list[tuple]:
     from duel_assets.lib.locks import warehouse_lock
 

@@ -179,7 +179,7 @@ def test_the_failure_summary_names_the_underlying_error(duel_env, capsys, monkey
     def full_disk(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(assets, "sampled_turn_rows", full_disk)  # what sampled_turns writes its rows with
+    monkeypatch.setattr(assets.tables, "turn_rows", full_disk)  # what sampled_turns builds its rows with
     monkeypatch.setenv("DUEL_PROGRESS", "0")
     assert main(["run", "--partition", "p", "--sample-new"]) == 1
     err = capsys.readouterr().err

@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from duel_assets_tests.conftest import CANARY_KEY, TEST_CHAIN, materialize, query
+from duel_assets_tests.conftest import CANARY_KEY, TEST_CHAIN, materialize, materialize_report, query
 
 EXE = Path(sys.executable).parent / "duel-assets"
 VOLATILE = {"cached", "attempts"}
@@ -137,6 +137,7 @@ def test_canary_key_is_never_written(duel_env, instance, capfd, caplog):
                    + '\n[export]\nrequire_gate = false\nbuckets = ["final", "refined", "defeat"]\n')
     materialize(instance, "prompts_12_000")
     duel_env["standin"].state.fault_rate = 0.0
+    materialize_report(instance)
     assert (home / "report" / "report.md").exists() and any((home / "export").rglob("*.parquet"))
     # a provider that echoes the key in its error text, recorded on every row
     cfg.write_text(cfg.read_text().replace('model = "standin-generator"', 'model = "standin-auth-echo"')

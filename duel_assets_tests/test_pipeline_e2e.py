@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets_tests.conftest import materialize, metadata, query
+from duel_assets_tests.conftest import materialize, materialize_report, metadata, query
 
 ASSETS = ["sampled_turns", "pr_records", "king_answers", "challenger_answers", "judge_scores", "duel_verdict",
           "exported_buckets"]
@@ -57,21 +57,23 @@ def test_two_partitions_end_to_end(duel_env, instance):
             expected = "refined"
         assert bucket == expected
     # exports: one file per parsed turn, in its bucket's folder, holding both answers
-    exported = query(home, "SELECT bucket, path FROM duel.exported_buckets")
+    exported = query(home, "SELECT prompt_file, bucket, path FROM duel.exported_buckets")
     parsed, = query(home, "SELECT count(*) FROM duel.duel_verdict WHERE parsed")
     assert len(exported) == parsed[0] == 12
-    for bucket, path in exported:
+    for pf, bucket, path in exported:
         p = Path(path)
-        assert p.parent == home / bucket and p.exists()
+        assert p.parent == home / bucket / pf and p.exists()
         doc = json.loads(p.read_text())
         assert doc["bucket"] == bucket and doc["king"]["content"] and doc["challenger"]["content"]
         assert set(doc["per_metric"]) == {"correctness", "grounding", "progress", "protocol", "efficiency"}
-    files = [f for b in ("final", "refined", "defeat") for f in (home / b).glob("*.json")]
+    files = [f for b in ("final", "refined", "defeat") for f in (home / b).rglob("*.json")]
     assert len(files) == 12
-    from duel_assets.lib.export import LINEAGE_SQL
+    from duel_assets.lib.export.documents import LINEAGE_SQL
 
     lineage = query(home, LINEAGE_SQL.format(key="prompts_12_001"))
     assert len(lineage) == 6 and all(row[-1] for row in lineage)  # every turn followed to its export file
+    assert not (home / "report" / "report.md").exists()  # the partitions write only their own files
+    materialize_report(instance)
     report = (home / "report" / "report.md").read_text()
     assert "Gate, all partitions" in report and "prompts_12_000" in report and "prompts_12_001" in report
     assert report.count("| prompts_12_0") >= 12 + 2  # 12 turn rows + 2 partition gate rows
@@ -93,7 +95,7 @@ def test_rematerializing_replaces_only_that_partition(duel_env, instance):
     assert query(home, "SELECT turn_id, score FROM duel.duel_verdict WHERE prompt_file='prompts_12_001' ORDER BY 1") == other_before
     # the re-run found every call in the cache: nothing was sent to the endpoint again
     assert len(duel_env["standin"].state.log) == calls_before
-    n_files = len([f for b in ("final", "refined", "defeat") for f in (duel_env["home"] / b).glob("prompts_12_000__*.json")])
+    n_files = len([f for b in ("final", "refined", "defeat") for f in (duel_env["home"] / b / "prompts_12_000").glob("*.json")])
     assert n_files == 6
 
 
@@ -128,13 +130,13 @@ def test_definitions_validate_and_share_one_partitions_def():
     from duel_assets.definitions import defs
 
     d = defs()
-    all_specs = list(d.resolve_all_asset_specs())
-    specs = [s for s in all_specs if s.group_name != "calibration"]  # judge_calibration has its own partitions
-    assert {s.key.to_user_string() for s in all_specs if s.group_name == "calibration"} == {"judge_calibration"}
-    assert sorted(s.key.to_user_string() for s in specs) == sorted(ASSETS)
-    parts = {id(s.partitions_def) for s in specs}
-    assert len(parts) == 1
-    assert all(s.group_name == "duel" for s in specs)
+    all_specs = {s.key.to_user_string(): s for s in d.resolve_all_asset_specs()}
+    assert {k for k, s in all_specs.items() if s.group_name == "calibration"} == {"judge_calibration"}  # its own partitions
+    specs = {k: s for k, s in all_specs.items() if s.group_name != "calibration"}
+    assert sorted(specs) == sorted(ASSETS + ["duel_report"])
+    assert len({id(specs[a].partitions_def) for a in ASSETS}) == 1 and specs["sampled_turns"].partitions_def
+    assert specs["duel_report"].partitions_def is None  # the work over all partitions, in one asset
+    assert all(s.group_name == "duel" for s in specs.values())
 
 
 @pytest.mark.e2e
@@ -152,6 +154,6 @@ def test_demo_command_end_to_end(tmp_path):
         (n, parts), = query(home, f"SELECT count(*), count(DISTINCT prompt_file) FROM duel.{t}")
         assert n > 0 and parts >= 2, t
     parsed, = query(home, "SELECT count(*) FROM duel.duel_verdict WHERE parsed")
-    files = [f for b in ("final", "refined", "defeat") for f in (home / b).glob("*.json")]
+    files = [f for b in ("final", "refined", "defeat") for f in (home / b).rglob("*.json")]
     assert len(files) == parsed[0] > 0
-    assert (home / "report" / "report.md").exists()
+    assert (home / "report" / "report.md").exists() and (home / "export" / "README.md").exists()

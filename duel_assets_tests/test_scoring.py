@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from duel_assets.lib.scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bootstrap_means, bucket_for,
-                                     challenger_margins, gate, parse_judge_reply, score_turn)
+                                     challenger_margins, gate, parse_judge_reply, row_margins, score_turn, side_scores)
 from duel_assets.lib.settings import METRICS, BucketConfig, GateConfig
 
 W = {m: 1.0 for m in METRICS}
@@ -21,6 +21,15 @@ def reply(a: int, b: int, **per_metric) -> JudgeReply:
 def margins(judge_replies: dict) -> dict:
     """{judge: {order: JudgeReply|None}} -> the score_turn input."""
     return {j: [challenger_margins(r, o) if r else None for o, r in orders.items()] for j, orders in judge_replies.items()}
+
+
+def test_a_reply_and_its_stored_row_give_the_same_margins():
+    r = reply(5, 5, correctness=(4, 7), progress=(8, 2))
+    for order in (KING_FIRST, CHALLENGER_FIRST):
+        row = {"parsed": True, **side_scores(r, order)}  # what judge_scores stores
+        assert row_margins(row) == challenger_margins(r, order)
+    assert challenger_margins(r, KING_FIRST)["correctness"] == 3 and challenger_margins(r, CHALLENGER_FIRST)["correctness"] == -3
+    assert row_margins({"parsed": False}) is None and challenger_margins(JudgeReply(False), KING_FIRST) is None
 
 
 def test_always_position_a_judge_scores_50_under_swap():

@@ -75,11 +75,33 @@ def test_judging_sensor_once_per_new_pair_and_never_half(duel_env, instance):
     assert requests(tick(judging_sensor, instance)) == []
 
 
+@pytest.mark.e2e
+def test_a_new_challenger_alone_is_judged_once(duel_env, instance):
+    """Re-materializing only challenger_answers for P leads to exactly one judging request for P."""
+    materialize(instance, "P")  # the whole graph: answers and their judging
+    settled = tick(judging_sensor, instance)
+    assert requests(settled) == []
+    materialize(instance, "P", selection=["challenger_answers"])
+    first = tick(judging_sensor, instance, cursor=settled.cursor)
+    assert [r.partition_key for r in requests(first)] == ["P"]
+    second = tick(judging_sensor, instance, cursor=first.cursor)
+    assert requests(second) == []
+    # a restarted sensor (no cursor) asks for the same pair with the same run key: Dagster runs it once
+    again = requests(tick(judging_sensor, instance))
+    assert [r.run_key for r in again] == [requests(first)[0].run_key]
+    materialize(instance, "P", selection=["judge_scores", "duel_verdict", "exported_buckets"])
+    assert requests(tick(judging_sensor, instance)) == []
+    # and a new king alone, too
+    materialize(instance, "P", selection=["king_answers"])
+    assert [r.partition_key for r in requests(tick(judging_sensor, instance, cursor=second.cursor))] == ["P"]
+
+
 def test_needs_judging_rules():
     from duel_assets.lib.watch import needs_judging
 
     assert needs_judging(5, 6, None) and needs_judging(5, 6, 4)
     assert not needs_judging(5, None, None) and not needs_judging(None, 6, None)
-    assert not needs_judging(5, 6, 5)  # the king's answer is not newer than the judging
-    assert not needs_judging(5, 6, 7)
-    assert not needs_judging(5, 6, None, judging_run_in_progress=True)  # that run will judge itself
+    assert needs_judging(5, 6, 5)  # the challenger's answer alone is newer than the judging
+    assert needs_judging(7, 3, 5)  # the king's answer alone is newer
+    assert not needs_judging(5, 6, 7)  # both were judged
+    assert not needs_judging(5, 6, None, answers_run_in_progress=True)  # that run may write more or judge itself

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets_tests.conftest import materialize, metadata, query
+from duel_assets_tests.conftest import materialize, materialize_report, metadata, query
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 
@@ -51,9 +51,10 @@ require_gate = false
     md = metadata(res, "exported_buckets")
     accepted = sum(1 for b, _ in exported if b in ("final", "refined"))
     assert md["sft_rows"] == accepted
-    # the export loads with datasets; the tool call is the last assistant message
+    # the export loads with datasets; the tool call is the last assistant message, and the only one trained
     import datasets
 
+    materialize_report(instance)  # the card is duel_report's
     export_dir = home / "export"
     card = (export_dir / "README.md").read_text()
     assert "coderforge" in card and "## Gate" in card
@@ -65,10 +66,30 @@ require_gate = false
         row = ds[0]
         last = row["messages"][-1]
         assert last["role"] == "assistant" and last["tool_calls"][0]["function"]["name"] == "execute_bash"
-        assert json.loads(row["tools"])[0]["function"]["name"] == "execute_bash"
+        assert row["target_index"] == len(row["messages"]) - 1
+        assert [m["train"] for m in row["messages"]] == [False] * row["target_index"] + [True]
+        assert row["tools"][0]["function"]["name"] == "execute_bash"
+        assert "command" in json.loads(row["tools"][0]["function"]["parameters"])["properties"]
         assert row["protocol"] == "tool_calls"
         tool_msgs = [m for m in row["messages"] if m["role"] == "tool"]
         assert all(m["tool_call_id"] for m in tool_msgs)
+    # the same partition in the `source` layout: CoderForge's own JSON-string columns, read back by its reader
+    cfg.write_text(cfg.read_text().replace("require_gate = false", 'require_gate = false\nlayout = "source"'))
+    materialize(instance, "cf_batch", selection=["exported_buckets"])
+    materialize_report(instance)
+    rows = sft_jsonl(export_dir)
+    assert len(rows) == accepted and all(isinstance(r["messages"], str) and isinstance(r["tools"], str) for r in rows)
+    card = (export_dir / "README.md").read_text()
+    assert "Layout `source`" in card and "- `coderforge`: CoderForge-Preview" in card and "| coderforge |" in card
+    assert accepted  # the stand-in's duels on these fixtures accept some turns
+    from duel_assets.lib.trajectories import cut_turns, read_coderforge
+
+    back, _ = cut_turns(read_coderforge(rows[0]))
+    (hist,), = query(home, "SELECT history FROM duel.sampled_turns WHERE turn_id = ?", [rows[0]["turn_id"]])
+    (calls,), = query(home, "SELECT tool_calls FROM duel.challenger_answers WHERE turn_id = ?", [rows[0]["turn_id"]])
+    assert back[-1].history == json.loads(hist)  # the reader sees the same history
+    assert [c["function"] for c in back[-1].reference["tool_calls"]] == [c["function"] for c in json.loads(calls)]
+    assert [m["train"] for m in json.loads(rows[0]["messages"])].count(True) == 1
 
 
 @pytest.mark.e2e

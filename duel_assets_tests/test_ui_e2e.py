@@ -84,6 +84,11 @@ class UI:
                      {"id": backfill_id})
         return d["partitionBackfillOrError"]["status"]
 
+    def report_materializations(self) -> list[dict]:
+        d = self.gql("""query { assetOrError(assetKey: {path: ["duel_report"]}) { ... on Asset {
+            assetMaterializations { runId metadataEntries { label ... on TextMetadataEntry { text } } } } } }""")
+        return d["assetOrError"].get("assetMaterializations") or []
+
     def runs(self, tag_key: str, tag_value: str) -> list[dict]:
         d = self.gql("""query($k: String!, $v: String!) { runsOrError(filter: {tags: [{key: $k, value: $v}]}) {
             ... on Runs { results { runId status tags { key value } } } } }""", {"k": tag_key, "v": tag_value})
@@ -136,9 +141,12 @@ def ui(tmp_path_factory):
         bid = u.backfill(ASSETS, KEYS)
         state["backfill_status"] = u.wait("the whole-graph backfill", lambda: (s := u.backfill_status(bid)) not in ("REQUESTED",) and s, timeout=300)
         state["materialized"] = {a: u.materialized(a) for a in ASSETS}
+        # the report automation materializes duel_report once, after the backfill's partitions landed
+        state["reports_after_backfill"] = u.wait("duel_report after the backfill", u.report_materializations, timeout=180)
         # let the judging sensor tick at least once after the backfill (30 s interval): it must not re-judge
         time.sleep(40)
         state["judging_runs_after_full_backfill"] = u.runs("dagster/sensor_name", "judging_sensor")
+        state["reports_after_tick"] = u.report_materializations()
         # new answers for both partitions: now the judging sensor fires, once per partition
         bid2 = u.backfill(["king_answers", "challenger_answers"], KEYS)
         state["answers_backfill_status"] = u.wait("the answers backfill", lambda: (s := u.backfill_status(bid2)) != "REQUESTED" and s, timeout=300)
@@ -173,6 +181,9 @@ def test_sensors_backfill_and_judging_through_graphql(ui):
     assert sorted(_partition_of(r) for r in prompt_runs) == sorted(KEYS)
     # a whole-graph backfill judges in its own runs: the sensor did not add a second judging
     assert s["judging_runs_after_full_backfill"] == []
+    # one report for the whole backfill, with the gate over both partitions in its metadata
+    (report,) = s["reports_after_tick"]
+    assert any(e["label"] == "gate_all_partitions" and e.get("text") in ("ACCEPT", "REJECT") for e in report["metadataEntries"])
     # fresh answers: exactly one judging run per partition, all succeeded, none afterwards
     runs = s["judging_runs_final"]
     assert sorted(_partition_of(r) for r in runs) == sorted(KEYS)
@@ -208,7 +219,7 @@ def test_asset_graph_and_partitions_in_a_real_browser(ui):
         assert all(k in body for k in KEYS)
         # one partition's materialization: the gate and its figures are in the metadata
         page.get_by_text(KEYS[0]).first.click()
-        page.get_by_text("gate_all_partitions").first.wait_for(timeout=60_000)
+        page.get_by_text("gate_figures").first.wait_for(timeout=60_000)
         meta_png = SCREENSHOTS / "duel_verdict_partition_metadata.png"
         page.screenshot(path=str(meta_png), full_page=True)
         body = page.inner_text("body")

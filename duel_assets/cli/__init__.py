@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "configured sources and all their LLM calls are paid for")
     r.add_argument("--resample", action="store_true",
                    help="tag the runs duel/resample=true: a partition whose prompt file was deleted is sampled again")
+    r.add_argument("--parallel", type=_positive, default=2, metavar="N",
+                   help="partitions run at once (default: 2): one's start-up and verdicts overlap another's calls; "
+                        "their calls share calls.concurrency and the rate limits")
+    r.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # the children of a --parallel run
     r.set_defaults(fn=_fn("run.cmd_run"))
     f = sub.add_parser("forget", help="remove partitions: registration, history, warehouse rows and files")
     f.add_argument("partition", nargs="+", metavar="KEY", help="partition key(s) to remove")

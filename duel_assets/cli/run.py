@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from duel_assets.cli.common import (close_matches, errors_out, exception_text, instance, register_partitions,
                                     registered, underlying_error)
@@ -47,40 +48,98 @@ def cmd_run(args) -> int:
     if not targets:
         print("nothing to run: no prompt files in", paths.prompt_dir, "- try `duel-assets sample --prompts 400`")
         return 1
-    return materialize_all(inst, targets, paths, resample=args.resample)
+    return materialize_all(inst, targets, paths, resample=args.resample, parallel=args.parallel,
+                           report=not getattr(args, "no_report", False))
 
 
-def materialize_all(inst, targets: list[str], paths: Paths, resample: bool = False) -> int:
+def _one(key: str, inst, tags: dict, quiet: dict) -> list[str]:
+    """Materialize one partition's graph; the failure lines it produced (none when it succeeded)."""
     import dagster as dg
-    from tqdm import tqdm
 
     from duel_assets.defs.assets import ALL_ASSETS
     from duel_assets.defs.resources import build_resources
 
-    os.environ.setdefault("DUEL_PROGRESS", "1")  # the call layer's bar: calls done / total per stage
+    try:
+        result = dg.materialize(ALL_ASSETS, partition_key=key, instance=inst, resources=build_resources(),
+                                run_config=quiet, raise_on_error=False, tags=tags)
+    except Exception as e:  # the run itself could not be recorded or started (a full disk, ...)
+        return [f"[{key}] run failed: {exception_text(e)}"]
+    if result.success:
+        return []
+    return [f"[{key}] {ev.step_key} failed: {underlying_error(ev.event_specific_data.error)}"
+            for ev in result.all_events if ev.is_step_failure] or [f"[{key}] run failed"]
+
+
+def _in_children(targets: list[str], parallel: int, resample: bool) -> dict[str, list[str]]:
+    """Each partition in its own ``duel-assets run --partition K`` process, ``parallel`` at a time
+    (Dagster's in-process execution is not thread-safe). Returns the failure lines of each failed one."""
+    import subprocess
+
+    from tqdm import tqdm
+
+    env = {**os.environ, "DUEL_PROGRESS": "0"}
+    cmd = [sys.executable, "-m", "duel_assets.cli", "run", "--parallel", "1", "--no-report"] + (["--resample"] if resample else [])
+    queue, running, failed = list(targets), {}, {}
+    bar = tqdm(total=len(targets), desc="partitions", unit="partition", file=sys.stderr)
+    while queue or running:
+        while queue and len(running) < parallel:
+            key = queue.pop(0)
+            running[key] = subprocess.Popen([*cmd, "--partition", key], env=env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, text=True)
+        for key, proc in list(running.items()):
+            if proc.poll() is None:
+                continue
+            err = proc.stderr.read() if proc.stderr else ""
+            if proc.returncode != 0:
+                failed[key] = [ln for ln in err.splitlines() if ln.startswith(f"[{key}]")] or [f"[{key}] run failed (exit {proc.returncode})"]
+                for line in failed[key]:
+                    bar.write(line, file=sys.stderr)
+            del running[key]
+            bar.update(1)
+        time.sleep(0.2)
+    bar.close()
+    return failed
+
+
+def materialize_all(inst, targets: list[str], paths: Paths, resample: bool = False, parallel: int = 2,
+                    report: bool = True) -> int:
+    """The graph for every target partition, ``parallel`` partitions at a time (each in its own
+    process): one partition's start-up and verdict steps run while another's LLM calls are in
+    flight. The calls of all of them share the deployment's concurrency bound and rate limits (the
+    call store's flight rules), so overlapping partitions never sends more than one partition alone
+    could. Then ``duel_report``, once."""
+    import dagster as dg
+
+    from duel_assets.defs.report import duel_report
+    from duel_assets.defs.resources import build_resources
+
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # failures: summarized below
-    tags = {"duel/launched_by": "duel-assets run"}
-    if resample:
-        tags["duel/resample"] = "true"
-    failed = []
-    bar = tqdm(targets, desc="partitions", unit="partition", file=sys.stderr, disable=len(targets) < 2)
-    for key in bar:
-        try:
-            result = dg.materialize(ALL_ASSETS, partition_key=key, instance=inst, resources=build_resources(),
-                                    run_config=quiet, raise_on_error=False, tags=tags)
-        except Exception as e:  # the run itself could not be recorded or started (a full disk, ...)
-            failed.append(key)
-            print(f"[{key}] run failed: {exception_text(e)}", file=sys.stderr)
-            continue
-        if not result.success:
-            failed.append(key)
-            for ev in result.all_events:
-                if ev.is_step_failure:
-                    print(f"[{key}] {ev.step_key} failed: {underlying_error(ev.event_specific_data.error)}",
-                          file=sys.stderr)
+    if parallel > 1 and len(targets) > 1:
+        failed = _in_children(targets, parallel, resample)
+    else:
+        os.environ.setdefault("DUEL_PROGRESS", "1")  # the call layer's bar: calls done / total per stage
+        tags = {"duel/launched_by": "duel-assets run", **({"duel/resample": "true"} if resample else {})}
+        failed = {}
+        for key in targets:
+            lines = _one(key, inst, tags, quiet)
+            if lines:
+                failed[key] = lines
+                for line in lines:
+                    print(line, file=sys.stderr)
     print(f"materialized {len(targets) - len(failed)}/{len(targets)} partitions; warehouse {mask_url(str(paths.warehouse))}")
-    print(f"report: {paths.report}")
+    ok = True
+    if report:
+        try:
+            done = dg.materialize([duel_report], instance=inst, resources=build_resources(), run_config=quiet,
+                                  raise_on_error=False, tags={"duel/launched_by": "duel-assets run"})
+            ok = done.success
+            for ev in done.all_events if not ok else []:
+                if ev.is_step_failure:
+                    print(f"duel_report failed: {underlying_error(ev.event_specific_data.error)}", file=sys.stderr)
+        except Exception as e:  # the run itself could not be recorded or started
+            ok = False
+            print(f"duel_report run failed: {exception_text(e)}", file=sys.stderr)
+        print(f"report: {paths.report}")
     if failed:
-        print(f"failed partitions: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"failed partitions: {', '.join(sorted(failed))}", file=sys.stderr)
+    return 1 if failed or not ok else 0

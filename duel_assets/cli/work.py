@@ -75,7 +75,7 @@ def cmd_demo(args) -> int:
         print(f"using the OFFLINE STAND-IN at {srv.base_url}: its answers and verdicts are NOT from a model")
         rc = cmd_sample(argparse.Namespace(prompts=None, per_file=None, stem="prompts", force=False))
         if rc == 0:
-            rc = cmd_run(argparse.Namespace(partition=None, sample_new=False, resample=False))
+            rc = cmd_run(argparse.Namespace(partition=None, sample_new=False, resample=False, parallel=2, no_report=False))
     print()
     print(f"report:    {paths.report}")
     print(f"warehouse: {paths.warehouse} (schema duel)")

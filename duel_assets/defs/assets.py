@@ -8,12 +8,13 @@ import pandas as pd
 
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
-from duel_assets.lib import duel, export, tables
+from duel_assets.lib import checks, duel, spend, tables, verdicts
 from duel_assets.lib.calibration.evidence import gate_metadata
+from duel_assets.lib.export import documents, partition, summary
+from duel_assets.lib.export.paths import partition_files
 from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
 from duel_assets.lib.prompt_files import PromptFileError
-from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition, sampled_turn_rows
-from duel_assets.lib.scoring import gate
+from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.tables import read_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
 
@@ -24,12 +25,12 @@ def _key(context: dg.AssetExecutionContext) -> str:
     return validate_partition_key(context.partition_key)
 
 
-def _check_results(checks: list[duel.RateCheck], asset: str) -> list[dg.AssetCheckResult]:
+def _check_results(results: list[checks.RateCheck], asset: str) -> list[dg.AssetCheckResult]:
     return [dg.AssetCheckResult(
         asset_key=asset, check_name=c.name, passed=c.passed, severity=dg.AssetCheckSeverity.WARN,
         description=c.description,
         metadata={"rate": c.rate, "threshold": c.threshold, "numerator": c.numerator, "denominator": c.denominator},
-    ) for c in checks]
+    ) for c in results]
 
 
 def _specs(asset: str, *names: str) -> list[dg.AssetCheckSpec]:
@@ -59,7 +60,7 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
     except (PromptFileError, ConfigError) as e:
         raise dg.Failure(description=str(e)) from None
     source_skips = Counter(loaded.meta.get("skipped") or {})
-    rows = sampled_turn_rows(loaded.turns)
+    rows = tables.turn_rows(loaded.turns)
     context.add_output_metadata({
         "turns": len(rows),
         "origin": origin,
@@ -137,14 +138,14 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
     selected = {k.to_user_string() for k in context.selected_asset_keys}
     roles = {r for r, a in ROLE_ASSETS.items() if a in selected}
     paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
-    turns = duel.turns_from_frame(sampled_turns)
-    prs = duel.pr_by_instance(pr_records)
+    turns = tables.turns_from_frame(sampled_turns)
+    prs = tables.by_instance("pr_records", pr_records)
     stored = {}
     if "judge" in roles:
         for role in ("king", "challenger"):
             if role not in roles:
                 df = read_partition(str(paths.warehouse), ROLE_ASSETS[role], key)
-                stored[role] = {r["turn_id"]: r for r in df.to_dict("records")}
+                stored[role] = tables.by_turn(ROLE_ASSETS[role], df)
     result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
                             stored.get("king"), stored.get("challenger"), label=f"duel {key}")
     checks_selected = {(c.asset_key.to_user_string(), c.name) for c in context.selected_asset_check_keys}
@@ -164,8 +165,8 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
             failures.append(reason)
             continue
         yield dg.Output(tables.frame(asset, rows, key), output_name=asset, metadata=md)
-        checks = duel.judge_checks(rows, cfg) if role == "judge" else duel.answer_checks(rows, cfg, role)
-        for c in _check_results(checks, asset):
+        found = checks.judge_checks(rows, cfg) if role == "judge" else checks.answer_checks(rows, cfg, role)
+        for c in _check_results(found, asset):
             if (asset, c.check_name) in checks_selected:
                 yield c
     if failures:
@@ -174,62 +175,57 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
 
 @dg.asset(**PARTITIONED, kinds={"duckdb"})
 def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame,
-                 challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame) -> pd.DataFrame:
-    """Per-turn duel score (0-100), bucket and breakdown; the partition's gate (and the gate over all
-    partitions) in the metadata."""
+                 king_answers: pd.DataFrame, challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame) -> pd.DataFrame:
+    """Per-turn duel score (0-100), bucket and breakdown, or the reason a turn is excluded; the
+    partition's gate, per-judge statistics and who answered in the metadata. Writes the partition's
+    summary and turn detail under `report/` (the gate over all partitions is `duel_report`'s)."""
     key = _key(context)
     paths, cfg = settings.paths(), settings.config()
-    rows = duel.verdict_rows(judge_scores, challenger_answers, list(sampled_turns["turn_id"]), cfg)
-    df = tables.frame("duel_verdict", rows, key)
-    g = gate([r["score"] for r in rows], cfg.gate)
-    export.write_partition_summary(paths, key, g, rows)
-    registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
-    overall = export.overall_gate(export.read_summaries(paths, registered), cfg.gate)
-    md = duel.verdict_metadata(rows, df, judge_scores)
+    rows = verdicts.verdict_rows(judge_scores, challenger_answers, list(sampled_turns["turn_id"]), cfg, king_answers)
+    g = verdicts.partition_gate(rows, cfg.gate)
+    prov = verdicts.provenance(king_answers, challenger_answers, judge_scores)
+    summary.write_partition_summary(paths, key, g, rows, prov)
+    md = verdicts.verdict_metadata(rows, judge_scores, g, prov)
+    accepted = sum(1 for r in rows if r.get("bucket") in ("final", "refined"))
+    cost = spend.spend({"king": king_answers, "challenger": challenger_answers, "judge": judge_scores}, cfg.prices, accepted)
     context.add_output_metadata({
-        "gate": g.verdict,
-        "gate_figures": g.to_dict(),
-        "gate_all_partitions": overall.verdict,
-        "gate_all_partitions_figures": overall.to_dict(),
         **md,
+        **cost,
         "per_judge": dg.MetadataValue.md(md["per_judge"]),
         "score_histogram": dg.MetadataValue.md(md["score_histogram"]),
     })
-    # --- judge calibration evidence (duel_assets/lib/calibration/evidence.py): the latest calibration
-    # of this panel next to the gate, or a note that there is none
+    # the judge panel's measured quality next to the gate (lib/calibration/evidence.py), or a note
+    # that no calibration of this panel exists
     evidence = gate_metadata(paths.home, cfg.judges.models)
     if "judge_calibration_summary" in evidence:
         evidence["judge_calibration_summary"] = dg.MetadataValue.md(evidence["judge_calibration_summary"])
     context.add_output_metadata(evidence)
-    return df
+    return tables.frame("duel_verdict", rows, key)
 
 
-@dg.asset(**PARTITIONED, kinds={"duckdb", "json"})
+@dg.asset(**PARTITIONED, kinds={"duckdb", "json", "parquet"})
 def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame,
                      king_answers: pd.DataFrame, challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame,
                      duel_verdict: pd.DataFrame) -> pd.DataFrame:
-    """One JSON file per parsed turn under `$DUEL_HOME/{final,refined,defeat}/`, and report.md."""
+    """One JSON file per exported turn under `$DUEL_HOME/{final,refined,defeat}/<key>/`, this
+    partition's SFT shards and its export manifest; only this partition's files."""
     key = _key(context)
-    paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
-    records = export.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
-    registered = list(context.instance.get_dynamic_partitions(prompt_files.name))
-    done = export.export_partition(paths, key, records, registered, cfg, mode)
-    rows, report = done.rows, done.report
+    paths, cfg = settings.paths(), settings.config()
+    records = documents.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
+    g = verdicts.partition_gate(tables.records("duel_verdict", duel_verdict), cfg.gate)
+    done = partition.export_partition(paths, key, records, cfg.export, g.verdict)
+    files = partition_files(paths, key)
     context.add_output_metadata({
-        "exported": len(rows),
-        "sft_rows": report.sft["rows"],
-        "sft_rows_this_partition": done.sft["rows"],
-        "sft_excluded_this_partition": done.sft["excluded"] or "",
-        "sft_export": dg.MetadataValue.path(str(paths.export_dir)),
-        "sft_partitions_included": len(report.sft["partitions_included"]),
-        "sft_partitions_excluded": dict(list(report.sft["partitions_excluded"].items())[:50]),
-        "by_bucket": dict(Counter(r["bucket"] for r in rows)),
-        "report": dg.MetadataValue.path(str(report.path)),
-        "gate_all_partitions": report.overall.verdict,
-        "report_md": dg.MetadataValue.md(report.text[:60_000]),
-        "turn_lineage": dg.MetadataValue.md(export.lineage_markdown(key, rows)),
+        "exported": len(done.rows),
+        "by_bucket": dict(Counter(r["bucket"] for r in done.rows)),
+        "sft_rows": done.sft["rows"],
+        "sft_excluded": done.sft["excluded"] or "",
+        "sft_layout": f"{done.sft['layout']} (reasoning: {done.sft['reasoning']})",
+        "sft_shard": dg.MetadataValue.path(str(files.parquet)),
+        "manifest": dg.MetadataValue.path(str(files.manifest)),
+        "turn_lineage": dg.MetadataValue.md(documents.lineage_markdown(key, done.rows)),
     })
-    return tables.frame("exported_buckets", rows, key)
+    return tables.frame("exported_buckets", done.rows, key)
 
 
 ALL_ASSETS = [sampled_turns, pr_records, duel_calls, duel_verdict, exported_buckets]

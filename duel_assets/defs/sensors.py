@@ -39,12 +39,11 @@ def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str):
     return res.records[0] if res.records else None
 
 
-def _will_judge(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """The run that produced an answer is still going and its selection includes judge_scores."""
+def _unfinished(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """The run that produced an answer is still going: it may yet write the other answer or judge
+    the partition itself, so the pair is not final."""
     run = instance.get_run_by_id(run_id)
-    if run is None or run.is_finished:
-        return False
-    return run.asset_selection is None or JUDGE in run.asset_selection
+    return run is not None and not run.is_finished
 
 
 @dg.sensor(
@@ -53,7 +52,8 @@ def _will_judge(instance: dg.DagsterInstance, run_id: str) -> bool:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests judge_scores and what is downstream for a partition once both its king_answers and "
-                "challenger_answers are newer than its judging - once per new pair of answers.",
+                "challenger_answers exist and at least one is newer than its judging - once per new pair of "
+                "answer versions.",
 )
 def judging_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     instance = context.instance
@@ -80,9 +80,9 @@ def judging_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
         pending.discard(p)
         if k is None or c is None:
             continue
-        in_progress = any(_will_judge(instance, r.run_id) for r in (k, c))
+        in_progress = any(_unfinished(instance, r.run_id) for r in (k, c))
         if in_progress:
-            pending.add(p)  # look again next tick: the run may still fail before judging
+            pending.add(p)  # look again next tick, once the run that wrote the answers has ended
         if needs_judging(k.storage_id, c.storage_id, j.storage_id if j else None, in_progress):
             requests.append(dg.RunRequest(partition_key=p, run_key=judging_run_key(p, k.storage_id, c.storage_id)))
     cursor = json.dumps({"after": newest, "pending": sorted(pending)})

@@ -16,10 +16,6 @@ NO_HIDDEN_INFO = "no_hidden_info"
 KING_MALFORMED = "king_malformed"
 
 
-def _json(v) -> str | None:
-    return None if v is None else json.dumps(v, ensure_ascii=False)
-
-
 def generation_params(cfg) -> dict:
     return {"temperature": cfg.generation.temperature, "max_tokens": cfg.generation.max_tokens}
 
@@ -91,16 +87,16 @@ def answer_row(role: str, p: Planned, r: CallResult | None, prs: dict[str, dict]
         if check.ok and r.finish_reason == "length":
             reason = "truncated_length"
         row.update(
-            content=r.content, reasoning=r.reasoning, tool_calls=_json(r.tool_calls), action=check.action,
+            content=r.content, reasoning=r.reasoning, tool_calls=r.tool_calls, action=check.action,
             format_ok=check.ok and reason is None, format_reason=reason, finish_reason=r.finish_reason,
             prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
-            usage=_json(None if r.usage_missing else {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                                                     "cached_tokens": r.cached_tokens}),
+            usage=None if r.usage_missing else {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+                                                "cached_tokens": r.cached_tokens},
         )
     if role == "challenger":
         pr = (prs or {}).get(t.instance_id) or {}
         ev = leak_evidence(prompts.render_answer(row.get("content"), row.get("tool_calls")), history_text(t), pr.get("patch")) if r.ok else []
-        row.update(leak_suspect=bool(ev), leak_evidence=_json(ev))
+        row.update(leak_suspect=bool(ev), leak_evidence=ev)
     return row
 
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from . import prompts
 from .answers import same_action
 from .llm import CallRequest, CallResult, CallStats
-from .scoring import CHALLENGER_FIRST, KING_FIRST, JudgeReply, parse_judge_reply, sides
-from .settings import METRICS
+from .scoring import CHALLENGER_FIRST, KING_FIRST, JudgeReply, challenger_margins, parse_judge_reply, side_scores, sides
 from .trajectories import Turn
 
 IDENTICAL = "identical_answers"
@@ -100,10 +99,7 @@ async def judge_once(call, job: JudgeJob, stats: CallStats) -> Judged:
 
 def margins(judged: Judged | None, order: str) -> dict[str, int] | None:
     """The challenger's per-metric margins in one parsed judgement (None when it did not parse)."""
-    if judged is None or not judged.reply.parsed or judged.reply.scores is None:
-        return None
-    c, o = sides(order)
-    return {m: judged.reply.scores[m][c] - judged.reply.scores[m][o] for m in METRICS}
+    return None if judged is None else challenger_margins(judged.reply, order)
 
 
 def judge_row(job: JudgeJob, judged: Judged | None) -> dict:
@@ -117,9 +113,7 @@ def judge_row(job: JudgeJob, judged: Judged | None) -> dict:
                cached_tokens=r.cached_tokens, served_model=r.served_model, standin=r.standin,
                error_kind=r.error_kind, error=r.error)
     if rep.parsed:
+        row.update(side_scores(rep, job.order))
         c_side, o_side = sides(job.order)
-        for m in METRICS:
-            row[f"{m}_challenger"] = rep.scores[m][c_side]
-            row[f"{m}_opponent"] = rep.scores[m][o_side]
         row["winner"] = {c_side: "challenger", o_side: "opponent", "tie": "tie"}.get(rep.winner or "", None)
     return row

@@ -69,18 +69,3 @@ def load_partition(home: Path, path: Path, key: str, cfg: ChainConfig) -> Loaded
     return loaded
 
 
-def _json(v) -> str | None:
-    return None if v is None else json.dumps(v, ensure_ascii=False)
-
-
-def sampled_turn_rows(turns: list) -> list[dict]:
-    """Rows of the ``sampled_turns`` table: the turn, its provenance (``license``, ``reward``,
-    ``source_meta``), the hidden information its row carries and its ``history_hash``."""
-    return [{
-        "turn_id": t.turn_id, "instance_id": t.instance_id, "repo": t.repo, "source": t.source, "traj_id": t.traj_id,
-        "step": t.step, "protocol": t.protocol, "history": _json(t.history), "reference": _json(t.reference),
-        "tools": _json(t.tools), "outcome": t.outcome, "trimmed": t.trimmed,
-        "history_messages": len(t.history), "history_chars": sum(len(m.get("content") or "") for m in t.history),
-        "license": t.license, "reward": t.reward, "source_meta": _json(t.source_meta or {}), "hidden": _json(t.hidden),
-        "history_hash": t.history_hash,
-    } for t in turns]

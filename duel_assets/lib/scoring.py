@@ -110,12 +110,29 @@ def sides(order: str) -> tuple[str, str]:
     return ("B", "A") if order == KING_FIRST else ("A", "B")
 
 
+def side_scores(reply: JudgeReply, order: str) -> dict[str, int]:
+    """A parsed judgement as judge_scores columns: ``<metric>_challenger`` and ``<metric>_opponent``."""
+    c, o = sides(order)
+    out = {}
+    for m in METRICS:
+        out[f"{m}_challenger"] = reply.scores[m][c]
+        out[f"{m}_opponent"] = reply.scores[m][o]
+    return out
+
+
+def row_margins(row: dict) -> dict[str, int] | None:
+    """Per-metric challenger minus opponent score of one judgement (a judge_scores row, or the
+    :func:`side_scores` of a reply); None when it did not parse. The one margin rule."""
+    if not row.get("parsed"):
+        return None
+    return {m: int(row[f"{m}_challenger"]) - int(row[f"{m}_opponent"]) for m in METRICS}
+
+
 def challenger_margins(reply: JudgeReply, order: str) -> dict[str, int] | None:
-    """Per-metric challenger minus opponent score for one parsed judgement."""
+    """:func:`row_margins` of a reply judged in ``order``."""
     if not reply.parsed or reply.scores is None:
         return None
-    c, k = sides(order)
-    return {m: reply.scores[m][c] - reply.scores[m][k] for m in METRICS}
+    return row_margins({"parsed": True, **side_scores(reply, order)})
 
 
 @dataclass
@@ -169,8 +186,14 @@ def score_turn(margins_by_judge: dict[str, list[dict[str, int] | None]], weights
 
 
 def bucket_counts(verdict_rows: list[dict]) -> dict[str, int]:
-    """Turns per bucket; a turn without a parsed score counts as ``parse-fail``."""
-    return dict(Counter(r["bucket"] or "parse-fail" for r in verdict_rows))
+    """Turns per bucket; a turn without a parsed score counts as ``parse-fail``. Excluded turns are
+    not here (see :func:`excluded_counts`): they are never parse-fail."""
+    return dict(Counter(r["bucket"] or "parse-fail" for r in verdict_rows if not r.get("excluded_reason")))
+
+
+def excluded_counts(verdict_rows: list[dict]) -> dict[str, int]:
+    """Excluded turns by their ``excluded_reason``."""
+    return dict(Counter(r["excluded_reason"] for r in verdict_rows if r.get("excluded_reason")))
 
 
 def bucket_for(score: float | None, buckets: BucketConfig) -> str | None:
@@ -242,12 +265,15 @@ class Gate:
     confidence: float
     resamples: int
     reasons: list[str]
+    excluded: dict[str, int] = field(default_factory=dict)  # turns left out of the gate, by reason
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def gate(scores: list[float | None], cfg: GateConfig, seed: int = 0) -> Gate:
+def gate(scores: list[float | None], cfg: GateConfig, seed: int = 0, excluded: dict[str, int] | None = None) -> Gate:
+    """The gate over ``scores`` (None: a turn that did not parse). Excluded turns are not in
+    ``scores`` at all; ``excluded`` only records how many were left out, by reason."""
     parsed = np.array([s for s in scores if s is not None], dtype=np.float64)
     n = len(scores)
     frac = (parsed.size / n) if n else 0.0
@@ -265,5 +291,5 @@ def gate(scores: list[float | None], cfg: GateConfig, seed: int = 0) -> Gate:
         verdict="REJECT" if reasons else "ACCEPT", turns=n, parsed_turns=int(parsed.size), parsed_fraction=round(frac, 4),
         mean_margin=None if mean is None else round(mean, 3), lower_bound=None if lcb is None else round(lcb, 3),
         min_margin=cfg.min_margin, min_parsed_fraction=cfg.min_parsed_fraction, confidence=cfg.confidence,
-        resamples=cfg.resamples, reasons=reasons,
+        resamples=cfg.resamples, reasons=reasons, excluded=dict(excluded or {}),
     )

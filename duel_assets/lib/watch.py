@@ -23,12 +23,14 @@ def scan_prompt_dir(prompt_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def needs_judging(king_id: int | None, challenger_id: int | None, judge_id: int | None,
-                  judging_run_in_progress: bool = False) -> bool:
-    """Both answer materializations exist and both are newer than the judging's (storage ids),
-    and no run still in progress that produced them is about to judge the partition itself."""
-    if king_id is None or challenger_id is None or judging_run_in_progress:
+                  answers_run_in_progress: bool = False) -> bool:
+    """Both answer materializations exist and at least one of them is newer than the judging's
+    (storage ids): a new challenger alone (a new prompt or model) is judged again, and so is a new
+    king alone. While a run that wrote them is still going (it may write the other answer next, or
+    judge the partition itself) the pair is not final and nothing is requested."""
+    if king_id is None or challenger_id is None or answers_run_in_progress:
         return False
-    return judge_id is None or (king_id > judge_id and challenger_id > judge_id)
+    return judge_id is None or king_id > judge_id or challenger_id > judge_id
 
 
 def judging_run_key(partition: str, king_id: int, challenger_id: int) -> str:

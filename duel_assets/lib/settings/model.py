@@ -144,8 +144,8 @@ class ChecksConfig(Table):
 class ExportConfig(Table):
     buckets: Annotated[list[Literal[BUCKETS]], Field(min_length=1)] = ["final", "refined"]
     require_gate: bool = True  # only partitions whose gate is ACCEPT
-    layout: Literal["openai", "source"] = "source"  # SFT rows as OpenAI chat messages, or in the source's format
-    reasoning: Literal["keep", "drop"] = "drop"  # the answers' separate reasoning in the SFT rows
+    layout: Literal["openai", "source"] = "openai"  # SFT rows as OpenAI chat messages, or in the source's own encoding
+    reasoning: Literal["keep", "drop"] = "keep"  # assistant messages' reasoning in the SFT rows
 
 
 class HiddenInfoConfig(Table):

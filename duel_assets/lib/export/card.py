@@ -1,0 +1,141 @@
+"""The SFT export's dataset card (``export/README.md``) and which partitions it holds. No Dagster imports."""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..files import write_text_atomic
+from ..scoring import Gate
+from ..settings import ChainConfig, Paths
+from ..sources import BUNDLED_SOURCES
+from ..verdicts import standin_note
+from .layouts import SOURCE_ENCODINGS
+from .markdown import gate_lines, gate_table, models_line
+from .sft import NO_LICENSE, gated_out, prune_shards
+
+# The licence of the published dataset each source format comes from. A source configured with
+# other files of the same format carries its own licence: the per-row counts below are what rows say.
+SOURCE_LICENCES = {
+    "swe_zero": ("Apache-2.0", "AlienKevin/SWE-ZERO-12M-trajectories (rollouts of ricdomolm/mini-coder-1.7b on "
+                               "nebius/SWE-rebench-V2 tasks)"),
+    "coderforge": ("per row (`license` column: the task repository's licence)",
+                   "togethercomputer/CoderForge-Preview (Together AI)"),
+    "sera": ("ODC-By (attribution required)", "allenai SERA trajectories (Ai2)"),
+    "sera_rectified": ("ODC-By (attribution required)",
+                       "allenai SERA (Ai2), as cleaned and rectified by AmanPriyanshu"),
+    "mini_swe_agent": ("the owner's (local trajectory files)", "your own mini-swe-agent runs"),
+}
+
+
+def select(summaries: dict[str, dict], manifests: dict[str, dict], cfg: ChainConfig) -> tuple[list[str], dict[str, str]]:
+    """(partitions in the export, partitions left out and why)."""
+    included, excluded = [], {}
+    ex = cfg.export
+    for key, s in summaries.items():
+        sft = (manifests.get(key) or {}).get("sft")
+        if sft is None:
+            excluded[key] = "not exported yet"
+        elif sft.get("excluded"):
+            excluded[key] = sft["excluded"]
+        elif (sft.get("layout"), sft.get("reasoning")) != (ex.layout, ex.reasoning):
+            excluded[key] = (f"written as layout {sft.get('layout')!r} / reasoning {sft.get('reasoning')!r}: "
+                             "materialize its exported_buckets again")
+        elif gated_out(s["gate"]["verdict"], ex.require_gate):
+            excluded[key] = "gate REJECT"
+        else:
+            included.append(key)
+    return included, excluded
+
+
+def _layout_lines(layout: str, reasoning: str, sources: list[str]) -> list[str]:
+    if layout == "openai":
+        lines = [
+            "Layout `openai`: `messages` is a list of OpenAI chat messages `{role, content, reasoning_content, "
+            "tool_calls, tool_call_id, name, train}`; each tool call is `{id, type: \"function\", function: {name, "
+            "arguments}}` with `arguments` a JSON string. `tools` is a list of `{type, function: {name, description, "
+            "parameters}}` where `parameters` is the tool's JSON Schema as a JSON string (every tool's schema has "
+            "its own keys and one parquet schema holds all shards; `json.loads` it before `apply_chat_template`); "
+            "`tools` is null for bash-block rows.",
+        ]
+    else:
+        lines = ["Layout `source`: `messages` and `tools` are JSON strings in the encoding of the row's source "
+                 "format, as the project's readers read them back:", ""]
+        lines += [f"- `{s}`: {SOURCE_ENCODINGS.get(s, 'OpenAI chat messages, as for coderforge')}" for s in sources]
+        lines += ["", "`tools` is the trajectory's tool list (null for bash-block rows)."]
+    lines += ["", "Reasoning: " + (
+        "kept. In `openai` rows it is each assistant message's `reasoning_content` (a `<think>` block of the "
+        "source moves there; the target's is the reasoning the model returned); in `source` rows it stays where "
+        "the source keeps it, and the target's follows that convention."
+        if reasoning == "keep" else
+        "dropped: no message has `reasoning_content`, and `<think>` blocks are removed from assistant content.")]
+    return lines
+
+
+def _target_lines(layout: str) -> list[str]:
+    where = "the last message" if layout == "openai" else "the decoded `messages` from `target_index` on"
+    return [
+        f"The target is {where}: `target_index` is the index of its first message and only target messages have "
+        "`train: true`. The history's assistant messages are the source agent's moves, not duel winners: train "
+        "on the target only. With axolotl's `chat_template` datasets, set `message_field_training: train`. With "
+        "TRL's `SFTTrainer`, whose `assistant_only_loss` trains every assistant message, map rows to "
+        "prompt-completion first: `prompt = messages[:target_index]`, `completion = messages[target_index:]`.",
+    ]
+
+
+def _licence_lines(rows_by: dict[str, int], sources: dict[str, list[str]]) -> list[str]:
+    lines = ["## Licences", "",
+             "Rows keep the licence of the trajectories they were cut from; attribution goes to the source.", "",
+             "| source format | licence of the published dataset | attribution | paths configured |", "|---|---|---|---|"]
+    for fmt_ in sorted({*sources, *(k.split("\t")[0] for k in rows_by)}):
+        lic, who = SOURCE_LICENCES.get(fmt_, ("unknown: state it before publishing", "-"))
+        if sources.get(fmt_) and all(p.startswith("bundled:") for p in sources[fmt_]):
+            lic, who = "the project's own hand-written samples, for trying the pipeline", "-"
+        lines.append(f"| {fmt_} | {lic} | {who} | {', '.join(sources.get(fmt_, [])) or 'bundled samples'} |")
+    lines += ["", "Per-row licences (a row's `license` column):", "", "| source | license | rows |", "|---|---|---:|"]
+    for k, n in sorted(rows_by.items()):
+        src, lic = k.split("\t")
+        lines.append(f"| {src} | {lic} | {n} |")
+    if not rows_by:
+        lines.append(f"| - | {NO_LICENSE} | 0 |")
+    return lines
+
+
+def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall: Gate, included: list[str],
+                excluded: dict[str, str], cfg: ChainConfig, prov: dict) -> str:
+    by = {what: Counter() for what in ("source", "bucket", "protocol", "source_license")}
+    for k in included:
+        for what, counter in by.items():
+            counter.update(manifests[k]["sft"].get(f"by_{what}") or {})
+    rows = sum(manifests[k]["sft"]["rows"] for k in included)
+    sources: dict[str, list[str]] = {}
+    for s in cfg.sources or BUNDLED_SOURCES:
+        sources.setdefault(s.format, []).append(s.path)
+    note = standin_note(prov)
+    lines = [
+        "---", "configs:", "- config_name: default", "  data_files:", "  - split: train", "    path: data/*.parquet",
+        "---", "", "# duel_assets SFT export", "",
+        *([f"**{note}** These rows are for trying the pipeline, not for training.", ""] if note else []),
+        f"{rows} training turns: each row is a coding-agent history and, as the target, a challenger answer that "
+        f"won its duel (buckets: {', '.join(cfg.export.buckets)}). {models_line(prov)}", "",
+        "Load: `datasets.load_dataset(\"<this folder>\")` (one parquet shard per prompt file under `data/`), or the "
+        "JSON Lines shards under `jsonl/`.", "",
+        "## Layout", "", *_layout_lines(cfg.export.layout, cfg.export.reasoning, sorted(by["source"]) or sorted(sources)),
+        "", "## Target", "", *_target_lines(cfg.export.layout), "",
+        *[line for what in ("source", "bucket", "protocol")
+          for line in (f"| {what} | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by[what].items())], "")],
+        *_licence_lines(dict(by["source_license"]), sources), "",
+        "## Gate", "", *gate_lines(overall.to_dict()), "",
+        *gate_table(summaries, "in export", lambda k, _: "yes" if k in included else "no: " + excluded.get(k, "")),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(paths: Paths, summaries: dict[str, dict], manifests: dict[str, dict], overall: Gate, cfg: ChainConfig,
+               prov: dict) -> dict:
+    """The export's README (dataset card); shards of partitions that are not in the export are removed
+    (those not exported yet are left to their own run)."""
+    included, excluded = select(summaries, manifests, cfg)
+    pruned = prune_shards(paths, set(included) | {k for k, why in excluded.items() if why == "not exported yet"})
+    write_text_atomic(paths.export_dir / "README.md", render_card(summaries, manifests, overall, included, excluded, cfg, prov))
+    return {"rows": sum(manifests[k]["sft"]["rows"] for k in included), "partitions_included": included,
+            "partitions_excluded": excluded, "pruned": pruned, "layout": cfg.export.layout,
+            "reasoning": cfg.export.reasoning}

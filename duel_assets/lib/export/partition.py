@@ -1,0 +1,27 @@
+"""Everything ``exported_buckets`` writes for one partition. No Dagster imports."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..locks import file_lock
+from ..settings import ExportConfig, Paths
+from .documents import write_documents
+from .paths import export_lock_path
+from .sft import write_partition_sft
+from .summary import write_manifest
+
+
+@dataclass
+class PartitionExport:
+    rows: list[dict]  # exported_buckets rows: turn, bucket, score, file
+    sft: dict  # this partition's SFT rows and why it is left out, if it is
+
+
+def export_partition(paths: Paths, key: str, records: list[dict], cfg: ExportConfig, gate_verdict: str) -> PartitionExport:
+    """The partition's export documents, its SFT shards and its manifest; nothing of another
+    partition, and nothing over all partitions (that is ``duel_report``'s)."""
+    rows = write_documents(paths, key, records)
+    with file_lock(export_lock_path(paths)):  # the card being written sees shards and manifest agree
+        sft = write_partition_sft(paths, key, records, cfg, gate_verdict)
+        write_manifest(paths, key, {r["turn_id"]: r["path"] for r in rows}, sft)
+    return PartitionExport(rows, sft)
