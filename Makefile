@@ -44,7 +44,9 @@ bench: $(STAMP)
 standin: $(STAMP)
 	$(BIN)/duel-assets standin
 
+# freezes every extra (dev, ui) so that each target installs from the same set
 constraints: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,ui]"
 	{ echo '# Exact versions `make` installs (pip -c). Regenerate with `make constraints` after changing setup.py.'; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^duel' ; } > constraints.txt
 

@@ -8,12 +8,12 @@ import pandas as pd
 
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
+from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib import duel, export, tables
 from duel_assets.lib.pr_records import cached_pr_records
 from duel_assets.lib.files import write_json_atomic
 from duel_assets.lib.sampling import PromptFileError, load_prompt_file, sample_for_key
 from duel_assets.lib.scoring import gate
-from duel_assets.lib.tables import read_partition
 from duel_assets.lib.settings import validate_partition_key
 
 PARTITIONED = dict(partitions_def=prompt_files, group_name="duel", metadata={"partition_expr": "prompt_file"})
@@ -112,7 +112,7 @@ _CALL_OUT = dict(is_required=False, group_name="duel", metadata={"partition_expr
     check_specs=[*_specs("king_answers", "format_ok_rate"), *_specs("challenger_answers", "format_ok_rate", "leak_rate"),
                  *_specs("judge_scores", "parse_rate")],
 )
-def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
+def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource, warehouse: WarehouseResource,
                sampled_turns: pd.DataFrame, pr_records: pd.DataFrame):
     """The partition's LLM work in one step: king, challenger and judge calls share one event loop
     and one concurrency bound, and a turn is judged as soon as both its answers exist. Any subset
@@ -127,7 +127,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
     if "judge" in roles:
         for role in ("king", "challenger"):
             if role not in roles:
-                df = read_partition(str(paths.warehouse), ROLE_ASSETS[role], key)
+                df = warehouse.get().read_partition(ROLE_ASSETS[role], key)
                 stored[role] = {r["turn_id"]: r for r in df.to_dict("records")}
     result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
                             stored.get("king"), stored.get("challenger"), label=f"duel {key}")

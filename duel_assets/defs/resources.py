@@ -1,4 +1,4 @@
-"""Resources: settings (paths + chain.toml), the LLM endpoint, and the DuckDB IO manager."""
+"""Resources: settings (paths + chain.toml), the LLM endpoint, the warehouse and its IO manager."""
 
 from typing import Callable, Optional
 
@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from duel_assets.defs.io_manager import DuelDuckDBIOManager
+from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib.call_cache import CallCache
 from duel_assets.lib.llm import LLMCaller, require_endpoint
 from duel_assets.lib.settings import ChainConfig, Endpoint, Paths, duel_home, duel_mode, load_config, resolve_endpoint
@@ -46,8 +47,10 @@ class LLMResource(dg.ConfigurableResource):
 
 
 def warehouse_io_manager(database: str | None = None) -> DuelDuckDBIOManager:
-    return DuelDuckDBIOManager(database=database or str(Paths.from_env().warehouse), schema="duel")
+    return DuelDuckDBIOManager(warehouse=WarehouseResource(target=database))
 
 
 def build_resources(database: str | None = None) -> dict:
-    return {"settings": DuelSettings(), "llm": LLMResource(), "io_manager": warehouse_io_manager(database)}
+    warehouse = WarehouseResource(target=database)
+    return {"settings": DuelSettings(), "llm": LLMResource(), "warehouse": warehouse,
+            "io_manager": DuelDuckDBIOManager(warehouse=warehouse)}

@@ -1,0 +1,44 @@
+"""The `warehouse` resource: the one handle on the tables (see duel_assets.lib.warehouse)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import dagster as dg
+from pydantic import Field
+
+from duel_assets.lib.locks import DEFAULT_LOCK_TIMEOUT_S
+from duel_assets.lib.warehouse import Warehouse, parse_target, target_from_env
+
+
+def configured_lock_timeout() -> float:
+    """``warehouse.lock_timeout_s`` from chain.toml, 600 s when the key is absent."""
+    from duel_assets.lib.settings import load_config
+
+    section = getattr(load_config(), "warehouse", None)
+    value = getattr(section, "lock_timeout_s", None)
+    return float(value) if value is not None else DEFAULT_LOCK_TIMEOUT_S
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where the tables live: $DUEL_WAREHOUSE (a DuckDB file, `ducklake:postgres:<conninfo>` with
+    $DUEL_LAKE_DATA_PATH, or `md:<db>`), else $DUEL_HOME/warehouse.duckdb. Read when a step runs,
+    so a conninfo's password never becomes run config."""
+
+    target: Optional[str] = Field(default=None, description="Overrides $DUEL_WAREHOUSE")
+    lake_data_path: Optional[str] = Field(default=None, description="Overrides $DUEL_LAKE_DATA_PATH")
+    lock_timeout_s: Optional[float] = Field(
+        default=None, description="Longest wait for a local warehouse file's lock; default chain.toml "
+                                  "warehouse.lock_timeout_s (600)")
+
+    def get(self) -> Warehouse:
+        import os
+
+        timeout = self.lock_timeout_s if self.lock_timeout_s is not None else configured_lock_timeout()
+        if self.target:
+            target = parse_target(self.target, self.lake_data_path or os.environ.get("DUEL_LAKE_DATA_PATH"))
+        else:
+            env = dict(os.environ)
+            if self.lake_data_path:
+                env["DUEL_LAKE_DATA_PATH"] = self.lake_data_path
+            target = target_from_env(environ=env)
+        return Warehouse(target, lock_timeout_s=timeout)
