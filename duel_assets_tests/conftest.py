@@ -10,6 +10,9 @@ import pytest
 
 from duel_assets.lib.standin import StandinServer
 
+# the session fixture `postgres` (a throw-away PostgreSQL cluster) for any test that needs one
+pytest_plugins = ["duel_assets_tests.postgres"]
+
 SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 CANARY_KEY = "sk-canary-7f3a9c1e-do-not-log"
 
