@@ -90,16 +90,20 @@ class Servers:
         return "\n".join(f"--- {f.name}\n{f.read_text()[-n:]}" for f in sorted(self.logs.glob("dagster-*.log")))
 
     def stop(self) -> None:
+        """SIGTERM to each process group, then SIGKILL to whatever is left in it: the code servers
+        and run workers the daemon and the webserver started live in their groups."""
         for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
+            _signal_group(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
         for p in self.procs:
             try:
                 p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+                pass
+        time.sleep(1)
+        for p in self.procs:
+            _signal_group(p.pid, signal.SIGKILL)
+            p.wait()
 
     def gql(self, query: str, variables: dict | None = None) -> dict:
         req = urllib.request.Request(f"{self.url}/graphql", method="POST", headers={"Content-Type": "application/json"},
@@ -119,10 +123,12 @@ class Servers:
                 raise AssertionError(f"timed out waiting for {what}\n{self.log_tail()}")
             time.sleep(every)
 
-    def backfill(self, assets: list[str], keys: list[str]) -> str:
+    def backfill(self, assets: list[str], keys: list[str], run_config: dict | None = None) -> str:
+        params = {"partitionNames": keys, "assetSelection": [{"path": [a]} for a in assets], "fromFailure": False}
+        if run_config:
+            params["runConfigData"] = run_config
         d = self.gql("""mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-            __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-                     {"p": {"partitionNames": keys, "assetSelection": [{"path": [a]} for a in assets], "fromFailure": False}})
+            __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""", {"p": params})
         res = d["launchPartitionBackfill"]
         assert res["__typename"] == "LaunchBackfillSuccess", res
         return res["backfillId"]
@@ -136,6 +142,13 @@ class Servers:
         d = self.gql("""query($v: String!) { runsOrError(filter: {tags: [{key: "dagster/backfill", value: $v}]}) {
             ... on Runs { results { runId status startTime endTime tags { key value } } } } }""", {"v": backfill_id})
         return d["runsOrError"]["results"]
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
 
 
 @contextmanager

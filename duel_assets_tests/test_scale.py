@@ -6,7 +6,6 @@ prompt files."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -122,7 +121,9 @@ def test_backfill_through_webserver_and_daemon_into_ducklake(deployment):
     _run([str(BIN / "duel-assets"), "sample", "--prompts", str(6 * len(KEYS)), "--per-file", "6"], env)
     t0 = time.monotonic()
     with servers(env, d["tmp"]) as s:
-        bid = s.backfill(ASSETS, BACKFILLED)
+        # each run is its own process, launched by the daemon; its steps run inside it (the in-process
+        # executor: one interpreter per run instead of one per step, on a 2-core machine)
+        bid = s.backfill(ASSETS, BACKFILLED, run_config={"execution": {"config": {"in_process": {}}}})
         status = s.wait("the backfill", lambda: (st := s.backfill_status(bid)) not in ("REQUESTED",) and st, timeout=900)
         runs = s.backfill_runs(bid)
     wall = time.monotonic() - t0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,14 +24,11 @@ import duckdb
 import pandas as pd
 
 from ..locks import DEFAULT_LOCK_TIMEOUT_S, file_lock
-from .extensions import connection_config, load_extensions
-from .target import DUCKLAKE, LOCAL, MOTHERDUCK, Target, WarehouseError, parse_target, redact, target_from_env
+from .connect import LAKE_ALIAS, open_lake, open_local, sql_str
+from .target import DUCKLAKE, LOCAL, MOTHERDUCK, Target, WarehouseError, parse_target, target_from_env
 
 SCHEMA = "duel"
-LAKE_ALIAS = "duel_lake"
 MAX_CONFLICT_RETRIES = 12
-
-_NEWER_FILE = re.compile(r"database file with version number (\d+)")
 
 
 def is_conflict(exc: BaseException) -> bool:
@@ -45,10 +41,6 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("ROLLBACK")
     except duckdb.Error:
         pass
-
-
-def _sql_str(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _qi(name: str) -> str:
@@ -71,6 +63,7 @@ class Warehouse:
         self.lock_timeout_s = lock_timeout_s
         self.max_conflict_retries = max_conflict_retries
         self._checked: set[str] = set()  # tables known to match their schema in this process
+        self._shared: duckdb.DuckDBPyConnection | None = None  # the attached DuckLake, reused by cursors
 
     @classmethod
     def from_env(cls, home: Path | None = None, **kwargs) -> "Warehouse":
@@ -95,6 +88,15 @@ class Warehouse:
         """A connection on which ``duel.<table>`` names the warehouse's tables. For a local file
         it holds the inter-process lock (bounded by ``lock_timeout_s``) while open."""
         lock = self.target.lock_file
+        if lock is None and self.dialect == DUCKLAKE:
+            # loading the extensions and attaching the catalog costs ~0.5 s: do it once per process and
+            # hand out cursors (each its own connection and transaction on the same attached lake)
+            cur = self._lake_cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+            return
         if lock is None:
             con = self._open()
             try:
@@ -110,56 +112,35 @@ class Warehouse:
             finally:
                 con.close()
 
+    def _lake_cursor(self) -> duckdb.DuckDBPyConnection:
+        for attempt in range(2):
+            if self._shared is None:
+                self._shared = open_lake(self.target)
+            try:
+                cur = self._shared.cursor()
+                cur.execute(f"USE {LAKE_ALIAS}")
+                return cur
+            except duckdb.Error:
+                self.close()  # a broken catalog connection: attach again once
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Drop the attached DuckLake kept for this process (if any)."""
+        if self._shared is not None:
+            try:
+                self._shared.close()
+            finally:
+                self._shared = None
+
     def _open(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         t = self.target
         if t.dialect == LOCAL:
-            return self._open_local(t.location, read_only and Path(t.location).exists())
+            return open_local(t.location, read_only and Path(t.location).exists())
         if t.dialect == MOTHERDUCK:
             return duckdb.connect(t.location)
-        return self._open_lake()
-
-    def _open_local(self, path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(8):
-            try:
-                return duckdb.connect(path, read_only=read_only)
-            except duckdb.IOException as e:
-                newer = _NEWER_FILE.search(str(e))
-                if newer:
-                    raise WarehouseError(
-                        f"{path} was written by a newer DuckDB (storage version {newer.group(1)}) than the DuckDB "
-                        f"{duckdb.__version__} installed here: move it as README 'Moving an existing warehouse' says "
-                        "(EXPORT DATABASE with DuckDB 2, IMPORT DATABASE here), or move it aside and re-run "
-                        "(cached calls cost nothing)") from None
-                if "lock" not in str(e).lower() or attempt == 7:
-                    raise
-                time.sleep(0.1 * 2 ** attempt)  # another program (not one of ours) has the file open
-        raise AssertionError("unreachable")
-
-    def _open_lake(self) -> duckdb.DuckDBPyConnection:
-        t = self.target
-        con = duckdb.connect(":memory:", config=connection_config())
-        try:
-            names = ("ducklake",) + (("postgres",) if t.catalog_is_postgres else ()) + (("httpfs",) if t.remote_data else ())
-            load_extensions(con, names)
-            if t.remote_data and t.data_path.startswith(("s3://", "s3a://")):
-                _s3_secret(con)
-            attach = (f"ATTACH {_sql_str('ducklake:' + t.location)} AS {LAKE_ALIAS} "
-                      f"(DATA_PATH {_sql_str(t.data_path)})")
-            for attempt in range(10):
-                try:
-                    con.execute(attach)
-                    break
-                except duckdb.Error as e:
-                    # the first ATTACH of an empty catalog creates its tables: two processes race on it
-                    if "Failed to initialize DuckLake" not in str(e) or attempt == 9:
-                        raise WarehouseError(f"cannot attach DuckLake {t.label}: {redact(str(e)).splitlines()[0]}") from None
-                    time.sleep(random.uniform(0.05, 0.3))
-            con.execute(f"USE {LAKE_ALIAS}")
-            return con
-        except BaseException:
-            con.close()
-            raise
+        return open_lake(t)
 
     # ------------------------------------------------------------ transactions
 
@@ -281,12 +262,12 @@ class Warehouse:
                 return {"dialect": self.dialect}
             older = f"now() - INTERVAL {float(keep_hours) * 3600:.0f} SECOND"
             out = {"dialect": self.dialect, "keep_hours": keep_hours}
-            snaps = lambda: con.execute(f"SELECT count(*) FROM ducklake_snapshots({_sql_str(LAKE_ALIAS)})").fetchone()[0]
+            snaps = lambda: con.execute(f"SELECT count(*) FROM ducklake_snapshots({sql_str(LAKE_ALIAS)})").fetchone()[0]
             out["snapshots_before"] = snaps()
             calls = {
-                "files_merged": f"CALL ducklake_merge_adjacent_files({_sql_str(LAKE_ALIAS)})",
-                "snapshots_expired": f"CALL ducklake_expire_snapshots({_sql_str(LAKE_ALIAS)}, older_than => {older})",
-                "files_deleted": f"CALL ducklake_cleanup_old_files({_sql_str(LAKE_ALIAS)}, older_than => {older})",
+                "files_merged": f"CALL ducklake_merge_adjacent_files({sql_str(LAKE_ALIAS)})",
+                "snapshots_expired": f"CALL ducklake_expire_snapshots({sql_str(LAKE_ALIAS)}, older_than => {older})",
+                "files_deleted": f"CALL ducklake_cleanup_old_files({sql_str(LAKE_ALIAS)}, older_than => {older})",
             }
             out["conflict_retries"] = 0
             for name, sql in calls.items():
@@ -301,22 +282,3 @@ class Warehouse:
 def _duck_type(series: pd.Series) -> str:
     kind = series.dtype.kind
     return {"b": "BOOLEAN", "i": "BIGINT", "u": "UBIGINT", "f": "DOUBLE", "M": "TIMESTAMP"}.get(kind, "VARCHAR")
-
-
-def _s3_secret(con: duckdb.DuckDBPyConnection) -> None:
-    """An S3 secret from the usual AWS variables (httpfs); nothing is printed or stored."""
-    env = os.environ
-    parts = ["TYPE s3"]
-    for key, var in (("KEY_ID", "AWS_ACCESS_KEY_ID"), ("SECRET", "AWS_SECRET_ACCESS_KEY"),
-                     ("SESSION_TOKEN", "AWS_SESSION_TOKEN")):
-        if env.get(var):
-            parts.append(f"{key} {_sql_str(env[var])}")
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
-    if region:
-        parts.append(f"REGION {_sql_str(region)}")
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
-        parts += [f"ENDPOINT {_sql_str(host or scheme)}", f"USE_SSL {'false' if scheme == 'http' else 'true'}",
-                  "URL_STYLE 'path'"]
-    con.execute(f"CREATE OR REPLACE SECRET duel_s3 ({', '.join(parts)})")
