@@ -179,14 +179,17 @@ def test_eight_writer_processes_conflict_and_retry_without_failures(deployment):
 def test_sigkill_mid_partition_then_rerun_leaves_exact_rows(deployment):
     d = deployment
     env, lake, srv = d["env"], d["lake"], d["standin"]
+    lake.ensure_tables()
     srv.state.latency_ms = 400
     before = len(srv.state.log)
-    proc = subprocess.Popen([str(BIN / "duel-assets"), "run", "--partition", KILLED], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = d["tmp"] / "killed_run.log"
+    with out.open("w") as log:
+        proc = subprocess.Popen([str(BIN / "duel-assets"), "run", "--partition", KILLED], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while len(srv.state.log) - before < 6:  # some answers are in, the partition is not done
-            assert proc.poll() is None, "the run ended before it could be killed"
+            assert proc.poll() is None, f"the run ended before it could be killed:\n{out.read_text()[-3000:]}"
             assert time.monotonic() < deadline, "no LLM calls reached the stand-in"
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
