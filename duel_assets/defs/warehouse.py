@@ -11,10 +11,14 @@ from duel_assets.lib.warehouse import Warehouse, parse_target, target_from_env
 
 
 def configured_lock_timeout() -> float:
-    """``warehouse.lock_timeout_s`` from chain.toml, 600 s when the key is absent."""
-    from duel_assets.lib.settings import load_config
+    """``warehouse.lock_timeout_s`` from chain.toml, 600 s when the key is absent. A chain.toml that does
+    not parse is reported by the steps that read it (with the key at fault), not by the IO manager."""
+    from duel_assets.lib.settings import ConfigError, load_config
 
-    section = getattr(load_config(), "warehouse", None)
+    try:
+        section = getattr(load_config(), "warehouse", None)
+    except ConfigError:
+        return DEFAULT_LOCK_TIMEOUT_S
     value = getattr(section, "lock_timeout_s", None)
     return float(value) if value is not None else DEFAULT_LOCK_TIMEOUT_S
 
