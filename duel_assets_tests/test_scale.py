@@ -120,6 +120,7 @@ def test_backfill_through_webserver_and_daemon_into_ducklake(deployment):
     assert lake.ensure_tables() >= 0  # tables before runs: writers never race to create them
     # the partitions are registered in the PostgreSQL instance, as the prompt-file sensor would
     _run([str(BIN / "duel-assets"), "sample", "--prompts", str(6 * len(KEYS)), "--per-file", "6"], env)
+    d["standin"].state.latency_ms = 3000  # a provider's pace: runs last long enough to overlap
     t0 = time.monotonic()
     with servers(env, d["tmp"]) as s:
         # each run is its own process, launched by the daemon; its steps run inside it (the in-process
@@ -128,6 +129,7 @@ def test_backfill_through_webserver_and_daemon_into_ducklake(deployment):
         status = s.wait("the backfill", lambda: (st := s.backfill_status(bid)) not in ("REQUESTED",) and st, timeout=900)
         runs = s.backfill_runs(bid)
     wall = time.monotonic() - t0
+    d["standin"].state.latency_ms = 0.0
     assert status == "COMPLETED_SUCCESS", (status, [(r["runId"], r["status"]) for r in runs])
     assert sorted(next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition") for r in runs) == BACKFILLED
     assert all(r["status"] == "SUCCESS" for r in runs)

@@ -1,13 +1,20 @@
 """The `warehouse` resource: the one handle on the tables (see duel_assets.lib.warehouse)."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 
 from duel_assets.lib.locks import DEFAULT_LOCK_TIMEOUT_S
-from duel_assets.lib.warehouse import Warehouse, parse_target, target_from_env
+from duel_assets.lib.warehouse import Target, Warehouse, parse_target, target_from_env
+
+
+@lru_cache(maxsize=8)
+def _warehouse(target: Target, lock_timeout_s: float) -> Warehouse:
+    """One Warehouse per target in a process: the IO manager and the steps share its attached DuckLake."""
+    return Warehouse(target, lock_timeout_s=lock_timeout_s)
 
 
 def configured_lock_timeout() -> float:
@@ -45,4 +52,4 @@ class WarehouseResource(dg.ConfigurableResource):
             if self.lake_data_path:
                 env["DUEL_LAKE_DATA_PATH"] = self.lake_data_path
             target = target_from_env(environ=env)
-        return Warehouse(target, lock_timeout_s=timeout)
+        return _warehouse(target, float(timeout))
