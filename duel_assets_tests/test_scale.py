@@ -179,6 +179,20 @@ def test_eight_writer_processes_conflict_and_retry_without_failures(deployment):
     assert rows == [(k, 50, 11, 11) for k in keys]
 
 
+def test_four_duel_assets_run_processes_at_once(deployment):
+    """Four workers (`duel-assets run --partition K`, each its own process) re-run the whole graph of
+    four partitions into the DuckLake at the same time: all succeed, every table equals the
+    single-machine run."""
+    d = deployment
+    keys = BACKFILLED[:4]
+    procs = [subprocess.Popen([str(BIN / "duel-assets"), "run", "--partition", k], env=d["env"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in keys]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    failed = [(k, o[-2000:]) for k, p, o in zip(keys, procs, outs) if p.returncode != 0]
+    assert not failed, failed
+    assert snapshot(d["lake"], keys, d["home"]) == _only(d["reference"], keys)
+
+
 def test_sigkill_mid_partition_then_rerun_leaves_exact_rows(deployment):
     d = deployment
     env, lake, srv = d["env"], d["lake"], d["standin"]
