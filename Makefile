@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DUEL_HOME ?= $(CURDIR)/.duel
 
-.PHONY: install demo test test-reliability test-ui ui bench standin constraints clean
+.PHONY: install demo test test-reliability test-ui test-scale ui bench standin constraints clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not reliability and not ui"
+	$(BIN)/python -m pytest -q -m "not reliability and not ui and not scale"
 
 # the heavy ones: faults across the whole graph, kill -9 and re-run, parallel writer processes
 test-reliability: $(STAMP)
@@ -35,6 +35,12 @@ $(UI_STAMP): $(STAMP)
 test-ui: $(UI_STAMP)
 	$(BIN)/python -m pytest -q -s -m ui
 
+# the instance and a DuckLake in a throw-away PostgreSQL (Debian's server, installed if missing),
+# dagster-webserver + dagster-daemon, many writer processes, SIGKILL and re-run
+test-scale: $(STAMP)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
+	$(BIN)/python -m pytest -q -s -m scale
+
 # UI on 3000 and, without an endpoint, the stand-in on 8765; free ports are picked (and printed)
 # when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones.
 ui: $(STAMP)
@@ -46,7 +52,9 @@ bench: $(STAMP)
 standin: $(STAMP)
 	$(BIN)/duel-assets standin
 
+# freezes every extra (dev, ui) so that each target installs from the same set
 constraints: $(STAMP)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,ui]"
 	{ echo '# Exact versions `make` installs (pip -c). Regenerate with `make constraints` after changing setup.py.'; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^duel' ; } > constraints.txt
 

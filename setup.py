@@ -3,6 +3,15 @@ from setuptools import find_packages, setup
 # Dagster and its DuckDB integration are pinned together: dagster-duckdb-pandas 0.29.27 pins
 # dagster==1.13.27 exactly and requires pandas<3 (a newer pandas makes pip quietly backtrack to
 # dagster 1.12). The exact set the Makefile installs is in constraints.txt.
+#
+# DuckDB is pinned to 1.5.5 because the DuckLake warehouse (DUEL_WAREHOUSE=ducklake:...) needs
+# the ducklake, postgres and httpfs extensions, and DuckDB downloads extensions at run time from
+# its own host, which a locked-down worker cannot reach. The pip wheels duckdb-extension-* carry
+# those extension files and exist for exactly duckdb 1.5.5 (none for 2.x); duel_assets.lib.lake
+# installs them from the wheels into a private directory and never downloads. dagster-duckdb
+# 0.29.27 accepts 1.5.5. A database file written by DuckDB 2.x cannot be opened by 1.5.5 (see
+# README "Moving an existing warehouse").
+DUCKDB = "1.5.5"
 setup(
     name="duel_assets",
     version="0.1.0",
@@ -16,7 +25,12 @@ setup(
         "dagster-duckdb==0.29.27",
         "dagster-duckdb-pandas==0.29.27",
         "pandas>=2.2,<3",
-        "duckdb>=2.0,<3",
+        f"duckdb=={DUCKDB}",
+        f"duckdb-extension-ducklake=={DUCKDB}",
+        f"duckdb-extension-postgres=={DUCKDB}",
+        f"duckdb-extension-httpfs=={DUCKDB}",
+        # Dagster's run, event and schedule storage in PostgreSQL (deploy/dagster.yaml); brings psycopg2
+        "dagster-postgres==0.29.27",
         "pyarrow>=15",
         "numpy>=1.26",
         "openai[aiohttp]>=3.54,<4",

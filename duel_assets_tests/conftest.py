@@ -6,10 +6,12 @@ import urllib.request
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
 from duel_assets.lib.standin import StandinServer
+
+# the session fixture `postgres` (a throw-away PostgreSQL cluster) for any test that needs one
+pytest_plugins = ["duel_assets_tests.postgres"]
 
 SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 CANARY_KEY = "sk-canary-7f3a9c1e-do-not-log"
@@ -114,15 +116,11 @@ def materialize_report(instance, raise_on_error: bool = True):
 
 
 def query(home: Path, sql: str, params=None) -> list[tuple]:
-    from duel_assets.lib.locks import warehouse_lock
+    """Rows of ``sql`` on the warehouse the runs wrote (``$DUEL_WAREHOUSE``, else ``<home>/warehouse.duckdb``),
+    through the same Warehouse handle and lock as the IO manager: never races a run's writes."""
+    from duel_assets.lib.warehouse import Warehouse
 
-    db = str(home / "warehouse.duckdb")
-    with warehouse_lock(db):  # the same lock the IO manager holds: never races a run's writes
-        con = duckdb.connect(db, read_only=True)
-        try:
-            return con.execute(sql, params or []).fetchall()
-        finally:
-            con.close()
+    return Warehouse.from_env(home).query(sql, params)
 
 
 def metadata(result, asset: str) -> dict:

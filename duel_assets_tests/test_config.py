@@ -128,7 +128,7 @@ def test_pr_records_as_a_table_or_an_array_of_tables():
 def test_new_keys_and_their_defaults():
     c = ChainConfig()
     assert (c.calls.stream, c.calls.adaptive, c.judges.skip_decided, c.generation.max_resamples) == (True, True, True, 2)
-    assert (c.export.layout, c.export.reasoning, c.filters.where) == ("source", "drop", "")
+    assert (c.export.layout, c.export.reasoning, c.filters.where) == ("openai", "keep", "")
     assert c.sampling.max_prompt_file_bytes == 64 * 1024 * 1024
     assert (c.hidden_info.when_missing, c.warehouse.lock_timeout_s, c.calibration.target_precision) == ("exclude", 600.0, 0.9)
     given = parse_config({"export": {"layout": "openai", "reasoning": "keep"}, "hidden_info": {"when_missing": "duel"},

@@ -139,9 +139,9 @@ def test_turn_fields_round_trip_through_prompt_file_and_table(duel_env, instance
         assert (lic, reward, json.loads(meta), json.loads(hidden), h) == (t["license"], t["reward"], t["source_meta"], t["hidden"], t["history_hash"])
         assert json.loads(meta)["rollout"] in ("T1", "T2") and json.loads(hidden)["patch"].startswith("diff --git")
     from duel_assets.lib import tables
-    from duel_assets.lib.tables import read_partition
+    from duel_assets.lib.warehouse import Warehouse
 
-    back = tables.turns_from_frame(read_partition(str(duel_env["home"] / "warehouse.duckdb"), "sampled_turns", "roundtrip"))
+    back = tables.turns_from_frame(Warehouse.from_env(duel_env["home"]).read_partition("sampled_turns", "roundtrip"))
     assert sorted(t.history_hash for t in back) == sorted(by_id[t.turn_id]["history_hash"] for t in back)
 
 

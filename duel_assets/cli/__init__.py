@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--parallel", type=_positive, default=2, metavar="N",
                    help="partitions run at once (default: 2): one's start-up and verdicts overlap another's calls; "
                         "their calls share calls.concurrency and the rate limits")
-    r.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)  # the children of a --parallel run
+    r.add_argument("--no-report", action="store_true",
+                   help="do not materialize duel_report at the end (what the processes of a --parallel run do)")
     r.set_defaults(fn=_fn("run.cmd_run"))
     f = sub.add_parser("forget", help="remove partitions: registration, history, warehouse rows and files")
     f.add_argument("partition", nargs="+", metavar="KEY", help="partition key(s) to remove")

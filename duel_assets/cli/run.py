@@ -70,12 +70,19 @@ def _one(key: str, inst, tags: dict, quiet: dict) -> list[str]:
             for ev in result.all_events if ev.is_step_failure] or [f"[{key}] run failed"]
 
 
-def _in_children(targets: list[str], parallel: int, resample: bool) -> dict[str, list[str]]:
+def _in_children(targets: list[str], parallel: int, resample: bool, paths: Paths) -> dict[str, list[str]]:
     """Each partition in its own ``duel-assets run --partition K`` process, ``parallel`` at a time
-    (Dagster's in-process execution is not thread-safe). Returns the failure lines of each failed one."""
+    (Dagster's in-process execution is not thread-safe). The bar counts partitions, and the calls
+    completed and in flight in the deployment's call store. Returns the failure lines of each
+    failed partition."""
     import subprocess
 
     from tqdm import tqdm
+
+    from duel_assets.lib.calls.store_pg import open_store
+
+    store = open_store(paths.call_cache)
+    calls_before = store.count()
 
     env = {**os.environ, "DUEL_PROGRESS": "0"}
     cmd = [sys.executable, "-m", "duel_assets.cli", "run", "--parallel", "1", "--no-report"] + (["--resample"] if resample else [])
@@ -96,8 +103,10 @@ def _in_children(targets: list[str], parallel: int, resample: bool) -> dict[str,
                     bar.write(line, file=sys.stderr)
             del running[key]
             bar.update(1)
-        time.sleep(0.2)
+        bar.set_postfix(calls_done=store.count() - calls_before, in_flight=store.in_flight(), failed_partitions=len(failed))
+        time.sleep(0.5)
     bar.close()
+    store.close()
     return failed
 
 
@@ -115,7 +124,7 @@ def materialize_all(inst, targets: list[str], paths: Paths, resample: bool = Fal
 
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # failures: summarized below
     if parallel > 1 and len(targets) > 1:
-        failed = _in_children(targets, parallel, resample)
+        failed = _in_children(targets, parallel, resample, paths)
     else:
         os.environ.setdefault("DUEL_PROGRESS", "1")  # the call layer's bar: calls done / total per stage
         tags = {"duel/launched_by": "duel-assets run", **({"duel/resample": "true"} if resample else {})}

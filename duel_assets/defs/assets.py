@@ -8,6 +8,7 @@ import pandas as pd
 
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
+from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib import checks, duel, spend, tables, verdicts
 from duel_assets.lib.calibration.evidence import gate_metadata
 from duel_assets.lib.export import documents, partition, summary
@@ -15,7 +16,6 @@ from duel_assets.lib.export.paths import partition_files
 from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
 from duel_assets.lib.prompt_files import PromptFileError
 from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
-from duel_assets.lib.tables import read_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
 
 PARTITIONED = dict(partitions_def=prompt_files, group_name="duel", metadata={"partition_expr": "prompt_file"})
@@ -129,7 +129,7 @@ _CALL_OUT = dict(is_required=False, group_name="duel", metadata={"partition_expr
     check_specs=[*_specs("king_answers", "format_ok_rate"), *_specs("challenger_answers", "format_ok_rate", "leak_rate"),
                  *_specs("judge_scores", "parse_rate")],
 )
-def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource,
+def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: LLMResource, warehouse: WarehouseResource,
                sampled_turns: pd.DataFrame, pr_records: pd.DataFrame):
     """The partition's LLM work in one step: king, challenger and judge calls share one event loop
     and one concurrency bound, and a turn is judged as soon as both its answers exist. Any subset
@@ -144,7 +144,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
     if "judge" in roles:
         for role in ("king", "challenger"):
             if role not in roles:
-                df = read_partition(str(paths.warehouse), ROLE_ASSETS[role], key)
+                df = warehouse.get().read_partition(ROLE_ASSETS[role], key)
                 stored[role] = tables.by_turn(ROLE_ASSETS[role], df)
     result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
                             stored.get("king"), stored.get("challenger"), label=f"duel {key}")

@@ -1,83 +1,95 @@
-"""The DuckDB IO manager: dagster-duckdb-pandas with typed tables and by-name inserts.
+"""The DuckDB IO manager: Dagster's DbIOManager over the `warehouse` resource.
 
-The stock handler inserts by position and creates no table for an empty DataFrame; this one
-creates each table from its declared schema (``duel_assets.lib.tables``), adds columns a newer
-version declares, and inserts by name. Partition replacement (DELETE of the partition's rows,
-then INSERT) is the base DbIOManager's.
+Tables follow their declared schemas (``duel_assets.lib.tables``): an empty partition still yields a
+typed table, columns a newer version declares are added, inserts are by name. A partition's
+replace (DELETE of its rows, then INSERT) is one transaction, re-run on a DuckLake conflict; the
+number of re-runs is in the materialization's metadata (`warehouse_conflict_retries`).
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Sequence
 
+import dagster as dg
 import pandas as pd
-from dagster import MetadataValue, TableColumn, TableSchema
-from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient
-from dagster_duckdb_pandas import DuckDBPandasIOManager, DuckDBPandasTypeHandler
 
-from duel_assets.lib.locks import warehouse_lock
+from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib.tables import SCHEMAS
+from duel_assets.lib.warehouse import Warehouse
 
 
-class DeclaredSchemaPandasHandler(DuckDBPandasTypeHandler):
+class WarehouseClient(DbClient):
+    """Connections come from the Warehouse (its lock, its dialect); the partition's DELETE is part
+    of the handler's transaction, not a statement of its own."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+
+    @contextmanager
+    def connect(self, context, table_slice: TableSlice):  # type: ignore[override]
+        with self.warehouse.connect() as con:
+            yield con
+
+    def delete_table_slice(self, context, table_slice: TableSlice, connection) -> None:  # type: ignore[override]
+        pass  # done inside WarehousePandasHandler.handle_output, in the same transaction as the insert
+
+    def ensure_schema_exists(self, context, table_slice: TableSlice, connection) -> None:  # type: ignore[override]
+        pass  # Warehouse.ensure_table creates the schema with the table
+
+    @staticmethod
+    def get_select_statement(table_slice: TableSlice) -> str:
+        return DuckDbClient.get_select_statement(table_slice)
+
+
+def _slice_keys(table_slice: TableSlice) -> tuple[str | None, list[str] | None]:
+    dims = table_slice.partition_dimensions or []
+    if not dims:
+        return None, None
+    if len(dims) > 1 or not isinstance(dims[0].partitions, (list, tuple)):
+        raise ValueError(f"{table_slice.table}: only one dimension of partition keys is supported")
+    return dims[0].partition_expr, list(dims[0].partitions)
+
+
+class WarehousePandasHandler(DbTypeHandler[pd.DataFrame]):
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+
     def handle_output(self, context, table_slice: TableSlice, obj: pd.DataFrame, connection):
+        column, keys = _slice_keys(table_slice)
         schema = SCHEMAS.get(table_slice.table)
-        if schema is None:
-            return super().handle_output(context, table_slice, obj, connection)
-        tbl = f'"{table_slice.schema}"."{table_slice.table}"'
-        cols_sql = ", ".join(f'"{c}" {t}' for c, t in schema)
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {tbl} ({cols_sql})")
-        have = {r[0] for r in connection.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [table_slice.schema, table_slice.table]).fetchall()}
-        for c, t in schema:
-            if c not in have:
-                connection.execute(f'ALTER TABLE {tbl} ADD COLUMN "{c}" {t}')
-        if len(obj):
-            connection.register("_duel_out", obj)
-            try:
-                select = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in schema if c in obj.columns)
-                connection.execute(f"INSERT INTO {tbl} BY NAME SELECT {select} FROM _duel_out")
-            finally:
-                connection.unregister("_duel_out")
+        retries = self.warehouse.replace_partition(connection, table_slice.table, obj, schema, column, keys)
+        declared = schema or [(c, str(t)) for c, t in obj.dtypes.items()]
         return {
             "dagster/partition_row_count" if context.has_partition_key else "dagster/row_count": len(obj),
-            "dataframe_columns": MetadataValue.table_schema(
-                TableSchema(columns=[TableColumn(name=c, type=t) for c, t in schema])),
+            "dataframe_columns": dg.MetadataValue.table_schema(
+                dg.TableSchema(columns=[dg.TableColumn(name=c, type=t) for c, t in declared])),
+            "warehouse_dialect": self.warehouse.dialect,
+            "warehouse_conflict_retries": retries,
         }
 
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         if table_slice.partition_dimensions and not context.asset_partition_keys:
             return pd.DataFrame(columns=[c for c, _ in SCHEMAS.get(table_slice.table, [])])
-        return super().load_input(context, table_slice, connection)
+        return connection.execute(DuckDbClient.get_select_statement(table_slice)).fetchdf()
+
+    @property
+    def supported_types(self):
+        return [pd.DataFrame]
 
 
-class LockedDuckDbClient(DuckDbClient):
-    """Every connection holds the warehouse's inter-process lock (see duel_assets.lib.locks)."""
+class DuelDuckDBIOManager(dg.ConfigurableIOManagerFactory):
+    """Stores each asset as table `duel.<asset>` in the warehouse, one partition per prompt file."""
 
-    @staticmethod
-    @contextmanager
-    def connect(context, table_slice):
-        with warehouse_lock(context.resource_config["database"]):
-            with DuckDbClient.connect(context, table_slice) as conn:
-                yield conn
-
-
-class DuelDuckDBIOManager(DuckDBPandasIOManager):
-    """DuckDBPandasIOManager whose tables follow the declared schemas and whose connections queue
-    on an inter-process lock instead of failing on DuckDB's single-writer lock."""
-
-    @staticmethod
-    def type_handlers() -> Sequence[DbTypeHandler]:
-        return [DeclaredSchemaPandasHandler()]
+    warehouse: WarehouseResource
 
     def create_io_manager(self, context) -> DbIOManager:
+        wh = self.warehouse.get()
         return DbIOManager(
-            db_client=LockedDuckDbClient(),
-            database=self.database,
-            schema=self.schema_,
-            type_handlers=self.type_handlers(),
-            default_load_type=self.default_load_type(),
+            db_client=WarehouseClient(wh),
+            database=wh.label,
+            schema="duel",
+            type_handlers=[WarehousePandasHandler(wh)],
+            default_load_type=pd.DataFrame,
             io_manager_name="DuelDuckDBIOManager",
         )

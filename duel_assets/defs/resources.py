@@ -1,4 +1,4 @@
-"""Resources: settings (paths, chain.toml, endpoint, tokens), the LLM endpoint, and the DuckDB IO manager.
+"""Resources: settings (paths, chain.toml, endpoint, tokens), the LLM endpoint, the warehouse and its IO manager.
 
 `DuelSettings` is the one owner of the environment: `build_resources()` reads it once (through
 ``duel_assets.lib.settings.env``) and holds paths and modes as values, secrets as ``EnvVar``s
@@ -13,6 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from duel_assets.defs.io_manager import DuelDuckDBIOManager
+from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib.calls.store_pg import open_store
 from duel_assets.lib.llm import LLMCaller, require_endpoint
 from duel_assets.lib.settings import ChainConfig, ConfigError, Endpoint, Paths, env, load_config
@@ -118,10 +119,13 @@ class LLMResource(dg.ConfigurableResource):
 
 
 def warehouse_io_manager(database: str | None = None) -> DuelDuckDBIOManager:
-    return DuelDuckDBIOManager(database=database or str(Paths.from_env().warehouse), schema="duel")
+    return DuelDuckDBIOManager(warehouse=WarehouseResource(target=database))
 
 
 def build_resources(database: str | None = None) -> dict:
+    """The resources of the code location. The warehouse target is read when a step runs
+    ($DUEL_WAREHOUSE, else the file in $DUEL_HOME), so a conninfo's password never becomes config."""
     settings = DuelSettings.from_environment()
-    warehouse = database or str(Paths(Path(settings.duel_home), settings.warehouse).warehouse)
-    return {"settings": settings, "llm": LLMResource(settings=settings), "io_manager": warehouse_io_manager(warehouse)}
+    warehouse = WarehouseResource(target=database)
+    return {"settings": settings, "llm": LLMResource(settings=settings), "warehouse": warehouse,
+            "io_manager": DuelDuckDBIOManager(warehouse=warehouse)}

@@ -176,21 +176,3 @@ def turn_from_row(row: dict) -> Turn:
 
 def turns_from_frame(df: pd.DataFrame) -> list[Turn]:
     return [turn_from_row(r) for r in records("sampled_turns", df)]
-
-
-def read_partition(database: str, table: str, prompt_file: str) -> pd.DataFrame:
-    """One partition's rows of a table, read under the warehouse lock (empty when the table is absent)."""
-    import duckdb
-
-    from .locks import warehouse_lock
-
-    with warehouse_lock(str(database)):
-        con = duckdb.connect(str(database), read_only=True)
-        try:
-            exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'duel' AND table_name = ?",
-                                 [table]).fetchone()[0]
-            if not exists:
-                return pd.DataFrame(columns=columns(table))
-            return con.execute(f'SELECT * FROM duel."{table}" WHERE prompt_file = ?', [prompt_file]).fetchdf()
-        finally:
-            con.close()

@@ -25,6 +25,12 @@ def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
+def variables() -> Mapping[str, str]:
+    """The process environment, for code that hands a whole set of variables on (the warehouse's
+    target and cloud credentials); everything else asks for one variable with :func:`getenv`."""
+    return os.environ
+
+
 def getenv(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The variable's value; None when unset or empty."""
     return _env(environ).get(name) or None
