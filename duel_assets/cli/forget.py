@@ -3,7 +3,7 @@ table of the warehouse, its files (prompt file, exports, report summaries, SFT s
 from __future__ import annotations
 
 from duel_assets.cli.common import close_matches, errors_out, instance, registered
-from duel_assets.lib.forget import partition_rows, remove_files
+from duel_assets.lib.forget import files_of, partition_rows, remove_files
 from duel_assets.lib.settings import ConfigError, Paths, load_config, validate_partition_key
 
 _BUSY = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
@@ -31,14 +31,14 @@ def _rewrite_report(paths: Paths, keys: list[str]) -> str:
     """report.md and the dataset card over the partitions that remain."""
     if not paths.report.exists():
         return ""
-    from duel_assets.lib import export
+    from duel_assets.lib.export.report import write_report
     from duel_assets.lib.settings import env
 
     try:
         cfg, mode = load_config(), env.duel_mode()
     except ConfigError as e:
         return f"report.md not rewritten (configuration: {e.errors[0]})"
-    export.write_report(paths, keys, cfg.gate, mode, cfg.export.buckets, cfg.export.require_gate)
+    write_report(paths, keys, cfg, mode)
     return f"report.md and the export's card rewritten over {len(keys)} partitions"
 
 
@@ -47,13 +47,15 @@ def cmd_forget(args) -> int:
     from duel_assets.defs.partitions import prompt_files
 
     keys = [validate_partition_key(k) for k in dict.fromkeys(args.partition)]
+    from duel_assets.lib.warehouse import Warehouse
+
     paths = Paths.from_env()
-    database = str(paths.warehouse)
+    warehouse = Warehouse.from_env(paths.home)
     inst = instance(paths)
     known = set(registered(inst))
     problems, plan = [], {}
     for k in keys:
-        files, rows = paths.partition_files(k), partition_rows(database, k)
+        files, rows = files_of(paths, k), partition_rows(warehouse, k)
         if k not in known and not files and not any(rows.values()):
             problems.append(f"{k}: no such partition, and no row or file of it (close matches: {close_matches(k, known)})")
         elif busy := _busy_runs(inst, k):
@@ -71,7 +73,7 @@ def cmd_forget(args) -> int:
                 print(f"  {f}")
             continue
         removed = remove_files(paths, k)
-        partition_rows(database, k, delete=True)
+        partition_rows(warehouse, k, delete=True)
         if k in known:
             inst.delete_dynamic_partition(prompt_files.name, k)
         history = _wipe_history(inst, k, {key for a in ALL_ASSETS for key in a.keys})

@@ -1,4 +1,5 @@
-"""Removing one partition's data: its rows in every warehouse table and its files. No Dagster imports.
+"""Removing one partition's data: its rows in every warehouse table, its files, its place in the
+history index. No Dagster imports.
 
 The Dagster side (the partition's registration and materialization history) is removed by
 ``duel-assets forget``, which calls these.
@@ -7,42 +8,61 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
+from .export.paths import partition_files
+from .history_index import HistoryIndex
+from .settings import BUCKETS, Paths, validate_partition_key
+from .warehouse import Warehouse
 
-from .locks import is_local, warehouse_lock
-from .settings import Paths, validate_partition_key
-
-
-def _tables(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
-    return con.execute(
-        "SELECT DISTINCT table_schema, table_name FROM information_schema.columns "
-        "WHERE column_name = 'prompt_file' ORDER BY 1, 2").fetchall()
+_TABLES = ("SELECT DISTINCT table_schema, table_name FROM information_schema.columns "
+           "WHERE column_name = 'prompt_file' ORDER BY 1, 2")
 
 
-def partition_rows(database: str, key: str, delete: bool = False) -> dict[str, int]:
+def partition_rows(warehouse: Warehouse, key: str, delete: bool = False) -> dict[str, int]:
     """Rows of partition ``key`` per table (``schema.table``) in every table with a ``prompt_file``
-    column; with ``delete``, those rows are deleted."""
+    column; with ``delete``, those rows are deleted (one transaction, re-run on a DuckLake conflict)."""
     validate_partition_key(key)
-    if is_local(database) and not Path(database).exists():
+    out: dict[str, int] = {}
+    try:
+        with warehouse.connect(read_only=not delete) as con:
+            tables = [f'"{s}"."{t}"' for s, t in con.execute(_TABLES).fetchall()]
+            for name in tables:
+                out[name.replace('"', "")] = con.execute(f"SELECT count(*) FROM {name} WHERE prompt_file = ?", [key]).fetchone()[0]
+            if delete and any(out.values()):
+                def work(c):
+                    for name in tables:
+                        c.execute(f"DELETE FROM {name} WHERE prompt_file = ?", [key])
+                warehouse.in_transaction(con, work, f"forget {key}")
+    except FileNotFoundError:
         return {}
-    with warehouse_lock(database):
-        con = duckdb.connect(database, read_only=not delete)
-        try:
-            out = {}
-            for schema, table in _tables(con):
-                name = f'"{schema}"."{table}"'
-                (n,) = con.execute(f"SELECT count(*) FROM {name} WHERE prompt_file = ?", [key]).fetchone()
-                if n and delete:
-                    con.execute(f"DELETE FROM {name} WHERE prompt_file = ?", [key])
-                out[f"{schema}.{table}"] = n
-            return out
-        finally:
-            con.close()
+    return out
+
+
+def files_of(paths: Paths, key: str) -> list[Path]:
+    """Every file that belongs to partition ``key`` and exists: its prompt file, PR-record cache,
+    summary, turn detail, export manifest, SFT shards and per-turn export documents (names derived
+    from the exact key: never another key's)."""
+    validate_partition_key(key)
+    pf = partition_files(paths, key)
+    cache = paths.pr_records_cache(key)
+    out = [paths.prompt_file(key), cache, cache.with_suffix(".json"), pf.summary, pf.turns, pf.manifest,
+           pf.parquet, pf.jsonl]
+    for b in BUCKETS:
+        d = pf.bucket_dir(b)
+        if d.is_dir():
+            out += sorted(f for f in d.iterdir() if f.is_file())
+    return [p for p in out if p.is_file()]
 
 
 def remove_files(paths: Paths, key: str) -> list[Path]:
-    """Delete the partition's files (prompt file first, so no sensor registers it again); returns them."""
-    files = paths.partition_files(key)
+    """Delete the partition's files (prompt file first, so no sensor registers it again), its empty
+    export folders, and its entries in the history index; returns the files."""
+    files = files_of(paths, key)
     for f in files:
         f.unlink(missing_ok=True)
+    pf = partition_files(paths, key)
+    for b in BUCKETS:
+        d = pf.bucket_dir(b)
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+    HistoryIndex(paths.home).forget(key)
     return files

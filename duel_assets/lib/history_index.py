@@ -102,6 +102,20 @@ class HistoryIndex:
         finally:
             con.close()
 
+    def forget(self, key: str) -> int:
+        """Remove every trace of ``key``: the histories it held and the record that its prompt file
+        existed (``duel-assets forget``). Returns how many histories it held."""
+        if not self.path.exists():
+            return 0
+        con = self._connect()
+        try:
+            with con:
+                n = con.execute("DELETE FROM history WHERE prompt_file = ?", (key,)).rowcount
+                con.execute("DELETE FROM prompt_files WHERE key = ?", (key,))
+                return n
+        finally:
+            con.close()
+
     def known(self, key: str) -> bool:
         """Whether a prompt file ``key`` was ever written or loaded in this DUEL_HOME."""
         if not self.path.exists():

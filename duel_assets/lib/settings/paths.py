@@ -65,20 +65,6 @@ class Paths:
     def dagster_home(self) -> Path:
         return (self.dagster_home_dir or self.home / "dagster_home").resolve()
 
-    def partition_files(self, key: str) -> list[Path]:
-        """Every file that belongs to one partition and exists: its prompt file, per-turn exports,
-        report summaries, SFT shards and PR-record cache (what ``duel-assets forget`` removes)."""
-        validate_partition_key(key)
-        cache = self.pr_records_cache(key)
-        out = [self.prompt_file(key), cache, cache.with_suffix(".json"),
-               self.report_dir / "partitions" / f"{key}.json", self.report_dir / "partitions" / f"{key}.turns.json",
-               self.export_dir / "data" / f"train-{key}.parquet", self.export_dir / "jsonl" / f"train-{key}.jsonl"]
-        for b in BUCKETS:
-            d = self.bucket_dir(b)
-            if d.is_dir():
-                out += sorted(d.glob(f"{key}__*.json"))
-        return [p for p in out if p.is_file()]
-
     def ensure(self) -> "Paths":
         for d in (self.prompt_dir, self.report_dir, self.cache_db.parent, *(self.bucket_dir(b) for b in BUCKETS)):
             d.mkdir(parents=True, exist_ok=True)
