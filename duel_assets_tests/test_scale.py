@@ -61,10 +61,10 @@ def deployment(postgres, standin, tmp_path_factory):
     dagster_home = tmp / "dagster_home"
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(deploy_yaml(max_concurrent_runs=4))
-    instance_db, lake_db = postgres.database("dagster"), postgres.database("lake")
+    instance_db, lake_db, calls_db = postgres.database("dagster"), postgres.database("lake"), postgres.database("calls")
     env = base_env(DUEL_HOME=str(home), DAGSTER_HOME=str(dagster_home), DUEL_COMPUTE_LOGS=str(tmp / "compute_logs"),
                    DUEL_WAREHOUSE=f"ducklake:postgres:{lake_db.conninfo}", DUEL_LAKE_DATA_PATH=str(tmp / "lake_data"),
-                   **instance_db.dagster_env(), **common)
+                   DUEL_CALL_CACHE=calls_db.url("postgresql"), **instance_db.dagster_env(), **common)
     lake = Warehouse(env["DUEL_WAREHOUSE"], env["DUEL_LAKE_DATA_PATH"])
     yield {"tmp": tmp, "home": home, "env": env, "lake": lake, "reference": reference, "single_s": single_s,
            "postgres": postgres, "standin": standin}
@@ -142,6 +142,29 @@ def test_backfill_through_webserver_and_daemon_into_ducklake(deployment):
     assert all(got[t] for t in got)  # every table has rows for the backfilled partitions
 
 
+def _empty_call_cache(d) -> None:
+    import psycopg2
+
+    con = psycopg2.connect(d["env"]["DUEL_CALL_CACHE"])
+    try:
+        with con, con.cursor() as cur:
+            cur.execute("TRUNCATE calls, leases, holders, budget")
+    finally:
+        con.close()
+
+
+def test_one_call_cache_for_all_workers(deployment):
+    """The backfill's runs kept their calls in PostgreSQL (DUEL_CALL_CACHE): a re-run of a partition
+    from another worker process, with the local cache/ folder gone, pays 0 calls."""
+    d = deployment
+    shutil.rmtree(d["home"] / "cache", ignore_errors=True)
+    before = d["standin"].state.stats()["requests"]
+    _run([str(BIN / "duel-assets"), "run", "--partition", BACKFILLED[0]], d["env"])
+    assert d["standin"].state.stats()["requests"] == before
+    assert not (d["home"] / "cache" / "llm_calls.sqlite").exists()  # nothing went to a local store
+    assert snapshot(d["lake"], [BACKFILLED[0]], d["home"]) == _only(d["reference"], [BACKFILLED[0]])
+
+
 def test_eight_processes_rematerialize_one_table_at_once(deployment):
     d = deployment
     env, lake = d["env"], d["lake"]
@@ -197,9 +220,8 @@ def test_sigkill_mid_partition_then_rerun_leaves_exact_rows(deployment):
     d = deployment
     env, lake, srv = d["env"], d["lake"], d["standin"]
     lake.ensure_tables()
-    # the bundled trajectories repeat their first steps, so this partition's calls may be cached by the
-    # backfill: start from an empty call cache so that the kill lands while calls are in flight
-    shutil.rmtree(d["home"] / "cache", ignore_errors=True)
+    # start from an empty call cache (in PostgreSQL) so that the kill lands while calls are in flight
+    _empty_call_cache(d)
     srv.state.latency_ms = 400
     before = len(srv.state.log)
     out = d["tmp"] / "killed_run.log"
@@ -233,10 +255,3 @@ def test_maintenance_expires_snapshots_and_deletes_unused_files(deployment):
     assert done["snapshots_after"] < done["snapshots_before"]
     assert files_after < files_before
     assert snapshot(d["lake"], KEYS, d["home"]) == snap_before  # nothing live was lost
-
-
-def test_call_cache_shared_by_workers(deployment):
-    """Place of the PostgreSQL call cache checks (DUEL_CALL_CACHE=postgresql://..., issue 16 point 3):
-    with `DUEL_CALL_CACHE` pointing at `deployment["postgres"].database("call_cache")`, a re-run of a
-    partition from another worker process, with the local cache/ folder removed, pays 0 calls."""
-    pytest.skip("the PostgreSQL call cache (DUEL_CALL_CACHE) is not part of this code yet")
