@@ -29,7 +29,7 @@ def make_big_parquet(path: Path, min_bytes: int = BIG_BYTES, row_group_rows: int
 
     from duel_assets.lib.sources import bundled_path
 
-    base = [json.loads(l) for l in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
+    base = [json.loads(line) for line in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
     rng = random.Random(0)
     writer = None
     n = 0

@@ -5,8 +5,15 @@ import os
 import sys
 import time
 
-from duel_assets.cli.common import (close_matches, errors_out, exception_text, instance, register_partitions,
-                                    registered, underlying_error)
+from duel_assets.cli.common import (
+    close_matches,
+    errors_out,
+    exception_text,
+    instance,
+    register_partitions,
+    registered,
+    underlying_error,
+)
 from duel_assets.lib.settings import ConfigError, Paths, mask_url, resolve_endpoint, validate_partition_key
 from duel_assets.lib.settings.preflight import validate_for_work
 

@@ -11,8 +11,15 @@ from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.lib.calibration import calibration_dir
 from duel_assets.lib.calibration.judging import ROW_COLUMNS, run_panel
 from duel_assets.lib.calibration.pairs import CalibrationFileError, read_set
-from duel_assets.lib.calibration.report import (figures_table, kind_table, metric_table, render_markdown,
-                                                save_summary, summarise, threshold_lines)
+from duel_assets.lib.calibration.report import (
+    figures_table,
+    kind_table,
+    metric_table,
+    render_markdown,
+    save_summary,
+    summarise,
+    threshold_lines,
+)
 from duel_assets.lib.duel import too_many_failures
 from duel_assets.lib.settings import validate_partition_key
 

@@ -6,8 +6,9 @@
 values from it.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import dagster as dg
 from pydantic import Field

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from .readers import BadRecord, reader_for
 from .row_filter import RowFilter, compile_where, trajectory_fields
@@ -74,7 +74,7 @@ class Cutter:
         select = None
         if per_trajectory is not None:
             seed = f"{self.cfg.sampling.seed}:{traj.traj_id}"
-            select = lambda steps: steps if len(steps) <= per_trajectory else random.Random(seed).sample(steps, per_trajectory)  # noqa: E731
+            select = lambda steps: steps if len(steps) <= per_trajectory else random.Random(seed).sample(steps, per_trajectory)
         turns, skips = cut_turns(traj, self.cfg.sampling.max_history_chars, self.cfg.sampling.max_observation_chars, select)
         self.pool.skipped.update(skips)
         return turns

@@ -10,12 +10,12 @@ from collections import Counter
 
 import pandas as pd
 
+from . import tables
 from .answers import Planned, answer_row, generation_params, history_text, plan_generation  # noqa: F401
-from .judging import JudgeJob, Judged, judge_jobs_for_turn, judge_once, judge_params, judge_row  # noqa: F401
+from .judging import Judged, JudgeJob, judge_jobs_for_turn, judge_once, judge_params, judge_row  # noqa: F401
 from .llm import CallStats
 from .settings import ChainConfig
 from .stage import ROLES, StageResult, run_stage, run_stage_async  # noqa: F401
-from . import tables
 from .tables import columns
 from .verdicts import markdown_table, per_judge_stats, verdict_rows  # noqa: F401
 

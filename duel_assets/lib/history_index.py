@@ -11,10 +11,10 @@ keeps it; any other turn with that history is a ``duplicate_history`` skip.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .locks import file_lock
 
@@ -36,7 +36,7 @@ class HistoryIndex:
         return con
 
     @contextmanager
-    def locked(self) -> Iterator["HistoryIndex"]:
+    def locked(self) -> Iterator[HistoryIndex]:
         with file_lock(self.lock_path):
             yield self
 

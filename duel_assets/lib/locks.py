@@ -16,9 +16,9 @@ import fcntl
 import os
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 _POLL_S = 0.05
 

@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 
 from .files import replacing, write_json_atomic
-from .settings import ConfigError, PRRecordSpec, PRRecordsConfig, env
+from .settings import ConfigError, PRRecordsConfig, PRRecordSpec, env
 from .sources import BUNDLED_PR_RECORDS, resolve_local
 
 PR_COLUMNS = ["instance_id", "repo", "base_commit", "problem_statement", "pr_description", "patch",

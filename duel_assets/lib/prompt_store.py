@@ -2,7 +2,6 @@
 history appears twice. No Dagster imports."""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 

@@ -12,7 +12,7 @@ system prompt, PR records, answers) has our delimiter tags defused (:mod:`.delim
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from string import Template
 
@@ -23,7 +23,7 @@ from .trajectories import Turn, trim_history, trim_text
 as_data = neutralise  # the name earlier callers use
 
 
-@lru_cache(maxsize=None)
+@cache
 def template(name: str) -> Template:
     return Template((resources.files("duel_assets") / "prompts" / f"{name}.md").read_text(encoding="utf-8"))
 

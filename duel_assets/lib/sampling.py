@@ -22,10 +22,10 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .blocks import Block, blocks_for, read_block, total_bytes
 from .cutter import Cutter, Pool, filter_reason

@@ -10,12 +10,24 @@ import hashlib
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import protocol as proto
-from .readers import (READERS, BadRecord, Trajectory, read_coderforge, read_mini_swe_agent, read_sera,
-                      read_sera_rectified, read_swe_agent, read_swe_zero, reader_for, split_parallel_calls)
+from .readers import (
+    READERS,
+    BadRecord,
+    Trajectory,
+    read_coderforge,
+    read_mini_swe_agent,
+    read_sera,
+    read_sera_rectified,
+    read_swe_agent,
+    read_swe_zero,
+    reader_for,
+    split_parallel_calls,
+)
 from .readers.common import CHAT_ROLES, text, tool_call, tool_specs
 from .trim import cap_message, trim_history, trim_text
 

@@ -8,10 +8,19 @@ import numpy as np
 import pandas as pd
 
 from . import tables
-from .scoring import (CHALLENGER_FIRST, KING_FIRST, Gate, TurnScore, bucket_counts, bucket_for, excluded_counts, gate,
-                      row_margins, score_turn)
+from .scoring import (
+    CHALLENGER_FIRST,
+    KING_FIRST,
+    Gate,
+    TurnScore,
+    bucket_counts,
+    bucket_for,
+    excluded_counts,
+    gate,
+    row_margins,
+    score_turn,
+)
 from .settings import METRICS, ChainConfig, GateConfig
-
 
 IDENTICAL = "identical_answers"  # judge rows' reason when both answers take the same action (lib/judging.py)
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..protocol import tool_index
 from ..settings import METRICS

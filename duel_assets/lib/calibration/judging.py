@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from .. import prompts
-from ..judging import JudgeJob, Judged, judge_once, judge_params
+from ..judging import Judged, JudgeJob, judge_once, judge_params
 from ..llm import CallRequest, CallStats
 from ..scoring import CHALLENGER_FIRST, KING_FIRST, sides
 from ..settings import METRICS, ChainConfig

@@ -14,10 +14,10 @@ import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 from ..pr_records import read_pr_records
 from ..sampling import build_pool, effective_sources, numbered_keys, sample_for_key, shares, source_mode

@@ -87,7 +87,7 @@ class JudgeOracle:
                 self.index.setdefault((rb, ra), []).append((p, False))
 
     @classmethod
-    def from_file(cls, path: Path | str, accuracy: float, position_bias: float = 0.0, seed: int = 0) -> "JudgeOracle":
+    def from_file(cls, path: Path | str, accuracy: float, position_bias: float = 0.0, seed: int = 0) -> JudgeOracle:
         return cls(read_set(path).pairs, accuracy, position_bias, seed)
 
     def __len__(self) -> int:

@@ -45,7 +45,7 @@ def _tokens(run: CalibrationRun, cfg: ChainConfig) -> dict:
            "by_judge": {j: {"prompt": p, "completion": c} for j, (p, c) in by_judge.items()},
            "new_prompt": run.stats.prompt_tokens, "new_completion": run.stats.completion_tokens}
     if cfg.prices:
-        price = lambda j, kind: (cfg.prices.get(j) or {}).get(kind, 0.0)  # noqa: E731
+        price = lambda j, kind: (cfg.prices.get(j) or {}).get(kind, 0.0)
         out["estimated_cost_usd"] = round(sum(p / 1e6 * price(j, "prompt") + c / 1e6 * price(j, "completion")
                                               for j, (p, c) in by_judge.items()), 6)
         out["new_cost_usd"] = run.stats.cost(cfg.prices)

@@ -53,7 +53,7 @@ def _kappa(table: np.ndarray) -> np.ndarray:
 def kappa(labels: list[str], verdicts: list[str], resamples: int, seed: int = 0) -> tuple[float | None, list[float] | None]:
     if not labels:
         return None, None
-    cells = np.array([CATS.index(l) * 3 + CATS.index(v) for l, v in zip(labels, verdicts)])
+    cells = np.array([CATS.index(lab) * 3 + CATS.index(v) for lab, v in zip(labels, verdicts)])
     counts = np.bincount(cells, minlength=9).astype(np.float64)
     k = float(_kappa(counts.reshape(3, 3)))
     rng = np.random.default_rng(seed)

@@ -78,7 +78,7 @@ class RateLimitInfo:
     reset_tokens_s: float | None = None
 
     @classmethod
-    def from_headers(cls, headers) -> "RateLimitInfo | None":
+    def from_headers(cls, headers) -> RateLimitInfo | None:
         if headers is None or headers.get("x-ratelimit-limit-requests") is None and headers.get("x-ratelimit-remaining-requests") is None \
                 and headers.get("x-ratelimit-limit-tokens") is None:
             return None

@@ -24,9 +24,9 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import httpcore2  # noqa: F401 - the SDK loads it lazily on first use (~30 ms): pay that at import, not mid-batch
 import httpx2
@@ -183,7 +183,7 @@ class CallSession:
             suggested, headers = None, None
             try:
                 parsed, headers = await self._post(req, key, timeout)
-            except Exception as exc:  # noqa: BLE001 - classified below, unknown kinds are final
+            except Exception as exc:
                 gate.release(key)
                 kind, suggested = classify(exc)
                 detail = scrub(f"{type(exc).__name__}: {exc}", self.caller.secrets)[:500]

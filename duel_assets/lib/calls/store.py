@@ -7,9 +7,9 @@ serialises the decisions (:mod:`.store_base`); ``busy_timeout`` makes writers wa
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .store_base import CallStoreBase
 

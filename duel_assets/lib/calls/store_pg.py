@@ -7,8 +7,8 @@ decisions of every worker.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from .store_base import CallStoreBase
 

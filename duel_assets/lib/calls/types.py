@@ -63,7 +63,7 @@ class CallResult:
     cached: bool = False  # served from our call cache (no request sent)
 
     @classmethod
-    def from_cache(cls, key: str, data: dict) -> "CallResult":
+    def from_cache(cls, key: str, data: dict) -> CallResult:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**{**known, "key": key, "ok": True, "cached": True, "attempts": 0})
 
@@ -106,7 +106,7 @@ class CallStats:
         self.completion_tokens += completion
         self.cached_tokens += cached
 
-    def merge(self, other: "CallStats") -> "CallStats":
+    def merge(self, other: CallStats) -> CallStats:
         for name in _COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)

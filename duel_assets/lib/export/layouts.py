@@ -15,7 +15,7 @@ for every tool) is kept as JSON text so that one parquet schema holds every shar
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from .. import protocol
 

@@ -3,7 +3,8 @@
 so one broken row never sinks the rest). No Dagster imports."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .common import BadRecord, Trajectory, split_parallel_calls
 from .mini_swe_agent import read_mini_swe_agent, read_swe_zero

@@ -11,10 +11,22 @@ from collections import Counter
 from typing import Any
 
 from ..scaffolds import MINI_SWE_AGENT_TOOLS
-from .common import (Trajectory, chat_messages, decode_messages, digest, ends_with_submit, optional_str, outcome_of,
-                     require_assistant, require_object, require_str, split_parallel_calls, tool_specs)
+from .common import (
+    BadRecord,
+    Trajectory,
+    chat_messages,
+    decode_messages,
+    digest,
+    ends_with_submit,
+    optional_str,
+    outcome_of,
+    require_assistant,
+    require_object,
+    require_str,
+    split_parallel_calls,
+    tool_specs,
+)
 from .provenance import HIDDEN_ROW_KEYS, hidden_of, license_of, reward_of, source_meta
-from .common import BadRecord
 
 
 def read_swe_zero(row: Any) -> Trajectory:

@@ -6,8 +6,19 @@ from collections import Counter
 from typing import Any
 
 from ..scaffolds import OPENHANDS_TOOLS
-from .common import (BadRecord, Trajectory, chat_messages, decode_messages, digest, ends_with_submit, optional_str,
-                     require_assistant, require_object, split_parallel_calls, tool_specs)
+from .common import (
+    BadRecord,
+    Trajectory,
+    chat_messages,
+    decode_messages,
+    digest,
+    ends_with_submit,
+    optional_str,
+    require_assistant,
+    require_object,
+    split_parallel_calls,
+    tool_specs,
+)
 from .provenance import HIDDEN_ROW_KEYS, hidden_of, license_of, reward_of, source_meta
 
 _RUN_SUFFIX = re.compile(r"_run\d+\Z")

@@ -21,8 +21,21 @@ from collections import Counter
 from typing import Any
 
 from ..scaffolds import SWE_AGENT_TOOLS, tools_from_calls
-from .common import (BadRecord, Trajectory, chat_messages, decode_messages, digest, ends_with_submit, optional_str,
-                     outcome_of, require_assistant, require_object, require_str, split_parallel_calls, tool_specs)
+from .common import (
+    BadRecord,
+    Trajectory,
+    chat_messages,
+    decode_messages,
+    digest,
+    ends_with_submit,
+    optional_str,
+    outcome_of,
+    require_assistant,
+    require_object,
+    require_str,
+    split_parallel_calls,
+    tool_specs,
+)
 from .provenance import HIDDEN_ROW_KEYS, hidden_of, license_of, reward_of, source_meta
 
 _XML_CALL = re.compile(r"<function=([\w.-]+)>(.*?)</function>", re.DOTALL)

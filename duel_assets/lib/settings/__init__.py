@@ -6,14 +6,28 @@ command makes before it starts work) and ``show`` (the resolved configuration, f
 ``duel-assets config``). Every knob is optional; ``load_config()`` returns the built-in defaults
 when no file exists.
 """
-from .base import (BUCKETS, METRICS, PARTITION_KEY_PATTERN, PR_RECORD_FORMATS, SOURCE_FORMATS, ConfigError,
-                   validate_partition_key)
-from .env import (CHUTES_BASE_URL, Endpoint, config_path, duel_home, duel_mode, mask_url, resolve_endpoint, scrub,
-                  secret_values)
+from .base import BUCKETS, METRICS, PARTITION_KEY_PATTERN, PR_RECORD_FORMATS, SOURCE_FORMATS, ConfigError, validate_partition_key
+from .env import CHUTES_BASE_URL, Endpoint, config_path, duel_home, duel_mode, mask_url, resolve_endpoint, scrub, secret_values
 from .load import ALIASES, load_config, parse_config
-from .model import (BucketConfig, CalibrationConfig, CallsConfig, ChainConfig, ChecksConfig, ExportConfig,
-                    FiltersConfig, GateConfig, GenerationConfig, HiddenInfoConfig, JudgeConfig, LeakageConfig,
-                    PRRecordsConfig, PRRecordSpec, SamplingConfig, SourceSpec, WarehouseConfig)
+from .model import (
+                   BucketConfig,
+                   CalibrationConfig,
+                   CallsConfig,
+                   ChainConfig,
+                   ChecksConfig,
+                   ExportConfig,
+                   FiltersConfig,
+                   GateConfig,
+                   GenerationConfig,
+                   HiddenInfoConfig,
+                   JudgeConfig,
+                   LeakageConfig,
+                   PRRecordsConfig,
+                   PRRecordSpec,
+                   SamplingConfig,
+                   SourceSpec,
+                   WarehouseConfig,
+)
 from .paths import Paths
 
 __all__ = [

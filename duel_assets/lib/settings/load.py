@@ -2,11 +2,11 @@
 together, and one error line per problem (all problems at once)."""
 from __future__ import annotations
 
-import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from pydantic import ValidationError
 
 from . import env

@@ -16,7 +16,7 @@ class Paths:
     call_cache_url: str | None = None  # a postgresql:// URL or a SQLite path; None: cache/llm_calls.sqlite
 
     @classmethod
-    def from_env(cls) -> "Paths":
+    def from_env(cls) -> Paths:
         return cls(env.duel_home(), env.warehouse_url(), env.dagster_home(), env.call_cache_url())
 
     @property
@@ -65,7 +65,7 @@ class Paths:
     def dagster_home(self) -> Path:
         return (self.dagster_home_dir or self.home / "dagster_home").resolve()
 
-    def ensure(self) -> "Paths":
+    def ensure(self) -> Paths:
         for d in (self.prompt_dir, self.report_dir, self.cache_db.parent, *(self.bucket_dir(b) for b in BUCKETS)):
             d.mkdir(parents=True, exist_ok=True)
         return self

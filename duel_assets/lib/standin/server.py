@@ -239,7 +239,7 @@ class StandinServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "StandinServer":
+    def start(self) -> StandinServer:
         self.thread.start()
         return self
 
@@ -247,7 +247,7 @@ class StandinServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> "StandinServer":
+    def __enter__(self) -> StandinServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import duckdb
 import pandas as pd
@@ -66,7 +66,7 @@ class Warehouse:
         self._shared: duckdb.DuckDBPyConnection | None = None  # the attached DuckLake, reused by cursors
 
     @classmethod
-    def from_env(cls, home: Path | None = None, **kwargs) -> "Warehouse":
+    def from_env(cls, home: Path | None = None, **kwargs) -> Warehouse:
         """``$DUEL_WAREHOUSE`` / ``$DUEL_LAKE_DATA_PATH``, else ``<home>/warehouse.duckdb``."""
         return cls(target_from_env(home), **kwargs)
 
@@ -273,7 +273,7 @@ class Warehouse:
             for name, sql in calls.items():
                 rows: list = []
                 out["conflict_retries"] += self.in_transaction(
-                    con, lambda c, sql=sql: rows.extend(c.execute(sql).fetchall()), name).retries
+                    con, lambda c, sql=sql, rows=rows: rows.extend(c.execute(sql).fetchall()), name).retries
                 out[name] = len(rows)
             out["snapshots_after"] = snaps()
             return out
