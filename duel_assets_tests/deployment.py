@@ -21,7 +21,9 @@ from duel_assets_tests.postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-VOLATILE = {"cached", "attempts"}  # whether a call came from the cache, and how many tries it took
+# whether a call came from the cache, how many tries it took, and how much of its prompt the provider
+# had cached (the provider's cache state depends on what it saw before)
+VOLATILE = {"cached", "attempts", "cached_tokens", "usage"}
 
 
 def deploy_yaml(max_concurrent_runs: int | None = None) -> str:
