@@ -28,6 +28,7 @@ class Gate:
         self.holder = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.waiting: OrderedDict[str, tuple[flight.Wanted, asyncio.Future]] = OrderedDict()
         self.elsewhere: set[str] = set()  # waiting keys another holder is sending
+        self.seen_elsewhere: set[str] = set()  # keys that waited on another holder's request
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._registered = False
@@ -37,7 +38,8 @@ class Gate:
 
     async def acquire(self, key: str, tokens: int) -> dict | None:
         """Wait for a slot for ``key``: None when this process may send it (it holds the lease), or
-        the stored response when the call completed elsewhere meanwhile."""
+        the stored response when the call is completed (already, or by another holder meanwhile:
+        :meth:`waited_elsewhere` tells which)."""
         if not self._registered:
             self.store.register(self.holder, self.endpoint)
             self._registered = True
@@ -47,6 +49,13 @@ class Gate:
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._pump())
         return await fut
+
+    def waited_elsewhere(self, key: str) -> bool:
+        """Whether ``key`` waited for another holder's request (and forget it)."""
+        if key in self.seen_elsewhere:
+            self.seen_elsewhere.discard(key)
+            return True
+        return False
 
     def complete(self, key: str, role: str, model: str, response: dict) -> bool:
         stored = self.store.complete(self.holder, self.endpoint, key, role, model, response, self.limits)
@@ -89,6 +98,7 @@ class Gate:
             for key in decision.granted:
                 self._resolve(key, None)
             self.elsewhere = {k for k in held if k in self.waiting}
+            self.seen_elsewhere |= self.elsewhere
             window = getattr(self.store, "last_window", {}).get(self.endpoint)
             if window is not None:
                 self._note_window(window)

@@ -143,9 +143,7 @@ class CallSession:
     async def __call__(self, req: CallRequest, stats: CallStats, cached: dict | None = None) -> CallResult:
         key = req.key
         try:
-            if cached is None:
-                cached = self.caller.cache.get(key)
-            if cached is not None:
+            if cached is not None:  # from a batch lookup; otherwise the slot's claim looks (once, with the rest)
                 stats.cache_hits += 1
                 return CallResult.from_cache(key, cached)
             inflight = self.flights.get(key)
@@ -177,10 +175,13 @@ class CallSession:
         cfg, gate = self.cfg, self.gate
         kind, detail, attempts, timeout = "client_error", "", 0, float(cfg.timeout_s)
         for attempt in range(cfg.retry_budget):
-            elsewhere = await gate.acquire(key, req.est_tokens)
-            if elsewhere is not None:  # completed by another process (or session) meanwhile
-                stats.completed_elsewhere += 1
-                return CallResult.from_cache(key, elsewhere)
+            stored = await gate.acquire(key, req.est_tokens)
+            if stored is not None:  # completed: already, or by another process (or session) meanwhile
+                if gate.waited_elsewhere(key):
+                    stats.completed_elsewhere += 1
+                else:
+                    stats.cache_hits += 1
+                return CallResult.from_cache(key, stored)
             attempts = attempt + 1
             stats.calls_made += 1
             suggested, headers = None, None
@@ -228,7 +229,7 @@ class CallSession:
         header."""
         body = request_body(req, stream=self.stream)
         http = self.client._client  # the SDK's httpx-compatible client (aiohttp transport)
-        request = http.build_request("POST", self.url, content=json.dumps(body).encode(),
+        request = http.build_request("POST", self.url, content=json.dumps(body, separators=(",", ":")).encode(),
                                      headers={**self.headers, "X-Duel-Call-Key": key}, timeout=timeout)
         raw = await http.send(request, stream=True)
         try:
