@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from .base import BUCKETS, METRICS, PR_RECORD_FORMATS, SOURCE_FORMATS
+from .base import METRICS, Bucket, MetricName, PRRecordFormat, SourceFormat
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -25,7 +25,7 @@ class Table(BaseModel):
 
 
 class SourceSpec(Table):
-    format: Literal[SOURCE_FORMATS]
+    format: SourceFormat
     path: Name  # local file / folder / glob, hub dataset name, or hf:// URL
     split: Name = "train"
     weight: Positive = 1.0
@@ -33,7 +33,7 @@ class SourceSpec(Table):
 
 class PRRecordSpec(Table):
     path: Name  # parquet / JSON / JSONL, local or hub
-    format: Literal[PR_RECORD_FORMATS] = "auto"  # which columns hold the record; auto: from the columns present
+    format: PRRecordFormat = "auto"  # which columns hold the record; auto: from the columns present
 
 
 class PRRecordsConfig(Table):
@@ -142,7 +142,7 @@ class ChecksConfig(Table):
 
 
 class ExportConfig(Table):
-    buckets: Annotated[list[Literal[BUCKETS]], Field(min_length=1)] = ["final", "refined"]
+    buckets: Annotated[list[Bucket], Field(min_length=1)] = ["final", "refined"]
     require_gate: bool = True  # only partitions whose gate is ACCEPT
     layout: Literal["openai", "source"] = "openai"  # SFT rows as OpenAI chat messages, or in the source's own encoding
     reasoning: Literal["keep", "drop"] = "keep"  # assistant messages' reasoning in the SFT rows
@@ -170,9 +170,6 @@ class Price(Table):
 
 def _price_tables(prices: dict[str, Price]) -> dict[str, dict[str, float]]:
     return {model: p.model_dump(exclude_none=True) for model, p in prices.items()}
-
-
-MetricName = Literal[METRICS]
 
 
 class ChainConfig(Table):
