@@ -112,6 +112,7 @@ def sides(order: str) -> tuple[str, str]:
 
 def side_scores(reply: JudgeReply, order: str) -> dict[str, int]:
     """A parsed judgement as judge_scores columns: ``<metric>_challenger`` and ``<metric>_opponent``."""
+    assert reply.scores is not None, "side_scores of a reply that did not parse"
     c, o = sides(order)
     out = {}
     for m in METRICS:

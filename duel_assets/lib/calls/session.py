@@ -219,7 +219,7 @@ class CallSession:
 
     async def _post(self, req: CallRequest, key: str, timeout: float) -> tuple[dict, object]:
         """(parsed reply, response headers). The content key doubles as a tracing header."""
-        options = {"headers": {"X-Duel-Call-Key": key}, "timeout": timeout}
+        options: openai.RequestOptions = {"headers": {"X-Duel-Call-Key": key}, "timeout": timeout}
         body = request_body(req, stream=self.stream)
         if not self.stream:
             raw = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=body, options=options)
