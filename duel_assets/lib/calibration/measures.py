@@ -59,7 +59,7 @@ class RaterVerdicts:
     """One rater's view of every pair (lists aligned with the pairs)."""
     name: str
     verdicts: list[str | None] = field(default_factory=list)
-    order_verdicts: list[tuple[str | None, str | None]] = field(default_factory=list)  # (a_first, b_first)
+    order_verdicts: list[tuple[str | None, ...]] = field(default_factory=list)  # one per order: (a_first, b_first)
     metric_verdicts: list[dict[str, str | None]] = field(default_factory=list)
     judgements: list[bool] = field(default_factory=list)  # parsed flag of every judgement it rests on
     scores: list[float | None] = field(default_factory=list)  # duel rule only: the pair's duel score

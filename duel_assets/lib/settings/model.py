@@ -3,7 +3,7 @@ string is never read as a list of characters, a number never as a boolean) and r
 enforced. Rules that tie two keys together are in :mod:`.load` (they name both keys)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -172,6 +172,12 @@ def _price_tables(prices: dict[str, Price]) -> dict[str, dict[str, float]]:
     return {model: p.model_dump(exclude_none=True) for model, p in prices.items()}
 
 
+if TYPE_CHECKING:  # what the field holds once validated
+    PriceTables = dict[str, dict[str, float]]
+else:  # validated as Price tables, kept as plain dicts
+    PriceTables = Annotated[dict[str, Price], AfterValidator(_price_tables)]
+
+
 class ChainConfig(Table):
     sources: list[SourceSpec] = []
     pr_records: PRRecordsConfig = Field(default_factory=PRRecordsConfig)
@@ -190,7 +196,7 @@ class ChainConfig(Table):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     metric_weights: dict[MetricName, NonNegative] = {m: 1.0 for m in METRICS}
     excluded_instance_ids: list[Name] = []
-    prices: Annotated[dict[str, Price], AfterValidator(_price_tables)] = {}  # model -> prices per 1M tokens
+    prices: PriceTables = {}  # model -> prices per 1M tokens
     _origin: str = PrivateAttr(default="built-in defaults")
     _spelling: dict = PrivateAttr(default_factory=dict)  # table -> train_data's name the file used
 
