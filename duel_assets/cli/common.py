@@ -74,6 +74,8 @@ def _first_line(message: str) -> str:
 def underlying_error(error) -> str:
     """A step failure's own cause (a ``SerializableErrorInfo``): the innermost exception's message,
     not Dagster's "Error occurred while executing op ..." wrapper. Secrets are scrubbed."""
+    if error is None:  # a failure event may carry no error information
+        return "no error recorded"
     while getattr(error, "cause", None) is not None:
         error = error.cause
     text = _first_line(error.message or "") or error.cls_name
