@@ -17,11 +17,14 @@ import yaml
 
 from duel_assets.lib.tables import SCHEMAS
 from duel_assets.lib.warehouse import Warehouse
+from duel_assets.lib.webserver import Webserver
 from duel_assets_tests.postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-VOLATILE = {"cached", "attempts"}  # whether a call came from the cache, and how many tries it took
+# whether a call came from the cache, how many tries it took, and how much of its prompt the provider
+# had cached (the provider's cache state depends on what it saw before)
+VOLATILE = {"cached", "attempts", "cached_tokens", "usage"}
 
 
 def deploy_yaml(max_concurrent_runs: int | None = None) -> str:
@@ -69,7 +72,7 @@ class Servers:
         self.procs.append(subprocess.Popen([str(BIN / name), *args], cwd=ROOT, env=self.env, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True))
 
-    def start(self) -> "Servers":
+    def start(self) -> Servers:
         ws = str(ROOT / "workspace.yaml")
         self._spawn("dagster-daemon", "run", "-w", ws)
         self._spawn("dagster-webserver", "-w", ws, "-h", "127.0.0.1", "-p", str(self.port))
@@ -106,22 +109,10 @@ class Servers:
             p.wait()
 
     def gql(self, query: str, variables: dict | None = None) -> dict:
-        req = urllib.request.Request(f"{self.url}/graphql", method="POST", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"query": query, "variables": variables or {}}).encode())
-        with urllib.request.urlopen(req, timeout=60) as r:
-            out = json.loads(r.read())
-        assert "errors" not in out, out["errors"]
-        return out["data"]
+        return Webserver(self.url).gql(query, variables)
 
     def wait(self, what: str, fn, timeout: float = 300, every: float = 2.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = fn()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}\n{self.log_tail()}")
-            time.sleep(every)
+        return Webserver(self.url, on_timeout=self.log_tail).wait(what, fn, timeout, every)
 
     def backfill(self, assets: list[str], keys: list[str], run_config: dict | None = None) -> str:
         params = {"partitionNames": keys, "assetSelection": [{"path": [a]} for a in assets], "fromFailure": False}

@@ -92,6 +92,13 @@ def test_asset_metadata_in_a_real_instance_and_the_gate_evidence(oracle_env, ins
     assert ev["key"] == "user_set" and ev["accuracy"] == 1.0 and ev["kappa"] == 1.0 and ev["pairs"] == 8
     assert ev["accuracy_ci"] == [1.0, 1.0] and ev["kappa_ci"] is not None
     assert "Cohen's kappa 1.000" in metadata(res, "duel_verdict")["judge_calibration_summary"]
+    # report.md and the dataset card show it next to the gate
+    from duel_assets.defs.report import duel_report
+
+    assert dg.materialize([duel_report], instance=instance, resources=build_resources()).success
+    for text in ((home / "report" / "report.md").read_text(), (home / "export" / "README.md").read_text()):
+        gate_at, ev_at = text.index("Gate: "), text.index("Judge panel calibration (`user_set`, 8 labelled pairs")
+        assert ev_at > gate_at and "accuracy 1.000 [1.000, 1.000]" in text and "Cohen's kappa 1.000" in text
 
 
 def test_latest_calibration_is_of_the_current_panel(tmp_path):

@@ -157,3 +157,15 @@ def test_canary_key_is_never_written(duel_env, instance, capfd, caplog):
     for ev in res.all_events:
         assert CANARY_KEY not in str(ev), "API key in a Dagster event"
     assert len(places) > 10  # the instance's storage and logs really were searched
+
+
+@pytest.mark.e2e
+def test_judging_alone_with_no_answers_fails_with_the_reason(duel_env, instance):
+    res = materialize(instance, "p", selection=["sampled_turns", "pr_records", "judge_scores"], raise_on_error=False)
+    assert not res.success
+    failure = next(e for e in res.all_events if e.is_step_failure and e.step_key == "duel_calls")
+    msg = failure.event_specific_data.error.message
+    assert "partition 'p' has no turn with both answers" in msg and "materialize king_answers and challenger_answers first" in msg
+    from duel_assets_tests.conftest import query
+    assert query(duel_env["home"], "SELECT count(*) FROM information_schema.tables WHERE table_name = 'judge_scores'") == [(0,)]
+    assert duel_env["standin"].state.stats()["requests"] == 0

@@ -77,6 +77,11 @@ def test_two_partitions_end_to_end(duel_env, instance):
     report = (home / "report" / "report.md").read_text()
     assert "Gate, all partitions" in report and "prompts_12_000" in report and "prompts_12_001" in report
     assert report.count("| prompts_12_0") >= 12 + 2  # 12 turn rows + 2 partition gate rows
+    # provenance: the rows name the stand-in as the server, and report.md's header says it answered
+    for t in ("king_answers", "challenger_answers", "judge_scores"):
+        assert query(home, f"SELECT DISTINCT served_model LIKE 'duel-standin/%', standin FROM duel.{t}") == [(True, True)], t
+    header = report.split("## Gate")[0]
+    assert "The offline stand-in answered, not a model" in header and "duel-standin/standin-generator" in header
 
 
 @pytest.mark.e2e

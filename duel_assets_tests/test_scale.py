@@ -123,9 +123,9 @@ def test_backfill_through_webserver_and_daemon_into_ducklake(deployment):
     d["standin"].state.latency_ms = 3000  # a provider's pace: runs last long enough to overlap
     t0 = time.monotonic()
     with servers(env, d["tmp"]) as s:
-        # each run is its own process, launched by the daemon; its steps run inside it (the in-process
-        # executor: one interpreter per run instead of one per step, on a 2-core machine)
-        bid = s.backfill(ASSETS, BACKFILLED, run_config={"execution": {"config": {"in_process": {}}}})
+        # each run is its own process, launched by the daemon; its steps run inside it (the code
+        # location's in-process executor: one interpreter per run instead of one per step)
+        bid = s.backfill(ASSETS, BACKFILLED)
         status = s.wait("the backfill", lambda: (st := s.backfill_status(bid)) not in ("REQUESTED",) and st, timeout=900)
         runs = s.backfill_runs(bid)
     wall = time.monotonic() - t0

@@ -19,6 +19,7 @@ from duel_assets.lib.files import write_json_atomic
 from duel_assets.lib.sampling import sample_for_key
 from duel_assets.lib.settings import load_config
 from duel_assets.lib.standin import StandinServer
+from duel_assets.lib.webserver import Webserver
 from duel_assets_tests.conftest import TEST_CHAIN
 
 pytestmark = pytest.mark.ui
@@ -42,22 +43,10 @@ class UI:
         self.url = url
 
     def gql(self, query: str, variables: dict | None = None) -> dict:
-        req = urllib.request.Request(f"{self.url}/graphql", data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=60) as r:
-            out = json.loads(r.read())
-        assert "errors" not in out, out["errors"]
-        return out["data"]
+        return Webserver(self.url).gql(query, variables)
 
     def wait(self, what: str, fn, timeout: float = 240, every: float = 2.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = fn()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(every)
+        return Webserver(self.url).wait(what, fn, timeout, every)
 
     def partition_keys(self) -> list[str]:
         d = self.gql('query { assetNodeOrError(assetKey: {path: ["sampled_turns"]}) { ... on AssetNode { partitionKeys } } }')

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from duel_assets.lib.webserver import GraphQLError, Webserver
 
 from .common import CONCURRENCY, LATENCY_MS, TURNS, bench_source, free_port, standin_process, standin_stats, write_config
 
@@ -83,13 +84,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
 
 
 def _gql(url: str, query: str, variables: dict) -> dict:
-    req = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query, "variables": variables}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(req, timeout=60) as r:
-        out = json.loads(r.read())
-    if "errors" in out:
-        raise RuntimeError(f"GraphQL: {out['errors']}")
-    return out["data"]
+    return Webserver(url).gql(query, variables)
 
 
 _LAUNCH = """mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename
@@ -124,9 +119,9 @@ def bench_ui_run(tmp: Path, home: Path, key: str, base: str) -> dict:
         while True:
             try:
                 urllib.request.urlopen(f"{url}/server_info", timeout=2).read()
-                _gql(url, "query { version }", {})
+                Webserver(url).gql("query { version }")
                 break
-            except (OSError, RuntimeError):
+            except (OSError, GraphQLError):
                 if time.monotonic() > deadline:
                     raise RuntimeError("dagster dev did not come up") from None
                 time.sleep(1)

@@ -159,12 +159,15 @@ class CallStoreBase:
         now = time.time()
         with self._tx(endpoint) as con:
             self._reap(con, now)
+            # leases first, completed calls second: a holder's completion (stored call and released
+            # lease, one commit) that lands in between shows as completed, never as free to send
+            held: set[str] = set()
+            if wanted:
+                q = f"SELECT key FROM leases WHERE key IN ({','.join('?' * len(wanted))}) AND holder != ?"
+                held = {k for (k,) in con.execute(q, [*(w.key for w in wanted), holder]).fetchall()}
             done = self._completed(con, [w.key for w in wanted]) if wanted else {}
             rest = [w for w in wanted if w.key not in done]
-            held: set[str] = set()
-            if rest:
-                q = f"SELECT key FROM leases WHERE key IN ({','.join('?' * len(rest))}) AND holder != ?"
-                held = {k for (k,) in con.execute(q, [*(w.key for w in rest), holder]).fetchall()}
+            held -= set(done)
             live, mine, others_waiting, contenders = con.execute(_COUNTS, (endpoint, endpoint, holder, endpoint, holder, endpoint, holder)).fetchone()
             b = self._budget(con, endpoint)
             self._probed[endpoint] = bool(b.probed)
@@ -190,7 +193,7 @@ class CallStoreBase:
         window. True when this call stored it."""
         now = time.time()
         quiet = self._probed.get(endpoint) and (not limits.adaptive or self._window_full.get(endpoint))
-        with self._tx(None if quiet else endpoint) as con:
+        with self._tx(endpoint) as con:  # never in the middle of another holder's claim
             cur = con.execute(INSERT_CALL, (key, role, model, now, json.dumps(response, ensure_ascii=False)))
             con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
             if not quiet:

@@ -100,7 +100,7 @@ def _licence_lines(rows_by: dict[str, int], sources: dict[str, list[str]]) -> li
 
 
 def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall: Gate, included: list[str],
-                excluded: dict[str, str], cfg: ChainConfig, prov: dict) -> str:
+                excluded: dict[str, str], cfg: ChainConfig, prov: dict, evidence: list[str] | None = None) -> str:
     by: dict[str, Counter[str]] = {what: Counter() for what in ("source", "bucket", "protocol", "source_license")}
     for k in included:
         for what, counter in by.items():
@@ -123,19 +123,19 @@ def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall:
         *[line for what in ("source", "bucket", "protocol")
           for line in (f"| {what} | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by[what].items())], "")],
         *_licence_lines(dict(by["source_license"]), sources), "",
-        "## Gate", "", *gate_lines(overall.to_dict()), "",
+        "## Gate", "", *gate_lines(overall.to_dict()), "", *([*evidence, ""] if evidence else []),
         *gate_table(summaries, "in export", lambda k, _: "yes" if k in included else "no: " + excluded.get(k, "")),
     ]
     return "\n".join(lines) + "\n"
 
 
 def write_card(paths: Paths, summaries: dict[str, dict], manifests: dict[str, dict], overall: Gate, cfg: ChainConfig,
-               prov: dict) -> dict:
+               prov: dict, evidence: list[str] | None = None) -> dict:
     """The export's README (dataset card); shards of partitions that are not in the export are removed
     (those not exported yet are left to their own run)."""
     included, excluded = select(summaries, manifests, cfg)
     pruned = prune_shards(paths, set(included) | {k for k, why in excluded.items() if why == "not exported yet"})
-    write_text_atomic(paths.export_dir / "README.md", render_card(summaries, manifests, overall, included, excluded, cfg, prov))
+    write_text_atomic(paths.export_dir / "README.md", render_card(summaries, manifests, overall, included, excluded, cfg, prov, evidence))
     return {"rows": sum(manifests[k]["sft"]["rows"] for k in included), "partitions_included": included,
             "partitions_excluded": excluded, "pruned": pruned, "layout": cfg.export.layout,
             "reasoning": cfg.export.reasoning}

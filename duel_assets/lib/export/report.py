@@ -30,7 +30,7 @@ def overall_gate(summaries: dict[str, dict], cfg: GateConfig) -> Gate:
 
 def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of=None, files_of=None,
                   prov: dict | None = None, generated_at: str | None = None, max_turns: int = REPORT_TURNS_MAX,
-                  home: Path | None = None) -> str:
+                  home: Path | None = None, evidence: list[str] | None = None) -> str:
     """report.md. ``turns_of(key)`` gives a partition's turn detail and ``files_of(key)`` its exported
     files; they are called only until the turn table is full, so the report costs the same at a
     million turns as at a thousand."""
@@ -51,6 +51,7 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of
         f"| {len(summaries)} | {scored + excluded} | {parsed} | {scored - parsed} | {excluded} | {counts['final']} | "
         f"{counts['refined']} | {counts['defeat']} |",
         "", "## Gate, all partitions", "", *gate_lines(overall.to_dict()),
+        *(["", *evidence] if evidence else []),
         "", "## Gate per partition", "",
         *gate_table(summaries, "reason", lambda k, g: "; ".join(g.get("reasons", [])) or "-"),
         "", "## Turns", "",
@@ -76,6 +77,18 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of
     return "\n".join(lines)
 
 
+def calibration_lines(paths: Paths, panel: list[str]) -> list[str]:
+    """The judge panel's measured quality, next to the gate (the latest calibration of exactly this
+    panel: ``duel-assets calibrate``), or a line saying there is none."""
+    from ..calibration.evidence import latest_calibration
+
+    ev = latest_calibration(paths.home, panel)
+    if ev is None:
+        return [f"Judge panel calibration: none for this panel ({', '.join(panel)}); see the README, "
+                "\"Calibrating the judges\"."]
+    return ev.lines()
+
+
 @dataclass
 class Report:
     path: Path
@@ -94,8 +107,10 @@ def write_report(paths: Paths, keys: list[str], cfg: ChainConfig, mode: int) -> 
         manifests = {k: m for k in summaries if (m := read_manifest(paths, k)) is not None}
         g = overall_gate(summaries, cfg.gate)
         prov = merge_provenance([s.get("provenance") or {} for s in summaries.values()])
+        evidence = calibration_lines(paths, list(cfg.judges.models))
         text = render_report(summaries, g, mode, turns_of=lambda k: read_turns(paths, k),
-                             files_of=lambda k: (manifests.get(k) or {}).get("files"), prov=prov, home=paths.home)
+                             files_of=lambda k: (manifests.get(k) or {}).get("files"), prov=prov, home=paths.home,
+                             evidence=evidence)
         write_text_atomic(paths.report, text)
-        sft = write_card(paths, summaries, manifests, g, cfg, prov)
+        sft = write_card(paths, summaries, manifests, g, cfg, prov, evidence)
     return Report(paths.report, text, g, sft, prov, paths.export_dir / "README.md")

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 NOT_A_MODEL = "duel-standin-not-a-model"
+SERVED_PREFIX = "duel-standin/"  # the reply's "model": the stand-in names itself as the server
 METRICS = ("correctness", "grounding", "progress", "protocol", "efficiency")
 _PATH_RE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+\.\w+)")
 
@@ -163,7 +164,7 @@ def completion(body: dict, judge=None) -> tuple[dict, bool]:
         "id": f"standin-{h(json.dumps(body, sort_keys=True)) % 10**12}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": model,
+        "model": f"{SERVED_PREFIX}{model}",  # who served it: the stand-in, whatever model was asked for
         "system_fingerprint": NOT_A_MODEL,
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
