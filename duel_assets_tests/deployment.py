@@ -18,13 +18,11 @@ import yaml
 from duel_assets.lib.tables import SCHEMAS
 from duel_assets.lib.warehouse import Warehouse
 from duel_assets.lib.webserver import Webserver
+from duel_assets_tests.conftest import VOLATILE
 from duel_assets_tests.postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# whether a call came from the cache, how many tries it took, and how much of its prompt the provider
-# had cached (the provider's cache state depends on what it saw before)
-VOLATILE = {"cached", "attempts", "cached_tokens", "usage"}
 
 
 def deploy_yaml(max_concurrent_runs: int | None = None) -> str:

@@ -76,7 +76,7 @@ class PostgresCluster:
     def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([*self._as, *args], check=True, capture_output=True, text=True, timeout=timeout)
 
-    def start(self) -> "PostgresCluster":
+    def start(self) -> PostgresCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         if self._as:
             os.chmod(self.root, 0o755)
@@ -126,7 +126,7 @@ class PostgresCluster:
             con.close()
         return PgDatabase("127.0.0.1", self.port, "postgres", name)
 
-    def __enter__(self) -> "PostgresCluster":
+    def __enter__(self) -> PostgresCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -63,9 +63,9 @@ def test_bad_input_is_a_one_line_error(oracle_env, tmp_path, capsys):
 
 
 def test_asset_metadata_in_a_real_instance_and_the_gate_evidence(oracle_env, instance):
+    from duel_assets.definitions import defs
     from duel_assets.defs.calibration import calibration_files, judge_calibration
     from duel_assets.defs.resources import build_resources
-    from duel_assets.definitions import defs
 
     home = oracle_env["home"]
     res = materialize(instance, "p")  # a duel before any calibration: the gate says there is none

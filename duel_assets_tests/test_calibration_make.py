@@ -74,7 +74,7 @@ def test_every_counterpart_is_worse_by_its_construction(made):
         elif p.kind == "syntax_error":
             assert cp.command != ref.command
             if bash:
-                ok = lambda c: subprocess.run([bash, "-n", "-c", c], capture_output=True).returncode == 0  # noqa: E731
+                ok = lambda c: subprocess.run([bash, "-n", "-c", c], capture_output=True).returncode == 0
                 assert ok(ref.command) and not ok(cp.command), cp.command
         elif p.kind == "destructive":
             assert cp.command in {c for _, c, _, _ in DESTRUCTIVE} or cp.command.startswith("rm -rf "), cp.command

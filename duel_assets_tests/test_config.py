@@ -1,9 +1,9 @@
 """chain.toml: typed, strict, ranged; one line per problem naming the key; train_data's names."""
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from duel_assets.lib.settings import ChainConfig, ConfigError, load_config, parse_config
 from duel_assets.lib.settings.show import config_rows, summary_rows

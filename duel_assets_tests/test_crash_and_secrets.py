@@ -10,10 +10,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from duel_assets_tests.conftest import CANARY_KEY, TEST_CHAIN, materialize, materialize_report, query
+from duel_assets_tests.conftest import CANARY_KEY, TEST_CHAIN, VOLATILE, materialize, materialize_report, query
 
 EXE = Path(sys.executable).parent / "duel-assets"
-VOLATILE = {"cached", "attempts"}
 
 
 def run_env(tmp: Path, srv, name: str) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from duel_assets.lib.export.card import render_card
-from duel_assets.lib.export.sft import shard_schema, sft_row, write_partition_sft
+from duel_assets.lib.export.sft import sft_row, shard_schema, write_partition_sft
 from duel_assets.lib.scoring import gate
 from duel_assets.lib.settings import ExportConfig, GateConfig, Paths, parse_config
 from duel_assets.lib.trajectories import cut_turns, reader_for

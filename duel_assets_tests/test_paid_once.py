@@ -84,7 +84,7 @@ def test_eight_run_processes_at_once_pay_each_body_once_within_the_deployment_bo
     procs = [subprocess.Popen([str(EXE), "run", "--partition", k], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for k in keys]
     outs = [p.communicate(timeout=900) for p in procs]
-    for p, (o, e) in zip(procs, outs):
+    for p, (_o, e) in zip(procs, outs):
         assert p.returncode == 0, e[-3000:]
     stats = srv.state.stats()
     assert stats["answers"] > 0 and stats["repeats"] == 0, stats

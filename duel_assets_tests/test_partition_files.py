@@ -21,7 +21,7 @@ def snapshot(home) -> dict[str, tuple]:
     """Every file the pipeline wrote under DUEL_HOME (the warehouse, the call cache and the Dagster
     instance aside): bytes digest, inode and mtime, so a rewrite with equal bytes still shows."""
     out = {}
-    for root, dirs, files in os.walk(home):
+    for root, _dirs, files in os.walk(home):
         rel_root = os.path.relpath(root, home)
         if rel_root.split(os.sep)[0] in ("dagster_home", "cache") and rel_root != ".":
             continue

@@ -34,7 +34,7 @@ def test_parquet_with_missing_optional_columns(tmp_path):
 
 
 def test_bundled_records_cover_bundled_samples():
-    ids = [json.loads(l)["instance_id"] for l in open(__import__("duel_assets.lib.sources", fromlist=["x"]).bundled_path("swe_zero_sample.jsonl"))]
+    ids = [json.loads(line)["instance_id"] for line in open(__import__("duel_assets.lib.sources", fromlist=["x"]).bundled_path("swe_zero_sample.jsonl"))]
     df = read_pr_records(None, ids)
     assert not df["missing"].any()
 

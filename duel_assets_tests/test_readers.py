@@ -8,15 +8,22 @@ import pytest
 from duel_assets.lib import protocol
 from duel_assets.lib.sampling import build_pool
 from duel_assets.lib.settings import parse_config
-from duel_assets.lib.trajectories import (BadRecord, cut_turns, read_coderforge, read_mini_swe_agent, read_sera,
-                                          read_sera_rectified, split_parallel_calls)
+from duel_assets.lib.trajectories import (
+    BadRecord,
+    cut_turns,
+    read_coderforge,
+    read_mini_swe_agent,
+    read_sera,
+    read_sera_rectified,
+    split_parallel_calls,
+)
 from duel_assets_tests.conftest import shared_sample
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 
 
 def rows(name):
-    return [json.loads(l) for l in (FIX / name).read_text().splitlines()]
+    return [json.loads(line) for line in (FIX / name).read_text().splitlines()]
 
 
 def names(turn_or_msg):

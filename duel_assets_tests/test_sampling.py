@@ -2,8 +2,15 @@ import json
 
 import pytest
 
-from duel_assets.lib.sampling import (NothingToSample, PromptFileError, build_pool, load_prompt_file, numbered_keys,
-                                     sample_for_key, window_start)
+from duel_assets.lib.sampling import (
+    NothingToSample,
+    PromptFileError,
+    build_pool,
+    load_prompt_file,
+    numbered_keys,
+    sample_for_key,
+    window_start,
+)
 from duel_assets.lib.settings import ChainConfig, ConfigError, parse_config, validate_partition_key
 
 

@@ -1,11 +1,10 @@
 """Block sampling of large local files, and of remote parquet splits through fsspec."""
 import json
 
-from fsspec.implementations.local import LocalFileSystem
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from duel_assets.lib import sampling
 from duel_assets.lib.sampling import sample_for_key, source_mode
@@ -14,7 +13,7 @@ from duel_assets.lib.sources import bundled_path
 
 
 def variant_rows(n_variants: int) -> list[dict]:
-    base = [json.loads(l) for l in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
+    base = [json.loads(line) for line in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
     out = []
     for v in range(n_variants):
         for r in base:

@@ -4,8 +4,19 @@ import json
 import numpy as np
 import pytest
 
-from duel_assets.lib.scoring import (CHALLENGER_FIRST, KING_FIRST, JudgeReply, bootstrap_means, bucket_for,
-                                     challenger_margins, gate, parse_judge_reply, row_margins, score_turn, side_scores)
+from duel_assets.lib.scoring import (
+    CHALLENGER_FIRST,
+    KING_FIRST,
+    JudgeReply,
+    bootstrap_means,
+    bucket_for,
+    challenger_margins,
+    gate,
+    parse_judge_reply,
+    row_margins,
+    score_turn,
+    side_scores,
+)
 from duel_assets.lib.settings import METRICS, BucketConfig, GateConfig
 
 W = {m: 1.0 for m in METRICS}

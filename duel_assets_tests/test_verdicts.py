@@ -5,7 +5,7 @@ from duel_assets.lib import tables
 from duel_assets.lib.export.card import render_card
 from duel_assets.lib.export.documents import export_records
 from duel_assets.lib.export.report import render_report
-from duel_assets.lib.scoring import KING_FIRST, CHALLENGER_FIRST
+from duel_assets.lib.scoring import CHALLENGER_FIRST, KING_FIRST
 from duel_assets.lib.settings import METRICS, ChainConfig, GateConfig
 from duel_assets.lib.verdicts import partition_gate, provenance, verdict_metadata, verdict_rows
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+import httpx2
 import openai
 
 from .wire import Garbage
@@ -107,12 +108,13 @@ def _transport_kind(exc: BaseException) -> str:
             return "timeout"
         if isinstance(e, (aiohttp.ClientConnectionError, ConnectionError)):
             return "connection"
-    return "timeout" if isinstance(exc, (openai.APITimeoutError, asyncio.TimeoutError)) else "connection"
+    return "timeout" if isinstance(exc, (openai.APITimeoutError, asyncio.TimeoutError, httpx2.TimeoutException)) else "connection"
 
 
 def classify(exc: BaseException) -> tuple[str, float | None]:
     """(kind, server-suggested delay) of an exception from one attempt."""
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, asyncio.TimeoutError, TimeoutError)):
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, asyncio.TimeoutError, TimeoutError,
+                        httpx2.TransportError)):
         return _transport_kind(exc), None
     if isinstance(exc, openai.RateLimitError):
         return "rate_limit", retry_after_seconds(exc.response.headers)

@@ -114,6 +114,9 @@ class CallSession:
         self.caller, self.label = caller, label
         self.cfg = caller.cfg
         self.client = caller.client()
+        self.url = f"{str(self.client.base_url).rstrip('/')}/chat/completions"
+        self.headers = {k: v for k, v in {**self.client.default_headers, **self.client.auth_headers}.items()
+                        if isinstance(v, str)}  # the SDK's headers and the key (its "omit" markers dropped)
         self.stream = bool(getattr(self.cfg, "stream", True))
         self.t0 = time.monotonic()
         self.trace: list[tuple[float, float]] = []
@@ -218,19 +221,26 @@ class CallSession:
         return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
 
     async def _post(self, req: CallRequest, key: str, timeout: float) -> tuple[dict, object]:
-        """(parsed reply, response headers). The content key doubles as a tracing header."""
-        options: openai.RequestOptions = {"headers": {"X-Duel-Call-Key": key}, "timeout": timeout}
+        """(parsed reply, response headers). The request goes out on the client's own HTTP client
+        with the client's base URL, headers and key; only the SDK's per-request option processing
+        (typed options, deep copies, URL re-parsing: about a fifth of the client's CPU per call) is
+        skipped. A status >= 400 becomes the SDK's own error. The content key doubles as a tracing
+        header."""
         body = request_body(req, stream=self.stream)
-        if not self.stream:
-            raw = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=body, options=options)
-            return parse_reply(json.loads(raw.content)), raw.headers
-        raw = await self.client.post("/chat/completions", cast_to=httpx2.Response, body=body, options=options, stream=True)
+        http = self.client._client  # the SDK's httpx-compatible client (aiohttp transport)
+        request = http.build_request("POST", self.url, content=json.dumps(body).encode(),
+                                     headers={**self.headers, "X-Duel-Call-Key": key}, timeout=timeout)
+        raw = await http.send(request, stream=True)
         try:
-            if "text/event-stream" not in raw.headers.get("content-type", ""):  # the endpoint answered whole
-                return parse_reply(json.loads(await raw.aread())), raw.headers
+            if raw.status_code >= 400:
+                await raw.aread()
+                raise self.client._make_status_error_from_response(raw)
+            if not self.stream or "text/event-stream" not in raw.headers.get("content-type", ""):
+                return parse_reply(json.loads(await raw.aread())), raw.headers  # answered whole
             acc = StreamedReply()
-            async for line in raw.aiter_lines():
-                acc.feed_line(line)
+            async for data in raw.aiter_bytes():  # bytes as they arrive (content-decoded), no text layer
+                acc.feed(data)
+            acc.close()
             return acc.result(), raw.headers
         finally:
             await raw.aclose()

@@ -102,19 +102,30 @@ class StreamedReply:
         self.meta: dict = {}
         self.done = False
         self.events = 0
+        self._tail = b""
+
+    def feed(self, data: bytes) -> None:
+        """Raw bytes of the stream as they arrive (lines may span reads)."""
+        lines = (self._tail + data).split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            self.feed_line(line)
+
+    def close(self) -> None:
+        if self._tail.strip():
+            self.feed_line(self._tail)
+        self._tail = b""
 
     def feed_line(self, line: bytes | str) -> None:
-        if isinstance(line, bytes):
-            line = line.decode("utf-8", "replace")
         line = line.strip()
-        if not line.startswith("data:"):
+        if not line.startswith(b"data:" if isinstance(line, bytes) else "data:"):
             return  # comments (": keep-alive"), event names, blank separators
         payload = line[5:].strip()
-        if payload == "[DONE]":
+        if payload in (b"[DONE]", "[DONE]"):
             self.done = True
             return
         try:
-            chunk = json.loads(payload)
+            chunk = json.loads(payload)  # bytes or text: UTF-8 either way
         except json.JSONDecodeError:
             raise Garbage("stream event is not JSON") from None
         if not isinstance(chunk, dict):

@@ -188,28 +188,33 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(rest)
 
     def _stream(self, resp: dict, entry: dict, key: str, arrived: float, latency: float, headers: dict) -> None:
-        """The reply as server-sent events spread over the latency window, never silent for longer
-        than ``stream_chunk_s``; a client that leaves mid-stream is not billed for the rest."""
+        """The reply as server-sent events spread over the latency window: one write every
+        ``stream_chunk_s`` (the events due by then, coalesced, as a server's socket would send them),
+        the last at ``latency``; a client that leaves mid-stream is not billed for the rest."""
         st = self.state
-        pieces = max(1, math.ceil(latency / st.stream_chunk_s)) if latency > 0 else 1
-        events = stream_events(resp, pieces)
+        writes = max(1, math.ceil(latency / st.stream_chunk_s)) if latency > 0 else 1
+        events = stream_events(resp, writes)
         lines = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
+        per = -(-len(lines) // writes)
+        groups = [b"".join(lines[i:i + per]) for i in range(0, len(lines), per)]
         entry["status"] = 200
         try:
-            for i, line in enumerate(lines):
-                self._hold(arrived, latency * (i + 1) / len(lines))
+            for i, chunk in enumerate(groups):
+                self._hold(arrived, latency * (i + 1) / len(groups))
+                last = i == len(groups) - 1
+                if last:  # the whole reply is made: billed, and counted before the client can see its end
+                    usage = resp.get("usage", {})
+                    st.answered_body(key, usage.get("prompt_tokens", 0),
+                                     usage.get("prompt_tokens_details", {}).get("cached_tokens", 0))
+                    st.record(entry)
                 if i == 0:
                     self._head(200, headers, content_type="text/event-stream")
-                self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" + (b"0\r\n\r\n" if last else b""))
                 self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
-            entry["abandoned"] = True
-            st.record(entry)
-            return
-        usage = resp.get("usage", {})
-        st.answered_body(key, usage.get("prompt_tokens", 0), usage.get("prompt_tokens_details", {}).get("cached_tokens", 0))
-        st.record(entry)
+            if "abandoned" not in entry and entry not in st.log:
+                entry["abandoned"] = True
+                st.record(entry)
 
 
 class _Server(ThreadingHTTPServer):
