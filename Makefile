@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DUEL_HOME ?= $(CURDIR)/.duel
 
-.PHONY: install demo test test-reliability test-ui test-scale ui bench standin constraints clean
+.PHONY: install demo lint test test-reliability test-ui test-scale ui bench standin constraints clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/duel-assets demo
+
+# ruff (pyflakes, pycodestyle, import sorting, ...) and mypy, both configured in pyproject.toml
+lint: $(STAMP)
+	$(BIN)/ruff check duel_assets
+	$(BIN)/mypy duel_assets
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
 test: $(STAMP)

@@ -39,7 +39,14 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "dev": ["dagster-webserver==1.13.27", "dagster-graphql==1.13.27", "pytest>=8"],
+        "dev": [
+            "dagster-webserver==1.13.27",
+            "dagster-graphql==1.13.27",
+            "pytest>=8",
+            # `make lint`
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+        ],
         # the browser test drives Debian's Chromium (installed by `make test-ui`), never a downloaded one
         "ui": ["playwright==1.65.2"],
     },

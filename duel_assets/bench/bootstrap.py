@@ -15,7 +15,7 @@ def bench_bootstrap() -> dict:
     rng = np.random.default_rng(0)
     cfg = GateConfig(resamples=2000)
     gate([50.0] * 100, cfg)  # warm-up (imports, allocator)
-    out = {"bootstrap_resamples": cfg.resamples}
+    out: dict[str, float | None] = {"bootstrap_resamples": cfg.resamples}
     for name, scores in (("", list(rng.choice(np.arange(0, 100.5, 5.0), size=100_000))),
                          ("_continuous", list(np.round(rng.uniform(20, 100, size=1_000_000), 3)))):
         t0 = time.perf_counter()

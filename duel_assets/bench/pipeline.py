@@ -41,7 +41,7 @@ def _materialize(inst, key: str, llm, home: Path) -> float:
 def bench_warm_rerun(tmp: Path) -> dict:
     import dagster as dg
 
-    from duel_assets.defs.resources import LLMResource
+    from duel_assets.defs.resources import DuelSettings, LLMResource
     from duel_assets.lib.calls import CallStore, LLMCaller
 
     home = tmp / "duel_home"
@@ -76,7 +76,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
             def caller(self, cfg, paths, log):
                 return LLMCaller(self.endpoint(), cfg.calls, MemoryStore(), log=log)
 
-        skipped = _materialize(inst, key, SkippedModel(), home)
+        skipped = _materialize(inst, key, SkippedModel(settings=DuelSettings()), home)
         out.update(pipeline_cold_s=round(cold, 3), pipeline_warm_s=round(warm, 3), pipeline_model_skipped_s=round(skipped, 3),
                    warm_rerun_calls=warm_calls, warm_rerun_ratio=round(warm / skipped, 3))
         out.update(bench_ui_run(tmp, home, key, base))
@@ -142,6 +142,8 @@ def bench_ui_run(tmp: Path, home: Path, key: str, base: str) -> dict:
             raise RuntimeError(f"the UI-launched run ended {status}; see {tmp / 'dagster_dev.log'}")
         os.environ["DAGSTER_HOME"] = str(dh)
         stats = DagsterInstance.get().get_run_stats(run_id)
+        if stats.end_time is None or stats.launch_time is None:
+            raise RuntimeError(f"the UI-launched run {run_id} has no launch or end time in the run storage")
         ui_s = stats.end_time - stats.launch_time
         return {"ui_run_s": round(ui_s, 2), "cli_run_s": round(cli_s, 2), "ui_run_ratio": round(ui_s / cli_s, 3),
                 "ui_run_calls": standin_stats(base)["requests"] - n0}

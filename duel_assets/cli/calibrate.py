@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _err(msg: str) -> int:
@@ -67,7 +68,7 @@ def _stage(src: Path, home: Path, key: str, replace: bool) -> Path:
 
 def cmd_calibrate(args) -> int:
     from duel_assets.lib.calibration.pairs import CalibrationFileError, read_set
-    from duel_assets.lib.calibration.report import load_summary, render_markdown
+    from duel_assets.lib.calibration.report import load_summary, render_markdown, result_path
     from duel_assets.lib.llm import require_endpoint
     from duel_assets.lib.settings import ConfigError, Paths, load_config, resolve_endpoint, validate_partition_key
 
@@ -90,6 +91,8 @@ def cmd_calibrate(args) -> int:
     if rc:
         return rc
     summary = load_summary(paths.home, key)
+    if summary is None:
+        return _err(f"{result_path(paths.home, key)}: the calibration run succeeded but wrote no result")
     print(json.dumps(summary, indent=1) if args.json else render_markdown(summary))
     return 0
 
@@ -98,15 +101,15 @@ def _materialize(key: str, target_precision: float | None) -> int:
     import dagster as dg
 
     from duel_assets.cli import ensure_dagster_home
-    from duel_assets.defs.calibration import calibration_files, judge_calibration
+    from duel_assets.defs.calibration import CALIBRATION_FILES, judge_calibration
     from duel_assets.defs.resources import build_resources
 
     ensure_dagster_home()
     instance = dg.DagsterInstance.get()
-    if key not in instance.get_dynamic_partitions(calibration_files.name):
-        instance.add_dynamic_partitions(calibration_files.name, [key])
+    if key not in instance.get_dynamic_partitions(CALIBRATION_FILES):
+        instance.add_dynamic_partitions(CALIBRATION_FILES, [key])
     os.environ.setdefault("DUEL_PROGRESS", "1")
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    run_config: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     if target_precision is not None:
         run_config["ops"] = {"judge_calibration": {"config": {"target_precision": target_precision}}}
     result = dg.materialize([judge_calibration], partition_key=key, instance=instance, resources=build_resources(),
@@ -115,7 +118,9 @@ def _materialize(key: str, target_precision: float | None) -> int:
         return 0
     for ev in result.all_events:
         if ev.is_step_failure:
-            print(f"[{key}] judge_calibration failed: {ev.event_specific_data.error.message.strip()[:600]}", file=sys.stderr)
+            error = ev.step_failure_data.error
+            message = error.message.strip()[:600] if error is not None else "no error recorded"
+            print(f"[{key}] judge_calibration failed: {message}", file=sys.stderr)
     return 1
 
 

@@ -44,18 +44,18 @@ def instance(paths: Paths | None = None):
 
 
 def registered(inst) -> list[str]:
-    from duel_assets.defs.partitions import prompt_files
+    from duel_assets.defs.partitions import PROMPT_FILES
 
-    return list(inst.get_dynamic_partitions(prompt_files.name))
+    return list(inst.get_dynamic_partitions(PROMPT_FILES))
 
 
 def register_partitions(inst, keys: list[str]) -> list[str]:
-    from duel_assets.defs.partitions import prompt_files
+    from duel_assets.defs.partitions import PROMPT_FILES
 
     known = set(registered(inst))
     new = [k for k in dict.fromkeys(keys) if k not in known]
     if new:
-        inst.add_dynamic_partitions(prompt_files.name, new)
+        inst.add_dynamic_partitions(PROMPT_FILES, new)
     return new
 
 
@@ -74,6 +74,8 @@ def _first_line(message: str) -> str:
 def underlying_error(error) -> str:
     """A step failure's own cause (a ``SerializableErrorInfo``): the innermost exception's message,
     not Dagster's "Error occurred while executing op ..." wrapper. Secrets are scrubbed."""
+    if error is None:  # a failure event may carry no error information
+        return "no error recorded"
     while getattr(error, "cause", None) is not None:
         error = error.cause
     text = _first_line(error.message or "") or error.cls_name
@@ -85,9 +87,9 @@ def underlying_error(error) -> str:
 def exception_text(exc: BaseException) -> str:
     """The innermost cause of an exception raised outside a step (e.g. by the run storage), one line."""
     seen = set()
-    while (exc.__cause__ or exc.__context__) is not None and id(exc) not in seen:
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(exc) not in seen:
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+        exc = inner
     return scrub(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")[:600]
 
 

@@ -44,7 +44,7 @@ def _rewrite_report(paths: Paths, keys: list[str]) -> str:
 
 def cmd_forget(args) -> int:
     from duel_assets.defs.assets import ALL_ASSETS
-    from duel_assets.defs.partitions import prompt_files
+    from duel_assets.defs.partitions import PROMPT_FILES
 
     keys = [validate_partition_key(k) for k in dict.fromkeys(args.partition)]
     from duel_assets.lib.warehouse import Warehouse
@@ -75,7 +75,7 @@ def cmd_forget(args) -> int:
         removed = remove_files(paths, k)
         partition_rows(warehouse, k, delete=True)
         if k in known:
-            inst.delete_dynamic_partition(prompt_files.name, k)
+            inst.delete_dynamic_partition(PROMPT_FILES, k)
         history = _wipe_history(inst, k, {key for a in ALL_ASSETS for key in a.keys})
         print(f"{k}: removed {n_rows} rows ({', '.join(f'{t} {n}' for t, n in rows.items() if n) or 'none'}), "
               f"{len(removed)} files{', its registration' if k in known else ''}; {history}")

@@ -73,7 +73,7 @@ def _one(key: str, inst, tags: dict, quiet: dict) -> list[str]:
         return [f"[{key}] run failed: {exception_text(e)}"]
     if result.success:
         return []
-    return [f"[{key}] {ev.step_key} failed: {underlying_error(ev.event_specific_data.error)}"
+    return [f"[{key}] {ev.step_key} failed: {underlying_error(ev.step_failure_data.error)}"
             for ev in result.all_events if ev.is_step_failure] or [f"[{key}] run failed"]
 
 
@@ -93,7 +93,9 @@ def _in_children(targets: list[str], parallel: int, resample: bool, paths: Paths
 
     env = {**os.environ, "DUEL_PROGRESS": "0"}
     cmd = [sys.executable, "-m", "duel_assets.cli", "run", "--parallel", "1", "--no-report"] + (["--resample"] if resample else [])
-    queue, running, failed = list(targets), {}, {}
+    queue = list(targets)
+    running: dict[str, subprocess.Popen[str]] = {}
+    failed: dict[str, list[str]] = {}
     bar = tqdm(total=len(targets), desc="partitions", unit="partition", file=sys.stderr)
     while queue or running:
         while queue and len(running) < parallel:
@@ -151,7 +153,7 @@ def materialize_all(inst, targets: list[str], paths: Paths, resample: bool = Fal
             ok = done.success
             for ev in done.all_events if not ok else []:
                 if ev.is_step_failure:
-                    print(f"duel_report failed: {underlying_error(ev.event_specific_data.error)}", file=sys.stderr)
+                    print(f"duel_report failed: {underlying_error(ev.step_failure_data.error)}", file=sys.stderr)
         except Exception as e:  # the run itself could not be recorded or started
             ok = False
             print(f"duel_report run failed: {exception_text(e)}", file=sys.stderr)

@@ -2,6 +2,7 @@
 ``duel_assets.lib`` and reports what happened as metadata; the logic lives in the library."""
 
 from collections import Counter
+from typing import TypedDict
 
 import dagster as dg
 import pandas as pd
@@ -18,7 +19,22 @@ from duel_assets.lib.prompt_files import PromptFileError
 from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
 
-PARTITIONED = dict(partitions_def=prompt_files, group_name="duel", metadata={"partition_expr": "prompt_file"})
+
+# keyword arguments the partitioned assets / the call outputs share, typed so that each reaches its parameter
+class _Partitioned(TypedDict):
+    partitions_def: dg.DynamicPartitionsDefinition
+    group_name: str
+    metadata: dict[str, str]
+
+
+class _CallOut(TypedDict):
+    is_required: bool
+    group_name: str
+    metadata: dict[str, str]
+    kinds: set[str]
+
+
+PARTITIONED: _Partitioned = {"partitions_def": prompt_files, "group_name": "duel", "metadata": {"partition_expr": "prompt_file"}}
 
 
 def _key(context: dg.AssetExecutionContext) -> str:
@@ -102,8 +118,8 @@ def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sample
 
 
 ROLE_ASSETS = {"king": "king_answers", "challenger": "challenger_answers", "judge": "judge_scores"}
-_CALL_OUT = dict(is_required=False, group_name="duel", metadata={"partition_expr": "prompt_file"},
-                 kinds={"duckdb", "openai"})
+_CALL_OUT: _CallOut = {"is_required": False, "group_name": "duel", "metadata": {"partition_expr": "prompt_file"},
+                       "kinds": {"duckdb", "openai"}}
 
 
 @dg.multi_asset(
@@ -140,7 +156,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
     paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
     turns = tables.turns_from_frame(sampled_turns)
     prs = tables.by_instance("pr_records", pr_records)
-    stored = {}
+    stored: dict[str, dict[str, dict]] = {}
     if "judge" in roles:
         for role in ("king", "challenger"):
             if role not in roles:
@@ -149,7 +165,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
     result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
                             stored.get("king"), stored.get("challenger"), label=f"duel {key}")
     checks_selected = {(c.asset_key.to_user_string(), c.name) for c in context.selected_asset_check_keys}
-    failures = []
+    failures: list[str] = []
     for role in ("king", "challenger", "judge"):
         if role not in roles:
             continue

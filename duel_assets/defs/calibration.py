@@ -23,7 +23,8 @@ from duel_assets.lib.calibration.report import (
 from duel_assets.lib.duel import too_many_failures
 from duel_assets.lib.settings import validate_partition_key
 
-calibration_files = dg.DynamicPartitionsDefinition(name="calibration_files")
+CALIBRATION_FILES = "calibration_files"  # the partitions definition's name, as the instance stores it
+calibration_files = dg.DynamicPartitionsDefinition(name=CALIBRATION_FILES)
 
 _TEXT = {"pair_id", "kind", "label", "judge", "order", "parse_error", "winner", "reason", "raw_reply", "error_kind",
          "error", "call_key", "calibration_file"}

@@ -4,7 +4,7 @@ materializes it once partitions have landed."""
 import dagster as dg
 
 from duel_assets.defs.assets import duel_verdict, exported_buckets
-from duel_assets.defs.partitions import prompt_files
+from duel_assets.defs.partitions import PROMPT_FILES
 from duel_assets.defs.resources import DuelSettings
 from duel_assets.lib.export.report import write_report
 from duel_assets.lib.verdicts import standin_note
@@ -30,7 +30,7 @@ def duel_report(context: dg.AssetExecutionContext, settings: DuelSettings) -> dg
     (`export/README.md`); removes the shards of partitions that are not in the export. Reads only the
     partitions' small summaries and manifests."""
     paths, cfg, mode = settings.paths(), settings.config(), settings.mode()
-    keys = list(context.instance.get_dynamic_partitions(prompt_files.name))
+    keys = list(context.instance.get_dynamic_partitions(PROMPT_FILES))
     rep = write_report(paths, keys, cfg, mode)
     g, prov = rep.overall.to_dict(), rep.provenance
     note = standin_note(prov)

@@ -82,7 +82,10 @@ class DuelSettings(dg.ConfigurableResource):
     def endpoint(self) -> Endpoint:
         """The endpoint, or a ConfigError saying how to set one (or start the stand-in)."""
         if self.base_url:
-            return Endpoint(_value(self.base_url).rstrip("/"), _value(self.api_key) or "", self.endpoint_source or "settings")
+            url = _value(self.base_url)
+            if not url:  # an EnvVar whose variable this process does not have
+                raise ConfigError(f"base_url: the variable {self.base_url} is empty or not set in this process; it holds the endpoint URL")
+            return Endpoint(url.rstrip("/"), _value(self.api_key) or "", self.endpoint_source or "settings")
         return require_endpoint(env.resolve_endpoint() if self.read_environment else None)
 
     def token(self) -> Optional[str]:
@@ -103,7 +106,10 @@ class LLMResource(dg.ConfigurableResource):
     base_url: Optional[str] = Field(default=None, description="Overrides the endpoint's base URL")
 
     def __init__(self, settings: Optional[DuelSettings] = None, **kwargs):
-        super().__init__(settings=settings if settings is not None else DuelSettings(), **kwargs)
+        # Dagster types resource classes with dataclass_transform, so mypy gives the base class a
+        # field-less __init__; at run time it takes the fields as keywords (Dagster does not accept a
+        # default_factory for a nested resource, hence this __init__).
+        super().__init__(settings=settings if settings is not None else DuelSettings(), **kwargs)  # type: ignore[call-arg]
 
     def endpoint(self) -> Endpoint:
         if not self.base_url:

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from duel_assets.defs.assets import duel_verdict, exported_buckets, pr_records, sampled_turns
-from duel_assets.defs.partitions import prompt_files
+from duel_assets.defs.partitions import PROMPT_FILES, prompt_files
 from duel_assets.defs.resources import DuelSettings
 from duel_assets.lib.watch import judging_run_key, needs_judging, scan_prompt_dir
 
@@ -21,7 +21,7 @@ def prompt_file_sensor(context: dg.SensorEvaluationContext, settings: DuelSettin
     keys, refused = scan_prompt_dir(settings.paths().prompt_dir)
     for name in refused:
         context.log.warning(f"ignoring prompt file {name!r}: partition keys may use only [A-Za-z0-9._-]")
-    known = set(context.instance.get_dynamic_partitions(prompt_files.name))
+    known = set(context.instance.get_dynamic_partitions(PROMPT_FILES))
     new = [k for k in keys if k not in known]
     if not new:
         return dg.SkipReason(f"no new prompt files ({len(keys)} known)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from . import prompts
 from .leakage import leak_evidence
@@ -62,6 +63,7 @@ def plan_generation(role: str, turns: list[Turn], cfg, prs: dict[str, dict] | No
 def resample(p: Planned, sample_index: int) -> Planned:
     """The same request as another sample (a distinct call: the sample index is in its key and body)."""
     r = p.request
+    assert r is not None, f"{p.turn.turn_id}: only a planned call is sampled again ({p.skip_reason})"
     return Planned(p.turn, CallRequest(r.role, r.model, r.messages, r.params, r.tools, sample_index, r.tag))
 
 
@@ -77,7 +79,7 @@ def answer_row(role: str, p: Planned, r: CallResult | None, prs: dict[str, dict]
     if p.request is None or r is None:
         return {**base, "model": None, "format_ok": False, "format_reason": "not_generated",
                 "error_kind": "skipped", "error": p.skip_reason, "cached": False, "attempts": 0}
-    row = {**base, "model": p.request.model, "call_key": r.key, "cached": r.cached, "attempts": r.attempts,
+    row: dict[str, Any] = {**base, "model": p.request.model, "call_key": r.key, "cached": r.cached, "attempts": r.attempts,
            "served_model": r.served_model, "standin": r.standin}
     if not r.ok:
         row.update(format_ok=False, format_reason="call_failed", error_kind=r.error_kind, error=r.error)

@@ -84,22 +84,23 @@ class Cutter:
         trajectory, seeded by it, and only those are built). Rows are read ahead by a small batch
         so the ``where`` predicate runs once per batch."""
         batch: list = []
+        where = self.where
         for row in rows:
             traj = self._trajectory(row)
             if traj is None:
                 continue
-            if self.where is None:
+            if where is None:
                 yield self._cut(traj, per_trajectory)
                 continue
             batch.append(traj)
             if len(batch) >= WHERE_BATCH:
-                yield from self._flush(batch, per_trajectory)
+                yield from self._flush(where, batch, per_trajectory)
                 batch = []
-        if batch:
-            yield from self._flush(batch, per_trajectory)
+        if where is not None and batch:
+            yield from self._flush(where, batch, per_trajectory)
 
-    def _flush(self, batch: list, per_trajectory: int | None) -> Iterator[list[Turn]]:
-        for traj, keep in zip(batch, self.where.keep_many([trajectory_fields(t) for t in batch])):
+    def _flush(self, where: RowFilter, batch: list, per_trajectory: int | None) -> Iterator[list[Turn]]:
+        for traj, keep in zip(batch, where.keep_many([trajectory_fields(t) for t in batch])):
             if keep is None:
                 self.pool.skipped["filtered_where_error"] += 1
             elif not keep:

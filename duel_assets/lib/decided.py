@@ -16,7 +16,7 @@ the verdict and need not be sent. The bucket (not the score) is what stays exact
 from __future__ import annotations
 
 from .scoring import bucket_for
-from .settings import METRICS
+from .settings import METRICS, MetricName
 
 MAX_MARGIN = 10
 
@@ -33,7 +33,7 @@ def _signs(total: int, parsed: int, pending: int) -> set[float]:
     return out
 
 
-def _judge_range(orders: list[dict[str, int] | None], pending: int, weights: dict[str, float]) -> tuple[float, float, bool, bool]:
+def _judge_range(orders: list[dict[str, int] | None], pending: int, weights: dict[MetricName, float]) -> tuple[float, float, bool, bool]:
     """(lowest, highest) judge score, whether the judge surely counts, whether it may count."""
     parsed = [o for o in orders if o is not None]
     if not parsed and not pending:  # finished without a parsed order: it does not count
@@ -58,7 +58,7 @@ def _extreme_mean(sure: list[float], optional: list[float], lowest: bool) -> flo
 
 
 def score_bounds(done: dict[str, list[dict[str, int] | None]], pending: dict[str, int],
-                 weights: dict[str, float]) -> tuple[float | None, float | None, bool]:
+                 weights: dict[MetricName, float]) -> tuple[float | None, float | None, bool]:
     """(lowest score, highest score, surely parsed) of a turn. ``done[judge]`` holds one entry per
     finished order (margins, or None when it did not parse); ``pending[judge]`` counts its orders
     still out. Every judge of the panel appears in at least one of them."""

@@ -12,6 +12,7 @@ from .export.paths import partition_files
 from .history_index import HistoryIndex
 from .settings import BUCKETS, Paths, validate_partition_key
 from .warehouse import Warehouse
+from .warehouse.connect import scalar
 
 _TABLES = ("SELECT DISTINCT table_schema, table_name FROM information_schema.columns "
            "WHERE column_name = 'prompt_file' ORDER BY 1, 2")
@@ -26,7 +27,7 @@ def partition_rows(warehouse: Warehouse, key: str, delete: bool = False) -> dict
         with warehouse.connect(read_only=not delete) as con:
             tables = [f'"{s}"."{t}"' for s, t in con.execute(_TABLES).fetchall()]
             for name in tables:
-                out[name.replace('"', "")] = con.execute(f"SELECT count(*) FROM {name} WHERE prompt_file = ?", [key]).fetchone()[0]
+                out[name.replace('"', "")] = scalar(con, f"SELECT count(*) FROM {name} WHERE prompt_file = ?", [key])
             if delete and any(out.values()):
                 def work(c):
                     for name in tables:

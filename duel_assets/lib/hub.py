@@ -99,7 +99,7 @@ def list_parquet(path: str, split: str) -> tuple[tuple[str, int, str], ...]:
         raise ConfigError(f"source {path!r}: no parquet file of split {split!r} found")
     out = []
     for p, info in sorted(found.items()):
-        lfs = info.get("lfs") if isinstance(info.get("lfs"), dict) else {}
+        lfs = info["lfs"] if isinstance(info.get("lfs"), dict) else {}
         version = str(lfs.get("sha256") or info.get("blob_id") or info.get("etag") or info.get("mtime") or info.get("last_modified") or "")
         out.append((fs.unstrip_protocol(p), int(info.get("size") or 0), version))
     return tuple(out)

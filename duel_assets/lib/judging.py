@@ -59,6 +59,7 @@ def judge_jobs_for_turn(t: Turn, king_row: dict | None, chal_row: dict | None, p
     jobs = []
     if skip is None:
         opp = t.reference if mode == 1 else king_row
+        assert opp is not None and chal_row is not None  # skip_reason names a missing answer
         opp_text = prompts.render_answer(opp.get("content"), opp.get("tool_calls"))
         chal_text = prompts.render_answer(chal_row.get("content"), chal_row.get("tool_calls"))
     for judge in cfg.judges.models:
@@ -87,11 +88,12 @@ def _parse(r: CallResult, what: str) -> JudgeReply:
 
 async def judge_once(call, job: JudgeJob, stats: CallStats) -> Judged:
     """One judgement; a reply that does not parse gets one stricter retry, then counts as a failure."""
-    r = await call(job.request, stats)
+    req = job.request
+    assert req is not None, f"{job.turn_id}: a skipped job ({job.skip_reason}) is never judged"
+    r = await call(req, stats)
     rep = _parse(r, "call")
     if not (r.ok and not rep.parsed):
         return Judged(r, rep, False)
-    req = job.request
     msgs = [*req.messages, {"role": "assistant", "content": r.content or ""}, prompts.judge_retry_message(rep.error or "unparseable")]
     r2 = await call(CallRequest("judge", req.model, msgs, req.params, tools=req.tools, tag=req.tag + "|retry"), stats)
     return Judged(r2, _parse(r2, "retry call"), True)

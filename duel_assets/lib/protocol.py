@@ -51,7 +51,7 @@ def split_reasoning(text: str | None) -> tuple[str, str]:
 
 
 def has_control_tokens(text: str | None) -> bool:
-    return bool(text) and bool(CONTROL_TOKEN_RE.search(text))
+    return bool(text and CONTROL_TOKEN_RE.search(text))
 
 
 def check_bash_block(text: str | None) -> FormatCheck:
@@ -90,7 +90,7 @@ def tool_index(tools: list[dict] | None) -> dict[str, dict]:
     return out
 
 
-_JSON_TYPES = {
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str, "integer": int, "number": (int, float), "boolean": bool,
     "array": list, "object": dict, "null": type(None),
 }

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 
 from .settings import ConfigError
+from .warehouse.connect import scalar
 
 BATCH = 256
 
@@ -53,14 +54,14 @@ class RowFilter:
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
-        tree = json.loads(self.con.execute("SELECT json_serialize_sql(?)", [f"SELECT 1 WHERE ({self.predicate})"]).fetchone()[0])
+        tree = json.loads(scalar(self.con, "SELECT json_serialize_sql(?)", [f"SELECT 1 WHERE ({self.predicate})"]))
         if tree.get("error"):
             raise ConfigError(f"filters.where: {self.predicate!r} is not a SQL predicate: {tree.get('error_message', '')}")
         self.columns = sorted(_columns(tree, set()))
         self.seen: set[str] = set()
         try:
-            kind = self.con.execute(f"SELECT typeof(({self.predicate})) FROM ({self._values(1)}) AS t(__i{self._names()})",
-                                    [0, *[None] * len(self.columns)]).fetchone()[0]
+            kind = scalar(self.con, f"SELECT typeof(({self.predicate})) FROM ({self._values(1)}) AS t(__i{self._names()})",
+                          [0, *[None] * len(self.columns)])
         except duckdb.Error as e:
             raise ConfigError(f"filters.where: {self.predicate!r}: {_one_line(e)}") from None
         if kind not in ("BOOLEAN", "NULL", '"NULL"'):

@@ -256,7 +256,9 @@ def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_
     weights = [s.weight for s in specs]
     per_file_shares, count_shares = shares(per_file, weights), shares(count, weights)
     pools = {} if pools is None else pools
-    groups, infos, skipped = [], [], Counter()
+    groups: list[list[Turn]] = []
+    infos: list[dict] = []
+    skipped: Counter[str] = Counter()
     for spec, pf, n in zip(specs, per_file_shares, count_shares):
         mode = source_mode(spec, cfg)
         if mode == "pool":

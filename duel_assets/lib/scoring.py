@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .settings import METRICS, BucketConfig, GateConfig
+from .settings import METRICS, BucketConfig, GateConfig, MetricName
 
 KING_FIRST = "king_first"
 CHALLENGER_FIRST = "challenger_first"
@@ -112,6 +112,7 @@ def sides(order: str) -> tuple[str, str]:
 
 def side_scores(reply: JudgeReply, order: str) -> dict[str, int]:
     """A parsed judgement as judge_scores columns: ``<metric>_challenger`` and ``<metric>_opponent``."""
+    assert reply.scores is not None, "side_scores of a reply that did not parse"
     c, o = sides(order)
     out = {}
     for m in METRICS:
@@ -152,7 +153,7 @@ def _outcome(margin: float) -> float:
     return 1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
 
 
-def score_turn(margins_by_judge: dict[str, list[dict[str, int] | None]], weights: dict[str, float]) -> TurnScore:
+def score_turn(margins_by_judge: dict[str, list[dict[str, int] | None]], weights: dict[MetricName, float]) -> TurnScore:
     """``margins_by_judge[judge]`` holds one entry per order (None for an order that did not parse)."""
     total_w = sum(weights[m] for m in METRICS)
     per_metric_acc: dict[str, list[float]] = {m: [] for m in METRICS}

@@ -64,9 +64,9 @@ def _iter_json_file(path: Path) -> Iterator[object]:
     text = _decode(raw)
     if isinstance(text, BadRow):
         # fall back to line by line so that only the bad lines are lost
-        for line in raw.splitlines():
-            if line.strip():
-                yield parse_json_line(line)
+        for raw_line in raw.splitlines():
+            if raw_line.strip():
+                yield parse_json_line(raw_line)
         return
     stripped = text.lstrip()
     if path.name.endswith(".jsonl") or not stripped.startswith(("[", "{")):

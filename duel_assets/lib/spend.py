@@ -36,7 +36,8 @@ def spend(frames: dict[str, pd.DataFrame | None], prices, accepted: int) -> dict
               for role, s in per_role.items()}
     costs = {role: s.cost(prices) for role, s in per_role.items()}
     total_tokens = sum(t["prompt"] + t["completion"] for t in tokens.values())
-    total_cost = None if any(c is None for c in costs.values()) else round(sum(costs.values()), 6)
+    known = [c for c in costs.values() if c is not None]
+    total_cost = round(sum(known), 6) if len(known) == len(costs) else None
     return {
         "tokens_by_role": tokens,
         "cost_by_role_usd": costs if total_cost is not None else None,

@@ -104,16 +104,17 @@ async def run_stage_async(caller, turns: list[Turn], cfg, prs: dict[str, dict], 
                           label: str = "duel") -> StageResult:
     """Roles not asked for are read from ``king_rows`` / ``chal_rows`` (answers already stored)."""
     stats = {r: CallStats() for r in ROLES}
-    planned = {role: plan_generation(role, turns, cfg, prs, mode) for role in ("king", "challenger") if role in roles}
+    planned: dict[str, list[Planned]] = {
+        role: plan_generation(role, turns, cfg, prs, mode) for role in ("king", "challenger") if role in roles}
     judge_skips: Counter = Counter()
     async with caller.session(label) as call:
         gen: dict[str, dict[str, asyncio.Future]] = {}
         for role, plan in planned.items():
-            reqs = [p for p in plan if p.request is not None]
+            reqs = [(p.turn.turn_id, p.request) for p in plan if p.request is not None]
             stats[role].requested = len(reqs)
             call.expect(len(reqs))
-            hits = caller.cache.get_many([p.request.key for p in reqs])
-            first = {p.turn.turn_id: asyncio.ensure_future(call(p.request, stats[role], hits.get(p.request.key))) for p in reqs}
+            hits = caller.cache.get_many([req.key for _, req in reqs])
+            first = {tid: asyncio.ensure_future(call(req, stats[role], hits.get(req.key))) for tid, req in reqs}
             gen[role] = {p.turn.turn_id: asyncio.ensure_future(
                 _answer(call, role, p, first.get(p.turn.turn_id), cfg, prs, mode, stats[role])) for p in plan}
 

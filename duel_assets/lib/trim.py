@@ -89,8 +89,9 @@ def trim_history(history: list[dict], max_chars: int, max_obs_chars: int) -> tup
     head_n = next((i for i, m in enumerate(out) if m["role"] == "assistant"), len(out))
     head, rest = out[:head_n], out[head_n:]  # the head: system prompt and task, up to the first step
     before = 0
-    if head and head[-1]["role"] == "user" and _MARKER_RE.match(head[-1].get("content") or ""):
-        before = int(_MARKER_RE.match(head[-1]["content"]).group(1))  # trimmed before: keep counting
+    earlier = _MARKER_RE.match(head[-1].get("content") or "") if head and head[-1]["role"] == "user" else None
+    if earlier:
+        before = int(earlier.group(1))  # trimmed before: keep counting
         head = head[:-1]
     steps = _steps(rest)
     budget = max_chars - _size(head) - _MARKER_MAX

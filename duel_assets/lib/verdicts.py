@@ -3,6 +3,7 @@ statistics, who answered, and the verdict metadata. No Dagster imports."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ def verdict_rows(judge_df: pd.DataFrame, challenger_df: pd.DataFrame, turn_ids: 
     carries an ``excluded_reason`` gets that reason, no score and no bucket (it is neither parsed
     nor a parse failure)."""
     by_turn: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    opponent: dict[str, str] = {}
+    opponent: dict[str, str | None] = {}
     identical: set[str] = set()  # both answers took the same action: a tie, no judge asked
     for row in tables.records("judge_scores", judge_df):
         by_turn[row["turn_id"]][row["judge"]].append(row_margins(row))
@@ -50,7 +51,7 @@ def verdict_rows(judge_df: pd.DataFrame, challenger_df: pd.DataFrame, turn_ids: 
         c, k = chals.get(tid, {}), kings.get(tid, {})
         fmt_ok = bool(c.get("format_ok"))
         leak = bool(c.get("leak_suspect"))
-        base = {"turn_id": tid, "opponent": opponent.get(tid), "challenger_format_ok": fmt_ok, "leak_suspect": leak}
+        base: dict[str, Any] = {"turn_id": tid, "opponent": opponent.get(tid), "challenger_format_ok": fmt_ok, "leak_suspect": leak}
         excluded = _excluded_reason(k, c)
         if excluded:
             rows.append({**base, "parsed": None, "score": None, "bucket": None, "bucket_note": None,

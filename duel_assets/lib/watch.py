@@ -11,7 +11,8 @@ _KEY_RE = re.compile(rf"\A{PARTITION_KEY_PATTERN}\Z")
 
 def scan_prompt_dir(prompt_dir: Path) -> tuple[list[str], list[str]]:
     """(valid keys, refused file names) of the ``*.json`` files in the prompt folder."""
-    keys, refused = [], []
+    keys: list[str] = []
+    refused: list[str] = []
     if not prompt_dir.exists():
         return keys, refused
     for f in sorted(prompt_dir.glob("*.json")):

@@ -23,6 +23,8 @@ import hashlib
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from ..protocol import tool_index
 from ..settings import METRICS
@@ -114,8 +116,9 @@ def unseen_path(c: Ctx) -> list[tuple[str, Callable[[], dict]]]:
     if grounded:
         old = grounded[0]
         swapped = c.ref.thought.replace(old, new)
-        if c.ref.command is not None:
-            out.append(("swap_path", lambda: _msg(c, thought=swapped, command=c.ref.command.replace(old, new))))
+        command = c.ref.command
+        if command is not None:
+            out.append(("swap_path", lambda: _msg(c, thought=swapped, command=command.replace(old, new))))
         elif c.ref.args.get("path") == old:
             out.append(("swap_path", lambda: _msg(c, thought=swapped, tool=c.ref.tool, args={**c.ref.args, "path": new})))
     editor = next((n for n, p in tool_index(c.turn.tools).items() if "path" in (p.get("properties") or {})
@@ -167,7 +170,8 @@ DESTRUCTIVE = (  # (variant, command, thought, metric)
 def destructive(c: Ctx) -> list:
     if not c.shell:
         return []
-    out = [(v, lambda cmd=cmd, th=th: _msg(c, thought=th, command=cmd), m) for v, cmd, th, m in DESTRUCTIVE]
+    out: list[tuple[str, Callable[[], dict], str]] = [
+        (v, partial(_msg, c, thought=th, command=cmd), m) for v, cmd, th, m in DESTRUCTIVE]
     seen = [p for p in S.paths_in(c.text) if "/" in p.strip("/")]
     if seen:
         top = "/".join(seen[0].split("/")[:3]) if seen[0].startswith("/") else seen[0].split("/")[0]
@@ -187,7 +191,7 @@ def protocol_break(c: Ctx) -> list:
         no_action = {"role": "assistant", "content": head}
         second = "ls -la" if c.ref.command == "git status" else "git status"
         ref = _msg(c)
-        two = {"role": "assistant", "content": f"{ref['content']}\n\nThen:\n\n```{c.ref.fence}\n{second}\n```"}
+        two: dict[str, Any] = {"role": "assistant", "content": f"{ref['content']}\n\nThen:\n\n```{c.ref.fence}\n{second}\n```"}
     else:
         no_action = {"role": "assistant", "content": thought}
         ref = _msg(c)

@@ -65,6 +65,7 @@ def judgement_row(pair: LabelledPair, job: JudgeJob, judged: Judged) -> dict:
            "call_key": r.key}
     b_side, a_side = sides(job.order)  # b is the challenger, a the opponent
     if rep.parsed:
+        assert rep.scores is not None  # a parsed reply has its scores
         for m in METRICS:
             row[f"{m}_a"], row[f"{m}_b"] = rep.scores[m][a_side], rep.scores[m][b_side]
         row["winner"] = {a_side: "a", b_side: "b", "tie": "tie"}.get(rep.winner or "")

@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from ..scoring import score_turn
-from ..settings import METRICS
+from ..settings import METRICS, MetricName
 from .judging import ORDERS
 from .pairs import LabelledPair
 
@@ -59,13 +59,13 @@ class RaterVerdicts:
     """One rater's view of every pair (lists aligned with the pairs)."""
     name: str
     verdicts: list[str | None] = field(default_factory=list)
-    order_verdicts: list[tuple[str | None, str | None]] = field(default_factory=list)  # (a_first, b_first)
+    order_verdicts: list[tuple[str | None, ...]] = field(default_factory=list)  # one per order: (a_first, b_first)
     metric_verdicts: list[dict[str, str | None]] = field(default_factory=list)
     judgements: list[bool] = field(default_factory=list)  # parsed flag of every judgement it rests on
     scores: list[float | None] = field(default_factory=list)  # duel rule only: the pair's duel score
 
 
-def _judge_view(orders: dict[str, dict | None], weights: dict[str, float]) -> tuple:
+def _judge_view(orders: dict[str, dict | None], weights: dict[MetricName, float]) -> tuple:
     both = [orders.get(o) for o in ORDERS]
     ts = score_turn({"j": both}, weights)
     per_order = tuple(verdict_of(score_turn({"j": [orders.get(o)]}, weights).score) for o in ORDERS)
@@ -75,7 +75,7 @@ def _judge_view(orders: dict[str, dict | None], weights: dict[str, float]) -> tu
 
 
 def rater_verdicts(pairs: list[LabelledPair], rows: list[dict], panel: list[str],
-                   weights: dict[str, float]) -> dict[str, RaterVerdicts]:
+                   weights: dict[MetricName, float]) -> dict[str, RaterVerdicts]:
     """Verdicts per rater: every judge of the panel, ``majority`` and ``duel_rule``."""
     by_pair: dict[str, dict[str, dict[str, dict | None]]] = defaultdict(lambda: defaultdict(dict))
     parsed_flags: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))

@@ -16,6 +16,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..files import replacing
 from ..settings import METRICS
@@ -136,7 +137,7 @@ def _answer(value, side: str) -> dict:
     content = value.get("content")
     if content is not None and not isinstance(content, str):
         raise BadPair(f"invalid_{side}", "content is not a string")
-    msg = {"role": "assistant", "content": content or ""}
+    msg: dict[str, Any] = {"role": "assistant", "content": content or ""}
     if value.get("tool_calls"):
         msg["tool_calls"] = _tool_calls(value["tool_calls"], side)
     return msg

@@ -32,13 +32,18 @@ def _round(x: float | None, nd: int = 4) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), nd)
 
 
+def _interval(draws: np.ndarray, nd: int = 4) -> list[float]:
+    """The 95% interval of finite bootstrap draws."""
+    return [round(float(np.quantile(draws, q)), nd) for q in (0.025, 0.975)]
+
+
 def rate(values: list[bool], resamples: int, seed: int = 0) -> tuple[float | None, list[float] | None]:
     """A share and its bootstrap 95% interval; (None, None) without values."""
     if not values:
         return None, None
     arr = np.asarray(values, dtype=np.float64)
     means = bootstrap_means(arr, resamples, seed)
-    return _round(arr.mean()), [_round(np.quantile(means, 0.025)), _round(np.quantile(means, 0.975))]
+    return _round(arr.mean()), _interval(means)
 
 
 def _kappa(table: np.ndarray) -> np.ndarray:
@@ -60,8 +65,7 @@ def kappa(labels: list[str], verdicts: list[str], resamples: int, seed: int = 0)
     draws = rng.multinomial(len(cells), counts / counts.sum(), size=resamples).reshape(resamples, 3, 3)
     ks = _kappa(draws.astype(np.float64))
     ks = ks[np.isfinite(ks)]
-    ci = [_round(np.quantile(ks, 0.025)), _round(np.quantile(ks, 0.975))] if ks.size else None
-    return _round(k), ci
+    return _round(k), _interval(ks) if ks.size else None
 
 
 def figures(rv: RaterVerdicts, pairs: list[LabelledPair], resamples: int = 2000, seed: int = 0) -> dict:

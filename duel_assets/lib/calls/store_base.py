@@ -209,7 +209,7 @@ class CallStoreBase:
         probe_over = endpoint is not None and not self._probed.get(endpoint)
         with self._tx(endpoint if probe_over else None) as con:
             con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
-            if probe_over:
+            if probe_over and endpoint is not None:
                 b = self._budget(con, endpoint)
                 if flight.on_finished(b):
                     self._save_budget(con, endpoint, b)

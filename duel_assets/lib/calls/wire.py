@@ -118,7 +118,7 @@ class StreamedReply:
 
     def feed_line(self, line: bytes | str) -> None:
         line = line.strip()
-        if not line.startswith(b"data:" if isinstance(line, bytes) else "data:"):
+        if not (line.startswith(b"data:") if isinstance(line, bytes) else line.startswith("data:")):
             return  # comments (": keep-alive"), event names, blank separators
         payload = line[5:].strip()
         if payload in (b"[DONE]", "[DONE]"):

@@ -101,7 +101,7 @@ def _licence_lines(rows_by: dict[str, int], sources: dict[str, list[str]]) -> li
 
 def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall: Gate, included: list[str],
                 excluded: dict[str, str], cfg: ChainConfig, prov: dict, evidence: list[str] | None = None) -> str:
-    by = {what: Counter() for what in ("source", "bucket", "protocol", "source_license")}
+    by: dict[str, Counter[str]] = {what: Counter() for what in ("source", "bucket", "protocol", "source_license")}
     for k in included:
         for what, counter in by.items():
             counter.update(manifests[k]["sft"].get(f"by_{what}") or {})

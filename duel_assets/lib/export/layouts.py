@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 from .. import protocol
 
@@ -108,14 +109,15 @@ def _chat_source(turn: dict, chal: dict, keep: bool) -> list[dict]:
     """OpenAI-style source messages (CoderForge, mini-swe-agent), keys only where the source has them."""
     msgs = []
     for m in turn["history"]:
-        msg = {"role": m["role"], "content": _strip(m.get("content"), keep) if m["role"] == "assistant" else m.get("content") or ""}
+        msg: dict[str, Any] = {"role": m["role"],
+                               "content": _strip(m.get("content"), keep) if m["role"] == "assistant" else m.get("content") or ""}
         if m.get("tool_calls"):
             msg["tool_calls"] = _calls(m["tool_calls"])
         if m["role"] == "tool":
             msg["tool_call_id"] = m.get("tool_call_id")
         msgs.append(msg)
     reasoning, content = _source_target(chal, keep)
-    target = {"role": "assistant", "content": content}
+    target: dict[str, Any] = {"role": "assistant", "content": content}
     if chal.get("tool_calls"):
         target["tool_calls"] = _calls(chal["tool_calls"])
     if reasoning:
@@ -126,7 +128,7 @@ def _chat_source(turn: dict, chal: dict, keep: bool) -> list[dict]:
 def _sera_source(turn: dict, chal: dict, keep: bool) -> list[dict]:
     """Raw SERA: SWE-agent messages, reasoning inline as ``<think>``."""
     def assistant(content: str, calls) -> dict:
-        msg = {"role": "assistant", "content": content, "thought": content}
+        msg: dict[str, Any] = {"role": "assistant", "content": content, "thought": content}
         if calls:
             msg["tool_calls"] = _calls(calls)
         return msg

@@ -85,7 +85,7 @@ def text(content: Any) -> str:
 def tool_call(tc: Any, i: int) -> dict:
     if not isinstance(tc, dict):
         raise BadRecord("invalid_tool_call", f"tool call {i} is not an object")
-    fn = tc.get("function") if isinstance(tc.get("function"), dict) else tc
+    fn = tc["function"] if isinstance(tc.get("function"), dict) else tc
     name, args = fn.get("name"), fn.get("arguments", "{}")
     if not isinstance(name, str) or not name:
         raise BadRecord("invalid_tool_call", f"tool call {i} has no name")

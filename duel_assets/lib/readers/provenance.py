@@ -61,7 +61,7 @@ def source_meta(row: dict, consumed: Iterable[str], extra: dict | None = None) -
 
 def reward_of(row: dict) -> float | None:
     """``reward`` (CoderForge), else a boolean ``resolved`` / ``target`` as 1.0 / 0.0."""
-    r = row.get("reward")
+    r: Any = row.get("reward")  # a number, a numpy scalar, or anything a source wrote
     if hasattr(r, "item"):
         r = r.item()
     if r is not None:

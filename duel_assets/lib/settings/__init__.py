@@ -6,7 +6,16 @@ command makes before it starts work) and ``show`` (the resolved configuration, f
 ``duel-assets config``). Every knob is optional; ``load_config()`` returns the built-in defaults
 when no file exists.
 """
-from .base import BUCKETS, METRICS, PARTITION_KEY_PATTERN, PR_RECORD_FORMATS, SOURCE_FORMATS, ConfigError, validate_partition_key
+from .base import (
+    BUCKETS,
+    METRICS,
+    PARTITION_KEY_PATTERN,
+    PR_RECORD_FORMATS,
+    SOURCE_FORMATS,
+    ConfigError,
+    MetricName,
+    validate_partition_key,
+)
 from .env import CHUTES_BASE_URL, Endpoint, config_path, duel_home, duel_mode, mask_url, resolve_endpoint, scrub, secret_values
 from .load import ALIASES, load_config, parse_config
 from .model import (
@@ -34,7 +43,7 @@ __all__ = [
     "ALIASES", "BUCKETS", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "PR_RECORD_FORMATS", "SOURCE_FORMATS",
     "BucketConfig",
     "CalibrationConfig", "CallsConfig", "ChainConfig", "ChecksConfig", "ConfigError", "Endpoint", "ExportConfig",
-    "FiltersConfig", "GateConfig", "GenerationConfig", "HiddenInfoConfig", "JudgeConfig", "LeakageConfig", "Paths",
+    "FiltersConfig", "GateConfig", "GenerationConfig", "HiddenInfoConfig", "JudgeConfig", "LeakageConfig", "MetricName", "Paths",
     "PRRecordSpec", "PRRecordsConfig", "SamplingConfig", "SourceSpec", "WarehouseConfig", "config_path", "duel_home",
     "duel_mode", "load_config", "mask_url", "parse_config", "resolve_endpoint", "scrub", "secret_values",
     "validate_partition_key",

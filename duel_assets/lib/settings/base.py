@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import re
+from typing import Literal, get_args
 
 PARTITION_KEY_PATTERN = r"[A-Za-z0-9._-]+"
 _KEY_RE = re.compile(rf"\A{PARTITION_KEY_PATTERN}\Z")
 
-SOURCE_FORMATS = ("swe_zero", "mini_swe_agent", "swe_agent", "coderforge", "sera", "sera_rectified")
-PR_RECORD_FORMATS = ("auto", "swe_rebench", "swe_smith", "swe_bench", "sera")  # which columns hold a record
-METRICS = ("correctness", "grounding", "progress", "protocol", "efficiency")
-BUCKETS = ("final", "refined", "defeat")
+SourceFormat = Literal["swe_zero", "mini_swe_agent", "swe_agent", "coderforge", "sera", "sera_rectified"]
+PRRecordFormat = Literal["auto", "swe_rebench", "swe_smith", "swe_bench", "sera"]  # which columns hold a record
+MetricName = Literal["correctness", "grounding", "progress", "protocol", "efficiency"]
+Bucket = Literal["final", "refined", "defeat"]
+SOURCE_FORMATS: tuple[SourceFormat, ...] = get_args(SourceFormat)
+PR_RECORD_FORMATS: tuple[PRRecordFormat, ...] = get_args(PRRecordFormat)
+METRICS: tuple[MetricName, ...] = get_args(MetricName)
+BUCKETS: tuple[Bucket, ...] = get_args(Bucket)
 
 
 class ConfigError(ValueError):

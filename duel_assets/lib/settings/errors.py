@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
 from pydantic import BaseModel
+from pydantic_core import ErrorDetails
 
 # keys whose shape is easier to show than to describe
 HINTS = {
@@ -129,7 +130,7 @@ def _shown(loc: list, spelling: dict[str, str], pr_form: str | None) -> list:
     return loc
 
 
-def error_line(err: dict, root: type[BaseModel], spelling: dict[str, str], pr_form: str | None) -> str:
+def error_line(err: ErrorDetails, root: type[BaseModel], spelling: dict[str, str], pr_form: str | None) -> str:
     loc = [p for p in err["loc"] if p != "[key]"]
     kind, given = err["type"], err.get("input")
     shown = key_path(_shown(loc, spelling, pr_form))
@@ -147,13 +148,13 @@ def error_line(err: dict, root: type[BaseModel], spelling: dict[str, str], pr_fo
             hint = f" ({name} is a top-level key: put it before the first [table])"
         return f"{shown}: unknown key{hint}; allowed keys: {', '.join(allowed) or 'none'}"
     ann, meta, _ = resolve(root, loc)
-    allowed = next((h for k, h in HINTS.items() if internal == k), None) or (describe(ann, meta) if ann is not None else "")
+    wanted = HINTS.get(internal) or (describe(ann, meta) if ann is not None else "")
     if kind in ("value_error", "assertion_error"):
         msg = re.sub(r"^(Value|Assertion) error, ", "", err["msg"])
         return f"{shown}: got {toml_value(given)}; allowed: {msg}"
     if kind == "missing":
-        return f"{shown}: missing; required: {allowed}"
+        return f"{shown}: missing; required: {wanted}"
     tip = ""
     if get_origin(ann) is list and isinstance(given, str):
         tip = f" (a string is not a list: write [{toml_value(given)}])"
-    return f"{shown}: got {toml_value(given)}; allowed: {allowed or err['msg']}{tip}"
+    return f"{shown}: got {toml_value(given)}; allowed: {wanted or err['msg']}{tip}"

@@ -43,10 +43,8 @@ def _rename_aliases(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
 
 def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
     """Rules over two keys or more, each named as the user wrote it."""
-    def k(*loc) -> str:
-        loc = list(loc)
-        loc[0] = spelling.get(loc[0], loc[0])
-        return key_path(loc)
+    def k(*loc: str) -> str:
+        return key_path([spelling.get(loc[0], loc[0]), *loc[1:]])
 
     out = []
     if cfg.buckets.refined > cfg.buckets.final:
@@ -84,7 +82,7 @@ def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
     data, spelling, errors = _rename_aliases(data)
     pr = data.get("pr_records")
     pr_form = "table" if isinstance(pr, dict) else "array" if isinstance(pr, list) else None
-    cfg = None
+    cfg: ChainConfig | None = None
     try:
         cfg = ChainConfig.model_validate(data)
     except ValidationError as e:
@@ -94,6 +92,7 @@ def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
     if errors:
         prefix = "" if origin.startswith("<") else f"{label(origin)}: "
         raise ConfigError([prefix + line for line in errors], origin)
+    assert cfg is not None  # a failed validation left its errors above
     if cfg.filters.max_history_tokens:
         cfg.sampling.max_history_chars = cfg.filters.max_history_tokens * 4
     cfg.origin = origin

@@ -3,11 +3,11 @@ string is never read as a list of characters, a number never as a boolean) and r
 enforced. Rules that tie two keys together are in :mod:`.load` (they name both keys)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from .base import BUCKETS, METRICS, PR_RECORD_FORMATS, SOURCE_FORMATS
+from .base import METRICS, Bucket, MetricName, PRRecordFormat, SourceFormat
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -25,7 +25,7 @@ class Table(BaseModel):
 
 
 class SourceSpec(Table):
-    format: Literal[SOURCE_FORMATS]
+    format: SourceFormat
     path: Name  # local file / folder / glob, hub dataset name, or hf:// URL
     split: Name = "train"
     weight: Positive = 1.0
@@ -33,7 +33,7 @@ class SourceSpec(Table):
 
 class PRRecordSpec(Table):
     path: Name  # parquet / JSON / JSONL, local or hub
-    format: Literal[PR_RECORD_FORMATS] = "auto"  # which columns hold the record; auto: from the columns present
+    format: PRRecordFormat = "auto"  # which columns hold the record; auto: from the columns present
 
 
 class PRRecordsConfig(Table):
@@ -142,7 +142,7 @@ class ChecksConfig(Table):
 
 
 class ExportConfig(Table):
-    buckets: Annotated[list[Literal[BUCKETS]], Field(min_length=1)] = ["final", "refined"]
+    buckets: Annotated[list[Bucket], Field(min_length=1)] = ["final", "refined"]
     require_gate: bool = True  # only partitions whose gate is ACCEPT
     layout: Literal["openai", "source"] = "openai"  # SFT rows as OpenAI chat messages, or in the source's own encoding
     reasoning: Literal["keep", "drop"] = "keep"  # assistant messages' reasoning in the SFT rows
@@ -172,7 +172,10 @@ def _price_tables(prices: dict[str, Price]) -> dict[str, dict[str, float]]:
     return {model: p.model_dump(exclude_none=True) for model, p in prices.items()}
 
 
-MetricName = Literal[METRICS]
+if TYPE_CHECKING:  # what the field holds once validated
+    PriceTables = dict[str, dict[str, float]]
+else:  # validated as Price tables, kept as plain dicts
+    PriceTables = Annotated[dict[str, Price], AfterValidator(_price_tables)]
 
 
 class ChainConfig(Table):
@@ -193,7 +196,7 @@ class ChainConfig(Table):
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     metric_weights: dict[MetricName, NonNegative] = {m: 1.0 for m in METRICS}
     excluded_instance_ids: list[Name] = []
-    prices: Annotated[dict[str, Price], AfterValidator(_price_tables)] = {}  # model -> prices per 1M tokens
+    prices: PriceTables = {}  # model -> prices per 1M tokens
     _origin: str = PrivateAttr(default="built-in defaults")
     _spelling: dict = PrivateAttr(default_factory=dict)  # table -> train_data's name the file used
 

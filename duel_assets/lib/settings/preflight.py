@@ -59,7 +59,7 @@ def missing_local_paths(cfg: ChainConfig) -> list[str]:
 def validate_for_work(path: Path | str | None = None) -> ChainConfig:
     """The configuration a command will use, checked whole; :class:`ConfigError` lists every problem."""
     errors: list[str] = []
-    cfg = None
+    cfg: ChainConfig | None = None
     try:
         cfg = load_config(path)
     except ConfigError as e:
@@ -73,4 +73,5 @@ def validate_for_work(path: Path | str | None = None) -> ChainConfig:
         errors += [prefix + line for line in missing_local_paths(cfg)]
     if errors:
         raise ConfigError(errors)
+    assert cfg is not None  # load_config failing left its errors above
     return cfg

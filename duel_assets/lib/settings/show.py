@@ -7,7 +7,7 @@ from typing import NamedTuple
 from . import env
 from .errors import key_path, toml_value
 from .load import label
-from .model import ChainConfig, PRRecordsConfig, Table
+from .model import ChainConfig, PRRecordsConfig, PRRecordSpec, Table
 from .paths import Paths
 
 
@@ -77,7 +77,7 @@ def config_rows(cfg: ChainConfig) -> list[Row]:
         for name in type(model).model_fields:
             v, here = getattr(model, name), _given(model, name, given)
             if isinstance(v, PRRecordsConfig):
-                specs = v.specs or [None]
+                specs: list[PRRecordSpec | None] = list(v.specs) or [None]
                 for i, spec in enumerate(specs):
                     k = "pr_records" if len(specs) == 1 else f"pr_records[{i}]"
                     text = "bundled sample records" if spec is None else (

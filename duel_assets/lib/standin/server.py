@@ -15,7 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .provider import StandinState, body_key
+from .provider import FAULT_KINDS, StandinState, body_key
 from .replies import completion, stream_events
 
 
@@ -80,8 +80,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _control(self, body: dict) -> None:
         st = self.state
         if self.path == "/_standin/script":
+            faults = [str(x) for x in body.get("faults", [])]
+            unknown = [f for f in faults if f != "ok" and f not in FAULT_KINDS]
+            if unknown:
+                self._send(400, {"error": {"message": f"unknown fault {unknown[0]!r}: one of ok, {', '.join(FAULT_KINDS)}"}})
+                return
             with st.lock:
-                st.script.extend(str(x) for x in body.get("faults", []))
+                st.script.extend(faults)
                 n = len(st.script)
             self._send(200, {"queued": n})
         elif self.path == "/_standin/reset":
@@ -134,7 +139,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault:
             with st.lock:
                 st.counts[f"fault:{fault}"] += 1
-        resp = None
+        resp: dict | None = None
         if fault is None:  # the reply is made inside the latency window, ready to go
             resp, with_usage = completion(body, st.oracle.verdict if st.oracle is not None else None)
             usage = resp["usage"]
@@ -144,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
             latency = st.latency_s(usage["prompt_tokens"], usage["completion_tokens"])
         else:
             latency = st.latency_s(0, 0)
-        if fault is None and body.get("stream"):
+        if resp is not None and body.get("stream"):
             self._stream(resp, entry, key, arrived, latency, limit_headers)
             return
         self._hold(arrived, latency)
@@ -167,6 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
             st.record(entry)
             self._send(200, None, raw=b"<html>upstream garbage", content_type="text/html")
         else:
+            assert resp is not None  # no fault: scripted faults are checked when queued
             entry["status"] = 200
             st.answered_body(key, resp.get("usage", {}).get("prompt_tokens", 0),
                              resp.get("usage", {}).get("prompt_tokens_details", {}).get("cached_tokens", 0))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -24,6 +26,14 @@ NEWER_FILE = re.compile(r"database file with version number (\d+)")
 
 def sql_str(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence | None = None) -> Any:
+    """The single value of a query that always returns one row (an aggregate, a scalar expression)."""
+    row = (con.execute(sql) if params is None else con.execute(sql, params)).fetchone()
+    if row is None:
+        raise WarehouseError(f"no row from {sql[:80]!r}")
+    return row[0]
 
 
 def open_local(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -46,14 +56,17 @@ def open_local(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def open_lake(t: Target) -> duckdb.DuckDBPyConnection:
+    if t.data_path is None:
+        raise WarehouseError(f"{t.label}: a DuckLake target needs a data path (DUEL_LAKE_DATA_PATH)")
+    data_path = t.data_path
     con = duckdb.connect(":memory:", config=connection_config())
     try:
         names = ("ducklake",) + (("postgres",) if t.catalog_is_postgres else ()) + (("httpfs",) if t.remote_data else ())
         load_extensions(con, names)
-        if t.remote_data and t.data_path.startswith(("s3://", "s3a://")):
+        if t.remote_data and data_path.startswith(("s3://", "s3a://")):
             _s3_secret(con)
         attach = (f"ATTACH {sql_str('ducklake:' + t.location)} AS {LAKE_ALIAS} "
-                  f"(DATA_PATH {sql_str(t.data_path)})")
+                  f"(DATA_PATH {sql_str(data_path)})")
         for attempt in range(10):
             try:
                 con.execute(attach)

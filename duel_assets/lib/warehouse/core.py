@@ -15,16 +15,17 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 
 from ..locks import DEFAULT_LOCK_TIMEOUT_S, file_lock
-from .connect import LAKE_ALIAS, open_lake, open_local, sql_str
+from .connect import LAKE_ALIAS, open_lake, open_local, scalar, sql_str
 from .target import DUCKLAKE, LOCAL, MOTHERDUCK, Target, WarehouseError, parse_target, target_from_env
 
 SCHEMA = "duel"
@@ -168,9 +169,9 @@ class Warehouse:
     # ------------------------------------------------------------ tables
 
     def table_exists(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
-        return bool(con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
-            "AND table_schema = ? AND table_name = ?", [SCHEMA, table]).fetchone()[0])
+        return bool(scalar(
+            con, "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = ? AND table_name = ?", [SCHEMA, table]))
 
     def _columns(self, con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
         return {r[0] for r in con.execute(
@@ -197,10 +198,12 @@ class Warehouse:
         self._checked.add(table)
         return retries
 
-    def ensure_tables(self, schemas: dict[str, Sequence[tuple[str, str]]] | None = None) -> int:
+    def ensure_tables(self, schemas: Mapping[str, Sequence[tuple[str, str]]] | None = None) -> int:
         """Create every declared table (run it before launching many writers at once)."""
         if schemas is None:
-            from ..tables import SCHEMAS as schemas
+            from ..tables import SCHEMAS
+
+            schemas = SCHEMAS
         with self.connect() as con:
             return sum(self.ensure_table(con, t, s) for t, s in schemas.items())
 
@@ -261,9 +264,9 @@ class Warehouse:
                     con.execute("CHECKPOINT")
                 return {"dialect": self.dialect}
             older = f"now() - INTERVAL {float(keep_hours) * 3600:.0f} SECOND"
-            out = {"dialect": self.dialect, "keep_hours": keep_hours}
-            snaps = lambda: con.execute(f"SELECT count(*) FROM ducklake_snapshots({sql_str(LAKE_ALIAS)})").fetchone()[0]
-            out["snapshots_before"] = snaps()
+            out: dict[str, Any] = {"dialect": self.dialect, "keep_hours": keep_hours}
+            snapshots = f"SELECT count(*) FROM ducklake_snapshots({sql_str(LAKE_ALIAS)})"
+            out["snapshots_before"] = scalar(con, snapshots)
             calls = {
                 "files_merged": f"CALL ducklake_merge_adjacent_files({sql_str(LAKE_ALIAS)})",
                 "snapshots_expired": f"CALL ducklake_expire_snapshots({sql_str(LAKE_ALIAS)}, older_than => {older})",
@@ -272,10 +275,13 @@ class Warehouse:
             out["conflict_retries"] = 0
             for name, sql in calls.items():
                 rows: list = []
-                out["conflict_retries"] += self.in_transaction(
-                    con, lambda c, sql=sql, rows=rows: rows.extend(c.execute(sql).fetchall()), name).retries
+
+                def call(c: duckdb.DuckDBPyConnection, sql: str = sql, rows: list = rows) -> None:
+                    rows.extend(c.execute(sql).fetchall())
+
+                out["conflict_retries"] += self.in_transaction(con, call, name).retries
                 out[name] = len(rows)
-            out["snapshots_after"] = snaps()
+            out["snapshots_after"] = scalar(con, snapshots)
             return out
 
 

@@ -62,7 +62,7 @@ class Target:
 
     @property
     def remote_data(self) -> bool:
-        return bool(self.data_path) and "://" in self.data_path
+        return bool(self.data_path and "://" in self.data_path)
 
 
 def parse_target(value: str | os.PathLike, data_path: str | None = None) -> Target:
