@@ -59,8 +59,13 @@ def test_jsonl_block_mode_with_cached_newline_index(tmp_path):
     p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     cfg = config(p, jsonl_block_lines=8, turns_per_trajectory=2)
     cache = tmp_path / "idx"
-    a = sample_for_key("prompts_40_000", cfg, cache_dir=cache)
-    b = sample_for_key("prompts_40_001", cfg, cache_dir=cache)
+    # through the prompt store, as `duel-assets sample` samples: two windows may meet in one block
+    # (a window reads on when its blocks hold too few turns), the history index keeps them disjoint
+    from duel_assets.lib.prompt_store import sample_prompt_file
+
+    home = tmp_path / "home"
+    a = sample_prompt_file(home, home / "prompt" / "a.json", "prompts_40_000", cfg, None, cache)
+    b = sample_prompt_file(home, home / "prompt" / "b.json", "prompts_40_001", cfg, None, cache)
     assert len(list((cache / "line_index").glob("*.npy"))) == 1
     ta, tb = {t["turn_id"] for t in a["turns"]}, {t["turn_id"] for t in b["turns"]}
     assert len(ta) == len(tb) == 20 and not ta & tb

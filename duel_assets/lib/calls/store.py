@@ -6,7 +6,9 @@ serialises the decisions (:mod:`.store_base`); ``busy_timeout`` makes writers wa
 """
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,21 @@ CREATE TABLE IF NOT EXISTS budget (endpoint TEXT PRIMARY KEY, "window" REAL, las
 """
 
 
+def _retry_locked(step, seconds: float = 60.0) -> None:
+    """Run ``step`` again while another connection holds the lock it needs: switching a new file to
+    WAL answers "database is locked" at once (SQLite does not wait on that lock), so several
+    processes opening a fresh store together would otherwise fail."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
+
+
 class CallStore(CallStoreBase):
     """See :mod:`.store_base`. Thread-safe; one connection per store object."""
 
@@ -32,10 +49,10 @@ class CallStore(CallStoreBase):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False, isolation_level=None)
-        self._con.execute("PRAGMA journal_mode=WAL")
-        self._con.execute("PRAGMA synchronous=NORMAL")
         self._con.execute("PRAGMA busy_timeout=60000")
-        self._con.executescript(SCHEMA)
+        _retry_locked(lambda: self._con.execute("PRAGMA journal_mode=WAL"))
+        self._con.execute("PRAGMA synchronous=NORMAL")
+        _retry_locked(lambda: self._con.executescript(SCHEMA))
 
     @contextmanager
     def _tx(self, endpoint: str | None = None) -> Iterator[sqlite3.Connection]:
