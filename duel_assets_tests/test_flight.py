@@ -85,3 +85,29 @@ def test_against_a_rate_limited_endpoint_the_caller_learns_the_limit_and_stays_u
     assert st["rate_limited"] <= 1 and stats.rate_limited == st["rate_limited"]
     assert 3.8 <= wall < 8  # one second of burst, then 10 a second: at the limit, not far under it
     assert caller.cache.budget(fresh_standin.base_url, flight.Limits(32)).learned_rpm == 600
+
+
+def test_a_store_that_fails_fails_the_waiting_calls_instead_of_hanging(tmp_path):
+    """A lost database connection while calls wait for a slot: every waiter gets the error."""
+    import asyncio
+
+    from duel_assets.lib.calls.gate import Gate
+    from duel_assets.lib.calls.store import CallStore
+
+    class BrokenStore(CallStore):
+        def claim(self, *args, **kwargs):
+            raise ConnectionError("call store unreachable")
+
+    store = BrokenStore(tmp_path / "calls.sqlite")
+
+    async def main():
+        gate = Gate(store, "http://x/v1", flight.Limits(concurrency=4))
+        try:
+            return await asyncio.wait_for(asyncio.gather(*(gate.acquire(f"k{i}", 10) for i in range(3)),
+                                                         return_exceptions=True), timeout=5)
+        finally:
+            await gate.aclose()
+
+    results = asyncio.run(main())
+    assert [type(r) for r in results] == [ConnectionError] * 3
+    store.close()

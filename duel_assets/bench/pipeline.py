@@ -29,11 +29,15 @@ def _materialize(inst, key: str, llm, home: Path) -> float:
     import dagster as dg
 
     from duel_assets.defs.assets import ALL_ASSETS
-    from duel_assets.defs.resources import DuelSettings, warehouse_io_manager
+    from duel_assets.defs.io_manager import DuelDuckDBIOManager
+    from duel_assets.defs.resources import DuelSettings
+    from duel_assets.defs.warehouse import WarehouseResource
 
+    warehouse = WarehouseResource(target=str(home / "warehouse.duckdb"))
     t0 = time.monotonic()
     res = dg.materialize(ALL_ASSETS, partition_key=key, instance=inst, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-                         resources={"settings": DuelSettings(), "llm": llm, "io_manager": warehouse_io_manager(str(home / "warehouse.duckdb"))})
+                         resources={"settings": DuelSettings(), "llm": llm, "warehouse": warehouse,
+                                    "io_manager": DuelDuckDBIOManager(warehouse=warehouse)})
     assert res.success
     return time.monotonic() - t0
 
@@ -61,16 +65,26 @@ def bench_warm_rerun(tmp: Path) -> dict:
         store.close()
 
         class MemoryStore:
-            """Every completed call, in memory: the model stage skipped (no HTTP, no SQLite)."""
+            """Every completed call, in memory: the model stage skipped (no HTTP, no SQLite). Its
+            claims answer every key from memory; a key it does not hold would have been a call."""
 
-            def get(self, key):
-                return memo.get(key)
+            lease_ttl_s = 60.0
 
             def get_many(self, keys):
                 return {k: memo[k] for k in keys if k in memo}
 
-            def claim(self, *args, **kwargs):
-                raise AssertionError("the skipped model stage wanted to make a call")
+            def register(self, holder, endpoint=None):
+                pass
+
+            unregister = renew = register
+
+            def claim(self, holder, endpoint, wanted, limits, waiting_after=None):
+                from duel_assets.lib.calls.flight import Decision
+
+                missing = [w.key for w in wanted if w.key not in memo]
+                if missing:
+                    raise AssertionError(f"the skipped model stage wanted to make {len(missing)} call(s)")
+                return {w.key: memo[w.key] for w in wanted}, Decision(), set()
 
         class SkippedModel(LLMResource):
             def caller(self, cfg, paths, log):

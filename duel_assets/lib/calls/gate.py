@@ -88,6 +88,18 @@ class Gate:
         return head
 
     async def _pump(self) -> None:
+        """Every waiter gets an answer: when the store fails (a lost database connection, a full
+        disk), each waiting call fails with that error instead of waiting forever."""
+        try:
+            await self._pump_loop()
+        except Exception as exc:
+            for _, fut in self.waiting.values():
+                if not fut.done():
+                    fut.set_exception(exc)
+            self.waiting.clear()
+            self.elsewhere.clear()
+
+    async def _pump_loop(self) -> None:
         while self.waiting:
             self._wake.clear()
             batch = self._batch()
