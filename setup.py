@@ -19,7 +19,7 @@ setup(
     packages=find_packages(exclude=["duel_assets_tests", "duel_assets_tests.*"]),
     package_data={"duel_assets": ["prompts/*.md", "data/*", "data/**/*"]},
     include_package_data=True,
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # tomllib
     install_requires=[
         "dagster==1.13.27",
         "dagster-duckdb==0.29.27",
@@ -37,11 +37,12 @@ setup(
         "datasets>=3.0",
         "tabulate>=0.9",
         "tqdm>=4.66",
+        # `duel-assets ui` and a deployment's webserver
+        "dagster-webserver==1.13.27",
+        "dagster-graphql==1.13.27",
     ],
     extras_require={
         "dev": [
-            "dagster-webserver==1.13.27",
-            "dagster-graphql==1.13.27",
             "pytest>=8",
             # `make lint`
             "ruff==0.17.6",

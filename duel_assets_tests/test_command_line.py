@@ -120,6 +120,12 @@ def test_config_shows_dotenv_chutes_and_train_data_names_without_secrets_or_netw
              "'datasets', 'requests', 'urllib3'}), rc)")
     out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert out.stdout.strip().splitlines()[-1] == "[] 0"
+    # it checks what run checks before it starts: DUEL_MODE and local paths that must exist
+    bad = cli(dict(env, DUEL_MODE="3"), "config", cwd=tmp_path)
+    assert bad.returncode == 2 and "DUEL_MODE" in bad.stderr, bad.stderr
+    (tmp_path / "chain.toml").write_text('[[sources]]\npath = "./no/such/trajs.jsonl"\nformat = "swe_zero"\n')
+    bad = cli(env, "config", cwd=tmp_path)
+    assert bad.returncode == 2 and "sources[0].path" in bad.stderr and "does not exist" in bad.stderr, bad.stderr
 
 
 def test_every_subcommand_and_option_has_help():

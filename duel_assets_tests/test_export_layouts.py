@@ -148,6 +148,25 @@ def test_the_card_states_the_layout_and_the_licences(tmp_path):
     card = render_card(summaries, {"a": {"sft": sft}}, g, ["a"], {}, cfg, {"standin": False})
     assert "Layout `source`" in card and "`sera_rectified`: SERA cleaned-rectified: roles" in card
     assert "keep the source's own chat format" not in card and "Reasoning: dropped" in card
-    assert "| sera_rectified | ODC-By (attribution required) | allenai SERA (Ai2)" in card
+    assert ("| sera_rectified | /data/sera.parquet | AmanPriyanshu/tool-reasoning-sft-CODING-allenai-SERA-data-cleaned-rectified "
+            "| ODC-By-1.0 | required: credit the SERA datasets") in card
+    assert "| coderforge | /data/cf.parquet | togethercomputer/CoderForge-Preview | per row (`license` column) |" in card
     assert "| coderforge | MIT | 1 |" in card and "| sera_rectified | (none in the row) | 1 |" in card
     assert "message_field_training: train" in card
+
+
+def test_the_card_speaks_of_the_exported_partitions_and_of_defeats_when_exported(tmp_path):
+    cfg = parse_config({"export": {"buckets": ["final", "refined", "defeat"]}})
+    kinds = turns_of_every_kind()[:1]
+    recs = [{"turn_id": t.turn_id, "bucket": "defeat", "score": -10.0, "document": document(t, **x)} for t, x in kinds]
+    sft = write_partition_sft(Paths(tmp_path), "a", recs, cfg.export, "ACCEPT")
+    g = gate([90.0, 90.0], GateConfig(resamples=100))
+    real = {"answers": 2, "standin_answers": 0, "judgements": 4, "standin_judgements": 0,
+            "served_models": {"king": {"gpt-4o-mini": 1}}}
+    standin = {**real, "standin_answers": 2, "served_models": {"king": {"duel-standin/gpt-4o-mini": 1}}}
+    summaries = {"a": {"gate": g.to_dict(), "provenance": real}, "b": {"gate": g.to_dict(), "provenance": standin}}
+    card = render_card(summaries, {"a": {"sft": sft}}, g, ["a"], {"b": "gate: REJECT"}, cfg, {"standin": True})
+    assert "stand-in answered" not in card and "gpt-4o-mini (1) (served)" in card and "duel-standin" not in card
+    assert "holds answers that lost their duel" in card and "won its duel" not in card
+    card = render_card(summaries, {"a": {"sft": sft}, "b": {"sft": sft}}, g, ["a", "b"], {}, cfg, {})
+    assert "The offline stand-in answered, not a model: 2 of 4 answers" in card

@@ -4,26 +4,14 @@ from __future__ import annotations
 from collections import Counter
 
 from ..files import write_text_atomic
+from ..licenses import source_license
 from ..scoring import Gate
 from ..settings import ChainConfig, Paths
 from ..sources import BUNDLED_SOURCES
-from ..verdicts import standin_note
+from ..verdicts import merge_provenance, standin_note
 from .layouts import SOURCE_ENCODINGS
 from .markdown import gate_lines, gate_table, models_line
 from .sft import NO_LICENSE, gated_out, prune_shards
-
-# The licence of the published dataset each source format comes from. A source configured with
-# other files of the same format carries its own licence: the per-row counts below are what rows say.
-SOURCE_LICENCES = {
-    "swe_zero": ("Apache-2.0", "AlienKevin/SWE-ZERO-12M-trajectories (rollouts of ricdomolm/mini-coder-1.7b on "
-                               "nebius/SWE-rebench-V2 tasks)"),
-    "coderforge": ("per row (`license` column: the task repository's licence)",
-                   "togethercomputer/CoderForge-Preview (Together AI)"),
-    "sera": ("ODC-By (attribution required)", "allenai SERA trajectories (Ai2)"),
-    "sera_rectified": ("ODC-By (attribution required)",
-                       "allenai SERA (Ai2), as cleaned and rectified by AmanPriyanshu"),
-    "mini_swe_agent": ("the owner's (local trajectory files)", "your own mini-swe-agent runs"),
-}
 
 
 def select(summaries: dict[str, dict], manifests: dict[str, dict], cfg: ChainConfig) -> tuple[list[str], dict[str, str]]:
@@ -82,14 +70,15 @@ def _target_lines(layout: str) -> list[str]:
 
 
 def _licence_lines(rows_by: dict[str, int], sources: dict[str, list[str]]) -> list[str]:
+    """One line per configured source path, from the licence facts of :mod:`..licenses`."""
     lines = ["## Licences", "",
              "Rows keep the licence of the trajectories they were cut from; attribution goes to the source.", "",
-             "| source format | licence of the published dataset | attribution | paths configured |", "|---|---|---|---|"]
+             "| source format | path | dataset | licence | attribution |", "|---|---|---|---|---|"]
     for fmt_ in sorted({*sources, *(k.split("\t")[0] for k in rows_by)}):
-        lic, who = SOURCE_LICENCES.get(fmt_, ("unknown: state it before publishing", "-"))
-        if sources.get(fmt_) and all(p.startswith("bundled:") for p in sources[fmt_]):
-            lic, who = "the project's own hand-written samples, for trying the pipeline", "-"
-        lines.append(f"| {fmt_} | {lic} | {who} | {', '.join(sources.get(fmt_, [])) or 'bundled samples'} |")
+        for path in sources.get(fmt_) or [""]:
+            e = source_license(fmt_, path)
+            lic = e["license"] or ("per row (`license` column)" if e["per_row"] else f"none recorded ({e['note']})")
+            lines.append(f"| {fmt_} | {path or '-'} | {e['dataset']} | {lic} | {e['attribution']} |")
     lines += ["", "Per-row licences (a row's `license` column):", "", "| source | license | rows |", "|---|---|---:|"]
     for k, n in sorted(rows_by.items()):
         src, lic = k.split("\t")
@@ -109,13 +98,17 @@ def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall:
     sources: dict[str, list[str]] = {}
     for s in cfg.sources or BUNDLED_SOURCES:
         sources.setdefault(s.format, []).append(s.path)
+    # who answered the exported rows: the included partitions' provenance (all partitions' when none is in)
+    prov = merge_provenance([summaries[k].get("provenance") or {} for k in included]) if included else prov
     note = standin_note(prov)
+    won = ("won its duel" if "defeat" not in cfg.export.buckets
+           else "was dueled (the `defeat` bucket holds answers that lost their duel)")
     lines = [
         "---", "configs:", "- config_name: default", "  data_files:", "  - split: train", "    path: data/*.parquet",
         "---", "", "# duel_assets SFT export", "",
         *([f"**{note}** These rows are for trying the pipeline, not for training.", ""] if note else []),
         f"{rows} training turns: each row is a coding-agent history and, as the target, a challenger answer that "
-        f"won its duel (buckets: {', '.join(cfg.export.buckets)}). {models_line(prov)}", "",
+        f"{won} (buckets: {', '.join(cfg.export.buckets)}). {models_line(prov)}", "",
         "Load: `datasets.load_dataset(\"<this folder>\")` (one parquet shard per prompt file under `data/`), or the "
         "JSON Lines shards under `jsonl/`.", "",
         "## Layout", "", *_layout_lines(cfg.export.layout, cfg.export.reasoning, sorted(by["source"]) or sorted(sources)),

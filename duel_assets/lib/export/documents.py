@@ -89,7 +89,7 @@ WHERE prompt_file = '{key}'  -- and turn_id = '...'; judge_scores has one row pe
 
 def lineage_markdown(key: str, rows: list[dict], limit: int = 20) -> str:
     """How to follow a turn across the seven tables, and where this partition's turns went."""
-    lines = ["Every table is keyed by (prompt_file, turn_id). Follow a turn with:", "", "```sql",
+    lines = ["Every table but pr_records (prompt_file, instance_id) is keyed by (prompt_file, turn_id). Follow a turn with:", "", "```sql",
              LINEAGE_SQL.format(key=key), "```", "", "| turn_id | score | bucket | file |", "|---|---:|---|---|"]
     for r in rows[:limit]:
         score = "-" if r.get("score") is None else f"{r['score']:.1f}"
