@@ -51,6 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: Any, headers: dict | None = None, raw: bytes | None = None,
               content_type: str = "application/json") -> bool:
         body = raw if raw is not None else json.dumps(payload).encode()
+        self._leaving()
         try:
             self._head(status, headers, content_type=content_type, length=len(body))
             self.wfile.write(body)
@@ -112,9 +113,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"unknown path {self.path}"}})
             return
         self.state.started()
+        self._counted = True
         try:
             self._chat(body, arrived)
         finally:
+            self._leaving()
+
+    def _leaving(self) -> None:
+        """The reply's last bytes are about to leave: the request stops counting as in flight now,
+        before the client can read its end (and, if it keeps a bound, send its next request)."""
+        if getattr(self, "_counted", False):
+            self._counted = False
             self.state.finished()
 
     def _chat(self, body: dict, arrived: float) -> None:
@@ -209,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
                     st.record(entry)
                 if i == 0:
                     self._head(200, headers, content_type="text/event-stream")
+                if last:
+                    self._leaving()
                 self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" + (b"0\r\n\r\n" if last else b""))
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
