@@ -47,6 +47,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
 
     from duel_assets.defs.resources import DuelSettings, LLMResource
     from duel_assets.lib.calls import CallStore, LLMCaller
+    from duel_assets.lib.settings import Paths
 
     home = tmp / "duel_home"
     os.environ.update(DUEL_HOME=str(home), DUEL_CONFIG=str(write_config(tmp, bench_source(tmp, TURNS), CONCURRENCY)))
@@ -60,7 +61,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
         n0 = standin_stats(base)["requests"]
         warm = _materialize(inst, key, LLMResource(), home)
         warm_calls = standin_stats(base)["requests"] - n0
-        store = CallStore(home / "cache" / "llm_calls.sqlite")
+        store = CallStore(Paths(home).cache_db)
         memo = dict(store.items())
         store.close()
 

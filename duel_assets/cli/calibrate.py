@@ -35,8 +35,10 @@ def cmd_make_calibration(args) -> int:
 
     try:
         cfg = load_config()
-        home = Paths.from_env().home
-        made = make_set(cfg, args.n, seed=args.seed, tie_share=args.tie_share, cache_dir=home / "cache" / "line_index")
+        paths = Paths.from_env()
+        home = paths.home
+        # the sampler's own cache folder (JSONL line indexes, parquet footers), shared with `sample`
+        made = make_set(cfg, args.n, seed=args.seed, tie_share=args.tie_share, cache_dir=paths.cache_dir)
     except (ConfigError, ValueError) as e:
         return _err(str(e))
     out = Path(args.output) if args.output else calibration_dir(home) / f"made_{args.n}.jsonl"

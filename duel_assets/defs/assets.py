@@ -71,7 +71,7 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
     resample = context.run.tags.get(RESAMPLE_TAG) == "true"
     try:
         held_before = not pf.exists() and _materialized_before(context, key)
-        origin = ensure_prompt_file(paths.home, pf, key, cfg, paths.home / "cache", resample, held_before)
+        origin = ensure_prompt_file(paths.home, pf, key, cfg, paths.cache_dir, resample, held_before)
         loaded = load_partition(paths.home, pf, key, cfg)
     except (PromptFileError, ConfigError) as e:
         raise dg.Failure(description=str(e)) from None
@@ -105,7 +105,7 @@ def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sample
         [{"instance_id": i} for i in sampled_turns["instance_id"]]
     ids = sorted(set(sampled_turns["instance_id"]))
     try:
-        df, hit = cached_pr_records(cfg.pr_records, ids, paths.home / "cache" / "pr_records" / f"{key}.parquet",
+        df, hit = cached_pr_records(cfg.pr_records, ids, paths.pr_records_cache(key),
                                     hidden_by_instance(turns))
     except ConfigError as e:
         raise dg.Failure(description=str(e)) from None
