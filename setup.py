@@ -33,7 +33,8 @@ setup(
         "dagster-postgres==0.29.27",
         "pyarrow>=15",
         "numpy>=1.26",
-        "openai[aiohttp]>=3.54,<4",
+        # the LLM calls: OpenAI-compatible HTTP, posted directly (lib/calls/session.py)
+        "aiohttp>=3.10,<4",
         "datasets>=3.0",
         "tabulate>=0.9",
         "tqdm>=4.66",

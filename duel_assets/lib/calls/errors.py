@@ -9,8 +9,6 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-import httpx2
-import openai
 
 from .wire import Garbage
 
@@ -91,6 +89,14 @@ class RateLimitInfo:
                    reset_tokens_s=duration_seconds(headers.get("x-ratelimit-reset-tokens")))
 
 
+class StatusError(Exception):
+    """The endpoint answered with an HTTP status >= 400."""
+
+    def __init__(self, status: int, headers, text: str):
+        self.status, self.headers, self.text = status, headers, text
+        super().__init__(f"HTTP {status}: {text[:300]}")
+
+
 def _causes(exc: BaseException | None):
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -100,33 +106,26 @@ def _causes(exc: BaseException | None):
 
 
 def _transport_kind(exc: BaseException) -> str:
-    """timeout or connection, from the transport's own exception under the SDK's. The aiohttp
-    transport reports every connection error (refused, reset, server gone) as a connect *timeout*;
-    the metadata should say what happened."""
+    """timeout or connection, from the transport's own exception or what it wraps."""
     for e in _causes(exc):
         if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
             return "timeout"
-        if isinstance(e, (aiohttp.ClientConnectionError, ConnectionError)):
-            return "connection"
-    return "timeout" if isinstance(exc, (openai.APITimeoutError, asyncio.TimeoutError, httpx2.TimeoutException)) else "connection"
+    return "connection"
 
 
 def classify(exc: BaseException) -> tuple[str, float | None]:
     """(kind, server-suggested delay) of an exception from one attempt."""
-    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, asyncio.TimeoutError, TimeoutError,
-                        httpx2.TransportError)):
-        return _transport_kind(exc), None
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limit", retry_after_seconds(exc.response.headers)
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status >= 500 or status == 408:
-            return "server_error", retry_after_seconds(exc.response.headers)
-        return f"http_{status}", None
-    if isinstance(exc, (Garbage, openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError)):
+    if isinstance(exc, StatusError):
+        if exc.status == 429:
+            return "rate_limit", retry_after_seconds(exc.headers)
+        if exc.status >= 500 or exc.status == 408:
+            return "server_error", retry_after_seconds(exc.headers)
+        return f"http_{exc.status}", None
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
+                        ConnectionError)):
+        return _transport_kind(exc), None  # a payload or connection error mid-reply: the connection broke
+    if isinstance(exc, (Garbage, json.JSONDecodeError, UnicodeDecodeError)):
         return "garbage", None
-    if isinstance(exc, (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError)):
-        return "connection", None  # the connection broke while the reply was being read
     for e in _causes(exc):
         if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
             return "timeout", None

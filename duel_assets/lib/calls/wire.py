@@ -1,8 +1,8 @@
 """The OpenAI-compatible wire format: request bodies, replies and streamed replies. No Dagster imports.
 
-Replies are read as plain JSON rather than through the SDK's response models: providers add fields
-of their own (``reasoning_content``, ``reasoning``, cache counters) and building typed models for
-every reply costs CPU that, at many calls in flight, delays the replies queued behind it.
+Replies are read as plain JSON, not into typed response models: providers add fields of their own
+(``reasoning_content``, ``reasoning``, cache counters), and building typed models for every reply
+costs CPU that, at many calls in flight, delays the replies queued behind it.
 """
 from __future__ import annotations
 
