@@ -25,6 +25,7 @@ from .llm import CallStats
 from .trajectories import Turn
 
 ROLES = ("king", "challenger", "judge")
+PLAN_CHUNK = 16  # turns planned (and their calls queued) before the event loop runs again
 
 
 @dataclass
@@ -104,19 +105,22 @@ async def run_stage_async(caller, turns: list[Turn], cfg, prs: dict[str, dict], 
                           label: str = "duel") -> StageResult:
     """Roles not asked for are read from ``king_rows`` / ``chal_rows`` (answers already stored)."""
     stats = {r: CallStats() for r in ROLES}
-    planned: dict[str, list[Planned]] = {
-        role: plan_generation(role, turns, cfg, prs, mode) for role in ("king", "challenger") if role in roles}
+    planned: dict[str, list[Planned]] = {role: [] for role in ("king", "challenger") if role in roles}
     judge_skips: Counter = Counter()
     async with caller.session(label) as call:
-        gen: dict[str, dict[str, asyncio.Future]] = {}
-        for role, plan in planned.items():
-            reqs = [(p.turn.turn_id, p.request) for p in plan if p.request is not None]
-            stats[role].requested = len(reqs)
-            call.expect(len(reqs))
-            hits = caller.cache.get_many([req.key for _, req in reqs])
-            first = {tid: asyncio.ensure_future(call(req, stats[role], hits.get(req.key))) for tid, req in reqs}
-            gen[role] = {p.turn.turn_id: asyncio.ensure_future(
-                _answer(call, role, p, first.get(p.turn.turn_id), cfg, prs, mode, stats[role])) for p in plan}
+        gen: dict[str, dict[str, asyncio.Future]] = {role: {} for role in planned}
+        for start in range(0, len(turns), PLAN_CHUNK):
+            for role, plan in planned.items():
+                chunk = plan_generation(role, turns[start:start + PLAN_CHUNK], cfg, prs, mode)
+                plan += chunk
+                reqs = [(p.turn.turn_id, p.request) for p in chunk if p.request is not None]
+                stats[role].requested += len(reqs)
+                call.expect(len(reqs))
+                hits = caller.cache.get_many([req.key for _, req in reqs])
+                first = {tid: asyncio.ensure_future(call(req, stats[role], hits.get(req.key))) for tid, req in reqs}
+                gen[role].update({p.turn.turn_id: asyncio.ensure_future(
+                    _answer(call, role, p, first.get(p.turn.turn_id), cfg, prs, mode, stats[role])) for p in chunk})
+            await asyncio.sleep(0)  # the first requests go out while the rest are planned
 
         async def judge_turn(t: Turn) -> list[tuple[JudgeJob, Judged | None]]:
             k = await gen["king"][t.turn_id] if "king" in gen else (king_rows or {}).get(t.turn_id)
