@@ -31,6 +31,16 @@ def body_key(body: dict) -> str:
                                      sort_keys=True).encode()).hexdigest()
 
 
+def message_pieces(body: dict) -> list[str]:
+    """Each message as canonical JSON (sorted keys)."""
+    return [json.dumps(m, sort_keys=True) for m in body.get("messages") or []]
+
+
+def pieces_chars(pieces: list[str]) -> int:
+    """``len(json.dumps(messages))`` from the pieces: the same items, the same separators."""
+    return sum(map(len, pieces)) + 2 * max(0, len(pieces) - 1) + 2
+
+
 class Bucket:
     """A token bucket refilled at ``per_minute`` / 60 a second, holding one second of it."""
 
@@ -136,16 +146,19 @@ class StandinState:
 
     # ------------------------------------------------------------------ prefix cache, latency
 
-    def cached_tokens(self, body: dict) -> int:
+    def cached_tokens(self, body: dict, pieces: list[str] | None = None) -> int:
         """Prompt tokens (~4 characters each) of the longest prefix of this request, per model,
-        already seen; the request's own prefixes are remembered for the next ones."""
+        already seen; the request's own prefixes are remembered for the next ones. ``pieces``: the
+        messages as canonical JSON (:func:`message_pieces`), when the caller has them."""
         if not self.prefix_cache:
             return 0
-        digest = hashlib.sha256(json.dumps([body.get("model"), body.get("tools")], sort_keys=True).encode())
-        chars, cached = len(json.dumps(body.get("tools"))) if body.get("tools") else 0, 0
+        tools = json.dumps(body.get("tools"), sort_keys=True)
+        digest = hashlib.sha256(f'[{json.dumps(body.get("model"))}, {tools}]'.encode())
+        chars, cached = len(tools) if body.get("tools") else 0, 0
+        if pieces is None:
+            pieces = message_pieces(body)
         with self.lock:
-            for m in body.get("messages") or []:
-                piece = json.dumps(m, sort_keys=True)
+            for piece in pieces:
                 digest.update(piece.encode())
                 chars += len(piece)
                 key = digest.hexdigest()

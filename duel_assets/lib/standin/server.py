@@ -15,7 +15,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .provider import FAULT_KINDS, StandinState, body_key
+from .provider import FAULT_KINDS, StandinState, body_key, message_pieces, pieces_chars
 from .replies import completion, stream_events
 
 
@@ -132,8 +132,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("model") == "standin-auth-echo":  # a provider that echoes the key in its error
             self._send(401, {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}})
             return
-        messages = body.get("messages") or []
-        est = len(json.dumps(messages)) // 4 + int(body.get("max_tokens") or 0)
+        pieces = message_pieces(body)  # each message serialised once, for the estimate, usage and the prefix cache
+        chars = pieces_chars(pieces)
+        est = chars // 4 + int(body.get("max_tokens") or 0)
         entry = {"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"), "t": time.time(),
                  "stream": bool(body.get("stream"))}
         wait, limit_headers = st.admit(est)
@@ -150,9 +151,9 @@ class _Handler(BaseHTTPRequestHandler):
                 st.counts[f"fault:{fault}"] += 1
         resp: dict | None = None
         if fault is None:  # the reply is made inside the latency window, ready to go
-            resp, with_usage = completion(body, st.oracle.verdict if st.oracle is not None else None)
+            resp, with_usage = completion(body, st.oracle.verdict if st.oracle is not None else None, key=key, prompt_chars=chars)
             usage = resp["usage"]
-            usage["prompt_tokens_details"] = {"cached_tokens": st.cached_tokens(body)}
+            usage["prompt_tokens_details"] = {"cached_tokens": st.cached_tokens(body, pieces)}
             if not with_usage:
                 resp.pop("usage")
             latency = st.latency_s(usage["prompt_tokens"], usage["completion_tokens"])
