@@ -48,7 +48,9 @@ def report(r: dict) -> list[str]:
         f"{r['llm_calls_sent']} sent, {r['llm_merged']} merged with an identical call in flight), stand-in latency "
         f"{LATENCY_MS:.0f} ms, concurrency {CONCURRENCY}:",
         f"  wall {r['llm_wall_s']:.2f} s vs sent*L/C = {r['llm_ideal_s']:.2f} s  -> efficiency {r['llm_efficiency']:.2f} "
-        f"(client CPU {r['llm_client_cpu_s']:.2f} s)",
+        f"(client CPU {r['llm_client_cpu_s']:.2f} s); median of {len(r['llm_efficiency_trials'])} runs: "
+        f"{', '.join(f'{e:.3f}' for e in r['llm_efficiency_trials'])}; share of the machine's CPU time taken by its host "
+        f"meanwhile: {', '.join('n/a' if s is None else f'{s:.0%}' for s in r['llm_cpu_steal_share_trials'])}",
         f"  sequential: {r['sequential_per_call_s'] * 1000:.0f} ms/call measured on 30 calls -> {r['sequential_projected_s']:.0f} s "
         f"-> speedup {r['speedup_vs_sequential']:.1f}x; warm re-run: {r['llm_warm_calls']} model calls, {r['llm_warm_wall_s']:.2f} s; "
         f"repeated bodies at the endpoint: {r['llm_repeats']}",

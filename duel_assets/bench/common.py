@@ -13,6 +13,7 @@ from pathlib import Path
 LATENCY_MS = 200.0
 CONCURRENCY = 64
 TURNS = 200
+TRIALS = 3  # runs of the LLM stage; the median is reported
 PRICES = {"prompt": 0.60, "completion": 2.50, "cached_prompt": 0.15}  # USD per 1M tokens (an example price list)
 
 
