@@ -174,3 +174,30 @@ def test_parse_reply_calls_malformed_replies_garbage(data):
     with pytest.raises(Garbage):
         parse_reply(data)
     assert classify(Garbage("x"))[0] == "garbage"
+
+
+def test_statuses_and_transport_errors_are_classified_by_what_happened():
+    """Statuses come from the endpoint's answer, with its own delay where it gives one; transport
+    errors say whether the connection broke or went silent."""
+    import asyncio
+
+    import aiohttp
+    from multidict import CIMultiDict
+
+    from duel_assets.lib.calls.errors import StatusError
+
+    def status(code: int, **headers: str) -> StatusError:
+        return StatusError(code, CIMultiDict(headers), '{"error": {"message": "no"}}')
+
+    assert classify(status(429, **{"retry-after-ms": "250"})) == ("rate_limit", 0.25)
+    assert classify(status(429, **{"Retry-After": "3"})) == ("rate_limit", 3.0)
+    assert classify(status(503, **{"Retry-After": "1"})) == ("server_error", 1.0)
+    assert classify(status(408)) == ("server_error", None)
+    assert classify(status(401)) == ("http_401", None)
+    assert "HTTP 401" in str(status(401))
+    assert classify(aiohttp.ServerTimeoutError("read"))[0] == "timeout"
+    assert classify(asyncio.TimeoutError())[0] == "timeout"
+    assert classify(aiohttp.ServerDisconnectedError())[0] == "connection"
+    assert classify(aiohttp.ClientPayloadError("cut"))[0] == "connection"
+    assert classify(ConnectionResetError())[0] == "connection"
+    assert classify(ValueError("bug"))[0] == "client_error"
