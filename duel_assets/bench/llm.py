@@ -55,18 +55,20 @@ def _trial(tmp: Path, n: int, cfg, turns, prs) -> dict:
         store = tmp / f"cache{n}.sqlite"
         seq = _caller(base, cfg.calls.model_copy(update={"concurrency": 1}), store)
         sample = duel.plan_generation("king", turns[-30:], cfg, prs, sample_index=99)
-        calls = sample if n == 0 else sample[:1]
         t0 = time.monotonic()
-        seq.run([p.request for p in calls], "sequential sample")
-        out["per_call"] = (time.monotonic() - t0) / len(calls)
+        seq.run([p.request for p in (sample if n == 0 else sample[:1])], "sequential sample")
+        if n == 0:
+            out["per_call"] = (time.monotonic() - t0) / len(sample)
         caller = _caller(base, cfg.calls, store)
         before = standin_stats(base)["requests"]
         ticks = cpu_ticks()
         t0, c0 = time.monotonic(), time.process_time()
         res = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage")
         wall, cpu = time.monotonic() - t0, time.process_time() - c0
+        sent = standin_stats(base)["requests"] - before
+        ideal = sent * (LATENCY_MS / 1000) / CONCURRENCY
         out.update(wall=wall, cpu=cpu, steal=steal_share(ticks, cpu_ticks()), stats=duel.merged_stats(list(res.stats.values())),
-                   sent=standin_stats(base)["requests"] - before)
+                   sent=sent, ideal=ideal, efficiency=ideal / wall)
         if n == TRIALS - 1:  # the same partition again: every call is in the store
             mid = standin_stats(base)["requests"]
             t0 = time.monotonic()
@@ -78,18 +80,15 @@ def _trial(tmp: Path, n: int, cfg, turns, prs) -> dict:
 
 def bench_efficiency(tmp: Path) -> dict:
     """Median of :data:`TRIALS` runs, each printed: the machine is a shared VM whose host takes CPU
-    time at random (``llm_cpu_steal_share`` says how much, per trial)."""
+    time at random (``llm_cpu_steal_share_trials`` says how much, per run)."""
     cfg, turns, prs = partition(tmp, write_config(tmp, bench_source(tmp, TURNS)), "bench_200")
     assert len(turns) == TURNS, len(turns)
     trials = [_trial(tmp, n, cfg, turns, prs) for n in range(TRIALS)]
-    for t in trials:
-        t["efficiency"] = t["sent"] * (LATENCY_MS / 1000) / CONCURRENCY / t["wall"]
     mid = sorted(trials, key=lambda t: t["efficiency"])[TRIALS // 2]
     stats, sent, wall, per_call = mid["stats"], mid["sent"], mid["wall"], trials[0]["per_call"]
-    ideal = sent * (LATENCY_MS / 1000) / CONCURRENCY
     last = trials[-1]
     return dict(llm_calls=stats.requested, llm_calls_sent=sent, llm_merged=stats.merged, llm_wall_s=round(wall, 3),
-                llm_ideal_s=round(ideal, 3), llm_efficiency=round(ideal / wall, 3), llm_client_cpu_s=round(mid["cpu"], 2),
+                llm_ideal_s=round(mid["ideal"], 3), llm_efficiency=round(mid["efficiency"], 3), llm_client_cpu_s=round(mid["cpu"], 2),
                 llm_efficiency_trials=[round(t["efficiency"], 3) for t in trials],
                 llm_client_cpu_s_trials=[round(t["cpu"], 2) for t in trials],
                 llm_cpu_steal_share_trials=[t["steal"] for t in trials],

@@ -105,28 +105,20 @@ def _causes(exc: BaseException | None):
         exc = exc.__cause__ or exc.__context__
 
 
-def _transport_kind(exc: BaseException) -> str:
-    """timeout or connection, from the transport's own exception or what it wraps."""
-    for e in _causes(exc):
-        if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-            return "timeout"
-    return "connection"
-
-
 def classify(exc: BaseException) -> tuple[str, float | None]:
-    """(kind, server-suggested delay) of an exception from one attempt."""
+    """(kind, server-suggested delay) of an exception from one attempt. A transport error is a
+    timeout when a timeout is anywhere in its chain (read or connect silence), else the connection
+    broke (refused, reset, a reply cut short)."""
     if isinstance(exc, StatusError):
         if exc.status == 429:
             return "rate_limit", retry_after_seconds(exc.headers)
         if exc.status >= 500 or exc.status == 408:
             return "server_error", retry_after_seconds(exc.headers)
         return f"http_{exc.status}", None
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
-                        ConnectionError)):
-        return _transport_kind(exc), None  # a payload or connection error mid-reply: the connection broke
     if isinstance(exc, (Garbage, json.JSONDecodeError, UnicodeDecodeError)):
         return "garbage", None
-    for e in _causes(exc):
-        if isinstance(e, (asyncio.TimeoutError, TimeoutError)):
-            return "timeout", None
+    if any(isinstance(e, (asyncio.TimeoutError, TimeoutError)) for e in _causes(exc)):
+        return "timeout", None
+    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)):
+        return "connection", None
     return "client_error", None

@@ -48,7 +48,7 @@ def _tls_context():
     return ssl.create_default_context()
 
 
-USER_AGENT = "duel-assets/0.1 (aiohttp)"
+USER_AGENT = "duel-assets (aiohttp)"
 
 
 def limits_of(cfg: CallsConfig) -> flight.Limits:

@@ -146,17 +146,15 @@ class StandinState:
 
     # ------------------------------------------------------------------ prefix cache, latency
 
-    def cached_tokens(self, body: dict, pieces: list[str] | None = None) -> int:
+    def cached_tokens(self, body: dict, pieces: list[str]) -> int:
         """Prompt tokens (~4 characters each) of the longest prefix of this request, per model,
         already seen; the request's own prefixes are remembered for the next ones. ``pieces``: the
-        messages as canonical JSON (:func:`message_pieces`), when the caller has them."""
+        messages as canonical JSON (:func:`message_pieces`)."""
         if not self.prefix_cache:
             return 0
         tools = json.dumps(body.get("tools"), sort_keys=True)
         digest = hashlib.sha256(f'[{json.dumps(body.get("model"))}, {tools}]'.encode())
         chars, cached = len(tools) if body.get("tools") else 0, 0
-        if pieces is None:
-            pieces = message_pieces(body)
         with self.lock:
             for piece in pieces:
                 digest.update(piece.encode())

@@ -120,13 +120,12 @@ def _judge_content(body: dict, model: str, verdict: dict | None) -> tuple[str, s
     return content, finish
 
 
-def completion(body: dict, judge=None, key: str | None = None, prompt_chars: int | None = None) -> tuple[dict, bool]:
+def completion(body: dict, judge, key: str, prompt_chars: int) -> tuple[dict, bool]:
     """(chat.completion JSON, include usage). ``judge(body)`` may supply a judge verdict (a judge of
     known quality for calibration: None for requests it does not know); otherwise the heuristic decides.
-    ``key`` (the body's hash) and ``prompt_chars`` (the length of its messages as JSON) spare the
-    caller's second serialisation of the body when it has them."""
+    ``key`` is the body's hash (:func:`.provider.body_key`), ``prompt_chars`` the length of its
+    messages as JSON (:func:`.provider.pieces_chars`): the caller has both already."""
     model = str(body.get("model") or "standin")
-    messages = body.get("messages") or []
     reasoning, tool_calls, finish = None, None, "stop"
     if is_judge_request(body):
         content, finish = _judge_content(body, model, judge(body) if judge else None)
@@ -160,10 +159,10 @@ def completion(body: dict, judge=None, key: str | None = None, prompt_chars: int
         message["tool_calls"] = tool_calls
     if reasoning:
         message["reasoning_content"] = reasoning
-    prompt_tokens = (prompt_chars if prompt_chars is not None else len(json.dumps(messages))) // 4
+    prompt_tokens = prompt_chars // 4
     completion_tokens = len(content) // 4 + 1
     resp = {
-        "id": f"standin-{h(key or json.dumps(body, sort_keys=True)) % 10**12}",
+        "id": f"standin-{h(key) % 10**12}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": f"{SERVED_PREFIX}{model}",  # who served it: the stand-in, whatever model was asked for
