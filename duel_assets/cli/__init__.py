@@ -1,5 +1,5 @@
 """`duel-assets`: what the Dagster CLI cannot do in one step (demo, sample, run, forget, config,
-standin, ui, make-calibration, calibrate, bench).
+standin, ui, make-calibration, calibrate, calls, bench).
 
 Runs go to the persistent instance at $DAGSTER_HOME (default $DUEL_HOME/dagster_home), so the UI
 shows them; the command exits non-zero when any materialization fails. Every command loads ``.env``
@@ -98,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stand-in port when no endpoint is set (default: 8765, or a free port when taken)")
     u.set_defaults(fn=_fn("serve.cmd_ui"))
     calibrate.add_subcommands(sub)
+    k = sub.add_parser("calls", help="list what the call store holds per endpoint and model (calls, stand-in "
+                                     "replies, when stored), or remove one endpoint's calls",
+                       description="List what the call store holds per endpoint and model, or remove one "
+                                   "endpoint's calls. A stored reply is reused only for the endpoint that gave it.")
+    k.add_argument("--remove-endpoint", metavar="URL",
+                   help="remove every call stored for this endpoint (its base URL, as `duel-assets calls` lists it or "
+                        "as configured: credentials are ignored; `unknown` for calls stored before endpoints were "
+                        "recorded); the next run pays for them again")
+    k.set_defaults(fn=_fn("calls.cmd_calls"))
     b = sub.add_parser("bench", help="run the benchmarks and print ratios")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     b.set_defaults(fn=_fn("common.cmd_bench"))
