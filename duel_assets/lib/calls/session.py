@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import gc
 import sys
@@ -54,7 +55,10 @@ class LLMCaller:
         self.cache = EndpointCalls(cache, self.endpoint_id)  # this endpoint's calls, by content key
         self.log = log or (lambda s: None)
         self.progress = progress
-        self.secrets = [s for s in (endpoint.api_key, *(endpoint.basic_auth or ())) if s]
+        self.secrets = [endpoint.api_key] if endpoint.api_key else []
+        if endpoint.basic_auth:  # as given, and as an Authorization header carries them
+            self.secrets += [s for s in endpoint.basic_auth if len(s) >= 4]
+            self.secrets.append(base64.b64encode(":".join(endpoint.basic_auth).encode()).decode())
 
     def run(self, requests: Sequence[CallRequest], label: str = "llm") -> tuple[list[CallResult], CallStats]:
         return self.run_coroutine(self.run_async(requests, label))
