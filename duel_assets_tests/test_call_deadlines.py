@@ -159,3 +159,34 @@ def test_a_lease_outlives_a_reply_longer_than_its_time_to_live(fresh_standin, tm
     assert len(out) == 2 and all(rs[0].ok for rs, _ in out)
     assert fresh_standin.state.stats()["answers"] == 1
     assert sorted(s.completed_elsewhere + s.completed for _, s in out) == [1, 1]
+
+
+@pytest.mark.e2e
+def test_refusals_reach_the_step_log_the_failure_message_and_the_run_summary(duel_env, instance):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import dagster as dg
+
+    said = "stream=true is not supported by this deployment (stand-in)"
+    cfg = duel_env["config"]
+    chain = cfg.read_text()
+    # answers refused: the step fails, its message in the provider's words
+    cfg.write_text(chain.replace('model = "standin-generator"', 'model = "standin-no-stream"'))
+    res = materialize(instance, "p", raise_on_error=False)
+    failure = next(e for e in res.all_events if e.is_step_failure and e.step_key == "duel_calls")
+    assert f"first http_400: StatusError: HTTP 400: {said}" in failure.event_specific_data.error.message
+    # judgements refused but tolerated: the run succeeds, and says so on the terminal and in the step's log
+    cfg.write_text(chain.replace('models = ["standin-judge-1"]', 'models = ["standin-no-stream"]')
+                   .replace("timeout_s = 5", "timeout_s = 5\nmax_failure_rate = 1.0"))
+    env = {**os.environ, "DUEL_PROGRESS": "0"}
+    out = subprocess.run([str(Path(sys.executable).parent / "duel-assets"), "run", "--partition", "q", "--sample-new"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    line = next((x for x in out.stderr.splitlines() if x.startswith("[q] judge_scores:")), "")
+    assert "calls failed; first http_400: StatusError: HTTP 400: " + said in line, out.stderr[-2000:]
+    with dg.DagsterInstance.from_config(os.environ["DAGSTER_HOME"]) as inst:
+        run = next(r for r in inst.get_runs() if r.tags.get("dagster/partition") == "q")
+        logs = [e.user_message for e in inst.all_logs(run.run_id)]
+    assert sum("first http_400 from" in m and said in m for m in logs) == 1, logs
