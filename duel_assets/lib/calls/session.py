@@ -217,6 +217,9 @@ class CallSession:
                 stats.length_finishes += int(parsed["finish_reason"] == "length")
                 stats.empty_content += int(not parsed["content"] and not parsed["tool_calls"])
                 return CallResult(key=key, ok=True, attempts=attempts, **parsed)
+            if kind == "timeout" and clock.left() <= 0.01:  # the attempt was given all the time left
+                kind, detail = "deadline", self._late(clock, attempts, kind, detail)
+                break
             if kind not in RETRYABLE or attempt == cfg.retry_budget - 1:
                 break
             if kind == "timeout":  # the provider may still be working on it: give the next attempt longer
@@ -230,7 +233,7 @@ class CallSession:
             if kind in POSSIBLY_BILLED:
                 stats.possibly_billed_retries += 1
             await asyncio.sleep(delay)
-        if kind in ("timeout", "deadline") and not self.heard and not self.silenced.done():
+        if kind == "deadline" and not self.heard and not self.silenced.done():
             self.silenced.set_result(f"{self.caller.endpoint_id} answered none of this step's requests ({detail})")
         stats.fail(kind, detail)
         self.failed += 1
