@@ -55,10 +55,11 @@ class LLMCaller:
         self.cache = EndpointCalls(cache, self.endpoint_id)  # this endpoint's calls, by content key
         self.log = log or (lambda s: None)
         self.progress = progress
-        self.secrets = [endpoint.api_key] if endpoint.api_key else []
-        if endpoint.basic_auth:  # as given, and as an Authorization header carries them
-            self.secrets += [s for s in endpoint.basic_auth if len(s) >= 4]
-            self.secrets.append(base64.b64encode(":".join(endpoint.basic_auth).encode()).decode())
+        # scrubbed from error text: the key, and the URL's credentials as given and as sent
+        secrets = [endpoint.api_key, *(endpoint.basic_auth or ())]
+        if endpoint.basic_auth:
+            secrets.append(base64.b64encode(":".join(endpoint.basic_auth).encode()).decode())
+        self.secrets = [s for s in secrets if len(s) >= 4]  # as settings.secret_values: shorter is no secret
 
     def run(self, requests: Sequence[CallRequest], label: str = "llm") -> tuple[list[CallResult], CallStats]:
         return self.run_coroutine(self.run_async(requests, label))
