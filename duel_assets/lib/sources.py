@@ -52,6 +52,15 @@ def resolve_local(path: str) -> list[Path] | None:
     return None  # a hub dataset name such as AlienKevin/SWE-ZERO-12M-trajectories
 
 
+def path_identity(path: str) -> str:
+    """What names a source or one of its files the same way on every machine: a URL, a hub dataset
+    name or a ``bundled:`` name as written; a local path by its last component only (a checkout or a
+    home elsewhere must not change which turns a seed picks, nor anything sent to a model)."""
+    if path.startswith("bundled:") or _URL.match(path) or (not path.startswith((".", "/", "~")) and not Path(path).exists()):
+        return path
+    return Path(path.rstrip("/\\")).name or path
+
+
 def _decode(data: bytes) -> str | BadRow:
     try:
         return data.decode("utf-8")
