@@ -7,6 +7,7 @@ shows the run and its metadata), then prints the report (or, with `--json`, one 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import re
@@ -61,7 +62,7 @@ def _stage(src: Path, home: Path, key: str, replace: bool) -> Path:
     dest = calibration_dir(home) / f"{key}.jsonl"
     if dest.exists() and dest.resolve() == src.resolve():
         return dest
-    if dest.exists() and dest.read_bytes() != src.read_bytes() and not replace:
+    if dest.exists() and not filecmp.cmp(dest, src, shallow=False) and not replace:
         raise FileExistsError(f"{dest} already holds a different set: pass --key NAME to keep both, or --replace")
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
@@ -81,7 +82,8 @@ def cmd_calibrate(args) -> int:
         key = validate_partition_key(args.key or key_for(src))
         cset = read_set(src)
         if not cset.pairs:
-            return _err(f"{src}: no valid labelled pair ({len(cset.skips)} lines skipped: {cset.skipped_by_reason()})")
+            first = f"; first: {cset.skips[0]}" if cset.skips else ""
+            return _err(f"{src}: no valid labelled pair ({len(cset.skips)} lines skipped: {cset.skipped_by_reason()}{first})")
         ep = require_endpoint(resolve_endpoint())
         staged = _stage(src, paths.home, key, args.replace)
     except (ConfigError, CalibrationFileError, FileExistsError) as e:

@@ -46,7 +46,7 @@ def cmd_run(args) -> int:
     inst = instance(paths)
     on_disk, refused = scan_prompt_dir(paths.prompt_dir)
     for name in refused:
-        print(f"ignoring prompt file {name!r}: keys may use only [A-Za-z0-9._-]", file=sys.stderr)
+        print(f"ignoring prompt file {name}", file=sys.stderr)
     problems = unknown_partitions(keys, set(registered(inst)) | set(on_disk), paths)
     if problems and not args.sample_new:
         return errors_out(problems)
