@@ -122,6 +122,7 @@ def test_malformed_rows_are_skipped_and_counted(duel_env, instance, tmp_path):
     dup = reasons.pop("source:duplicate_history")  # the three good rows are rollouts of one task: shared first steps
     assert reasons == {"source:no_assistant_step": 1, "source:invalid_messages_json": 1, "source:invalid_json_line": 1}
     assert dup >= 1 and md["skipped"] == 3 + dup
+    assert md["duplicate_history"] == dup  # the histories held twice, whichever step skipped them
     assert md["turns"] == 6
     n, = query(duel_env["home"], "SELECT count(*) FROM duel.sampled_turns WHERE prompt_file='mixed_batch'")
     assert n[0] == 6

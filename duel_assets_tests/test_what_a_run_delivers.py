@@ -34,6 +34,18 @@ def test_a_prompt_file_over_200_turns_is_refused_whole(tmp_path):
     assert load_prompt_file(f).skipped == {"duplicate_history": 199}  # 200 listed: read (one history, 200 ids)
 
 
+def test_run_says_on_the_terminal_that_a_prompt_file_over_200_turns_is_refused(tmp_path):
+    env = cli_env(tmp_path)  # no call is made: the partition fails at its first step
+    t = sample_prompt_file(tmp_path, tmp_path / "scratch" / "k.json", "k", ChainConfig())["turns"][0]
+    prompt = Path(env["DUEL_HOME"]) / "prompt"
+    prompt.mkdir(parents=True)
+    (prompt / "big.json").write_text(json.dumps([{**t, "turn_id": f"t{i}"} for i in range(1000)]))
+    out = cli(env, "run", "--partition", "big", "--parallel", "1")
+    assert out.returncode == 1
+    assert re.search(r"^\[big\] sampled_turns failed: prompt file \S+big.json lists 1000 turns; .* holds at most 200: "
+                     r"split it", out.stderr, re.M), out.stderr[-2000:]
+
+
 @pytest.mark.e2e
 def test_run_says_what_each_partition_delivered_and_fails_when_one_dueled_nothing(tmp_path, fresh_standin):
     env = cli_env(tmp_path, base_url=fresh_standin.base_url)
@@ -45,6 +57,8 @@ def test_run_says_what_each_partition_delivered_and_fails_when_one_dueled_nothin
                     r"defeat \d+, parse-fail \d+ \(final >= 80, refined >= 66\); gate (ACCEPT|REJECT)", line), line
     assert re.search(r"^all partitions: gate (ACCEPT|REJECT)", ok.stdout, re.M) and "\nexport: " in ok.stdout
     assert ok.stdout.count("report: ") == 1
+    frames = re.findall(r"duel prompts_6_000: .*?(\d+)/(\d+) \[", ok.stderr)  # the call layer's bar, frame by frame
+    assert frames and frames[-1][0] == frames[-1][1], frames[-3:]  # it ends at its total
     # every turn of a new partition excluded: the PR records match none of its instances
     (tmp_path / "chain.toml").write_text(TEST_CHAIN + unmatched_records(tmp_path))
     lost = cli(env, "run", "--partition", "lost", "--sample-new", "--parallel", "1")
