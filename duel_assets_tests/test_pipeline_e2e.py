@@ -211,3 +211,14 @@ def test_demo_keeps_to_its_own_home_and_exports_rows_that_load(tmp_path, fresh_s
     with dg.DagsterInstance.from_config(str(user_dagster)) as inst:
         assert list(inst.get_dynamic_partitions("prompt_files")) == ["prompts_6_000"]
     assert set(_tree(demo / "export")) == set(demo_before)  # the demo's own export: the same shards again
+
+
+def test_demo_refuses_a_home_holding_prompt_files_it_did_not_write(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "prompt").mkdir(parents=True)
+    (mine / "prompt" / "prompts_400_000.json").write_text("[]")
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "DUEL_CONFIG")}
+    out = subprocess.run([str(Path(sys.executable).parent / "duel-assets"), "demo", "--home", str(mine)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "holds prompt files the demo did not write (prompts_400_000.json)" in out.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["prompt"]  # nothing written

@@ -99,8 +99,8 @@ def cmd_demo(args) -> int:
     home = Path(args.home).expanduser().resolve() if args.home else Paths.from_env().home / "demo"
     foreign = sorted(f.name for f in (home / "prompt").glob("*.json") if not f.name.startswith(f"{DEMO_STEM}_"))
     if foreign:
-        print(f"error: --home {home}: holds prompt files the demo did not write ({', '.join(foreign[:5])}); the demo "
-              "runs in a home of its own: give it an empty or earlier demo folder", file=sys.stderr)
+        print(f"error: {home} holds prompt files the demo did not write ({', '.join(foreign[:5])}); the demo runs "
+              "in a home of its own: give it (--home) an empty folder or an earlier demo's", file=sys.stderr)
         return 2
     env = demo_environment(home, str(Path(args.config).expanduser().resolve()) if args.config else demo_config())
     os.environ.update(env)
@@ -113,7 +113,7 @@ def cmd_demo(args) -> int:
               "instance, report, export); no other partition is read or written")
         print(f"using the OFFLINE STAND-IN at {srv.base_url}: its answers and verdicts are NOT from a model")
         rc, keys = sample_files(argparse.Namespace(prompts=None, per_file=None, stem=DEMO_STEM, force=False))
-        if keys:  # NOTHING: an earlier demo's files hold every turn there is; they are run again
+        if keys:  # the files written now, or kept from an earlier demo: only these are run
             rc = cmd_run(argparse.Namespace(partition=keys, sample_new=False, resample=False, parallel=2,
                                             no_report=False))
     print()
