@@ -3,7 +3,8 @@
 A prompt file is a JSON list of turns or an object with a ``turns`` list. It must be a regular file
 (a symlink to ``/dev/zero`` or a FIFO is refused before anything is read) no larger than
 ``sampling.max_prompt_file_bytes``; every turn is validated and its history bounded by the same
-rules as source rows. Turns that fail are counted by reason; a file with no valid turn is an error.
+rules as source rows. Turns that fail are counted by reason; a file with no valid turn, or listing
+more turns than a partition holds, is an error.
 """
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ def load_prompt_file(path: Path, max_turns: int = 200, max_bytes: int = DEFAULT_
         doc = {"turns": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("turns"), list):
         raise PromptFileError(f"prompt file {path} must be a JSON list of turns or an object with a 'turns' list")
+    if len(doc["turns"]) > max_turns:  # refused whole: keeping the first max_turns would drop the rest unseen
+        raise PromptFileError(f"prompt file {path} lists {len(doc['turns'])} turns; a prompt file (one partition) "
+                              f"holds at most {max_turns}: split it into files of at most {max_turns} turns")
     skipped: Counter = Counter()
     turns: list[Turn] = []
     seen_ids: set[str] = set()
@@ -65,9 +69,6 @@ def load_prompt_file(path: Path, max_turns: int = 200, max_bytes: int = DEFAULT_
             continue
         if t.history_hash in seen_hashes:
             skipped["duplicate_history"] += 1
-            continue
-        if len(turns) >= max_turns:
-            skipped[f"over_{max_turns}_turns"] += 1
             continue
         seen_ids.add(t.turn_id)
         seen_hashes.add(t.history_hash)

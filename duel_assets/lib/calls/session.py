@@ -252,15 +252,17 @@ class CallSession:
 
     def _tick(self, stats: CallStats) -> None:
         self.done += 1
-        total = max(self.total, self.done)
+        self.total = total = max(self.total, self.done)  # a judge's stricter retry is a call nobody announced
         if self.bar is not None:
+            self.bar.total = total
             self.bar.set_postfix(failed=self.failed, refresh=False)
             self.bar.update(1)
         if self.done % max(1, total // 10) == 0 or self.done == total:
             self.caller.log(f"{self.label}: {self.done}/{total} calls done, {self.failed} failed")
 
     async def aclose(self) -> None:
-        if self.bar is not None:
+        if self.bar is not None:  # the last state drawn, done / total: updates between redraws are not shown
+            self.bar.refresh()
             self.bar.close()
         await self.gate.aclose()
         await self.client.close()
@@ -274,4 +276,4 @@ def _limits(headers) -> dict | None:
 def _progress_bar(total: int, label: str):
     from tqdm import tqdm
 
-    return tqdm(total=total or None, desc=label, unit="call", file=sys.stderr, leave=False)
+    return tqdm(total=total or None, desc=label, unit="call", file=sys.stderr)
