@@ -140,6 +140,13 @@ def test_every_subcommand_and_option_has_help():
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
+        # `--help` starts with what the command does: the paragraph after the usage lines
+        said = " ".join(p.format_help().split("\n\n")[1].split())
+        assert p.description and said == " ".join(p.description.split()) and len(said) > 40, (name, said)
+    import duel_assets.cli
+
+    top = " ".join(parser.format_help().split("\n\n")[1].split())
+    assert top == " ".join(duel_assets.cli.__doc__.split("\n\n")[0].split()), top  # the whole paragraph, not its first line
 
 
 @pytest.mark.e2e

@@ -37,6 +37,14 @@ BAD = [
     ("two statements as a predicate", '[filters]\nwhere = "1=1; DROP TABLE x"\n', "filters.where"),
     ("an unknown table", "[sampler]\nprompts = 3\n", "sampler"),
     ("nan", "[gate]\nmin_margin = nan\n", "gate.min_margin"),
+    # upper bounds: each of these was once accepted
+    ("a concurrency of 1e8", "[calls]\nconcurrency = 100000000\n", "calls.concurrency"),
+    ("a million resamples", "[generation]\nmax_resamples = 1000000\n", "generation.max_resamples"),
+    ("a retry budget of 1e5", "[calls]\nretry_budget = 100000\n", "calls.retry_budget"),
+    ("a backoff of 1e12 s", "[calls]\nbackoff_base_s = 1e12\n", "calls.backoff_base_s"),
+    ("max_tokens of 1e11", "[generation]\nmax_tokens = 100000000000\n", "generation.max_tokens"),
+    ("a judge's max_tokens of 1e11", "[judges]\nmax_tokens = 100000000000\n", "judges.max_tokens"),
+    ("a timeout of a day", "[calls]\ntimeout_s = 86400.0\n", "calls.timeout_s"),
 ]
 
 

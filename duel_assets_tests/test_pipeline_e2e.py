@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from duel_assets_tests.conftest import materialize, materialize_report, metadata, query
@@ -121,6 +122,7 @@ def test_malformed_rows_are_skipped_and_counted(duel_env, instance, tmp_path):
     dup = reasons.pop("source:duplicate_history")  # the three good rows are rollouts of one task: shared first steps
     assert reasons == {"source:no_assistant_step": 1, "source:invalid_messages_json": 1, "source:invalid_json_line": 1}
     assert dup >= 1 and md["skipped"] == 3 + dup
+    assert md["duplicate_history"] == dup  # the histories held twice, whichever step skipped them
     assert md["turns"] == 6
     n, = query(duel_env["home"], "SELECT count(*) FROM duel.sampled_turns WHERE prompt_file='mixed_batch'")
     assert n[0] == 6
@@ -144,21 +146,79 @@ def test_definitions_validate_and_share_one_partitions_def():
     assert all(s.group_name == "duel" for s in specs.values())
 
 
-@pytest.mark.e2e
-def test_demo_command_end_to_end(tmp_path):
-    """`duel-assets demo` in a fresh DUEL_HOME: the acceptance of `make demo`."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith(("_BASE_URL", "_API_KEY")) and k not in ("DAGSTER_HOME", "DUEL_CONFIG")}
-    env["DUEL_HOME"] = str(tmp_path / "demo")
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()} if folder.exists() else {}
+
+
+def _demo(env: dict) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "duel-assets"
     out = subprocess.run([str(exe), "demo"], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    home = tmp_path / "demo"
-    assert f"report:    {home / 'report' / 'report.md'}" in out.stdout
-    assert "NOT from a model" in out.stdout
+    return out
+
+
+@pytest.mark.e2e
+def test_demo_keeps_to_its_own_home_and_exports_rows_that_load(tmp_path, fresh_standin):
+    """`make demo`, a `run` with another configuration, `make demo` again: the other configuration's
+    rows, shards and partitions are untouched, and the demo's export loads with `datasets`."""
+    import datasets
+
+    from duel_assets_tests.conftest import CANARY_KEY, TEST_CHAIN
+
+    home, user_dagster = tmp_path / "home", tmp_path / "dagster"
+    base = {k: v for k, v in os.environ.items() if not k.endswith(("_BASE_URL", "_API_KEY"))
+            and k not in ("DAGSTER_HOME", "DUEL_CONFIG", "DUEL_WAREHOUSE", "DUEL_CALL_CACHE", "DUEL_PROGRESS")}
+    base.update(DUEL_HOME=str(home), DAGSTER_HOME=str(user_dagster), HF_DATASETS_CACHE=str(tmp_path / "hf"))
+    first = _demo(base)
+    demo = home / "demo"
+    assert f"duel-assets demo: in a home of its own, {demo} " in first.stdout and "NOT from a model" in first.stdout
+    assert first.stdout.count("report: ") == 1 and f"report: {demo / 'report' / 'report.md'}" in first.stdout
+    assert f"UI:        DUEL_HOME={demo} DAGSTER_HOME={demo / 'dagster_home'} " in first.stdout
+    assert not (home / "prompt").exists() and not user_dagster.exists()  # nothing of the user's home was made
     for t in ASSETS:
-        (n, parts), = query(home, f"SELECT count(*), count(DISTINCT prompt_file) FROM duel.{t}")
-        assert n > 0 and parts >= 2, t
-    parsed, = query(home, "SELECT count(*) FROM duel.duel_verdict WHERE parsed")
-    files = [f for b in ("final", "refined", "defeat") for f in (home / b).rglob("*.json")]
+        (n, parts), = query(demo, f"SELECT count(*), count(DISTINCT prompt_file) FROM duel.{t}")
+        assert n > 0 and parts == 2, t
+    assert sorted(p.name for p in (demo / "prompt").iterdir()) == ["demo_24_000.json", "demo_24_001.json"]
+    parsed, = query(demo, "SELECT count(*) FROM duel.duel_verdict WHERE parsed")
+    files = [f for b in ("final", "refined", "defeat") for f in (demo / b).rglob("*.json")]
     assert len(files) == parsed[0] > 0
-    assert (home / "report" / "report.md").exists() and (home / "export" / "README.md").exists()
+    card = (demo / "export" / "README.md").read_text()
+    assert "not for training" in card and "**Gate: REJECT**" in card and "yes, with gate REJECT (not required)" in card
+    assert "Load: `datasets.load_dataset" in card
+    ds = datasets.load_dataset(str(demo / "export"), split="train", cache_dir=str(tmp_path / "hf"))
+    accepted, = query(demo, "SELECT count(*) FROM duel.duel_verdict WHERE bucket IN ('final', 'refined')")
+    assert len(ds) == accepted[0] > 0 and all(ds["standin"]) and set(ds["prompt_file"]) == {"demo_24_000", "demo_24_001"}
+    assert "(stand-in reply, not a model)" in ds[0]["messages"][-1]["content"]
+    # the user's own configuration, home and Dagster instance
+    cfg = tmp_path / "chain.toml"
+    cfg.write_text(TEST_CHAIN.replace('model = "standin-generator"', 'model = "standin-generator-user"')
+                   + "\n[export]\nrequire_gate = false\n")  # shards whatever the gate says: they must stay
+    user = {**base, "DUEL_CONFIG": str(cfg), "LLM_BASE_URL": fresh_standin.base_url, "LLM_API_KEY": CANARY_KEY}
+    exe = Path(sys.executable).parent / "duel-assets"
+    for args in (["sample", "--prompts", "6"], ["run", "--parallel", "1"]):
+        out = subprocess.run([str(exe), *args], env=user, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+    rows = {t: query(home, f"SELECT * FROM duel.{t} ORDER BY ALL") for t in ASSETS}
+    assert rows["king_answers"] and {r for r, in query(home, "SELECT DISTINCT model FROM duel.king_answers")} == {"standin-generator-user"}
+    kept = {"export": _tree(home / "export"), "report": _tree(home / "report"), "prompt": _tree(home / "prompt"),
+            **{b: _tree(home / b) for b in ("final", "refined", "defeat")}}
+    assert any(k.startswith("data/train-prompts_6_000") for k in kept["export"])
+    demo_before = _tree(demo / "export")
+    _demo(base)  # again
+    assert {t: query(home, f"SELECT * FROM duel.{t} ORDER BY ALL") for t in ASSETS} == rows
+    assert {"export": _tree(home / "export"), "report": _tree(home / "report"), "prompt": _tree(home / "prompt"),
+            **{b: _tree(home / b) for b in ("final", "refined", "defeat")}} == kept
+    with dg.DagsterInstance.from_config(str(user_dagster)) as inst:
+        assert list(inst.get_dynamic_partitions("prompt_files")) == ["prompts_6_000"]
+    assert set(_tree(demo / "export")) == set(demo_before)  # the demo's own export: the same shards again
+
+
+def test_demo_refuses_a_home_holding_prompt_files_it_did_not_write(tmp_path):
+    mine = tmp_path / "mine"
+    (mine / "prompt").mkdir(parents=True)
+    (mine / "prompt" / "prompts_400_000.json").write_text("[]")
+    env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "DUEL_CONFIG")}
+    out = subprocess.run([str(Path(sys.executable).parent / "duel-assets"), "demo", "--home", str(mine)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "holds prompt files the demo did not write (prompts_400_000.json)" in out.stderr
+    assert sorted(p.name for p in mine.iterdir()) == ["prompt"]  # nothing written

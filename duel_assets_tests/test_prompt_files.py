@@ -46,6 +46,7 @@ def test_sample_delivers_what_the_samples_hold_once_and_says_so(cli_env, tmp_pat
     assert len(hashes) == held == len(set(hashes)) and [f.name for f in (home / "prompt").glob("*.json")] == ["prompts_1600_000.json"]
     again = run_cli(cli_env, "sample", "--prompts", "400", "--stem", "again")  # a second call finds nothing unused
     assert "delivered 0; shortfall 400" in again.stdout and all_prompt_hashes(home) == hashes
+    assert again.returncode == 3 and again.stderr.startswith("error: sample delivered no turn"), again.stderr
 
 
 def test_two_processes_sampling_at_once_never_share_a_turn(cli_env, tmp_path):
@@ -55,7 +56,8 @@ def test_two_processes_sampling_at_once_never_share_a_turn(cli_env, tmp_path):
                               env={**cli_env, "DAGSTER_HOME": str(tmp_path / f"dagster_{stem}")},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for stem in ("left", "right")]
     outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
+    # a process that found every turn taken by the other delivered nothing: it says so and exits 3
+    assert [p.returncode for p in procs] == [3 if "delivered 0;" in out else 0 for out, _ in outs], outs
     hashes = all_prompt_hashes(tmp_path / "home")
     assert len(hashes) == len(set(hashes)) == min(120, len(build_pool(ChainConfig()).turns))
     assert HistoryIndex(tmp_path / "home").count() == len(hashes)

@@ -1,5 +1,5 @@
-"""`duel-assets`: what the Dagster CLI cannot do in one step (demo, sample, run, forget, config,
-standin, ui, make-calibration, calibrate, calls, bench).
+"""`duel-assets`: supervised fine-tuning data for coding agents, made by dueling LLM answers under a
+judge panel; the commands below do what the Dagster CLI cannot do in one step.
 
 Runs go to the persistent instance at $DAGSTER_HOME (default $DUEL_HOME/dagster_home), so the UI
 shows them; the command exits non-zero when any materialization fails. Every command loads ``.env``
@@ -17,6 +17,13 @@ from duel_assets.cli import calibrate
 from duel_assets.cli.common import DAGSTER_YAML, ensure_dagster_home, register_partitions
 
 __all__ = ["DAGSTER_YAML", "build_parser", "ensure_dagster_home", "main", "register_partitions"]
+
+
+DEMO_DESCRIPTION = (
+    "Run the whole graph on the bundled samples against the offline stand-in (its answers and verdicts are NOT "
+    "from a model), in a home of its own: $DUEL_HOME/demo unless --home is given, with its own prompt files, "
+    "warehouse, call store, Dagster instance, report and export. It never reads or writes the partitions of "
+    "$DUEL_HOME, $DUEL_WAREHOUSE or $DAGSTER_HOME, and prints where it wrote.")
 
 
 def _per_file(text: str) -> int:
@@ -41,19 +48,40 @@ def _fn(name: str):
     return run
 
 
+def _describe(sub) -> None:
+    """A command added without its own ``description`` gets its one-line help as one, so that its
+    ``--help`` starts with what it does."""
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    for name, parser in sub.choices.items():
+        if not parser.description and helps.get(name):
+            parser.description = helps[name][0].upper() + helps[name][1:] + "."
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="duel-assets", description=__doc__.splitlines()[0])
+    first = __doc__.split("\n\n")[0].replace("\n", " ")
+    p = argparse.ArgumentParser(prog="duel-assets", description=first,
+                                epilog="`duel-assets COMMAND --help` says what a command does and lists its options.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    d = sub.add_parser("demo", help="whole graph on the bundled samples against the offline stand-in")
+    d = sub.add_parser("demo", help="whole graph on the bundled samples against the offline stand-in",
+                       description=DEMO_DESCRIPTION)
     d.add_argument("--config", help="chain.toml to use instead of the bundled demo config")
+    d.add_argument("--home", metavar="DIR", help="the demo's own home (default: $DUEL_HOME/demo); refused when it holds "
+                                                 "prompt files the demo did not write")
     d.set_defaults(fn=_fn("work.cmd_demo"))
-    s = sub.add_parser("sample", help="sample N turns into prompt files of <= 200 and register them")
+    s = sub.add_parser("sample", help="sample N turns into prompt files of <= 200 and register them",
+                       description="Sample turns from the configured sources into prompt files of at most 200 turns "
+                                   "($DUEL_HOME/prompt/<stem>_<N>_<i>.json) and register each as a partition. No LLM "
+                                   "call is made. Exits 1 when it delivers no turn.")
     s.add_argument("--prompts", type=_positive, help="number of turns (default: sampling.prompts)")
     s.add_argument("--per-file", type=_per_file, help="turns per prompt file, 1-200 (default: sampling.turns_per_file)")
     s.add_argument("--stem", default="prompts", help="file name stem: files are <stem>_<N>_<i>.json (default: prompts)")
     s.add_argument("--force", action="store_true", help="resample files that already exist")
     s.set_defaults(fn=_fn("work.cmd_sample"))
-    r = sub.add_parser("run", help="register new prompt files and materialize the whole graph")
+    r = sub.add_parser("run", help="register new prompt files and materialize the whole graph",
+                       description="Register new prompt files as partitions, materialize the whole graph for each "
+                                   "partition (its LLM calls are paid for), then duel_report. Ends with one line per "
+                                   "partition (turns dueled, buckets, exclusions, gate); exits 1 when a step fails or "
+                                   "a partition dueled no turn.")
     r.add_argument("--partition", action="append", metavar="KEY",
                    help="partition key (repeatable; default: all); a key with neither a prompt file nor a "
                         "registered partition is refused unless --sample-new is given")
@@ -68,14 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true",
                    help="do not materialize duel_report at the end (what the processes of a --parallel run do)")
     r.set_defaults(fn=_fn("run.cmd_run"))
-    f = sub.add_parser("forget", help="remove partitions: registration, history, warehouse rows and files")
+    f = sub.add_parser("forget", help="remove partitions: registration, history, warehouse rows and files",
+                       description="Remove partitions: their registration, their histories in the history index, "
+                                   "their rows in every warehouse table and their files; then rewrite report.md and "
+                                   "the export's card over the partitions that remain.")
     f.add_argument("partition", nargs="+", metavar="KEY", help="partition key(s) to remove")
     f.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     f.set_defaults(fn=_fn("forget.cmd_forget"))
     c = sub.add_parser("config", help="print the resolved configuration and where each value came from "
-                                      "(no network, no Dagster instance)")
+                                      "(no network, no Dagster instance)",
+                       description="Print the resolved configuration and where each value came from (default, "
+                                   "chain.toml, the environment or .env), without touching the network or the "
+                                   "Dagster instance. Exits 2 when `run` would refuse to start.")
     c.set_defaults(fn=_fn("show.cmd_config"))
-    st = sub.add_parser("standin", help="serve the offline stand-in (not a model) on 127.0.0.1")
+    st = sub.add_parser("standin", help="serve the offline stand-in (not a model) on 127.0.0.1",
+                        description="Serve the offline stand-in on 127.0.0.1: a deterministic OpenAI-compatible API "
+                                    "whose answers and verdicts are NOT from a model, for trying the pipeline, tests "
+                                    "and benchmarks.")
     st.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765)")
     st.add_argument("--latency-ms", type=float, default=0.0, help="reply latency in milliseconds (default: 0)")
     st.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail, 0-1 (default: 0)")
@@ -91,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_standin_args(st)
     st.set_defaults(fn=_fn("serve.cmd_standin"))
     u = sub.add_parser("ui", help="Dagster UI + daemon (dagster dev) with DAGSTER_HOME under DUEL_HOME; "
-                                  "the stand-in when no endpoint is set")
+                                  "the stand-in when no endpoint is set",
+                       description="Start the Dagster UI and daemon (dagster dev) on this DUEL_HOME's instance and, "
+                                   "when no endpoint is configured, the offline stand-in (said on the terminal).")
     u.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     u.add_argument("--port", type=int, help="UI port (default: 3000, or a free port when 3000 is taken)")
     u.add_argument("--standin-port", type=int,
@@ -107,9 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "as configured: credentials are ignored; `unknown` for calls stored before endpoints were "
                         "recorded); the next run pays for them again")
     k.set_defaults(fn=_fn("calls.cmd_calls"))
-    b = sub.add_parser("bench", help="run the benchmarks and print ratios")
+    b = sub.add_parser("bench", help="run the benchmarks and print ratios",
+                       description="Run the benchmarks on this machine (sampler, LLM stage against the stand-in, "
+                                   "writes, gate) and print their ratios.")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     b.set_defaults(fn=_fn("common.cmd_bench"))
+    _describe(sub)
     return p
 
 

@@ -7,6 +7,7 @@ shows the run and its metadata), then prints the report (or, with `--json`, one 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import os
 import re
@@ -61,7 +62,7 @@ def _stage(src: Path, home: Path, key: str, replace: bool) -> Path:
     dest = calibration_dir(home) / f"{key}.jsonl"
     if dest.exists() and dest.resolve() == src.resolve():
         return dest
-    if dest.exists() and dest.read_bytes() != src.read_bytes() and not replace:
+    if dest.exists() and not filecmp.cmp(dest, src, shallow=False) and not replace:
         raise FileExistsError(f"{dest} already holds a different set: pass --key NAME to keep both, or --replace")
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
@@ -81,7 +82,8 @@ def cmd_calibrate(args) -> int:
         key = validate_partition_key(args.key or key_for(src))
         cset = read_set(src)
         if not cset.pairs:
-            return _err(f"{src}: no valid labelled pair ({len(cset.skips)} lines skipped: {cset.skipped_by_reason()})")
+            first = f"; first: {cset.skips[0]}" if cset.skips else ""
+            return _err(f"{src}: no valid labelled pair ({len(cset.skips)} lines skipped: {cset.skipped_by_reason()}{first})")
         ep = require_endpoint(resolve_endpoint())
         staged = _stage(src, paths.home, key, args.replace)
     except (ConfigError, CalibrationFileError, FileExistsError) as e:
@@ -127,13 +129,18 @@ def _materialize(key: str, target_precision: float | None) -> int:
 
 
 def add_subcommands(sub) -> None:
-    m = sub.add_parser("make-calibration", help="build a labelled calibration set from real turns of the configured sources")
+    m = sub.add_parser("make-calibration", help="build a labelled calibration set from real turns of the configured sources",
+                       description="Build a labelled calibration set (JSONL) from real turns of the configured "
+                                   "sources: pairs of answers where the better one is known. No LLM call is made.")
     m.add_argument("--n", type=int, default=200, help="number of labelled pairs (default 200)")
     m.add_argument("-o", "--output", help="JSONL file to write (default: $DUEL_HOME/calibration/made_<N>.jsonl)")
     m.add_argument("--seed", type=int, help="seed for turns, variants and positions (default: sampling.seed)")
     m.add_argument("--tie-share", type=float, default=0.125, help="share of tie pairs, the step reworded (default 0.125)")
     m.set_defaults(fn=cmd_make_calibration)
-    c = sub.add_parser("calibrate", help="run the judge panel on a labelled set and report how often it is right")
+    c = sub.add_parser("calibrate", help="run the judge panel on a labelled set and report how often it is right",
+                       description="Run the configured judge panel on a labelled set (its calls are paid for) and "
+                                   "report how often it is right, per judge and per kind, with suggested bucket "
+                                   "thresholds.")
     c.add_argument("file", help="labelled-duel JSONL file (README: Calibrating the judges)")
     c.add_argument("--key", help="partition key (default: the file name without .jsonl)")
     c.add_argument("--replace", action="store_true", help="replace a different set already staged under the same key")

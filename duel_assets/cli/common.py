@@ -51,9 +51,10 @@ def registered(inst) -> list[str]:
 
 def register_partitions(inst, keys: list[str]) -> list[str]:
     from duel_assets.defs.partitions import PROMPT_FILES
+    from duel_assets.lib.settings import validate_partition_key
 
     known = set(registered(inst))
-    new = [k for k in dict.fromkeys(keys) if k not in known]
+    new = [validate_partition_key(k) for k in dict.fromkeys(keys) if k not in known]
     if new:
         inst.add_dynamic_partitions(PROMPT_FILES, new)
     return new

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 from duel_assets.cli.common import (
     close_matches,
@@ -26,6 +27,14 @@ def unknown_partitions(keys: list[str], known: set[str], paths: Paths) -> list[s
             for k in keys if k not in known]
 
 
+NOTHING = 3  # exit status: every step succeeded, but a partition (or `sample`) delivered nothing
+
+
+def missing_key_var(source: str) -> str:
+    """The key variable of the family that chose the endpoint (``LLM_BASE_URL`` -> ``LLM_API_KEY``)."""
+    return source.split("_BASE_URL")[0] + "_API_KEY" if "_BASE_URL" in source else "LLM_API_KEY"
+
+
 def cmd_run(args) -> int:
     keys = list(dict.fromkeys(args.partition or []))
     problems = []  # every refusal at once, before anything is touched
@@ -43,10 +52,13 @@ def cmd_run(args) -> int:
     ep = require_endpoint(resolve_endpoint())
     paths = Paths.from_env().ensure()
     print(f"LLM endpoint: {mask_url(ep.base_url)} (from {ep.source})")
+    if not ep.api_key and not getattr(args, "no_report", False):  # once: not again in each --parallel process
+        print(f"warning: {ep.source} is set and no API key is: requests are sent without one (fine for the "
+              f"stand-in or a local server; a provider answers 401). Set {missing_key_var(ep.source)}.", file=sys.stderr)
     inst = instance(paths)
     on_disk, refused = scan_prompt_dir(paths.prompt_dir)
     for name in refused:
-        print(f"ignoring prompt file {name!r}: keys may use only [A-Za-z0-9._-]", file=sys.stderr)
+        print(f"ignoring prompt file {name}", file=sys.stderr)
     problems = unknown_partitions(keys, set(registered(inst)) | set(on_disk), paths)
     if problems and not args.sample_new:
         return errors_out(problems)
@@ -110,8 +122,8 @@ def _in_children(targets: list[str], parallel: int, resample: bool, paths: Paths
             if proc.poll() is None:
                 continue
             err = proc.stderr.read() if proc.stderr else ""
-            if proc.returncode == 0:  # its lines about calls that failed without failing a step
-                for line in (ln for ln in err.splitlines() if ln.startswith(f"[{key}]")):
+            if proc.returncode in (0, NOTHING):  # it ran (NOTHING: its summary says what it dueled): its lines
+                for line in (ln for ln in err.splitlines() if ln.startswith(f"[{key}]")):  # about calls that failed
                     bar.write(line, file=sys.stderr)
             else:
                 failed[key] = [ln for ln in err.splitlines() if ln.startswith(f"[{key}]")] or [f"[{key}] run failed (exit {proc.returncode})"]
@@ -133,11 +145,6 @@ def materialize_all(inst, targets: list[str], paths: Paths, resample: bool = Fal
     flight. The calls of all of them share the deployment's concurrency bound and rate limits (the
     call store's flight rules), so overlapping partitions never sends more than one partition alone
     could. Then ``duel_report``, once."""
-    import dagster as dg
-
-    from duel_assets.defs.report import duel_report
-    from duel_assets.defs.resources import build_resources
-
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # failures: summarized below
     if parallel > 1 and len(targets) > 1:
         failed = _in_children(targets, parallel, resample, paths)
@@ -151,20 +158,44 @@ def materialize_all(inst, targets: list[str], paths: Paths, resample: bool = Fal
                 failed[key] = lines
                 for line in lines:
                     print(line, file=sys.stderr)
+    from duel_assets.lib.export.outcome import run_outcome
+
+    lines, nothing = run_outcome(paths, [k for k in targets if k not in failed])
+    for line in lines:
+        print(line)
     print(f"materialized {len(targets) - len(failed)}/{len(targets)} partitions; warehouse {mask_url(str(paths.warehouse))}")
-    ok = True
-    if report:
-        try:
-            done = dg.materialize([duel_report], instance=inst, resources=build_resources(), run_config=quiet,
-                                  raise_on_error=False, tags={"duel/launched_by": "duel-assets run"})
-            ok = done.success
-            for ev in done.all_events if not ok else []:
-                if ev.is_step_failure:
-                    print(f"duel_report failed: {underlying_error(ev.step_failure_data.error)}", file=sys.stderr)
-        except Exception as e:  # the run itself could not be recorded or started
-            ok = False
-            print(f"duel_report run failed: {exception_text(e)}", file=sys.stderr)
-        print(f"report: {paths.report}")
+    ok = _report(inst, paths, quiet) if report else True
+    for line in nothing:
+        print(f"error: {line}", file=sys.stderr)
     if failed:
         print(f"failed partitions: {', '.join(sorted(failed))}", file=sys.stderr)
-    return 1 if failed or not ok else 0
+    return 1 if failed or not ok else NOTHING if nothing else 0
+
+
+def _report(inst, paths: Paths, quiet: dict) -> bool:
+    """``duel_report`` once, then its gate over all partitions, the export and where they are."""
+    import dagster as dg
+
+    from duel_assets.defs.report import duel_report
+    from duel_assets.defs.resources import build_resources
+
+    try:
+        done = dg.materialize([duel_report], instance=inst, resources=build_resources(), run_config=quiet,
+                              raise_on_error=False, tags={"duel/launched_by": "duel-assets run"})
+    except Exception as e:  # the run itself could not be recorded or started
+        print(f"duel_report run failed: {exception_text(e)}", file=sys.stderr)
+        return False
+    if not done.success:
+        for ev in done.all_events:
+            if ev.is_step_failure:
+                print(f"duel_report failed: {underlying_error(ev.step_failure_data.error)}", file=sys.stderr)
+        return False
+    md: dict[str, Any] = {k: v.value for k, v in done.asset_materializations_for_node("duel_report")[0].metadata.items()}
+    g = md["gate_all_partitions_figures"]
+    print(f"all partitions: gate {g['verdict']}" + (f" ({'; '.join(g['reasons'])})" if g["reasons"] else ""))
+    left_out = md["sft_partitions_excluded"]
+    print(f"export: {md['sft_rows']} rows from {md['sft_partitions_included']} partitions in {paths.export_dir}"
+          + (f"; left out: {', '.join(f'{k} ({why})' for k, why in list(left_out.items())[:5])}"
+             + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "") if left_out else ""))
+    print(f"report: {paths.report}")
+    return True

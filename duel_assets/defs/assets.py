@@ -12,7 +12,7 @@ from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib import checks, duel, spend, tables, verdicts
 from duel_assets.lib.calibration.evidence import gate_metadata
-from duel_assets.lib.export import documents, partition, summary
+from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
 from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
 from duel_assets.lib.prompt_files import PromptFileError
@@ -84,7 +84,8 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
         "skipped": sum(loaded.skipped.values()) + sum(source_skips.values()),
         "skipped_by_reason": {**{f"source:{k}": v for k, v in source_skips.items()},
                               **{f"prompt_file:{k}": v for k, v in loaded.skipped.items()}},
-        "duplicate_history": loaded.skipped.get("duplicate_history", 0),
+        # while sampling and when the prompt file was loaded: the part of `skipped` that is histories held twice
+        "duplicate_history": loaded.skipped.get("duplicate_history", 0) + source_skips.get("duplicate_history", 0),
         "sources": loaded.meta.get("sources") or [],
         "by_source": dict(Counter(t.source for t in loaded.turns)),
         "by_license": dict(Counter(t.license or "(none in row)" for t in loaded.turns)),
@@ -189,34 +190,43 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
         raise dg.Failure(description="; ".join(failures) + ". Completed calls are cached: a re-run pays only for the rest.")
 
 
-@dg.asset(**PARTITIONED, kinds={"duckdb"})
+@dg.asset(**PARTITIONED, kinds={"duckdb"}, check_specs=[dg.AssetCheckSpec(
+    "dueled_turns", asset="duel_verdict",
+    description="the partition dueled at least one turn and the judges parsed at least one: fails when every "
+                "turn was excluded (by reason) or none parsed")])
 def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame,
-                 king_answers: pd.DataFrame, challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame) -> pd.DataFrame:
+                 king_answers: pd.DataFrame, challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame):
     """Per-turn duel score (0-100), bucket and breakdown, or the reason a turn is excluded; the
-    partition's gate, per-judge statistics and who answered in the metadata. Writes the partition's
-    summary and turn detail under `report/` (the gate over all partitions is `duel_report`'s)."""
+    partition's gate, the bucket thresholds, per-judge statistics and who answered in the metadata.
+    Writes the partition's summary and turn detail under `report/` (the gate over all partitions is
+    `duel_report`'s)."""
     key = _key(context)
     paths, cfg = settings.paths(), settings.config()
     rows = verdicts.verdict_rows(judge_scores, challenger_answers, list(sampled_turns["turn_id"]), cfg, king_answers)
     g = verdicts.partition_gate(rows, cfg.gate)
     prov = verdicts.provenance(king_answers, challenger_answers, judge_scores)
-    summary.write_partition_summary(paths, key, g, rows, prov)
-    md = verdicts.verdict_metadata(rows, judge_scores, g, prov)
+    written = summary.write_partition_summary(paths, key, g, rows, prov, verdicts.bucketing(cfg))
+    md = {**verdicts.verdict_metadata(rows, judge_scores, g, prov), "bucketing": verdicts.bucketing(cfg)}
     accepted = sum(1 for r in rows if r.get("bucket") in ("final", "refined"))
     cost = spend.spend({"king": king_answers, "challenger": challenger_answers, "judge": judge_scores}, cfg.prices, accepted)
-    context.add_output_metadata({
-        **md,
-        **cost,
-        "per_judge": dg.MetadataValue.md(md["per_judge"]),
-        "score_histogram": dg.MetadataValue.md(md["score_histogram"]),
-    })
     # the judge panel's measured quality next to the gate (lib/calibration/evidence.py), or a note
     # that no calibration of this panel exists
     evidence = gate_metadata(paths.home, cfg.judges.models)
     if "judge_calibration_summary" in evidence:
         evidence["judge_calibration_summary"] = dg.MetadataValue.md(evidence["judge_calibration_summary"])
-    context.add_output_metadata(evidence)
-    return tables.frame("duel_verdict", rows, key)
+    yield dg.Output(tables.frame("duel_verdict", rows, key), metadata={
+        **md,
+        **cost,
+        "per_judge": dg.MetadataValue.md(md["per_judge"]),
+        "score_histogram": dg.MetadataValue.md(md["score_histogram"]),
+        **evidence,
+    })
+    nothing = outcome.delivered_nothing(key, written)
+    yield dg.AssetCheckResult(
+        asset_key="duel_verdict", check_name="dueled_turns", passed=nothing is None,
+        severity=dg.AssetCheckSeverity.ERROR, description=nothing or outcome.partition_line(key, written),
+        metadata={"turns": g.turns + sum(g.excluded.values()), "dueled": g.turns, "parsed": g.parsed_turns,
+                  "excluded_by_reason": g.excluded})
 
 
 @dg.asset(**PARTITIONED, kinds={"duckdb", "json", "parquet"})

@@ -20,7 +20,7 @@ from duel_assets.lib.watch import judging_run_key, needs_judging, scan_prompt_di
 def prompt_file_sensor(context: dg.SensorEvaluationContext, settings: DuelSettings) -> dg.SensorResult | dg.SkipReason:
     keys, refused = scan_prompt_dir(settings.paths().prompt_dir)
     for name in refused:
-        context.log.warning(f"ignoring prompt file {name!r}: partition keys may use only [A-Za-z0-9._-]")
+        context.log.warning(f"ignoring prompt file {name}")
     known = set(context.instance.get_dynamic_partitions(PROMPT_FILES))
     new = [k for k in keys if k not in known]
     if not new:

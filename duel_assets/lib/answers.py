@@ -56,7 +56,8 @@ def plan_generation(role: str, turns: list[Turn], cfg, prs: dict[str, dict] | No
             continue
         msgs = prompts.king_messages(t) if role == "king" else prompts.challenger_messages(t, prs.get(t.instance_id))
         out.append(Planned(t, CallRequest(role=role, model=cfg.generation.model, messages=msgs, params=generation_params(cfg),
-                                          tools=t.tools, sample_index=sample_index, tag=t.turn_id)))
+                                          tools=prompts.request_tools(t.tools), sample_index=sample_index,
+                                          tag=t.turn_id)))
     return out
 
 

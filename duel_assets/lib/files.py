@@ -49,5 +49,5 @@ def read_json(path: Path, default: Any = None) -> Any:
     """The JSON in ``path``; ``default`` when the file is missing or not JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, json.JSONDecodeError, RecursionError):
         return default

@@ -69,7 +69,7 @@ def judge_jobs_for_turn(t: Turn, king_row: dict | None, chal_row: dict | None, p
                 continue
             a, b = (opp_text, chal_text) if order == KING_FIRST else (chal_text, opp_text)
             msgs = prompts.judge_messages(t, pr, a, b, cfg.judges.max_history_chars)
-            req = CallRequest("judge", judge, msgs, judge_params(cfg, judge, bool(t.tools)), tools=t.tools,
+            req = CallRequest("judge", judge, msgs, judge_params(cfg, judge, bool(t.tools)), tools=prompts.request_tools(t.tools),
                               tag=f"{t.turn_id}|{judge}|{order}")
             jobs.append(JudgeJob(t.turn_id, judge, order, opponent, req))
     return jobs
@@ -94,7 +94,7 @@ async def judge_once(call, job: JudgeJob, stats: CallStats) -> Judged:
     rep = _parse(r, "call")
     if not (r.ok and not rep.parsed):
         return Judged(r, rep, False)
-    msgs = [*req.messages, {"role": "assistant", "content": r.content or ""}, prompts.judge_retry_message(rep.error or "unparseable")]
+    msgs = [*req.messages, *prompts.judge_retry_messages(r.content, rep.error or "unparseable")]
     r2 = await call(CallRequest("judge", req.model, msgs, req.params, tools=req.tools, tag=req.tag + "|retry"), stats)
     return Judged(r2, _parse(r2, "retry call"), True)
 

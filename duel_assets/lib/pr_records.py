@@ -6,17 +6,21 @@ SERA ``target_patch`` + ``problem_statement``, any row with a ``patch``): ``reco
 then each ``[[pr_records]]`` source in order (SWE-rebench-V2(-PRs), SWE-smith task instances,
 SWE-bench-style ``instance_id`` / ``patch`` / ``problem_statement``): ``record_source`` = its path;
 else ``missing``. Only the partition's ids are read: DuckDB pushes the projection and the ``IN``
-filter down into parquet scans, so a 2.7 GB hub dump is not loaded whole.
+filter down into parquet scans, so a 2.7 GB hub dump is not loaded whole. A local JSON / JSON
+Lines file is checked first (a regular file, within :data:`MAX_JSON_BYTES`, JSON that DuckDB can
+read); a file DuckDB cannot read fails with one line naming it.
 """
 from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from .bounded import InputRefused, check_json_file
 from .files import replacing, write_json_atomic
 from .settings import ConfigError, PRRecordsConfig, PRRecordSpec, env
 from .sources import BUNDLED_PR_RECORDS, resolve_local
@@ -29,6 +33,7 @@ _COLUMNS = {"auto": {"patch": ["patch", "target_patch"]}, "sera": {"patch": ["ta
 _REQUIRED = {"auto": ["instance_id"], "swe_rebench": ["instance_id", "repo", "base_commit", "problem_statement", "patch"],
              "swe_smith": ["instance_id", "patch"], "swe_bench": ["instance_id", "repo", "base_commit", "problem_statement", "patch"],
              "sera": ["instance_id", "target_patch"]}
+MAX_JSON_BYTES = 4 * 1024**3  # a local JSON / JSON Lines file of PR records (parquet is read by row group)
 _DIFF_RE = re.compile(r"^diff --git a/(.+?) b/(.+?)$", re.MULTILINE)
 _PLUSPLUS_RE = re.compile(r"^\+\+\+ b/(.+)$", re.MULTILINE)
 
@@ -56,10 +61,23 @@ def _scan_sql(path: str) -> tuple[str, bool]:
             raise ConfigError(f"pr_records.path {path!r} matched no files")
         remote = False
         targets = [str(f) for f in files]
+        for f in files:
+            if not f.name.endswith(".parquet"):
+                _check_json(str(f), f.stat().st_size, f.stat().st_mtime_ns)
     lst = "[" + ", ".join(_sql_str(t) for t in targets) + "]"
     if all(t.endswith(".parquet") for t in targets):
         return f"read_parquet({lst}, union_by_name=true)", remote
     return f"read_json_auto({lst}, format='auto', union_by_name=true, maximum_object_size=268435456)", remote
+
+
+@lru_cache(maxsize=256)
+def _check_json(path: str, size: int, mtime_ns: int) -> None:
+    """A local JSON / JSON Lines file of PR records is JSON DuckDB can read (checked once per version
+    of the file): deep nesting would crash its schema detection, a lone surrogate fail it unnamed."""
+    try:
+        check_json_file(path, "PR records file", MAX_JSON_BYTES)
+    except InputRefused as e:
+        raise ConfigError(str(e)) from None
 
 
 def pr_query(scan: str, select: str, ids: list[str]) -> str:
@@ -95,6 +113,9 @@ def _query_source(source: str, fmt: str, ids: list[str]) -> dict[str, dict]:
                 con.execute("CREATE SECRET hf_token (TYPE huggingface, TOKEN ?)", [token])
         cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
         rows = con.execute(pr_query(scan, _select(cols, fmt, source), ids)).fetchall()
+    except duckdb.Error as e:
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        raise ConfigError(f"PR records at {source!r} cannot be read: {first}") from None
     finally:
         con.close()
     by_lower = {i.lower(): i for i in ids}

@@ -3,17 +3,16 @@
 A prompt file is a JSON list of turns or an object with a ``turns`` list. It must be a regular file
 (a symlink to ``/dev/zero`` or a FIFO is refused before anything is read) no larger than
 ``sampling.max_prompt_file_bytes``; every turn is validated and its history bounded by the same
-rules as source rows. Turns that fail are counted by reason; a file with no valid turn is an error.
+rules as source rows. Turns that fail are counted by reason; a file with no valid turn, or listing
+more turns than a partition holds, is an error.
 """
 from __future__ import annotations
 
-import json
-import os
-import stat
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bounded import BadJSON, InputRefused, loads, read_bounded
 from .trajectories import BadRecord, Turn, turn_from_record
 
 PROMPT_FILE_VERSION = 1
@@ -31,48 +30,30 @@ class LoadedPromptFile:
     meta: dict
 
 
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def read_prompt_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """The file's bytes, after checking that it is a regular file within ``max_bytes``."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
-    except FileNotFoundError:
-        raise PromptFileError(f"prompt file {path} does not exist") from None
-    except OSError as e:
-        raise PromptFileError(f"prompt file {path} cannot be opened: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise PromptFileError(f"prompt file {path} is {_kind(st.st_mode)}, not a regular file: refused")
-        if st.st_size > max_bytes:
-            raise PromptFileError(f"prompt file {path} is {st.st_size} bytes, over sampling.max_prompt_file_bytes "
-                                  f"= {max_bytes}: refused")
-        data = fh.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise PromptFileError(f"prompt file {path} grew over sampling.max_prompt_file_bytes = {max_bytes} while read: refused")
-    return data
+        return read_bounded(path, "prompt file", max_bytes, "sampling.max_prompt_file_bytes")
+    except InputRefused as e:
+        raise PromptFileError(str(e)) from None
 
 
 def load_prompt_file(path: Path, max_turns: int = 200, max_bytes: int = DEFAULT_MAX_BYTES,
                      max_history_chars: int = 0, max_obs_chars: int = 0) -> LoadedPromptFile:
     data = read_prompt_bytes(path, max_bytes)
     try:
-        doc = json.loads(data.decode("utf-8"))
+        doc = loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
         raise PromptFileError(f"prompt file {path} is not UTF-8 (byte {e.start})") from None
-    except json.JSONDecodeError as e:
+    except BadJSON as e:
         raise PromptFileError(f"prompt file {path} is not JSON: {e}") from None
     if isinstance(doc, list):
         doc = {"turns": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("turns"), list):
         raise PromptFileError(f"prompt file {path} must be a JSON list of turns or an object with a 'turns' list")
+    if len(doc["turns"]) > max_turns:  # refused whole: keeping the first max_turns would drop the rest unseen
+        raise PromptFileError(f"prompt file {path} lists {len(doc['turns'])} turns; a prompt file (one partition) "
+                              f"holds at most {max_turns}: split it into files of at most {max_turns} turns")
     skipped: Counter = Counter()
     turns: list[Turn] = []
     seen_ids: set[str] = set()
@@ -88,9 +69,6 @@ def load_prompt_file(path: Path, max_turns: int = 200, max_bytes: int = DEFAULT_
             continue
         if t.history_hash in seen_hashes:
             skipped["duplicate_history"] += 1
-            continue
-        if len(turns) >= max_turns:
-            skipped[f"over_{max_turns}_turns"] += 1
             continue
         seen_ids.add(t.turn_id)
         seen_hashes.add(t.history_hash)

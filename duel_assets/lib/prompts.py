@@ -7,7 +7,9 @@ and only then what differs: the role's instructions, the answers being judged, t
 
 Templates use ``string.Template`` placeholders (``${name}``); substituted values are never
 re-interpreted, so a ``$`` inside trajectory text is harmless. All untrusted text (histories, the
-system prompt, PR records, answers) has our delimiter tags defused (:mod:`.delimiters`).
+system prompt, the trajectory's tools, PR records, answers, a judge's own reply sent back on retry)
+has our delimiter tags defused (:mod:`.delimiters`), the same way for every role, so the shared
+prefix stays shared.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-from .delimiters import neutralise
+from .delimiters import neutralise, neutralise_json
 from .protocol import render_tool_call, split_reasoning
 from .trajectories import Turn, trim_history, trim_text
 
@@ -51,11 +53,17 @@ def pr_record_text(pr: dict | None, patch_chars: int = 12_000) -> str:
 def _chat_message(m: dict) -> dict:
     out = {"role": m["role"], "content": neutralise(m.get("content") or "")}
     if m.get("tool_calls"):
-        out["tool_calls"] = [{**c, "function": {**c["function"], "arguments": neutralise(c["function"].get("arguments") or "")}}
-                             if isinstance(c.get("function"), dict) else c for c in m["tool_calls"]]
+        out["tool_calls"] = [neutralise_json({**c, "function": {**c["function"], "arguments": c["function"].get("arguments") or ""}})
+                             if isinstance(c.get("function"), dict) else neutralise_json(c) for c in m["tool_calls"]]
     if m["role"] == "tool":
-        out["tool_call_id"] = m.get("tool_call_id") or "call_0"
+        out["tool_call_id"] = neutralise(m.get("tool_call_id") or "call_0")
     return out
+
+
+def request_tools(tools: list[dict] | None) -> list[dict] | None:
+    """The trajectory's tools as every request about the turn carries them: names, descriptions and
+    parameter schemas are untrusted text too."""
+    return neutralise_json(tools) if tools else tools
 
 
 def shared_prefix(turn: Turn, max_history_chars: int = 0) -> list[dict]:
@@ -105,5 +113,8 @@ def judge_messages(turn: Turn, pr: dict | None, answer_a: str, answer_b: str, ma
             {"role": "user", "content": answers}]
 
 
-def judge_retry_message(error: str) -> dict:
-    return {"role": "user", "content": render("judge_retry", error=error)}
+def judge_retry_messages(reply: str | None, error: str) -> list[dict]:
+    """What a judge's retry adds to its request: its own reply (untrusted, defused like any answer)
+    and why it could not be used."""
+    return [{"role": "assistant", "content": neutralise(reply or "")},
+            {"role": "user", "content": render("judge_retry", error=neutralise(error))}]

@@ -32,7 +32,7 @@ from .cutter import Cutter, Pool, filter_reason
 from .prompt_files import PROMPT_FILE_VERSION, LoadedPromptFile, PromptFileError, load_prompt_file
 from .row_filter import compile_where
 from .settings import ChainConfig, ConfigError, SourceSpec, validate_partition_key
-from .sources import BUNDLED_SOURCES, iter_rows, resolve_local
+from .sources import BUNDLED_SOURCES, iter_rows, path_identity, resolve_local
 from .trajectories import Turn
 
 NUMBERED_KEY = re.compile(r"\A(?P<stem>.*?)_(?P<total>\d+)_(?P<index>\d+)\Z")
@@ -61,7 +61,7 @@ def source_mode(spec: SourceSpec, cfg: ChainConfig) -> str:
 
 
 def _seed(cfg: ChainConfig, spec: SourceSpec) -> str:
-    return f"{cfg.sampling.seed}:{spec.format}:{spec.path}"
+    return f"{cfg.sampling.seed}:{spec.format}:{path_identity(spec.path)}"
 
 
 def source_pool(spec: SourceSpec, cfg: ChainConfig) -> Pool:
@@ -212,7 +212,7 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
         b = blocks[order[j]]
         read.append(b)
         rows = list(read_block(b))
-        random.Random(f"{seed}:{b.path}:{b.index}").shuffle(rows)
+        random.Random(f"{seed}:{path_identity(b.path)}:{b.index}").shuffle(rows)
         for turns in cut.turns(rows, tpt):
             take.offer(turns)
             if take.full:

@@ -69,8 +69,8 @@ def parse_judge_reply(text: str | None) -> JudgeReply:
     for cand in _json_candidates(body):
         try:
             obj = json.loads(cand)
-        except json.JSONDecodeError:
-            last_error = "JSON did not decode (truncated?)"
+        except (json.JSONDecodeError, RecursionError):
+            last_error = "JSON did not decode (truncated, or nested too deeply?)"
             continue
         if not isinstance(obj, dict) or "scores" not in obj:
             last_error = "JSON has no 'scores'"

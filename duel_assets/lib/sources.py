@@ -7,7 +7,6 @@ Rows come out as ``(row_index, row)``; a row that cannot even be decoded comes o
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .bounded import BadJSON, InputRefused, kind_of, loads, read_bounded
 from .settings import ConfigError, SourceSpec
 
 BUNDLED_SOURCES = [SourceSpec(format="swe_zero", path="bundled:swe_zero_sample.jsonl")]
@@ -22,6 +22,8 @@ BUNDLED_PR_RECORDS = "bundled:pr_records_sample.jsonl"
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet", ".traj")
 TRAJ_SUFFIXES = (".traj.json", ".traj")  # one trajectory per file, named after its instance
 _URL = re.compile(r"\A[a-zA-Z][a-zA-Z0-9+.-]*://")
+# a local JSON / .traj file is read whole (JSON Lines and parquet are read in blocks when large)
+MAX_WHOLE_FILE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ def resolve_local(path: str) -> list[Path] | None:
     p = Path(path).expanduser()
     if p.is_file():
         return [p]
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"source path {path!r} is {kind_of(p.stat().st_mode)}, not a regular file: refused")
     if p.is_dir():
         return [f for f in sorted(p.rglob("*")) if f.is_file() and f.name.endswith(LOCAL_SUFFIXES)]
     if any(ch in path for ch in "*?["):
@@ -50,6 +54,15 @@ def resolve_local(path: str) -> list[Path] | None:
     if path.startswith((".", "/", "~")) or path.endswith(LOCAL_SUFFIXES):
         raise ConfigError(f"source path {path!r} does not exist")
     return None  # a hub dataset name such as AlienKevin/SWE-ZERO-12M-trajectories
+
+
+def path_identity(path: str) -> str:
+    """What names a source or one of its files the same way on every machine: a URL, a hub dataset
+    name or a ``bundled:`` name as written; a local path by its last component only (a checkout or a
+    home elsewhere must not change which turns a seed picks, nor anything sent to a model)."""
+    if path.startswith("bundled:") or _URL.match(path) or (not path.startswith((".", "/", "~")) and not Path(path).exists()):
+        return path
+    return Path(path.rstrip("/\\")).name or path
 
 
 def _decode(data: bytes) -> str | BadRow:
@@ -60,7 +73,11 @@ def _decode(data: bytes) -> str | BadRow:
 
 
 def _iter_json_file(path: Path) -> Iterator[object]:
-    raw = path.read_bytes()
+    try:
+        raw = read_bounded(path, "source file", MAX_WHOLE_FILE_BYTES)
+    except InputRefused as e:
+        yield BadRow("file_refused", str(e))
+        return
     text = _decode(raw)
     if isinstance(text, BadRow):
         # fall back to line by line so that only the bad lines are lost
@@ -75,8 +92,8 @@ def _iter_json_file(path: Path) -> Iterator[object]:
                 yield parse_json_line(line)
         return
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
+        doc = loads(text)
+    except BadJSON:
         for line in text.splitlines():  # JSONL saved as .json
             if line.strip():
                 yield parse_json_line(line)
@@ -103,9 +120,9 @@ def parse_json_line(line: str | bytes) -> object:
             return text
         line = text
     try:
-        return json.loads(line)
-    except json.JSONDecodeError as e:
-        return BadRow("invalid_json_line", str(e)[:60])
+        return loads(line)
+    except BadJSON as e:
+        return BadRow("invalid_json_line", str(e)[:80])
 
 
 def _iter_parquet(path: Path, columns: list[str] | None = None) -> Iterator[object]:

@@ -211,10 +211,17 @@ def turn_from_record(rec: Any, max_history_chars: int = 0, max_obs_chars: int = 
     lic = rec.get("license")
     if lic is not None and not isinstance(lic, str):
         raise BadRecord("invalid_license")
+    for key in ("repo", "source", "traj_id", "outcome"):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            raise BadRecord(f"invalid_{key}", type(rec[key]).__name__)
+    step = rec.get("step", 0)
+    step = int(step) if isinstance(step, float) and step.is_integer() else step
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise BadRecord("invalid_step", repr(step)[:40])
     return Turn(
         turn_id=rec["turn_id"], instance_id=str(rec["instance_id"]), repo=rec.get("repo"),
         source=rec.get("source", "unknown"), traj_id=rec.get("traj_id", rec["turn_id"]),
-        step=int(rec.get("step", 0)), protocol=protocol, history=history, reference=ref, tools=tools,
+        step=step, protocol=protocol, history=history, reference=ref, tools=tools,
         outcome=rec.get("outcome", "unknown"), trimmed=bool(rec.get("trimmed", False)) or trimmed,
         license=lic or None, reward=None if reward is None else float(reward),
         source_meta=_json_field(rec, "source_meta", dict, {}), hidden=_json_field(rec, "hidden", dict, None),

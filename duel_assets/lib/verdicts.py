@@ -83,6 +83,11 @@ def verdict_rows(judge_df: pd.DataFrame, challenger_df: pd.DataFrame, turn_ids: 
     return rows
 
 
+def bucketing(cfg: ChainConfig) -> dict:
+    """The settings that put a score in a bucket, as recorded with a partition's verdicts."""
+    return {"final": float(cfg.buckets.final), "refined": float(cfg.buckets.refined), "leak_action": cfg.leakage.action}
+
+
 def gate_scores(rows: list[dict]) -> list[float | None]:
     """The scores the gate sees: every turn that is not excluded (None where it did not parse)."""
     return [r["score"] for r in rows if not r.get("excluded_reason")]
@@ -204,7 +209,7 @@ def histogram_markdown(scores: list[float], bins: int = 10, width: int = 40) -> 
     lines = ["| score | turns | |", "|---|---:|---|"]
     for r in rows:
         bar = "█" * round(width * r["turns"] / peak)
-        lines.append(f"| {r['from']}-{r['to']}{']' if r['to'] == 100 else ')'} | {r['turns']} | {bar} |")
+        lines.append(f"| \\[{r['from']}, {r['to']}{']' if r['to'] == 100 else ')'} | {r['turns']} | {bar} |")
     return "\n".join(lines)
 
 

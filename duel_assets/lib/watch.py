@@ -1,16 +1,13 @@
 """Decisions the sensors make, as plain functions over plain data. No Dagster imports."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from .settings import PARTITION_KEY_PATTERN
-
-_KEY_RE = re.compile(rf"\A{PARTITION_KEY_PATTERN}\Z")
+from .settings.base import partition_key_problem
 
 
 def scan_prompt_dir(prompt_dir: Path) -> tuple[list[str], list[str]]:
-    """(valid keys, refused file names) of the ``*.json`` files in the prompt folder."""
+    """(valid keys, refused file names each with why) of the ``*.json`` files in the prompt folder."""
     keys: list[str] = []
     refused: list[str] = []
     if not prompt_dir.exists():
@@ -19,7 +16,11 @@ def scan_prompt_dir(prompt_dir: Path) -> tuple[list[str], list[str]]:
         if f.name.startswith("."):
             continue
         stem = f.name[: -len(".json")]
-        (keys if _KEY_RE.match(stem) and "..." not in stem else refused).append(stem if _KEY_RE.match(stem) else f.name)
+        problem = partition_key_problem(stem)
+        if problem:
+            refused.append(f"{f.name!r} (partition keys: {problem})")
+        else:
+            keys.append(stem)
     return keys, refused
 
 

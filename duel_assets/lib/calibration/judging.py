@@ -52,7 +52,8 @@ def jobs_for_pair(pair: LabelledPair, cfg: ChainConfig, panel: list[str]) -> lis
         for name, order in ORDERS.items():
             first, second = (ra, rb) if name == "a_first" else (rb, ra)
             msgs = prompts.judge_messages(turn, pair.pr_record, first, second, cfg.judges.max_history_chars)
-            req = CallRequest("judge", judge, msgs, judge_params(cfg, judge, bool(turn.tools)), tools=turn.tools,
+            req = CallRequest("judge", judge, msgs, judge_params(cfg, judge, bool(turn.tools)),
+                              tools=prompts.request_tools(turn.tools),
                               tag=f"calibration|{pair.id}|{judge}|{name}")
             jobs.append(JudgeJob(pair.id, judge, order, "a", req))
     return jobs

@@ -9,6 +9,13 @@ A pair line holds ``history`` (OpenAI chat messages), optional ``tools`` (functi
 The first line may be a header record ``{"calibration_set": {...}}`` (kinds, counts, positions).
 A line that is not a valid pair is skipped with its line number and reason, never fatal; only a
 file that cannot be read at all is an error.
+
+Reading is bounded: the file must be a regular file (a symlink to ``/dev/zero`` or a FIFO is
+refused before anything is read) of at most :data:`MAX_FILE_BYTES` and :data:`MAX_LINES` lines,
+read one line at a time. A line over :data:`MAX_LINE_BYTES`, a line that is not JSON (``NaN``,
+nesting deeper than the parser's stack and lone surrogates included) and a pair whose history,
+answer or PR record is longer than what the judges are sent (:data:`MAX_HISTORY_CHARS`,
+:data:`MAX_ANSWER_CHARS`, :data:`MAX_PR_RECORD_CHARS`) are skipped with their reason.
 """
 from __future__ import annotations
 
@@ -18,15 +25,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bounded import BadJSON, InputRefused, lines, loads, open_regular
 from ..files import replacing
 from ..settings import METRICS
-from ..sources import BadRow, parse_json_line
 from ..trajectories import Turn, turn_from_record
 
 HEADER_KEY = "calibration_set"
 LABELS = ("A", "B", "tie")
 ROLES = ("system", "user", "assistant", "tool")
 KNOWN_KEYS = {"id", "kind", "history", "tools", "a", "b", "label", "metric_labels", "pr_record"}
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_LINES = 200_000
+MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_HISTORY_CHARS = 1_000_000  # a history's messages: text, tool-call arguments
+MAX_ANSWER_CHARS = 100_000  # one answer: text and tool-call arguments
+MAX_PR_RECORD_CHARS = 200_000  # the PR record as JSON
 
 
 class CalibrationFileError(ValueError):
@@ -152,7 +165,8 @@ def _history(value) -> list[dict]:
             raise BadPair("invalid_history", f"message {i} has no role among {', '.join(ROLES)}")
         content = m.get("content")
         if isinstance(content, list):  # content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            parts = [p.get("text", "") for p in content if isinstance(p, dict)]
+            content = "".join(parts) if all(isinstance(p, str) for p in parts) else parts
         if content is not None and not isinstance(content, str):
             raise BadPair("invalid_history", f"message {i} content is {type(content).__name__}")
         msg = {"role": m["role"], "content": content or ""}
@@ -200,54 +214,76 @@ def parse_pair(obj, line: int) -> LabelledPair:
     pr = obj.get("pr_record")
     if pr is not None and not isinstance(pr, dict):
         raise BadPair("invalid_pr_record", "expected an object")
-    return LabelledPair(
+    pair = LabelledPair(
         id=str(pid), history=_history(obj["history"]), a=_answer(obj["a"], "a"), b=_answer(obj["b"], "b"),
         label=_label(obj["label"], "label"), tools=_tools(obj.get("tools")),
         metric_labels={m: _label(v, "metric_labels") for m, v in metric_labels.items()},
         kind=kind, pr_record=pr, meta={k: v for k, v in obj.items() if k not in KNOWN_KEYS}, line=line,
     )
+    _within_limits(pair)
+    return pair
+
+
+def _chars(messages: list[dict]) -> int:
+    return sum(len(m.get("content") or "") + sum(len(c["function"]["arguments"]) for c in m.get("tool_calls") or [])
+               for m in messages)
+
+
+def _within_limits(pair: LabelledPair) -> None:
+    """What the judges would be sent stays within the limits (see the module docstring)."""
+    for what, size, limit in (("history", _chars(pair.history), MAX_HISTORY_CHARS),
+                              ("a", _chars([pair.a]), MAX_ANSWER_CHARS), ("b", _chars([pair.b]), MAX_ANSWER_CHARS),
+                              ("pr_record", len(json.dumps(pair.pr_record, ensure_ascii=False)) if pair.pr_record else 0,
+                               MAX_PR_RECORD_CHARS)):
+        if size > limit:
+            raise BadPair(f"{what}_too_long", f"{size} characters, over {limit}")
+
+
+def _decoded(line: bytes) -> object:
+    try:
+        return loads(line.decode("utf-8"), allow_nan=False)
+    except UnicodeDecodeError as e:
+        raise BadPair("non_utf8", f"byte {e.start}") from None
+    except BadJSON as e:
+        raise BadPair("invalid_json", str(e)[:120]) from None
 
 
 def read_set(path: Path | str) -> CalibrationSet:
     """Every valid pair of a labelled-duel JSONL file, and every skipped line with its reason."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CalibrationFileError(f"calibration file {path} does not exist") from None
-    except OSError as e:
-        raise CalibrationFileError(f"calibration file {path} cannot be read: {e.strerror or e}") from None
     pairs: list[LabelledPair] = []
     skips: list[Skip] = []
     header = None
     seen: set[str] = set()
     first = True
-    for n, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        obj = parse_json_line(line)
-        if isinstance(obj, BadRow):
-            skips.append(Skip(n, "non_utf8" if obj.reason == "non_utf8" else "invalid_json", obj.detail))
-            first = False
-            continue
-        if isinstance(obj, dict) and HEADER_KEY in obj:
-            if first and isinstance(obj[HEADER_KEY], dict):
-                header = obj[HEADER_KEY]
-            else:
-                skips.append(Skip(n, "misplaced_header", "a header record is allowed only on the first line"))
-            first = False
-            continue
-        first = False
-        try:
-            pair = parse_pair(obj, n)
-        except BadPair as e:
-            skips.append(Skip(n, e.reason, e.detail))
-            continue
-        if pair.id in seen:
-            skips.append(Skip(n, "duplicate_id", pair.id))
-            continue
-        seen.add(pair.id)
-        pairs.append(pair)
+    try:
+        fh = open_regular(path, "calibration file", MAX_FILE_BYTES)
+    except InputRefused as e:
+        raise CalibrationFileError(str(e)) from None
+    with fh:
+        for n, line in lines(fh, MAX_LINE_BYTES):
+            if n > MAX_LINES:
+                raise CalibrationFileError(f"calibration file {path} has more than {MAX_LINES} lines: refused")
+            if line is not None and not line.strip():
+                continue
+            was_first, first = first, False
+            try:
+                if line is None:
+                    raise BadPair("line_too_long", f"over {MAX_LINE_BYTES} bytes")
+                obj = _decoded(line)
+                if isinstance(obj, dict) and HEADER_KEY in obj:
+                    if not (was_first and isinstance(obj[HEADER_KEY], dict)):
+                        raise BadPair("misplaced_header", "a header record is allowed only on the first line")
+                    header = obj[HEADER_KEY]
+                    continue
+                pair = parse_pair(obj, n)
+                if pair.id in seen:
+                    raise BadPair("duplicate_id", pair.id)
+            except BadPair as e:
+                skips.append(Skip(n, e.reason, e.detail))
+                continue
+            seen.add(pair.id)
+            pairs.append(pair)
     return CalibrationSet(path=path, pairs=pairs, skips=skips, header=header)
 
 

@@ -61,7 +61,7 @@ def summarise(cset: CalibrationSet, run: CalibrationRun, cfg: ChainConfig, key: 
     duel = figures(raters[DUEL_RULE], pairs, n_boot)
     target = target_precision(cfg) if target is None else target
     return {
-        "key": key, "file": str(cset.path), "sha256": hashlib.sha256(cset.path.read_bytes()).hexdigest(),
+        "key": key, "file": str(cset.path), "sha256": _sha256(cset.path),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "panel": run.panel, "rule": DUEL_RULE, "orders": ["a_first", "b_first"],
         "endpoint": run.endpoint, "answered": run.answered, "answered_by_standin": run.answered_by_standin,
@@ -156,6 +156,11 @@ def render_markdown(summary: dict) -> str:
 
 
 # ---------------------------------------------------------------- storage
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def result_path(home: Path, key: str) -> Path:

@@ -52,6 +52,11 @@ class CallClock:
     def elapsed(self) -> float:
         return 0.0 if self.started is None else time.monotonic() - self.started
 
+    def late(self, attempts: int, kind: str, detail: str) -> str:
+        """Why a call failed at its deadline: how many attempts in how long, and the last one's reason."""
+        return (f"no reply within calls.deadline_s = {self.deadline_s:g} s ({attempts} attempt(s) in "
+                f"{self.elapsed():.1f} s); last: {kind}: {detail}")[:600]
+
 
 def backoff(attempt: int, base_s: float, max_s: float, suggested: float | None) -> float:
     """The pause before attempt ``attempt + 1``: the server's suggestion (bounded), else exponential

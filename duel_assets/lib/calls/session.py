@@ -191,7 +191,7 @@ class CallSession:
             if self.silenced.done() or clock.left() <= 0:
                 gate.release(key)
                 kind, detail = ("no_reply", self.silenced.result()) if self.silenced.done() else \
-                    ("deadline", self._late(clock, attempts, kind, detail))
+                    ("deadline", clock.late(attempts, kind, detail))
                 break
             attempts = attempt + 1
             stats.calls_made += 1
@@ -219,7 +219,7 @@ class CallSession:
                 stats.empty_content += int(not parsed["content"] and not parsed["tool_calls"])
                 return CallResult(key=key, ok=True, attempts=attempts, **parsed)
             if kind == "timeout" and clock.left() <= 0.01:  # the attempt was given all the time left
-                kind, detail = "deadline", self._late(clock, attempts, kind, detail)
+                kind, detail = "deadline", clock.late(attempts, kind, detail)
                 break
             if kind not in RETRYABLE or attempt == cfg.retry_budget - 1:
                 break
@@ -227,7 +227,7 @@ class CallSession:
                 clock.timed_out()
             delay = backoff(attempt, cfg.backoff_base_s, cfg.backoff_max_s, suggested)
             if delay >= clock.left():
-                kind, detail = "deadline", self._late(clock, attempts, kind, detail)
+                kind, detail = "deadline", clock.late(attempts, kind, detail)
                 break
             stats.retries += 1
             stats.retry_kinds[kind] += 1
@@ -250,10 +250,6 @@ class CallSession:
             raise NoReply(self.silenced.result())
         return post.result()
 
-    def _late(self, clock: CallClock, attempts: int, kind: str, detail: str) -> str:
-        return (f"no reply within calls.deadline_s = {clock.deadline_s:g} s ({attempts} attempt(s) in "
-                f"{clock.elapsed():.1f} s); last: {kind}: {detail}")[:600]
-
     def _log_first(self, kind: str, detail: str) -> None:
         """The first failed attempt of each kind in the step's log, in the provider's words."""
         if kind not in self.logged:
@@ -271,15 +267,17 @@ class CallSession:
 
     def _tick(self, stats: CallStats) -> None:
         self.done += 1
-        total = max(self.total, self.done)
+        self.total = total = max(self.total, self.done)  # a judge's stricter retry is a call nobody announced
         if self.bar is not None:
+            self.bar.total = total
             self.bar.set_postfix(failed=self.failed, refresh=False)
             self.bar.update(1)
         if self.done % max(1, total // 10) == 0 or self.done == total:
             self.caller.log(f"{self.label}: {self.done}/{total} calls done, {self.failed} failed")
 
     async def aclose(self) -> None:
-        if self.bar is not None:
+        if self.bar is not None:  # the last state drawn, done / total: updates between redraws are not shown
+            self.bar.refresh()
             self.bar.close()
         if not self.silenced.done():
             self.silenced.cancel()
@@ -295,4 +293,4 @@ def _limits(headers) -> dict | None:
 def _progress_bar(total: int, label: str):
     from tqdm import tqdm
 
-    return tqdm(total=total or None, desc=label, unit="call", file=sys.stderr, leave=False)
+    return tqdm(total=total or None, desc=label, unit="call", file=sys.stderr)

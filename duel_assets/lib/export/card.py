@@ -8,9 +8,9 @@ from ..licenses import source_license
 from ..scoring import Gate
 from ..settings import ChainConfig, Paths
 from ..sources import BUNDLED_SOURCES
-from ..verdicts import merge_provenance, standin_note
+from ..verdicts import bucketing, merge_provenance, standin_note
 from .layouts import SOURCE_ENCODINGS
-from .markdown import gate_lines, gate_table, models_line
+from .markdown import bucketing_lines, gate_lines, gate_table, models_line
 from .sft import NO_LICENSE, gated_out, prune_shards
 
 
@@ -88,6 +88,12 @@ def _licence_lines(rows_by: dict[str, int], sources: dict[str, list[str]]) -> li
     return lines
 
 
+def _in_export(key: str, g: dict, included: list[str], excluded: dict[str, str]) -> str:
+    if key not in included:
+        return "no: " + excluded.get(key, "")
+    return "yes" if g["verdict"] == "ACCEPT" else f"yes, with gate {g['verdict']} (not required)"
+
+
 def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall: Gate, included: list[str],
                 excluded: dict[str, str], cfg: ChainConfig, prov: dict, evidence: list[str] | None = None) -> str:
     by: dict[str, Counter[str]] = {what: Counter() for what in ("source", "bucket", "protocol", "source_license")}
@@ -109,15 +115,22 @@ def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall:
         *([f"**{note}** These rows are for trying the pipeline, not for training.", ""] if note else []),
         f"{rows} training turns: each row is a coding-agent history and, as the target, a challenger answer that "
         f"{won} (buckets: {', '.join(cfg.export.buckets)}). {models_line(prov)}", "",
-        "Load: `datasets.load_dataset(\"<this folder>\")` (one parquet shard per prompt file under `data/`), or the "
-        "JSON Lines shards under `jsonl/`.", "",
+        *(["Load: `datasets.load_dataset(\"<this folder>\")` (one parquet shard per prompt file under `data/`), or the "
+           "JSON Lines shards under `jsonl/`."] if rows else
+          ["Nothing to load: the export holds no row yet (the table under \"Gate\" says which partitions are in it and "
+           "why the others are left out), so the folder has no shard for `datasets.load_dataset` to read."]), "",
+        *(["**The gate is not required for this export** (`[export] require_gate = false`): rows of partitions "
+           "whose gate is REJECT are in it, marked so in the table under \"Gate\".", ""]
+          if not cfg.export.require_gate else []),
         "## Layout", "", *_layout_lines(cfg.export.layout, cfg.export.reasoning, sorted(by["source"]) or sorted(sources)),
         "", "## Target", "", *_target_lines(cfg.export.layout), "",
         *[line for what in ("source", "bucket", "protocol")
           for line in (f"| {what} | turns |", "|---|---:|", *[f"| {k} | {v} |" for k, v in sorted(by[what].items())], "")],
+        *(bucketing_lines({k: summaries[k] for k in included}, bucketing(cfg), "every partition in the export")
+          if included else bucketing_lines(summaries, bucketing(cfg))), "",
         *_licence_lines(dict(by["source_license"]), sources), "",
         "## Gate", "", *gate_lines(overall.to_dict()), "", *([*evidence, ""] if evidence else []),
-        *gate_table(summaries, "in export", lambda k, _: "yes" if k in included else "no: " + excluded.get(k, "")),
+        *gate_table(summaries, "in export", lambda k, g: _in_export(k, g, included, excluded)),
     ]
     return "\n".join(lines) + "\n"
 

@@ -10,9 +10,9 @@ from ..files import write_text_atomic
 from ..locks import file_lock
 from ..scoring import Gate, gate
 from ..settings import BUCKETS, METRICS, ChainConfig, GateConfig, Paths
-from ..verdicts import merge_provenance, standin_note
+from ..verdicts import bucketing, merge_provenance, standin_note
 from .card import write_card
-from .markdown import fmt, gate_lines, gate_table, models_line
+from .markdown import bucketing_lines, fmt, gate_lines, gate_table, models_line
 from .paths import export_lock_path
 from .summary import read_manifest, read_summaries, read_turns
 
@@ -30,7 +30,7 @@ def overall_gate(summaries: dict[str, dict], cfg: GateConfig) -> Gate:
 
 def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of=None, files_of=None,
                   prov: dict | None = None, generated_at: str | None = None, max_turns: int = REPORT_TURNS_MAX,
-                  home: Path | None = None, evidence: list[str] | None = None) -> str:
+                  home: Path | None = None, evidence: list[str] | None = None, bucketing: dict | None = None) -> str:
     """report.md. ``turns_of(key)`` gives a partition's turn detail and ``files_of(key)`` its exported
     files; they are called only until the turn table is full, so the report costs the same at a
     million turns as at a thousand."""
@@ -50,6 +50,7 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {len(summaries)} | {scored + excluded} | {parsed} | {scored - parsed} | {excluded} | {counts['final']} | "
         f"{counts['refined']} | {counts['defeat']} |",
+        *(["", *bucketing_lines(summaries, bucketing)] if bucketing else []),
         "", "## Gate, all partitions", "", *gate_lines(overall.to_dict()),
         *(["", *evidence] if evidence else []),
         "", "## Gate per partition", "",
@@ -110,7 +111,7 @@ def write_report(paths: Paths, keys: list[str], cfg: ChainConfig, mode: int) -> 
         evidence = calibration_lines(paths, list(cfg.judges.models))
         text = render_report(summaries, g, mode, turns_of=lambda k: read_turns(paths, k),
                              files_of=lambda k: (manifests.get(k) or {}).get("files"), prov=prov, home=paths.home,
-                             evidence=evidence)
+                             evidence=evidence, bucketing=bucketing(cfg))
         write_text_atomic(paths.report, text)
         sft = write_card(paths, summaries, manifests, g, cfg, prov, evidence)
     return Report(paths.report, text, g, sft, prov, paths.export_dir / "README.md")

@@ -12,13 +12,16 @@ from ..verdicts import gate_scores
 from .paths import partition_files
 
 
-def write_partition_summary(paths: Paths, key: str, g: Gate, verdict_rows: list[dict], prov: dict) -> dict:
+def write_partition_summary(paths: Paths, key: str, g: Gate, verdict_rows: list[dict], prov: dict,
+                            bucketing: dict | None = None) -> dict:
     """What the overall gate and the report need from one partition: a small summary (gate, the
-    scores the gate saw, bucket and exclusion counts, who answered), read for every partition, and
-    the per-turn detail, read only for the report's turn table."""
+    scores the gate saw, bucket and exclusion counts, the thresholds it was bucketed with
+    (:func:`..verdicts.bucketing`), who answered), read for every partition, and the per-turn detail,
+    read only for the report's turn table."""
     files = partition_files(paths, key)
     summary = {"prompt_file": key, "gate": g.to_dict(), "scores": gate_scores(verdict_rows),
-               "buckets": bucket_counts(verdict_rows), "excluded": excluded_counts(verdict_rows), "provenance": prov}
+               "buckets": bucket_counts(verdict_rows), "excluded": excluded_counts(verdict_rows),
+               "bucketing": bucketing, "provenance": prov}
     write_json_atomic(files.turns, [
         {"turn_id": r["turn_id"], "score": r["score"], "bucket": r["bucket"], "excluded_reason": r.get("excluded_reason"),
          "per_metric": {m: r.get(f"{m}_win") for m in METRICS}} for r in verdict_rows])

@@ -1,6 +1,6 @@
 """SWE-agent family: raw SERA rows, SWE-agent ``.traj`` files and SWE-smith runs. No Dagster imports.
 
-SWE-agent writes its actions in one of three styles, all read here:
+SWE-agent writes its actions in one of four styles, all read here:
 
 * function calling (SWE-agent 1.x, SERA, SWE-smith ``tool`` runs): assistant ``tool_calls``;
 * XML (``<function=bash>\\n<parameter=command>ls</parameter>\\n</function>``, SWE-smith ``xml``):
@@ -8,7 +8,12 @@ SWE-agent writes its actions in one of three styles, all read here:
   that follows it the tool reply;
 * text / "ticks" (SWE-agent 0.x, SWE-smith ``ticks``): a discussion, then the command in the last
   plain ```` ``` ```` block. The command is a line of SWE-agent's shell, so the block is re-fenced
-  ```` ```bash ```` and the turn follows the ``bash_block`` protocol; the command is unchanged.
+  ```` ```bash ```` and the turn follows the ``bash_block`` protocol; the command is unchanged;
+* XML command (SWE-agent 0.x ``xml_thought_action``): a discussion, then the command between the
+  last ``<command>`` and ``</command>``. As SWE-agent's own parser reads it, that command (stripped)
+  becomes the message's ```` ```bash ```` block, the text around it staying as it was; an assistant
+  message without the block takes the command from its ``action`` field, else from the matching
+  ``trajectory[i].action``. The turn follows the ``bash_block`` protocol.
 
 Rows without tool schemas get SWE-agent's for its known tools and, for other tools the
 trajectory calls, a schema inferred from those calls (:func:`scaffolds.tools_from_calls`).
@@ -41,6 +46,7 @@ from .provenance import HIDDEN_ROW_KEYS, hidden_of, license_of, reward_of, sourc
 _XML_CALL = re.compile(r"<function=([\w.-]+)>(.*?)</function>", re.DOTALL)
 _XML_PARAM = re.compile(r"<parameter=([\w.-]+)>(.*?)</parameter>", re.DOTALL)
 _FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
+_OPEN_COMMAND, _CLOSE_COMMAND = "<command>", "</command>"
 _DEFAULT_ENVIRONMENTS = ("main", "swe_main")  # SWE-agent's default environment names, not instance ids
 
 
@@ -145,6 +151,49 @@ def _refence_ticks(messages: list[dict]) -> list[dict]:
     return out
 
 
+def _command_block(content: str) -> tuple[int, int] | None:
+    """Where the last ``<command>`` ... last ``</command>`` block is, as SWE-agent's parser finds it."""
+    a, b = content.rfind(_OPEN_COMMAND), content.rfind(_CLOSE_COMMAND)
+    return (a, b + len(_CLOSE_COMMAND)) if 0 <= a < b else None
+
+
+def _step_actions(raw: list, row: dict) -> list[str | None]:
+    """Each assistant message's ``action`` field, else the matching ``trajectory[i].action`` (when
+    the trajectory has one step per assistant message)."""
+    own = [m.get("action") for m in raw if isinstance(m, dict) and m.get("role") == "assistant"]
+    steps = row.get("trajectory")
+    steps = steps if isinstance(steps, list) else []
+    if len(steps) == len(own):
+        own = [a if isinstance(a, str) and a.strip() else (s.get("action") if isinstance(s, dict) else None)
+               for a, s in zip(own, steps)]
+    return [a if isinstance(a, str) and a.strip() else None for a in own]
+
+
+def _commands_to_blocks(messages: list[dict], actions: list[str | None]) -> list[dict]:
+    """XML-command style: each assistant message's command as its ```bash block."""
+    out, k = [], 0
+    for m in messages:
+        if m["role"] != "assistant":
+            out.append(m)
+            continue
+        action = actions[k] if k < len(actions) else None
+        k += 1
+        content = m["content"]
+        span = _command_block(content)
+        if span is not None:
+            a, b = span
+            command = content[a + len(_OPEN_COMMAND): b - len(_CLOSE_COMMAND)].strip()
+            before = content[:a].rstrip()
+            content = before + ("\n\n" if before else "") + f"```bash\n{command}\n```" + content[b:]
+        elif action is not None:
+            content = content.rstrip() + ("\n\n" if content.strip() else "") + f"```bash\n{action.strip()}\n```"
+        else:
+            out.append(m)
+            continue
+        out.append({**m, "content": content})
+    return out
+
+
 def _arguments(msg: dict) -> tuple[str, dict]:
     fn = msg["tool_calls"][0]["function"]
     try:
@@ -165,16 +214,19 @@ def read_swe_agent(row: Any) -> Trajectory:
         raise BadRecord("missing_history")
     instance_id = swe_agent_instance_id(row)
     skips: Counter = Counter()
-    messages = require_assistant(chat_messages(decode_messages(raw), skips))
+    raw = decode_messages(raw)
+    messages = require_assistant(chat_messages(raw, skips))
     assistant = [m for m in messages if m["role"] == "assistant"]
     if any(m.get("tool_calls") for m in assistant):
         style = "function_calling"
         messages = split_parallel_calls(messages)
     elif any("<function=" in m["content"] for m in assistant):
         style, messages = "xml", _xml_to_tool_calls(messages)
+    elif any(_command_block(m["content"]) for m in assistant):
+        style, messages = "xml_command", _commands_to_blocks(messages, _step_actions(raw, row))
     else:
         style, messages = "text", _refence_ticks(messages)
-    protocol = "bash_block" if style == "text" else "tool_calls"
+    protocol = "bash_block" if style in ("text", "xml_command") else "tool_calls"
     tools = None
     if protocol == "tool_calls":
         calls = [_arguments(m) for m in messages if m.get("tool_calls")]

@@ -27,10 +27,24 @@ class ConfigError(ValueError):
         super().__init__("\n".join(self.errors))
 
 
-def validate_partition_key(key: str) -> str:
+# every file named after a key must fit in a file name: the longest, a shard's temporary file
+# (".train-<key>.parquet.<12 hex>.tmp"), adds 32 bytes; 143 bytes is the shortest name limit of
+# common file systems (eCryptfs; most allow 255)
+MAX_PARTITION_KEY_LENGTH = 100
+
+
+def partition_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a partition key, or None."""
     if not key or not _KEY_RE.match(key) or "..." in key:
-        raise ConfigError(
-            f"invalid partition key {key!r}: use only {PARTITION_KEY_PATTERN} (letters, digits, '.', '_', '-'), "
-            "non-empty and without '...'"
-        )
+        return (f"use only {PARTITION_KEY_PATTERN} (letters, digits, '.', '_', '-'), non-empty and without '...'")
+    if len(key) > MAX_PARTITION_KEY_LENGTH:
+        return f"{len(key)} characters, over the {MAX_PARTITION_KEY_LENGTH} a key may have (files are named after it)"
+    return None
+
+
+def validate_partition_key(key: str) -> str:
+    problem = partition_key_problem(key)
+    if problem:
+        shown = key if len(key) <= 60 else key[:57] + "..."
+        raise ConfigError(f"invalid partition key {shown!r}: {problem}")
     return key

@@ -9,6 +9,7 @@ from typing import Any
 import tomllib
 from pydantic import ValidationError
 
+from ..bounded import InputRefused, read_bounded
 from . import env
 from .base import ConfigError
 from .errors import error_line, key_path, toml_value
@@ -103,17 +104,24 @@ def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
     return cfg
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
 def read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{label(str(path))}: no such file", str(path))
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{label(str(path))}: no such file", str(path)) from None
-    except (UnicodeDecodeError, OSError) as e:
+        text = read_bounded(path, "configuration file", MAX_CONFIG_BYTES).decode("utf-8")
+    except InputRefused as e:
+        raise ConfigError(f"{label(str(path))}: {e}", str(path)) from None
+    except UnicodeDecodeError as e:
         raise ConfigError(f"{label(str(path))}: cannot be read ({e})", str(path)) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{label(str(path))}: not valid TOML: {e}", str(path)) from None
+    except RecursionError:
+        raise ConfigError(f"{label(str(path))}: not valid TOML: nested deeper than the parser allows", str(path)) from None
 
 
 def load_config(path: Path | str | None = None) -> ChainConfig:

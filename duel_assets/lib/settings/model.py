@@ -11,13 +11,14 @@ from .base import METRICS, Bucket, MetricName, PRRecordFormat, SourceFormat
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
-NonNegative = Annotated[float, Field(ge=0)]
-Positive = Annotated[float, Field(gt=0)]
-PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
 Name = Annotated[str, Field(pattern=r"\S")]  # non-empty, not only blanks
 Temperature = Annotated[float, Field(ge=0, le=2)]
 Score = Annotated[float, Field(ge=0, le=100)]
+# upper bounds: values beyond these are typing mistakes (or would exhaust the machine or the budget)
+Chars = Annotated[int, Field(ge=1, le=10_000_000)]
+Tokens = Annotated[int, Field(ge=1, le=1_000_000)]
+Seconds = Annotated[float, Field(ge=0, le=3600)]
+USDPerMTokens = Annotated[float, Field(ge=0, le=100_000)]
 
 
 class Table(BaseModel):
@@ -28,7 +29,7 @@ class SourceSpec(Table):
     format: SourceFormat
     path: Name  # local file / folder / glob, hub dataset name, or hf:// URL
     split: Name = "train"
-    weight: Positive = 1.0
+    weight: Annotated[float, Field(gt=0, le=1_000_000)] = 1.0
 
 
 class PRRecordSpec(Table):
@@ -53,17 +54,17 @@ class PRRecordsConfig(Table):
 
 
 class SamplingConfig(Table):
-    prompts: PositiveInt = 400  # turns `duel-assets sample` draws by default
+    prompts: Annotated[int, Field(ge=1, le=10_000_000)] = 400  # turns `duel-assets sample` draws by default
     turns_per_file: Annotated[int, Field(ge=1, le=200)] = 200
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
-    max_history_chars: PositiveInt = 120_000  # longer histories are trimmed in the middle
-    max_observation_chars: PositiveInt = 20_000
+    max_history_chars: Chars = 120_000  # longer histories are trimmed in the middle
+    max_observation_chars: Chars = 20_000
     # sources larger than this (bytes) or on the hub are read block by block, only the blocks a
     # window needs; smaller ones are read whole and sampled exactly over all their turns
-    block_mode_min_bytes: NonNegativeInt = 256 * 1024 * 1024
-    turns_per_trajectory: PositiveInt = 1  # block mode: turns taken from one trajectory
-    jsonl_block_lines: PositiveInt = 256  # block mode: lines per JSONL block
-    max_prompt_file_bytes: PositiveInt = 64 * 1024 * 1024  # larger prompt files are refused
+    block_mode_min_bytes: Annotated[int, Field(ge=0, le=4 * 1024**3)] = 256 * 1024 * 1024
+    turns_per_trajectory: Annotated[int, Field(ge=1, le=1000)] = 1  # block mode: turns taken from one trajectory
+    jsonl_block_lines: Annotated[int, Field(ge=1, le=1_000_000)] = 256  # block mode: lines per JSONL block
+    max_prompt_file_bytes: Annotated[int, Field(ge=1, le=1024**3)] = 64 * 1024 * 1024  # larger prompt files are refused
 
 
 def _one_sql_predicate(text: str) -> str:
@@ -83,7 +84,7 @@ def _one_sql_predicate(text: str) -> str:
 class FiltersConfig(Table):
     min_reward: float = -1e9  # trajectories with a reward below this are skipped (no reward: kept)
     outcome: Literal["any", "submitted"] = "any"
-    max_history_tokens: NonNegativeInt = 0  # 0: sampling.max_history_chars decides; else ~4 characters a token
+    max_history_tokens: Annotated[int, Field(ge=0, le=2_500_000)] = 0  # 0: sampling.max_history_chars decides; else ~4 characters a token
     excluded_repos: list[Name] = []
     excluded_ids: list[Name] = []
     where: Annotated[str, AfterValidator(_one_sql_predicate)] = ""  # a DuckDB predicate over source rows
@@ -92,28 +93,29 @@ class FiltersConfig(Table):
 class GenerationConfig(Table):
     model: Name = "gpt-4o-mini"
     temperature: Temperature = 0.7
-    max_tokens: PositiveInt = 1024
-    max_resamples: NonNegativeInt = 2  # extra tries for an answer that breaks the protocol
+    max_tokens: Tokens = 1024
+    max_resamples: Annotated[int, Field(ge=0, le=10)] = 2  # extra tries for an answer that breaks the protocol
 
 
 class JudgeConfig(Table):
     models: Annotated[list[Name], Field(min_length=1)] = ["gpt-4o-mini"]  # the panel
-    max_tokens: PositiveInt = 1024
-    token_limits: dict[str, PositiveInt] = {}  # per-judge max_tokens override
+    max_tokens: Tokens = 1024
+    token_limits: dict[str, Tokens] = {}  # per-judge max_tokens override
     temperature: Temperature = 0.0
     position_swap: bool = True
-    max_history_chars: NonNegativeInt = 0  # 0: the judges read the answers' own history (a shared, cacheable prefix)
+    max_history_chars: Annotated[int, Field(ge=0, le=10_000_000)] = 0  # 0: the judges read the answers' own history (a shared, cacheable prefix)
     skip_decided: bool = True  # skip the remaining judges once a turn's verdict cannot change
 
 
 class CallsConfig(Table):
-    concurrency: PositiveInt = 16
-    requests_per_minute: NonNegative = 0.0  # 0 = unlimited
-    tokens_per_minute: NonNegative = 0.0  # estimated prompt tokens; 0 = unlimited
-    retry_budget: PositiveInt = 6  # attempts per call, first one included
-    backoff_base_s: NonNegative = 1.0
-    backoff_max_s: NonNegative = 60.0
-    timeout_s: Positive = 120.0  # connecting, and each silence of a streamed reply; doubled after a timeout, up to 4x
+    concurrency: Annotated[int, Field(ge=1, le=1024)] = 16
+    requests_per_minute: Annotated[float, Field(ge=0, le=1_000_000)] = 0.0  # 0 = unlimited
+    tokens_per_minute: Annotated[float, Field(ge=0, le=1_000_000_000)] = 0.0  # estimated prompt tokens; 0 = unlimited
+    retry_budget: Annotated[int, Field(ge=1, le=50)] = 6  # attempts per call, first one included
+    backoff_base_s: Annotated[float, Field(ge=0, le=600)] = 1.0
+    backoff_max_s: Seconds = 60.0
+    # connecting, and each silence of a streamed reply; doubled after a timeout, up to 4x
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     deadline_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0  # one call, first attempt to last: then it fails
     max_failure_rate: Fraction = 0.5  # above this the step fails (completed calls stay cached)
     stream: bool = True  # stream replies: timeout_s then bounds the silence between chunks, not a reply's length
@@ -154,7 +156,7 @@ class HiddenInfoConfig(Table):
 
 
 class WarehouseConfig(Table):
-    lock_timeout_s: Positive = 600.0  # how long a writer waits for the warehouse lock
+    lock_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0  # how long a writer waits for the warehouse lock
 
 
 class CalibrationConfig(Table):
@@ -164,9 +166,9 @@ class CalibrationConfig(Table):
 class Price(Table):
     """USD per 1M tokens."""
 
-    prompt: NonNegative = 0.0
-    completion: NonNegative = 0.0
-    cached_prompt: Optional[NonNegative] = None
+    prompt: USDPerMTokens = 0.0
+    completion: USDPerMTokens = 0.0
+    cached_prompt: Optional[USDPerMTokens] = None
 
 
 def _price_tables(prices: dict[str, Price]) -> dict[str, dict[str, float]]:
@@ -195,7 +197,7 @@ class ChainConfig(Table):
     hidden_info: HiddenInfoConfig = Field(default_factory=HiddenInfoConfig)
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
-    metric_weights: dict[MetricName, NonNegative] = {m: 1.0 for m in METRICS}
+    metric_weights: dict[MetricName, Annotated[float, Field(ge=0, le=1000)]] = {m: 1.0 for m in METRICS}
     excluded_instance_ids: list[Name] = []
     prices: PriceTables = {}  # model -> prices per 1M tokens
     _origin: str = PrivateAttr(default="built-in defaults")

@@ -101,6 +101,7 @@ class StandinState:
             self.script: list[str] = []
             self.seen: Counter = Counter()
             self.log: list[dict] = []
+            self.bodies: list[bytes] | None = None  # a test sets [] to keep the chat bodies as received
             self.connections = 0  # TCP connections accepted: shows whether clients keep theirs alive
             self.answered: Counter = Counter()  # body key -> answers sent
             self.in_flight = 0

@@ -4,7 +4,8 @@
 chunked, with no silence longer than ``stream_chunk_s``). Every reply says it is not a model: the
 ``system_fingerprint`` is ``duel-standin-not-a-model`` and the header ``X-Duel-Standin`` is set.
 Test hooks: ``GET /_standin/log`` (every request), ``GET /_standin/stats`` (counts, see
-:mod:`.provider`), ``POST /_standin/script`` (exact faults), ``/_standin/reset``, ``/_standin/limits``.
+:mod:`.provider`), ``POST /_standin/script`` (exact faults), ``/_standin/reset``, ``/_standin/limits``; in process,
+``state.bodies = []`` keeps every chat request's body as the bytes received.
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> dict:
         n = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(n) if n else b"{}"
+        self._raw = raw
         return json.loads(raw or b"{}")
 
     def do_GET(self):
@@ -112,6 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._send(404, {"error": {"message": f"unknown path {self.path}"}})
             return
+        if self.state.bodies is not None:
+            with self.state.lock:
+                self.state.bodies.append(self._raw)
         self.state.started()
         self._counted = True
         try:
