@@ -114,7 +114,8 @@ def test_cache_hit_sends_nothing_and_keys_include_role_and_sample(fresh_standin,
     other_role = CallRequest("challenger", base.model, base.messages, base.params)
     other_sample = CallRequest("king", base.model, base.messages, base.params, sample_index=1)
     assert len({base.key, other_role.key, other_sample.key}) == 3
-    assert fresh_standin.state.log[-1]["call_key"] == base.key  # sent as X-Duel-Call-Key
+    # the call's identity (content and endpoint) is sent as X-Duel-Call-Key
+    assert fresh_standin.state.log[-1]["call_key"] == c.cache.key(base.key) != base.key
 
 
 def test_concurrency_bound_is_respected(fresh_standin, tmp_path):

@@ -137,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stand-in port when no endpoint is set (default: 8765, or a free port when taken)")
     u.set_defaults(fn=_fn("serve.cmd_ui"))
     calibrate.add_subcommands(sub)
+    k = sub.add_parser("calls", help="list what the call store holds per endpoint and model (calls, stand-in "
+                                     "replies, when stored), or remove one endpoint's calls",
+                       description="List what the call store holds per endpoint and model, or remove one "
+                                   "endpoint's calls. A stored reply is reused only for the endpoint that gave it.")
+    k.add_argument("--remove-endpoint", metavar="URL",
+                   help="remove every call stored for this endpoint (its base URL, as `duel-assets calls` lists it or "
+                        "as configured: credentials are ignored; `unknown` for calls stored before endpoints were "
+                        "recorded); the next run pays for them again")
+    k.set_defaults(fn=_fn("calls.cmd_calls"))
     b = sub.add_parser("bench", help="run the benchmarks and print ratios",
                        description="Run the benchmarks on this machine (sampler, LLM stage against the stand-in, "
                                    "writes, gate) and print their ratios.")

@@ -90,7 +90,7 @@ def cmd_calibrate(args) -> int:
         return _err(str(e))
     for s in cset.skips:
         print(f"skipped {src} {s}", file=sys.stderr)
-    print(f"calibrating {len(cset.pairs)} pairs of {staged} (partition {key}) against {ep.base_url}", file=sys.stderr)
+    print(f"calibrating {len(cset.pairs)} pairs of {staged} (partition {key}) against {ep.id}", file=sys.stderr)
     rc = _materialize(key, args.target_precision)
     if rc:
         return rc

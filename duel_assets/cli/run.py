@@ -84,6 +84,10 @@ def _one(key: str, inst, tags: dict, quiet: dict) -> list[str]:
     except Exception as e:  # the run itself could not be recorded or started (a full disk, ...)
         return [f"[{key}] run failed: {exception_text(e)}"]
     if result.success:
+        from duel_assets.cli.calls import refusal_lines
+
+        for line in refusal_lines(result, key):  # calls that failed without failing the step
+            print(line, file=sys.stderr)
         return []
     return [f"[{key}] {ev.step_key} failed: {underlying_error(ev.step_failure_data.error)}"
             for ev in result.all_events if ev.is_step_failure] or [f"[{key}] run failed"]
@@ -118,7 +122,10 @@ def _in_children(targets: list[str], parallel: int, resample: bool, paths: Paths
             if proc.poll() is None:
                 continue
             err = proc.stderr.read() if proc.stderr else ""
-            if proc.returncode not in (0, NOTHING):  # NOTHING: it ran; its summary says what it dueled
+            if proc.returncode in (0, NOTHING):  # it ran (NOTHING: its summary says what it dueled): its lines
+                for line in (ln for ln in err.splitlines() if ln.startswith(f"[{key}]")):  # about calls that failed
+                    bar.write(line, file=sys.stderr)
+            else:
                 failed[key] = [ln for ln in err.splitlines() if ln.startswith(f"[{key}]")] or [f"[{key}] run failed (exit {proc.returncode})"]
                 for line in failed[key]:
                     bar.write(line, file=sys.stderr)

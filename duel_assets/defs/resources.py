@@ -33,7 +33,8 @@ class DuelSettings(dg.ConfigurableResource):
 
     duel_home: Optional[str] = Field(default=None, description="$DUEL_HOME: where everything is written")
     config_path: Optional[str] = Field(default=None, description="chain.toml ($DUEL_CONFIG, else ./chain.toml)")
-    warehouse: Optional[str] = Field(default=None, description="$DUEL_WAREHOUSE: a DuckDB path or md:<db>")
+    warehouse: Optional[str] = Field(default=None, description="$DUEL_WAREHOUSE: a DuckDB path, md:<db> or a DuckLake "
+                                     "(an EnvVar: a conninfo may hold a password)")
     duel_mode: Optional[int] = Field(default=None, description="$DUEL_MODE: 2 challenger vs king, 1 vs the reference")
     base_url: Optional[str] = Field(default=None, description="OpenAI-compatible endpoint (an EnvVar)")
     api_key: Optional[str] = Field(default=None, description="its key (an EnvVar; never shown)")
@@ -51,7 +52,8 @@ class DuelSettings(dg.ConfigurableResource):
         cfg = env.config_path()
         hf = env.hf_token_var()
         return cls(
-            duel_home=str(env.duel_home()), config_path=str(cfg) if cfg else None, warehouse=env.warehouse_url(),
+            duel_home=str(env.duel_home()), config_path=str(cfg) if cfg else None,
+            warehouse=dg.EnvVar("DUEL_WAREHOUSE") if env.warehouse_url() else None,
             duel_mode=env.duel_mode(),
             base_url=(dg.EnvVar(ev.base_url_var) if ev.base_url_var else ev.base_url) if ev else None,
             api_key=dg.EnvVar(ev.api_key_var) if ev and ev.api_key_var else None,
@@ -64,7 +66,7 @@ class DuelSettings(dg.ConfigurableResource):
     def paths(self) -> Paths:
         if self.duel_home or not self.read_environment:
             home = Path(self.duel_home).resolve() if self.duel_home else env.duel_home()
-            return Paths(home, self.warehouse, call_cache_url=_value(self.call_cache)).ensure()
+            return Paths(home, _value(self.warehouse), call_cache_url=_value(self.call_cache)).ensure()
         return Paths.from_env().ensure()
 
     def config(self) -> ChainConfig:
@@ -85,7 +87,7 @@ class DuelSettings(dg.ConfigurableResource):
             url = _value(self.base_url)
             if not url:  # an EnvVar whose variable this process does not have
                 raise ConfigError(f"base_url: the variable {self.base_url} is empty or not set in this process; it holds the endpoint URL")
-            return Endpoint(url.rstrip("/"), _value(self.api_key) or "", self.endpoint_source or "settings")
+            return Endpoint.of(url, _value(self.api_key) or "", self.endpoint_source or "settings")
         return require_endpoint(env.resolve_endpoint() if self.read_environment else None)
 
     def token(self) -> Optional[str]:
@@ -118,7 +120,7 @@ class LLMResource(dg.ConfigurableResource):
             key = self.settings.endpoint().api_key
         except ConfigError:
             key = ""
-        return Endpoint(self.base_url.rstrip("/"), key, "resource")
+        return Endpoint.of(self.base_url, key, "resource")
 
     def caller(self, cfg: ChainConfig, paths: Paths, log: Callable[[str], None]) -> LLMCaller:
         return LLMCaller(self.endpoint(), cfg.calls, open_store(paths.call_cache), log=log,

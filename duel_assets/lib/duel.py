@@ -30,7 +30,7 @@ def too_many_failures(asset: str, stats: CallStats, cfg: ChainConfig) -> str | N
     if rate <= cfg.calls.max_failure_rate:
         return None
     return (f"{asset}: {stats.failed}/{stats.requested} calls failed ({rate:.0%} > calls.max_failure_rate "
-            f"{cfg.calls.max_failure_rate:.0%}); by kind {dict(stats.failures)}")
+            f"{cfg.calls.max_failure_rate:.0%}); {stats.failure_summary()}")
 
 
 MISSING_ANSWERS = ("king_missing", "challenger_missing")

@@ -14,6 +14,17 @@ from ..files import read_json
 from . import results_dir
 
 
+def answered_by(summary: dict) -> str:
+    """Where a calibration's judges were asked, and whether the offline stand-in answered."""
+    where = summary.get("endpoint") or "an endpoint not recorded"
+    n, standin = int(summary.get("answered") or 0), int(summary.get("answered_by_standin") or 0)
+    if standin and standin == n:
+        return f"{where}, answered by the offline stand-in (not a model): these figures say nothing about a model"
+    if standin:
+        return f"{where}, {standin} of {n} judgements answered by the offline stand-in (not a model)"
+    return where
+
+
 @dataclass
 class CalibrationEvidence:
     key: str
@@ -28,6 +39,9 @@ class CalibrationEvidence:
     parse_rate: float | None
     file: str
     summary_path: str
+    endpoint: str | None = None  # where the judges were asked (None: recorded before endpoints were)
+    answered: int = 0
+    answered_by_standin: int = 0
 
     @staticmethod
     def _ci(ci) -> str:
@@ -41,7 +55,7 @@ class CalibrationEvidence:
         """Markdown lines for report.md and the dataset card, next to the gate."""
         return [
             f"Judge panel calibration (`{self.key}`, {self.pairs} labelled pairs, {self.created_at}; "
-            f"panel {', '.join(self.panel)}; duel-score rule, 95% bootstrap intervals):",
+            f"panel {', '.join(self.panel)} at {answered_by(asdict(self))}; duel-score rule, 95% bootstrap intervals):",
             f"- accuracy {self._num(self.accuracy)}{self._ci(self.accuracy_ci)} (pairs labelled A or B), "
             f"Cohen's kappa {self._num(self.kappa)}{self._ci(self.kappa_ci)}",
             f"- position consistency {self._num(self.position_consistency)}, parse rate {self._num(self.parse_rate)}",
@@ -71,7 +85,8 @@ def latest_calibration(home: Path, panel: list[str]) -> CalibrationEvidence | No
         key=s["key"], created_at=str(s.get("created_at")), panel=list(s["panel"]), pairs=int(s.get("pairs") or 0),
         accuracy=s.get("accuracy"), accuracy_ci=s.get("accuracy_ci"), kappa=s.get("kappa"), kappa_ci=s.get("kappa_ci"),
         position_consistency=s.get("position_consistency"), parse_rate=s.get("parse_rate"), file=str(s.get("file")),
-        summary_path=str(path))
+        summary_path=str(path), endpoint=s.get("endpoint"), answered=int(s.get("answered") or 0),
+        answered_by_standin=int(s.get("answered_by_standin") or 0))
 
 
 def gate_metadata(home: Path, panel: list[str]) -> dict:

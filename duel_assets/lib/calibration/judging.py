@@ -35,6 +35,9 @@ class CalibrationRun:
     rows: list[dict]  # one per pair x judge x order
     stats: CallStats
     panel: list[str]
+    endpoint: str = ""  # where the judges were asked (settings.endpoint_id: never a secret)
+    answered: int = 0  # judgements with a reply (fresh or stored)
+    answered_by_standin: int = 0  # of those, replies of the offline stand-in (not a model)
 
 
 def render(msg: dict) -> str:
@@ -88,4 +91,6 @@ def run_panel(caller, pairs: list[LabelledPair], cfg: ChainConfig, label: str = 
     jobs = [(p, j) for p in pairs for j in jobs_for_pair(p, cfg, panel)]
     judged, stats = caller.run_coroutine(_judge_all(caller, jobs, label))
     rows = [judgement_row(p, j, d) for (p, j), d in zip(jobs, judged)]
-    return CalibrationRun(rows=rows, stats=stats, panel=panel)
+    answered = [d.result for d in judged if d.result.ok]
+    return CalibrationRun(rows=rows, stats=stats, panel=panel, endpoint=caller.endpoint_id, answered=len(answered),
+                          answered_by_standin=sum(bool(r.standin) for r in answered))

@@ -17,6 +17,7 @@ import pandas as pd
 from ..files import read_json, write_json_atomic
 from ..settings import ChainConfig
 from . import results_dir
+from .evidence import answered_by
 from .judging import CalibrationRun
 from .measures import DUEL_RULE, MAJORITY, rater_verdicts
 from .pairs import CalibrationSet
@@ -63,6 +64,8 @@ def summarise(cset: CalibrationSet, run: CalibrationRun, cfg: ChainConfig, key: 
         "key": key, "file": str(cset.path), "sha256": _sha256(cset.path),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "panel": run.panel, "rule": DUEL_RULE, "orders": ["a_first", "b_first"],
+        "endpoint": run.endpoint, "answered": run.answered, "answered_by_standin": run.answered_by_standin,
+        "standin": bool(run.answered) and run.answered_by_standin == run.answered,
         "skipped": len(cset.skips), "skipped_by_reason": cset.skipped_by_reason(),
         "skipped_lines": [str(s) for s in cset.skips[:200]],
         "labels": dict(Counter(p.label for p in pairs)), "kinds": dict(Counter(p.kind or "(none)" for p in pairs)),
@@ -138,7 +141,7 @@ def render_markdown(summary: dict) -> str:
         f"# Judge calibration `{summary['key']}`",
         "",
         f"{summary['pairs']} labelled pairs from {summary['file']}{skipped}.",
-        f"Panel: {', '.join(summary['panel'])}; every pair judged by every judge in both orders. "
+        f"Panel: {', '.join(summary['panel'])} at {answered_by(summary)}; every pair judged by every judge in both orders. "
         "A pair is scored as a duel turn with `b` as the challenger: score > 50 is verdict B, < 50 A, 50 tie.",
         "", figures_table(summary), "",
         "Accuracy per kind (ties included):", "", kind_table(summary), "",

@@ -89,12 +89,32 @@ class RateLimitInfo:
                    reset_tokens_s=duration_seconds(headers.get("x-ratelimit-reset-tokens")))
 
 
+def provider_message(text: str) -> str:
+    """What an error body says, in the provider's words: ``error.message`` (OpenAI and most
+    compatible servers), ``message`` or ``detail``; else the body itself, on one line."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        for found in ((err.get("message") if isinstance(err, dict) else err), data.get("message"), data.get("detail")):
+            if isinstance(found, str) and found.strip():
+                return " ".join(found.split())
+    return " ".join(str(text).split())
+
+
 class StatusError(Exception):
-    """The endpoint answered with an HTTP status >= 400."""
+    """The endpoint answered with an HTTP status >= 400; ``message`` is what it said (its refusal)."""
 
     def __init__(self, status: int, headers, text: str):
         self.status, self.headers, self.text = status, headers, text
-        super().__init__(f"HTTP {status}: {text[:300]}")
+        self.message = provider_message(text)[:300]
+        super().__init__(f"HTTP {status}: {self.message}")
+
+
+class NoReply(Exception):
+    """An attempt given up because the endpoint answered none of the session's requests in time."""
 
 
 def _causes(exc: BaseException | None):
@@ -115,6 +135,8 @@ def classify(exc: BaseException) -> tuple[str, float | None]:
         if exc.status >= 500 or exc.status == 408:
             return "server_error", retry_after_seconds(exc.headers)
         return f"http_{exc.status}", None
+    if isinstance(exc, NoReply):
+        return "no_reply", None
     if isinstance(exc, (Garbage, json.JSONDecodeError, UnicodeDecodeError)):
         return "garbage", None
     if any(isinstance(e, (asyncio.TimeoutError, TimeoutError)) for e in _causes(exc)):

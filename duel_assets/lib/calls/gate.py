@@ -31,24 +31,44 @@ class Gate:
         self.seen_elsewhere: set[str] = set()  # keys that waited on another holder's request
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self.held: set[str] = set()  # keys leased to this holder (requests in flight)
+        self._renewer: asyncio.Task | None = None
         self._registered = False
         self._last_renew = 0.0
         self.on_window = on_window  # callback(window) when the shared window changes
         self._window: float | None = None
 
-    async def acquire(self, key: str, tokens: int) -> dict | None:
+    async def acquire(self, key: str, tokens: int, retry: bool = False) -> dict | None:
         """Wait for a slot for ``key``: None when this process may send it (it holds the lease), or
         the stored response when the call is completed (already, or by another holder meanwhile:
-        :meth:`waited_elsewhere` tells which)."""
+        :meth:`waited_elsewhere` tells which). A ``retry`` goes to the head of the queue: its call's
+        deadline is already running."""
         if not self._registered:
             self.store.register(self.holder, self.endpoint)
             self._registered = True
         fut = asyncio.get_running_loop().create_future()
         self.waiting[key] = (flight.Wanted(key, tokens), fut)
+        if retry:
+            self.waiting.move_to_end(key, last=False)
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._pump())
-        return await fut
+        stored = await fut
+        if stored is None:  # leased to this holder until complete() or release()
+            self.held.add(key)
+            if self._renewer is None or self._renewer.done():
+                self._renewer = asyncio.ensure_future(self._keep_leases())
+        return stored
+
+    async def _keep_leases(self) -> None:
+        """Renew this holder's leases while any request of it is in flight, however long its reply
+        takes (the pump renews only while keys wait): a lease that lapsed would let another process
+        send the same body, and let more requests start than the concurrency bound allows."""
+        while self.held:
+            await asyncio.sleep(self.store.lease_ttl_s / 3)
+            if self.held:
+                self._last_renew = time.time()
+                self.store.renew(self.holder)
 
     def waited_elsewhere(self, key: str) -> bool:
         """Whether ``key`` waited for another holder's request (and forget it)."""
@@ -59,11 +79,13 @@ class Gate:
 
     def complete(self, key: str, role: str, model: str, response: dict) -> bool:
         stored = self.store.complete(self.holder, self.endpoint, key, role, model, response, self.limits)
+        self.held.discard(key)
         self._wake.set()  # a slot of ours is free
         return stored
 
     def release(self, key: str) -> None:
         self.store.release(self.holder, key, self.endpoint)
+        self.held.discard(key)
         self._wake.set()
 
     def feedback(self, rate_limited: bool, retry_after: float | None, headers: dict | None) -> None:
@@ -143,12 +165,13 @@ class Gate:
             self.store.renew(self.holder)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self._task, self._renewer):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
         for _, fut in self.waiting.values():
             if not fut.done():
                 fut.cancel()

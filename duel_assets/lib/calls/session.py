@@ -1,54 +1,43 @@
 """Many OpenAI-compatible chat calls, each distinct request paid for once per deployment. No Dagster imports.
 
 * one event loop per batch (per asset step); one aiohttp client session per call session, one
-  keep-alive connection per call in flight; bodies are posted as wire JSON to
-  ``{base_url}/chat/completions`` with the key as a bearer token, and replies are read as plain JSON
-  (:mod:`.wire`), with no SDK layer in between: at 64 calls in flight, every millisecond of client
-  work per call is a millisecond the replies queued behind it wait;
+  keep-alive connection per call in flight (:mod:`.transport`);
+* a call's identity is its content and its endpoint (:mod:`.scope`): a reply is reused only for
+  the endpoint that gave it, and replies the offline stand-in gave are dropped from the store when
+  something else answers at its address;
 * before anything is sent: the call cache; then identical calls in flight in this process are
   merged (one request, every caller gets its reply); then the deployment's flight rules
   (:mod:`.gate`): the cache is consulted again when a call gets its slot, and a body in flight in
   another process is waited for, not sent;
-* replies are streamed by default, so ``timeout_s`` bounds the silence between chunks, not the
-  length of a reply: a slow reply is not abandoned and bought again. A timed-out attempt is retried
-  with twice the timeout and counted as possibly billed;
-* retries with exponential backoff and full jitter on 429, 5xx, timeouts, connection errors and
-  garbage replies, honouring ``Retry-After``; a 429 also shrinks the deployment's window;
+* retries, timeouts and the call's deadline follow :mod:`.retry`: a reply is never abandoned for a
+  new request while it may still complete (streamed replies are read as long as chunks arrive,
+  whole ones up to the deadline); a 429 also shrinks the deployment's window;
+* an endpoint that answers none of a session's requests within a call's deadline fails the rest of
+  the session's calls at once, with that reason;
+* the first failure of each kind is logged with the provider's own message;
 * every completed call goes to the store the moment it lands; failures are never stored;
 * the API key is held only by the client object; error text is scrubbed of it.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import gc
-import json
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from functools import lru_cache
-
-import aiohttp
 
 from ..settings import CallsConfig, Endpoint, scrub
-from . import flight
-from .errors import MAX_RETRY_AFTER_S, POSSIBLY_BILLED, RETRYABLE, RateLimitInfo, StatusError, classify
+from . import flight, transport
+from .errors import POSSIBLY_BILLED, RETRYABLE, NoReply, RateLimitInfo, classify
 from .gate import Gate
+from .retry import CallClock, backoff
+from .scope import EndpointCalls
 from .types import CallRequest, CallResult, CallStats
-from .wire import StreamedReply, parse_reply, request_body
 
-
-@lru_cache(maxsize=1)
-def _tls_context():
-    """One TLS context per process: building one (loading the CA store) costs ~20 ms, per client."""
-    import ssl
-
-    return ssl.create_default_context()
-
-
-USER_AGENT = "duel-assets (aiohttp)"
+STANDIN_CHECK_S = 10.0  # the longest wait for the endpoint to say whether it is the stand-in
 
 
 def limits_of(cfg: CallsConfig) -> flight.Limits:
@@ -60,11 +49,17 @@ class LLMCaller:
     def __init__(self, endpoint: Endpoint, calls: CallsConfig, cache, log: Callable[[str], None] | None = None,
                  progress: bool = False):
         self.endpoint = endpoint
+        self.endpoint_id = endpoint.id  # how the store records it: never a secret
         self.cfg = calls
-        self.cache = cache  # a call store (SQLite or PostgreSQL)
+        self.store = cache  # the call store (SQLite or PostgreSQL), every endpoint
+        self.cache = EndpointCalls(cache, self.endpoint_id)  # this endpoint's calls, by content key
         self.log = log or (lambda s: None)
         self.progress = progress
-        self.secrets = [endpoint.api_key] if endpoint.api_key else []
+        # scrubbed from error text: the key, and the URL's credentials as given and as sent
+        secrets = [endpoint.api_key, *(endpoint.basic_auth or ())]
+        if endpoint.basic_auth:
+            secrets.append(base64.b64encode(":".join(endpoint.basic_auth).encode()).decode())
+        self.secrets = [s for s in secrets if len(s) >= 4]  # as settings.secret_values: shorter is no secret
 
     def run(self, requests: Sequence[CallRequest], label: str = "llm") -> tuple[list[CallResult], CallStats]:
         return self.run_coroutine(self.run_async(requests, label))
@@ -95,21 +90,10 @@ class LLMCaller:
         the deployment's flight rules, whatever mix of roles runs at once in this event loop."""
         session = CallSession(self, label, total)
         try:
+            await session.drop_stale_standin_replies()
             yield session
         finally:
             await session.aclose()
-
-    def client(self) -> aiohttp.ClientSession:
-        """The HTTP client of one session (it belongs to that session's event loop): connections kept
-        alive, one per call in flight (the gate bounds how many). Nothing is looked up per request:
-        no netrc, no proxy variables (each would be a thread hop per call)."""
-        https = self.endpoint.base_url.lower().startswith("https")
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ssl=_tls_context() if https else False)
-        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": USER_AGENT}
-        if self.endpoint.api_key:
-            headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
-        return aiohttp.ClientSession(connector=connector, headers=headers, trust_env=False,
-                                     timeout=aiohttp.ClientTimeout(total=None))
 
 
 class CallSession:
@@ -119,16 +103,32 @@ class CallSession:
     def __init__(self, caller: LLMCaller, label: str, total: int):
         self.caller, self.label = caller, label
         self.cfg = caller.cfg
-        self.client = caller.client()
+        self.client = transport.client(caller.endpoint)
         self.url = f"{caller.endpoint.base_url.rstrip('/')}/chat/completions"
         self.stream = bool(getattr(self.cfg, "stream", True))
         self.t0 = time.monotonic()
         self.trace: list[tuple[float, float]] = []
-        self.gate = Gate(caller.cache, caller.endpoint.base_url, limits_of(self.cfg), on_window=self._window)
+        self.gate = Gate(caller.store, caller.endpoint_id, limits_of(self.cfg), on_window=self._window)
         self.flights: dict[str, asyncio.Future] = {}
         self.announced: tuple = ()
         self.done, self.total, self.failed = 0, total, 0
         self.bar = _progress_bar(total, label) if caller.progress else None
+        self.heard = False  # the endpoint has answered something (any status) in this session
+        self.silenced: asyncio.Future = asyncio.get_running_loop().create_future()  # set: it never will
+        self.logged: set[str] = set()  # failure kinds already logged
+
+    async def drop_stale_standin_replies(self) -> None:
+        """Replies the offline stand-in gave at this address are served only while the stand-in
+        still answers there: when something else does, they are removed from the store first."""
+        store, endpoint = self.caller.store, self.caller.endpoint_id
+        if not getattr(store, "has_standin_replies", None) or not store.has_standin_replies(endpoint):
+            return
+        now = await transport.is_standin(self.client, self.caller.endpoint.base_url,
+                                         min(float(self.cfg.timeout_s), STANDIN_CHECK_S))
+        if now is False:
+            n = store.remove_standin_replies(endpoint)
+            self.caller.log(f"{self.label}: {endpoint} is no longer the offline stand-in: its {n} stored stand-in "
+                            "replies were removed (they are never served for another server)")
 
     def _window(self, window: float) -> None:
         self.trace.append((time.monotonic() - self.t0, window))
@@ -145,7 +145,7 @@ class CallSession:
             self.bar.refresh()
 
     async def __call__(self, req: CallRequest, stats: CallStats, cached: dict | None = None) -> CallResult:
-        key = req.key
+        key = self.caller.cache.key(req.key)
         try:
             if cached is not None:  # from a batch lookup; otherwise the slot's claim looks (once, with the rest)
                 stats.cache_hits += 1
@@ -174,72 +174,87 @@ class CallSession:
             self._tick(stats)
 
     async def _send(self, req: CallRequest, key: str, stats: CallStats) -> CallResult:
-        """One call over the wire: attempts within the retry budget, each holding a slot of the
-        deployment's budget while (and only while) it is in flight."""
+        """One call over the wire: attempts within the retry budget and the call's deadline, each
+        holding a slot of the deployment's budget while (and only while) it is in flight."""
         cfg, gate = self.cfg, self.gate
-        kind, detail, attempts, timeout = "client_error", "", 0, float(cfg.timeout_s)
+        clock = CallClock(float(cfg.timeout_s), float(cfg.deadline_s))
+        kind, detail, attempts = "client_error", "", 0
         for attempt in range(cfg.retry_budget):
-            stored = await gate.acquire(key, req.est_tokens)
+            stored = await gate.acquire(key, req.est_tokens, retry=attempt > 0)
             if stored is not None:  # completed: already, or by another process (or session) meanwhile
                 if gate.waited_elsewhere(key):
                     stats.completed_elsewhere += 1
                 else:
                     stats.cache_hits += 1
                 return CallResult.from_cache(key, stored)
+            clock.start()
+            if self.silenced.done() or clock.left() <= 0:
+                gate.release(key)
+                kind, detail = ("no_reply", self.silenced.result()) if self.silenced.done() else \
+                    ("deadline", clock.late(attempts, kind, detail))
+                break
             attempts = attempt + 1
             stats.calls_made += 1
-            suggested, headers = None, None
+            suggested, t0 = None, time.monotonic()
             try:
-                parsed, headers = await self._post(req, key, timeout)
+                parsed, headers = await self._attempt(req, key, *clock.attempt())
             except Exception as exc:
                 gate.release(key)
                 kind, suggested = classify(exc)
+                self.heard |= kind.startswith("http_") or kind in ("rate_limit", "server_error", "garbage")
                 detail = scrub(f"{type(exc).__name__}: {exc}", self.caller.secrets)[:500]
+                self._log_first(kind, detail)
                 if kind == "rate_limit":
                     stats.rate_limited += 1
                     gate.feedback(True, suggested, _limits(getattr(exc, "headers", None)))
             else:
+                self.heard = True
                 gate.complete(key, req.role, req.model, parsed)
                 self._announce(_limits(headers))
                 stats.completed += 1
+                stats.slow_replies += int(not self.stream and time.monotonic() - t0 > cfg.timeout_s)
                 stats.add_tokens(req.model, parsed["prompt_tokens"], parsed["completion_tokens"], parsed["cached_tokens"])
                 stats.usage_missing += int(parsed["usage_missing"])
                 stats.length_finishes += int(parsed["finish_reason"] == "length")
                 stats.empty_content += int(not parsed["content"] and not parsed["tool_calls"])
                 return CallResult(key=key, ok=True, attempts=attempts, **parsed)
+            if kind == "timeout" and clock.left() <= 0.01:  # the attempt was given all the time left
+                kind, detail = "deadline", clock.late(attempts, kind, detail)
+                break
             if kind not in RETRYABLE or attempt == cfg.retry_budget - 1:
+                break
+            if kind == "timeout":  # the provider may still be working on it: give the next attempt longer
+                clock.timed_out()
+            delay = backoff(attempt, cfg.backoff_base_s, cfg.backoff_max_s, suggested)
+            if delay >= clock.left():
+                kind, detail = "deadline", clock.late(attempts, kind, detail)
                 break
             stats.retries += 1
             stats.retry_kinds[kind] += 1
             if kind in POSSIBLY_BILLED:
                 stats.possibly_billed_retries += 1
-            if kind == "timeout":  # the provider may still be working on it: give the next attempt longer
-                timeout *= 2
-            if suggested is not None:  # the server said how long: honour it (bounded for safety)
-                delay = min(suggested, MAX_RETRY_AFTER_S)
-            else:  # exponential backoff with full jitter
-                delay = random.uniform(0, min(cfg.backoff_max_s, cfg.backoff_base_s * (2 ** attempt)))
             await asyncio.sleep(delay)
-        stats.failures[kind] += 1
+        if kind == "deadline" and not self.heard and not self.silenced.done():
+            self.silenced.set_result(f"{self.caller.endpoint_id} answered none of this step's requests ({detail})")
+        stats.fail(kind, detail)
         self.failed += 1
         return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
 
-    async def _post(self, req: CallRequest, key: str, timeout: float) -> tuple[dict, object]:
-        """(parsed reply, response headers). ``timeout`` bounds connecting and each silence while the
-        reply is read (between streamed chunks), not the reply's length. A status >= 400 is a
-        :class:`StatusError`. The content key doubles as a tracing header."""
-        body = json.dumps(request_body(req, stream=self.stream), separators=(",", ":")).encode()
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
-        async with self.client.post(self.url, data=body, headers={"X-Duel-Call-Key": key}, timeout=limits) as raw:
-            if raw.status >= 400:
-                raise StatusError(raw.status, raw.headers, (await raw.read()).decode("utf-8", "replace"))
-            if not self.stream or "text/event-stream" not in raw.headers.get("Content-Type", ""):
-                return parse_reply(json.loads(await raw.read())), raw.headers  # answered whole
-            acc = StreamedReply()
-            async for data in raw.content.iter_any():  # bytes as they arrive (content-decoded)
-                acc.feed(data)
-            acc.close()
-            return acc.result(), raw.headers
+    async def _attempt(self, req: CallRequest, key: str, timeout: float, whole_for: float) -> tuple[dict, object]:
+        """One POST, given up early only when the session learns the endpoint answers nothing."""
+        post = asyncio.ensure_future(transport.post(self.client, self.url, req, key, self.stream, timeout, whole_for))
+        await asyncio.wait((post, self.silenced), return_when=asyncio.FIRST_COMPLETED)
+        if not post.done():
+            post.cancel()
+            await asyncio.gather(post, return_exceptions=True)
+            raise NoReply(self.silenced.result())
+        return post.result()
+
+    def _log_first(self, kind: str, detail: str) -> None:
+        """The first failed attempt of each kind in the step's log, in the provider's words."""
+        if kind not in self.logged:
+            self.logged.add(kind)
+            self.caller.log(f"{self.label}: first {kind} from {self.caller.endpoint_id}: {detail}")
 
     def _announce(self, info: dict | None) -> None:
         """Pass the provider's announced limits on to the deployment when they change (or run out)."""
@@ -264,6 +279,8 @@ class CallSession:
         if self.bar is not None:  # the last state drawn, done / total: updates between redraws are not shown
             self.bar.refresh()
             self.bar.close()
+        if not self.silenced.done():
+            self.silenced.cancel()
         await self.gate.aclose()
         await self.client.close()
 

@@ -2,8 +2,9 @@
 
 A store keeps, for a whole deployment:
 
-* ``calls``: every completed call by content key, committed the moment it lands (a kill -9 loses at
-  most the calls still in flight); failures are never stored; a completed call is never overwritten;
+* ``calls``: every completed call by its key (content and endpoint, :mod:`.types`) with the endpoint
+  it was bought from, committed the moment it lands (a kill -9 loses at most the calls still in
+  flight); failures are never stored; a completed call is never overwritten;
 * ``leases``: one row per request in flight anywhere, renewed by its holder and reaped when the
   holder dies (its process is gone, or it stopped renewing);
 * ``holders``: who is making calls and how many of its requests wait for a slot;
@@ -19,11 +20,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from . import flight
+from .store_inventory import StoreInventory
 
 HOST = socket.gethostname()
 BUDGET_COLS = ("window", "last_decrease", "pause_until", "next_req", "next_tok", "learned_rpm", "learned_tpm", "probed")
@@ -34,7 +34,12 @@ _COUNTS = ("SELECT (SELECT count(*) FROM leases WHERE endpoint = ?), "
            "(SELECT count(*) FROM holders WHERE endpoint = ? AND holder != ? AND waiting > 0), "
            "(SELECT count(*) FROM holders h WHERE h.endpoint = ? AND h.holder != ? "
            "AND (h.waiting > 0 OR EXISTS (SELECT 1 FROM leases l WHERE l.holder = h.holder)))")
-INSERT_CALL = "INSERT INTO calls (key, role, model, created, response) VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"
+INSERT_CALL = ("INSERT INTO calls (key, role, model, created, response, endpoint, standin) VALUES (?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT (key) DO NOTHING")
+
+
+def _row(key: str, role: str, model: str, now: float, response: dict, endpoint: str | None) -> tuple:
+    return (key, role, model, now, json.dumps(response, ensure_ascii=False), endpoint, int(bool(response.get("standin"))))
 
 
 def pid_alive(pid: int) -> bool:
@@ -47,7 +52,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class CallStoreBase:
+class CallStoreBase(StoreInventory):
     lease_ttl_s = 60.0
 
     def __init__(self) -> None:
@@ -59,22 +64,6 @@ class CallStoreBase:
         self._window_full: dict[str, bool] = {}
         self.last_window: dict[str, float] = {}  # the endpoint's window as of this process's last claim
         self._waiting: dict[str, bool] = {}  # holder -> whether the store last heard it has keys waiting
-
-    # -- dialect: subclasses --------------------------------------------------------------------
-    @contextmanager
-    def _tx(self, endpoint: str | None = None) -> Iterator[Any]:
-        """A transaction (holding ``endpoint``'s lock) yielding an object with ``execute`` /
-        ``executemany`` that take ``?`` placeholders and return a cursor."""
-        raise NotImplementedError
-        yield
-
-    @contextmanager
-    def _read(self) -> Iterator[Any]:
-        raise NotImplementedError
-        yield
-
-    def close(self) -> None:
-        raise NotImplementedError
 
     # -- completed calls ---------------------------------------------------------------------------
     def get(self, key: str) -> dict | None:
@@ -96,10 +85,10 @@ class CallStoreBase:
             out.update({k: json.loads(v) for k, v in con.execute(q, part).fetchall()})
         return out
 
-    def put(self, key: str, role: str, model: str, response: dict[str, Any]) -> bool:
+    def put(self, key: str, role: str, model: str, response: dict[str, Any], endpoint: str | None = None) -> bool:
         """Insert-if-absent; True when this call stored it."""
         with self._tx() as con:
-            cur = con.execute(INSERT_CALL, (key, role, model, time.time(), json.dumps(response, ensure_ascii=False)))
+            cur = con.execute(INSERT_CALL, _row(key, role, model, time.time(), response, endpoint))
             return cur.rowcount == 1
 
     def items(self) -> list[tuple[str, dict]]:
@@ -194,7 +183,7 @@ class CallStoreBase:
         now = time.time()
         quiet = self._probed.get(endpoint) and (not limits.adaptive or self._window_full.get(endpoint))
         with self._tx(endpoint) as con:  # never in the middle of another holder's claim
-            cur = con.execute(INSERT_CALL, (key, role, model, now, json.dumps(response, ensure_ascii=False)))
+            cur = con.execute(INSERT_CALL, _row(key, role, model, now, response, endpoint))
             con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
             if not quiet:
                 b = self._budget(con, endpoint)

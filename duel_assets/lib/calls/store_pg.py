@@ -1,4 +1,5 @@
-"""The call store for many workers: PostgreSQL (``DUEL_CALL_CACHE=postgresql://...``). No Dagster imports.
+"""The call store for many workers: PostgreSQL (``DUEL_CALL_CACHE=postgresql://...`` or a libpq keyword
+conninfo, ``host=... dbname=...``). No Dagster imports.
 
 The same tables and the same decisions as the SQLite store (:mod:`.store_base`), so a call is paid
 once per deployment rather than once per worker: completed calls are inserted if absent by content
@@ -10,10 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ..settings import ConfigError, call_store_kind, redact, scrub
+from ..settings.secrets import hidden_values
 from .store_base import CallStoreBase
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, role TEXT, model TEXT, created DOUBLE PRECISION, response TEXT);
+CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, role TEXT, model TEXT, created DOUBLE PRECISION, response TEXT,
+                                  endpoint TEXT, standin INTEGER);
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS endpoint TEXT;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS standin INTEGER;
+CREATE INDEX IF NOT EXISTS calls_endpoint ON calls (endpoint, standin);
 CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, endpoint TEXT NOT NULL,
                                    expires DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);
@@ -46,7 +53,11 @@ class PgCallStore(CallStoreBase):
         import psycopg2  # from dagster-postgres
 
         self.dsn = dsn
-        self._con = psycopg2.connect(dsn)
+        try:
+            self._con = psycopg2.connect(dsn)
+        except psycopg2.Error as e:  # libpq's text may quote parts of the conninfo: scrubbed
+            reason = scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, hidden_values(dsn))
+            raise ConfigError(f"DUEL_CALL_CACHE: cannot connect to PostgreSQL {redact(dsn)}: {reason}") from None
         self._con.autocommit = False
         with self._tx() as con:
             con.execute("SELECT pg_advisory_xact_lock(hashtext('duel_call_store_schema'))")
@@ -81,8 +92,9 @@ class PgCallStore(CallStoreBase):
 
 
 def open_store(location: str):
-    """The call store named by ``location``: a ``postgresql://`` URL, or a SQLite file path."""
-    if location.startswith(("postgresql://", "postgres://")):
+    """The call store named by ``location``: PostgreSQL (a ``postgresql://`` URL or a libpq keyword
+    conninfo) or a SQLite file path; anything else is a :class:`ConfigError`."""
+    if call_store_kind(location) == "postgres":
         return PgCallStore(location)
     from .store import CallStore
 

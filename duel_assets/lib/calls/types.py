@@ -19,6 +19,13 @@ def call_key(*, role: str, model: str, messages: list[dict], tools: list[dict] |
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def call_identity(endpoint: str, content_key: str) -> str:
+    """A call's identity: its content (:func:`call_key`) and the endpoint it is bought from (as
+    :func:`..settings.endpoint_id` gives it: never a key). A reply is reused only for the endpoint
+    that gave it."""
+    return hashlib.sha256(f"{endpoint}\n{content_key}".encode()).hexdigest()
+
+
 @dataclass
 class CallRequest:
     role: str  # king | challenger | judge
@@ -31,7 +38,8 @@ class CallRequest:
 
     @cached_property
     def key(self) -> str:
-        """Content address of the call (computed once: requests are not mutated after creation)."""
+        """Content address of the call (computed once: requests are not mutated after creation);
+        the call's identity adds the endpoint (:func:`call_identity`)."""
         return call_key(role=self.role, model=self.model, messages=self.messages, tools=self.tools,
                         params=self.params, sample_index=self.sample_index)
 
@@ -69,8 +77,8 @@ class CallResult:
 
 
 _COUNTERS = ("requested", "calls_made", "completed", "cache_hits", "merged", "completed_elsewhere", "retries",
-             "possibly_billed_retries", "rate_limited", "usage_missing", "length_finishes", "empty_content",
-             "skipped_decided", "identical_answers", "resamples")
+             "possibly_billed_retries", "slow_replies", "rate_limited", "usage_missing", "length_finishes",
+             "empty_content", "skipped_decided", "identical_answers", "resamples")
 
 
 @dataclass
@@ -83,8 +91,10 @@ class CallStats:
     completed_elsewhere: int = 0  # another process (or session) completed it while this one waited
     retries: int = 0
     possibly_billed_retries: int = 0  # retries after an attempt the provider may have finished and billed
+    slow_replies: int = 0  # whole (not streamed) replies that took longer than timeout_s: read to their end
     rate_limited: int = 0  # 429 replies
     failures: Counter = field(default_factory=Counter)  # final failures by kind
+    first_errors: dict = field(default_factory=dict)  # kind -> the first final failure's text (the provider's message)
     retry_kinds: Counter = field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -110,6 +120,8 @@ class CallStats:
         for name in _COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
+        for kind, text in other.first_errors.items():
+            self.first_errors.setdefault(kind, text)
         self.retry_kinds.update(other.retry_kinds)
         for m, toks in other.model_tokens.items():
             self.add_tokens(m, *toks)
@@ -120,6 +132,16 @@ class CallStats:
     @property
     def failed(self) -> int:
         return sum(self.failures.values())
+
+    def fail(self, kind: str, text: str) -> None:
+        """Count one final failure; the first of its kind keeps its text."""
+        self.failures[kind] += 1
+        self.first_errors.setdefault(kind, text)
+
+    def failure_summary(self) -> str:
+        """``by kind {...}`` and the first failure of each kind, for a step's failure message."""
+        firsts = "; ".join(f"first {k}: {t}" for k, t in self.first_errors.items())
+        return f"by kind {dict(self.failures)}" + (f"; {firsts}" if firsts else "")
 
     def failure_rate(self) -> float:
         return self.failed / self.requested if self.requested else 0.0
@@ -144,6 +166,7 @@ class CallStats:
         md.update({
             "llm_failures": self.failed,
             "llm_failures_by_kind": dict(self.failures),
+            "llm_first_error_by_kind": dict(self.first_errors),
             "llm_retries_by_kind": dict(self.retry_kinds),
             "llm_prompt_tokens": self.prompt_tokens,
             "llm_completion_tokens": self.completion_tokens,

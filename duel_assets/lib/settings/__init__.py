@@ -38,13 +38,15 @@ from .model import (
                    WarehouseConfig,
 )
 from .paths import Paths
+from .secrets import call_store_kind, endpoint_id, redact
 
 __all__ = [
     "ALIASES", "BUCKETS", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "PR_RECORD_FORMATS", "SOURCE_FORMATS",
     "BucketConfig",
     "CalibrationConfig", "CallsConfig", "ChainConfig", "ChecksConfig", "ConfigError", "Endpoint", "ExportConfig",
     "FiltersConfig", "GateConfig", "GenerationConfig", "HiddenInfoConfig", "JudgeConfig", "LeakageConfig", "MetricName", "Paths",
-    "PRRecordSpec", "PRRecordsConfig", "SamplingConfig", "SourceSpec", "WarehouseConfig", "config_path", "duel_home",
-    "duel_mode", "load_config", "mask_url", "parse_config", "resolve_endpoint", "scrub", "secret_values",
+    "PRRecordSpec", "PRRecordsConfig", "SamplingConfig", "SourceSpec", "WarehouseConfig", "call_store_kind", "config_path",
+    "duel_home", "duel_mode", "endpoint_id", "load_config", "mask_url", "parse_config", "redact", "resolve_endpoint",
+    "scrub", "secret_values",
     "validate_partition_key",
 ]

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import ConfigError
+from .secrets import call_store_kind, endpoint_id, hidden_values, redact, split_userinfo
 
 CHUTES_BASE_URL = "https://llm.chutes.ai/v1"  # Chutes' OpenAI-compatible API
 _FAMILIES = ("LLM", "CHUTES", "OPENAI")
@@ -85,9 +86,22 @@ def origin(name: str, environ: Mapping[str, str] | None = None) -> str:
 
 @dataclass(frozen=True)
 class Endpoint:
-    base_url: str
+    base_url: str  # without user info (see ``of``)
     api_key: str = field(repr=False)  # never printed
     source: str  # the variable that chose it, e.g. "LLM_BASE_URL"
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)  # the URL's user info, never printed
+
+    @classmethod
+    def of(cls, url: str, api_key: str, source: str) -> Endpoint:
+        """The endpoint of a base URL as configured: ``user:password@`` in it is taken out of the
+        URL and kept as credentials (sent as HTTP basic auth when there is no API key)."""
+        bare, userinfo = split_userinfo(url.strip())
+        return cls(base_url=bare.rstrip("/"), api_key=api_key, source=source, basic_auth=userinfo)
+
+    @property
+    def id(self) -> str:
+        """How the endpoint is stored and shown (:func:`.secrets.endpoint_id`): never a secret."""
+        return endpoint_id(self.base_url)
 
 
 @dataclass(frozen=True)
@@ -118,15 +132,18 @@ def resolve_endpoint(environ: Mapping[str, str] | None = None) -> Endpoint | Non
     if ev is None:
         return None
     key = getenv(ev.api_key_var, environ) if ev.api_key_var else None
-    return Endpoint(base_url=ev.base_url, api_key=key or "", source=ev.source)
+    return Endpoint.of(ev.base_url, key or "", ev.source)
 
 
 def mask_url(url: str) -> str:
-    """The URL without credentials: ``user:key@`` and query values become ``***``."""
+    """A URL or connection string without credentials: user info, query values and conninfo
+    passwords become ``***``."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "***"
+    if not parts.scheme or not parts.netloc:  # a path, a conninfo, ducklake:postgres:...
+        return redact(url)
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
@@ -141,15 +158,22 @@ def _url_secrets(url: str) -> list[str]:
         return [url]
     out = [v for v in (parts.password, parts.username) if v]
     out += [q.split("=", 1)[1] for q in parts.query.split("&") if "=" in q and q.split("=", 1)[1]]
-    return out
+    return out + hidden_values(url)
+
+
+# variables whose value may hold a password (a URL's user info, a conninfo's password=)
+CONNECTION_VARIABLES = ("DUEL_WAREHOUSE", "DUEL_CALL_CACHE")
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values that must never be written anywhere (used to scrub error text)."""
+    """Values that must never be written anywhere (used to scrub error text): keys and tokens, and
+    the credentials inside the endpoint URLs, ``DUEL_WAREHOUSE`` and ``DUEL_CALL_CACHE``."""
     names = [f"{fam}_API_KEY" for fam in _FAMILIES] + ["HF_TOKEN", "HUGGINGFACE_API_KEY"]
     out = [getenv(n, environ) for n in names]
     for fam in _FAMILIES:
         out += _url_secrets(getenv(f"{fam}_BASE_URL", environ) or "")
+    for name in CONNECTION_VARIABLES:
+        out += hidden_values(getenv(name, environ))
     return sorted({s for s in out if s and len(s) >= 4}, key=len, reverse=True)
 
 
@@ -191,9 +215,13 @@ def warehouse_url(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 def call_cache_url(environ: Mapping[str, str] | None = None) -> str | None:
-    """``$DUEL_CALL_CACHE``: a ``postgresql://`` URL (one call store for every worker) or a SQLite
-    file; None: ``cache/llm_calls.sqlite`` in DUEL_HOME."""
-    return getenv("DUEL_CALL_CACHE", environ)
+    """``$DUEL_CALL_CACHE``: PostgreSQL (a ``postgresql://`` URL or a libpq keyword conninfo: one
+    call store for every worker) or a SQLite file; None: ``cache/llm_calls.sqlite`` in DUEL_HOME.
+    Anything else is a :class:`ConfigError` (never taken as a file name)."""
+    value = getenv("DUEL_CALL_CACHE", environ)
+    if value is not None:
+        call_store_kind(value)
+    return value
 
 
 def dagster_home(environ: Mapping[str, str] | None = None) -> Path | None:

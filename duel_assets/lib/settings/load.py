@@ -54,6 +54,9 @@ def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
     if cfg.calls.backoff_max_s < cfg.calls.backoff_base_s:
         out.append(f"{k('calls', 'backoff_max_s')}: got {cfg.calls.backoff_max_s:g} (below {k('calls', 'backoff_base_s')} = "
                    f"{cfg.calls.backoff_base_s:g}); allowed: a number >= backoff_base_s")
+    if cfg.calls.deadline_s < cfg.calls.timeout_s:
+        out.append(f"{k('calls', 'deadline_s')}: got {cfg.calls.deadline_s:g} (below {k('calls', 'timeout_s')} = "
+                   f"{cfg.calls.timeout_s:g}); allowed: a number of seconds >= timeout_s and <= 86400")
     for model, n in Counter(cfg.judges.models).items():
         if n > 1:
             out.append(f"{k('judges', 'models')}: got {toml_value(model)} {n} times; allowed: each judge once")

@@ -114,7 +114,9 @@ class CallsConfig(Table):
     retry_budget: Annotated[int, Field(ge=1, le=50)] = 6  # attempts per call, first one included
     backoff_base_s: Annotated[float, Field(ge=0, le=600)] = 1.0
     backoff_max_s: Seconds = 60.0
+    # connecting, and each silence of a streamed reply; doubled after a timeout, up to 4x
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    deadline_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0  # one call, first attempt to last: then it fails
     max_failure_rate: Fraction = 0.5  # above this the step fails (completed calls stay cached)
     stream: bool = True  # stream replies: timeout_s then bounds the silence between chunks, not a reply's length
     adaptive: bool = True  # halve the deployment's window on 429, grow it back as calls succeed

@@ -13,7 +13,7 @@ class Paths:
     home: Path
     warehouse_url: str | None = None  # a DuckDB path or md:<db>; None: warehouse.duckdb in home
     dagster_home_dir: Path | None = None  # None: dagster_home in home
-    call_cache_url: str | None = None  # a postgresql:// URL or a SQLite path; None: cache/llm_calls.sqlite
+    call_cache_url: str | None = None  # PostgreSQL (URL or conninfo) or a SQLite path; None: cache/llm_calls.sqlite
 
     @classmethod
     def from_env(cls) -> Paths:
@@ -66,6 +66,27 @@ class Paths:
         return (self.dagster_home_dir or self.home / "dagster_home").resolve()
 
     def ensure(self) -> Paths:
-        for d in (self.prompt_dir, self.report_dir, self.cache_db.parent, *(self.bucket_dir(b) for b in BUCKETS)):
+        """The folders, made when missing: ``$DUEL_HOME`` itself 0700 when this creates it, and
+        ``cache/`` (the call store: every reply bought) always 0700."""
+        private_dir(self.home, tighten=False)
+        private_dir(self.cache_dir)
+        for d in (self.prompt_dir, self.report_dir, *(self.bucket_dir(b) for b in BUCKETS)):
             d.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def private_dir(path: Path, tighten: bool = True) -> Path:
+    """``path`` made with mode 0700 when missing; an existing one of this user is set to 0700 when
+    ``tighten`` (group and others lose access to what it holds)."""
+    import os
+    import stat
+
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)  # the umask only narrows it
+    elif tighten:
+        st = path.stat()
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+    return path

@@ -1,5 +1,5 @@
-"""What a command checks before it starts work: chain.toml, DUEL_MODE, and that every path that
-looks local exists (such a path is never tried as a Hugging Face hub name)."""
+"""What a command checks before it starts work: chain.toml, DUEL_MODE, DUEL_CALL_CACHE, and that
+every path that looks local exists (such a path is never tried as a Hugging Face hub name)."""
 from __future__ import annotations
 
 import glob
@@ -64,10 +64,11 @@ def validate_for_work(path: Path | str | None = None) -> ChainConfig:
         cfg = load_config(path)
     except ConfigError as e:
         errors += e.errors
-    try:
-        env.duel_mode()
-    except ConfigError as e:
-        errors += e.errors
+    for check in (env.duel_mode, env.call_cache_url):
+        try:
+            check()
+        except ConfigError as e:
+            errors += e.errors
     if cfg is not None:
         prefix = "" if cfg.origin.startswith(("<", "built-in")) else f"{label(cfg.origin)}: "
         errors += [prefix + line for line in missing_local_paths(cfg)]

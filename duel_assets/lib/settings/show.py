@@ -9,6 +9,7 @@ from .errors import key_path, toml_value
 from .load import label
 from .model import ChainConfig, PRRecordsConfig, PRRecordSpec, Table
 from .paths import Paths
+from .secrets import call_store_kind
 
 
 class Row(NamedTuple):
@@ -27,6 +28,12 @@ def _secret(name: str | None) -> str:
     return f"set ({len(value)} characters, not shown)" if value else "unset"
 
 
+def _call_store(paths: Paths) -> str:
+    where = paths.call_cache
+    kind = call_store_kind(where) if paths.call_cache_url else "sqlite"
+    return f"PostgreSQL {env.mask_url(where)}" if kind == "postgres" else f"SQLite {where}"
+
+
 def environment_rows(paths: Paths | None = None) -> list[Row]:
     paths = paths or Paths.from_env()
     rows = []
@@ -38,7 +45,8 @@ def environment_rows(paths: Paths | None = None) -> list[Row]:
     rows += [
         Row("DUEL_HOME", str(paths.home), _var_origin("DUEL_HOME", "default (./.duel)")),
         Row("DAGSTER_HOME", str(paths.dagster_home), _var_origin("DAGSTER_HOME", "default ($DUEL_HOME/dagster_home)")),
-        Row("warehouse", str(paths.warehouse), _var_origin("DUEL_WAREHOUSE", "default ($DUEL_HOME/warehouse.duckdb)")),
+        Row("warehouse", env.mask_url(str(paths.warehouse)), _var_origin("DUEL_WAREHOUSE", "default ($DUEL_HOME/warehouse.duckdb)")),
+        Row("call store", _call_store(paths), _var_origin("DUEL_CALL_CACHE", "default ($DUEL_HOME/cache/llm_calls.sqlite)")),
     ]
     mode = env.getenv("DUEL_MODE") or "2"
     rows.append(Row("DUEL_MODE", mode, _var_origin("DUEL_MODE")))

@@ -137,6 +137,10 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("model") == "standin-auth-echo":  # a provider that echoes the key in its error
             self._send(401, {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}})
             return
+        if body.get("model") == "standin-no-stream" and body.get("stream"):  # a deployment that refuses streaming
+            self._send(400, {"error": {"message": "stream=true is not supported by this deployment (stand-in)",
+                                       "type": "invalid_request_error"}})
+            return
         pieces = message_pieces(body)  # each message serialised once, for the estimate, usage and the prefix cache
         chars = pieces_chars(pieces)
         est = chars // 4 + int(body.get("max_tokens") or 0)
