@@ -1,5 +1,7 @@
 """Block sampling of large local files, and of remote parquet splits through fsspec."""
 import json
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -7,6 +9,7 @@ import pytest
 from fsspec.implementations.local import LocalFileSystem
 
 from duel_assets.lib import sampling
+from duel_assets.lib.blocks import parquet_blocks
 from duel_assets.lib.sampling import sample_for_key, source_mode
 from duel_assets.lib.settings import ConfigError, parse_config
 from duel_assets.lib.sources import bundled_path
@@ -51,6 +54,27 @@ def test_parquet_block_windows_read_only_their_blocks(parquet_source):
     assert len(trajs) == len(set(trajs))
     again = sample_for_key("prompts_60_001", cfg)
     assert [t["turn_id"] for t in again["turns"]] == ids[1]
+
+
+def test_a_rewritten_parquet_file_is_listed_again(tmp_path):
+    p = tmp_path / "traj.parquet"
+    pq.write_table(pa.Table.from_pylist(variant_rows(2)), p, row_group_size=8)
+    assert [b.rows for b in parquet_blocks(p)] == [8, 8, 8, 8]
+    pq.write_table(pa.Table.from_pylist(variant_rows(2)[:12]), p, row_group_size=5)
+    assert [b.rows for b in parquet_blocks(p)] == [5, 5, 2]
+
+
+def test_sampling_without_a_where_predicate_loads_neither_duckdb_nor_pandas(parquet_source):
+    code = (
+        "import sys\n"
+        "from duel_assets.lib.sampling import sample_for_key\n"
+        "from duel_assets.lib.settings import parse_config\n"
+        f"cfg = parse_config({{'sources': [{{'format': 'swe_zero', 'path': {str(parquet_source)!r}}}],\n"
+        "                     'sampling': {'turns_per_file': 20, 'block_mode_min_bytes': 1}})\n"
+        "print(len(sample_for_key('prompts_20_000', cfg)['turns']), 'duckdb' in sys.modules, 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.split() == ["20", "False", "False"]
 
 
 def test_jsonl_block_mode_with_cached_newline_index(tmp_path):

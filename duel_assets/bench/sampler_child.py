@@ -39,6 +39,8 @@ def main(argv: list[str]) -> int:
     mode, path, n = argv[0], argv[1], int(argv[2])
     # each side imports what it uses before the clock starts: the figure is the operation's
     if mode == "blocks":
+        import pyarrow.parquet  # noqa: F401
+
         import duel_assets.lib.sampling  # noqa: F401
     else:
         import datasets  # noqa: F401

@@ -50,10 +50,17 @@ def row_group_bytes(md, i: int) -> int:
     return sum(rg.column(c).total_compressed_size for c in range(rg.num_columns))
 
 
+@lru_cache(maxsize=64)
+def _parquet_blocks(path: str, size: int, mtime_ns: int) -> tuple[Block, ...]:
+    md = _parquet_file(path, size, mtime_ns).metadata
+    return tuple(Block(path, "parquet", i, 0, 0, md.row_group(i).num_rows, row_group_bytes(md, i))
+                 for i in range(md.num_row_groups))
+
+
 def parquet_blocks(path: Path) -> list[Block]:
-    md = _open_parquet(path).metadata
-    return [Block(str(path), "parquet", i, 0, 0, md.row_group(i).num_rows, row_group_bytes(md, i))
-            for i in range(md.num_row_groups)]
+    """A file's row groups as blocks, listed once per file version (every window of a sample needs them)."""
+    st = os.stat(path)
+    return list(_parquet_blocks(str(path), st.st_size, st.st_mtime_ns))
 
 
 def _newline_offsets(path: Path, cache_dir: Path | None) -> np.ndarray:
@@ -99,7 +106,8 @@ def read_block(block: Block) -> Iterator[object]:
         yield from read_remote_row_group(block.path, block.index)
         return
     if block.kind == "parquet":
-        yield from _open_parquet(block.path).read_row_group(block.index).to_pylist()
+        # one row group, one column chunk each: Arrow's thread pool only adds work and memory here
+        yield from _open_parquet(block.path).read_row_group(block.index, use_threads=False).to_pylist()
         return
     with open(block.path, "rb") as fh:
         fh.seek(block.start)

@@ -6,16 +6,14 @@ The fields of a trajectory are its ``source_meta`` (the source row's own extra f
 predicate names has it NULL, so SQL's rules apply (``rollout = 'T2'`` is not true for it and the
 row is skipped). Rows are evaluated in batches inside an in-memory DuckDB with file access
 disabled; a row whose values cannot be evaluated (a type DuckDB cannot compare) is a counted skip.
+DuckDB is loaded when a predicate is compiled: sampling without one does not carry it.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import duckdb
-
 from .settings import ConfigError
-from .warehouse.connect import scalar
 
 BATCH = 256
 
@@ -50,7 +48,12 @@ class RowFilter:
     def __init__(self, predicate: str):
         if not isinstance(predicate, str):
             raise ConfigError(f"filters.where: expected a SQL predicate string, got {predicate!r}")
+        import duckdb
+
+        from .warehouse.connect import scalar
+
         self.predicate = predicate.strip()
+        self.errors = (duckdb.Error, ValueError, TypeError, OverflowError)  # what one row's values can raise
         self.con = duckdb.connect(":memory:")
         self.con.execute("SET enable_external_access = false")
         self.con.execute("SET lock_configuration = true")
@@ -89,11 +92,11 @@ class RowFilter:
             try:
                 kept = self._run(chunk)
                 out.extend(r[0] in kept for r in chunk)
-            except (duckdb.Error, ValueError, TypeError, OverflowError):
+            except self.errors:
                 for r in chunk:  # one value DuckDB cannot take: find it row by row
                     try:
                         out.append(bool(self._run([r])))
-                    except (duckdb.Error, ValueError, TypeError, OverflowError):
+                    except self.errors:
                         out.append(None)
         return out
 
