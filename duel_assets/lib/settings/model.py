@@ -61,7 +61,7 @@ class SamplingConfig(Table):
     max_observation_chars: Chars = 20_000
     # sources larger than this (bytes) or on the hub are read block by block, only the blocks a
     # window needs; smaller ones are read whole and sampled exactly over all their turns
-    block_mode_min_bytes: Annotated[int, Field(ge=0, le=4 * 1024**3)] = 256 * 1024 * 1024
+    block_mode_min_bytes: Annotated[int, Field(ge=0, le=1 << 50)] = 256 * 1024 * 1024
     turns_per_trajectory: Annotated[int, Field(ge=1, le=1000)] = 1  # block mode: turns taken from one trajectory
     jsonl_block_lines: Annotated[int, Field(ge=1, le=1_000_000)] = 256  # block mode: lines per JSONL block
     max_prompt_file_bytes: Annotated[int, Field(ge=1, le=1024**3)] = 64 * 1024 * 1024  # larger prompt files are refused
