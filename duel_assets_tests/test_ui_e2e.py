@@ -213,11 +213,11 @@ def test_asset_graph_and_partitions_in_a_real_browser(ui):
         assert all(k in body for k in KEYS)
         # one partition's materialization: the gate and its figures are in the metadata
         page.get_by_text(KEYS[0]).first.click()
-        page.get_by_text("gate_figures").first.wait_for(timeout=60_000)
+        page.get_by_text("gate_settings").first.wait_for(timeout=60_000)
         meta_png = SCREENSHOTS / "duel_verdict_partition_metadata.png"
         page.screenshot(path=str(meta_png), full_page=True)
         body = page.inner_text("body")
-        assert "gate_figures" in body and "per_judge" in body and "score_histogram" in body
+        assert "gate_settings" in body and "per_judge" in body and "score_histogram" in body
         browser.close()
     for f in (graph_png, parts_png, meta_png):
         assert f.stat().st_size > 10_000
