@@ -91,6 +91,7 @@ def test_long_text_is_folded_and_clipped():
     c = text.clip(many)
     assert c.head.count("\n") == text.FOLD_LINES and c.folded and c.head + c.rest == many
     assert not text.clip("short").folded and text.clip(None).total == 0
+    assert not text.clip("x" * (text.FOLD_CHARS + 100)).folded  # a fold is worth opening or it is not made
     calls = text.tool_calls([{"id": "c", "function": {"name": "bash", "arguments": '{"command": "ls"}'}}, "junk"])
     assert calls == [{"name": "bash", "arguments": '{\n  "command": "ls"\n}', "id": "c"}]
 

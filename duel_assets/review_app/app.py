@@ -70,7 +70,9 @@ class Pages:
         self.env = _templates()
 
     def render(self, name: str, status: int = 200, started: float | None = None, **values) -> HTMLResponse:
-        html = self.env.get_template(name).render(reviewer=self.r.reviewer, labels_path=str(self.r.labels.path),
+        path = self.r.labels.path
+        shown = str(path.relative_to(self.r.paths.home)) if path.is_relative_to(self.r.paths.home) else str(path)
+        html = self.env.get_template(name).render(reviewer=self.r.reviewer, labels_path=str(path), labels_shown=shown,
                                                   labels_count=self.r.labels.count(), **values)
         resp = HTMLResponse(html, status_code=status)
         if started is not None:

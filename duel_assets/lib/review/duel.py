@@ -57,7 +57,7 @@ def history_view(history: list[dict], protocol: str | None) -> tuple[dict | None
         seen_user = seen_user or m.get("role") == "user"
         view = _message(m, first, protocol)
         if first:
-            task = {**view, "content": text.clip(view["content"].head + view["content"].rest, fold=8_000)}
+            task = {**view, "content": text.clip(view["content"].head + view["content"].rest, fold=4_000, lines=12)}
         out.append(view)
     return task, out
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 SHOWN_CHARS = 100_000  # one message, answer or patch on the page; the rest is counted, not shown
 FOLD_CHARS = 2_000  # longer observations are folded (their start shown, the rest one click away)
 FOLD_LINES = 24
+MIN_FOLDED = 400  # a fold hides at least this much (a few lines more are simply shown)
 
 
 @dataclass(frozen=True)
@@ -32,18 +33,20 @@ class Clipped:
         return len(self.head) + len(self.rest) + self.hidden
 
 
-def clip(text: str | None, fold: int | None = FOLD_CHARS, shown: int = SHOWN_CHARS) -> Clipped:
+def clip(text: str | None, fold: int | None = FOLD_CHARS, shown: int = SHOWN_CHARS, lines: int = FOLD_LINES) -> Clipped:
     """``text`` cut for the page: at most ``shown`` characters, folded after ``fold`` characters or
-    :data:`FOLD_LINES` lines (None: never folded)."""
+    ``lines`` lines (``fold`` None: never folded)."""
     text = text or ""
     hidden = max(0, len(text) - shown)
     text = text[:shown]
-    if fold is None or (len(text) <= fold and text.count("\n") < FOLD_LINES):
+    if fold is None or (len(text) <= fold and text.count("\n") < lines):
         return Clipped(text, "", hidden)
     cut = min(fold, len(text))
-    lines_cut = _nth(text, "\n", FOLD_LINES)
+    lines_cut = _nth(text, "\n", lines)
     if lines_cut is not None:
         cut = min(cut, lines_cut + 1)
+    if len(text) - cut < MIN_FOLDED:
+        return Clipped(text, "", hidden)
     return Clipped(text[:cut], text[cut:], hidden)
 
 
