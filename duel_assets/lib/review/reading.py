@@ -17,6 +17,7 @@ from .. import tables
 from ..settings import METRICS
 from ..warehouse import SCHEMA, Warehouse
 
+TABLES = ("sampled_turns", "pr_records", "king_answers", "challenger_answers", "judge_scores", "duel_verdict")
 ROLE_TABLES = {"king": ("king_answers", "model"), "challenger": ("challenger_answers", "model"),
                "judge": ("judge_scores", "judge")}
 # the columns a partition's turn list needs (not the histories, not the answers)
@@ -49,13 +50,18 @@ class Reader:
 
     def __init__(self, warehouse: Warehouse):
         self.warehouse = warehouse
+        self._all_tables = False  # once every table exists, the catalog is not asked again
 
     @contextmanager
     def _con(self):
         with self.warehouse.connect(read_only=True) as con:
-            have = {r[0] for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
-                "AND table_schema = ?", [SCHEMA]).fetchall()}
+            if self._all_tables:
+                have = set(TABLES)
+            else:
+                have = {r[0] for r in con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+                    "AND table_schema = ?", [SCHEMA]).fetchall()}
+                self._all_tables = set(TABLES) <= have
             yield con, have
 
     @staticmethod
@@ -120,20 +126,28 @@ class Reader:
     # ------------------------------------------------------------ one turn
 
     def duel(self, key: str, turn_id: str) -> tuple[DuelRows, tuple[list[dict], list[dict], list[dict]]]:
-        """The turn's rows, and its partition's turn list (for the review queue), on one connection."""
+        """The turn's rows, and its partition's turn list (for the review queue), on one connection
+        (few queries: on a DuckLake each one asks the catalog)."""
         where, params = "prompt_file = ? AND turn_id = ?", [key, turn_id]
         with self._con() as (con, have):
+            partition = self._partition(con, have, key)
             turn = self._rows(con, have, "sampled_turns", None, where, params)
-            king = self._rows(con, have, "king_answers", None, where, params)
-            chal = self._rows(con, have, "challenger_answers", None, where, params)
+            answers: list[dict] = []
+            if {"king_answers", "challenger_answers"} <= have:  # both in one query
+                cur = con.execute(f"SELECT * FROM {SCHEMA}.king_answers WHERE {where} UNION ALL BY NAME "
+                                  f"SELECT * FROM {SCHEMA}.challenger_answers WHERE {where}", params + params)
+                names = [d[0] for d in cur.description or []]
+                answers = [tables.decode_row("challenger_answers", dict(zip(names, r))) for r in cur.fetchall()]
+            else:
+                for t in ("king_answers", "challenger_answers"):
+                    answers += self._rows(con, have, t, None, where, params)
             judges = self._rows(con, have, "judge_scores", None, where, params)
-            verdict = self._rows(con, have, "duel_verdict", None, where, params)
-            instance = (turn or king or chal or [{}])[0].get("instance_id")
+            instance = (turn or answers or [{}])[0].get("instance_id")
             prs = self._rows(con, have, "pr_records", None, "prompt_file = ? AND instance_id = ?", [key, instance]) \
                 if instance else []
-            partition = self._partition(con, have, key)
         judges.sort(key=lambda r: (str(r.get("judge")), str(r.get("order"))))
-        rows = DuelRows(turn=turn[0] if turn else None, king=king[0] if king else None,
-                        challenger=chal[0] if chal else None, judges=judges,
-                        verdict=verdict[0] if verdict else None, pr_record=prs[0] if prs else None)
+        role = {a.get("role"): a for a in answers}
+        verdict = next((v for v in partition[1] if v["turn_id"] == turn_id), None)
+        rows = DuelRows(turn=turn[0] if turn else None, king=role.get("king"), challenger=role.get("challenger"),
+                        judges=judges, verdict=verdict, pr_record=prs[0] if prs else None)
         return rows, partition
