@@ -52,11 +52,15 @@ def _history(i: int, tool: bool, hostile: bool, steps: int) -> list[dict]:
     return h
 
 
-def _answer(i: int, role: str, tool: bool, hostile: bool) -> dict:
+def _tid(i: int, prefix: str) -> str:
+    return f"{prefix}{i:03d}"
+
+
+def _answer(i: int, role: str, tool: bool, hostile: bool, prefix: str) -> dict:
     bad = HOSTILE if hostile else ""
     target = f"clamp_value_{i}" if role == "challenger" and i % 4 == 1 else f"src/mod{i}.py"
     cmd = f"grep -n {target} -r src {bad}".strip()
-    row = {"turn_id": f"t{i:03d}", "instance_id": f"inst-{i % 7}", "role": role, "opponent": "king",
+    row = {"turn_id": _tid(i, prefix), "instance_id": f"inst-{i % 7}", "role": role, "opponent": "king",
            "model": f"model-{role}{bad[:20]}", "sample_index": 0, "format_ok": True, "format_reason": None,
            "prompt_tokens": 1000, "completion_tokens": 80, "cached_tokens": 200, "reasoning": f"thinking {bad}"}
     if tool:
@@ -70,7 +74,7 @@ def _answer(i: int, role: str, tool: bool, hostile: bool) -> dict:
     return row
 
 
-def _judgements(i: int, hostile: bool) -> list[dict]:
+def _judgements(i: int, hostile: bool, prefix: str) -> list[dict]:
     """Scores per (judge, order): turn i % 5 picks the pattern (agree, split, flip, ...)."""
     rows = []
     for judge in JUDGES:
@@ -86,7 +90,7 @@ def _judgements(i: int, hostile: bool) -> list[dict]:
                 c, o = (7, 6) if order == KING_FIRST else (6, 6)
             unparsed = i % 17 == 16 and judge == "judge-b"
             rows.append({
-                "turn_id": f"t{i:03d}", "judge": judge, "order": order, "opponent": "king", "parsed": not unparsed,
+                "turn_id": _tid(i, prefix), "judge": judge, "order": order, "opponent": "king", "parsed": not unparsed,
                 "parse_error": "no JSON object" if unparsed else None, "retried": unparsed,
                 **{f"{m}_challenger": None if unparsed else c + (k % 2) for k, m in enumerate(METRICS)},
                 **{f"{m}_opponent": None if unparsed else o for m in METRICS},
@@ -99,13 +103,13 @@ def _judgements(i: int, hostile: bool) -> list[dict]:
 
 
 def write_partition(wh: Warehouse, paths: Paths, key: str, n: int, hostile: bool = False, steps: int = 4,
-                    cfg: ChainConfig | None = None) -> list[str]:
-    """Write the partition's six tables and its summary; returns its turn ids in order."""
+                    cfg: ChainConfig | None = None, prefix: str = "t") -> list[str]:
+    """Write the partition's six tables and its summary; returns its turn ids (``<prefix><i:03d>``) in order."""
     cfg = cfg or ChainConfig()
     turns, prs, kings, chals, judges = [], {}, [], [], []
     for i in range(n):
         tool = i % 2 == 0
-        tid = f"t{i:03d}"
+        tid = _tid(i, prefix)
         turns.append({"turn_id": tid, "instance_id": f"inst-{i % 7}", "repo": f"acme/widgets{HOSTILE if hostile else ''}",
                       "source": "fixture", "traj_id": f"traj-{i}", "step": steps, "protocol": "tool_calls" if tool else "bash_block",
                       "history": _history(i, tool, hostile, steps), "tools": TOOLS if tool else None,
@@ -116,9 +120,9 @@ def write_partition(wh: Warehouse, paths: Paths, key: str, n: int, hostile: bool
                                 "pr_description": "clamp", "patch": _patch(i % 7, hostile),
                                 "changed_files": json.dumps([f"src/mod{i % 7}.py"]), "missing": False,
                                 "record_source": "fixture"}
-        kings.append(_answer(i, "king", tool, hostile))
-        chals.append(_answer(i, "challenger", tool, hostile))
-        judges.extend(_judgements(i, hostile))
+        kings.append(_answer(i, "king", tool, hostile, prefix))
+        chals.append(_answer(i, "challenger", tool, hostile, prefix))
+        judges.extend(_judgements(i, hostile, prefix))
     for t in turns:
         t["history_messages"] = len(t["history"])
         t["history_chars"] = sum(len(m.get("content") or "") for m in t["history"])

@@ -22,6 +22,7 @@ from duel_assets_tests.review_fixture import HOSTILE_MARK, write_partition
 from duel_assets_tests.review_server import ReviewServer, get
 
 BUDGET_MS = 300.0
+ODD = 'a/b?c=1&d#e "<x>" %2F '  # turn ids are whatever the source said
 DISAGREE = {"t001", "t002", "t006", "t007", "t011", "t012", "t017"}  # the fixture's split and flipping turns of 20
 
 
@@ -43,6 +44,7 @@ def served(tmp_path_factory):
     write_partition(wh, paths, "plain", 20)
     write_partition(wh, paths, "hostile", 6, hostile=True)
     write_partition(wh, paths, "big", 200, steps=15)
+    write_partition(wh, paths, "odd", 3, prefix=ODD)
     labels = tmp / "labels" / "tester.jsonl"
     with ReviewServer(_env(home, cfg), "--reviewer", "tester", "--labels", str(labels), log=tmp / "review.log") as srv:
         yield {"srv": srv, "home": home, "labels": labels, "tmp": tmp, "cfg": cfg}
@@ -70,6 +72,12 @@ def _tags(page: str) -> list[tuple[str, dict]]:
 
 def _form(page: str) -> dict[str, str]:
     return {n: html.unescape(v) for n, v in re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page)}
+
+
+def _lines(labels, key: str) -> list[dict]:
+    """The labels file's records of one partition."""
+    recs = [json.loads(x) for x in labels.read_text().splitlines()] if labels.exists() else []
+    return [r for r in recs if r["prompt_file"] == key]
 
 
 def test_partitions_turns_and_filters(served):
@@ -116,13 +124,12 @@ def test_labels_through_the_form_and_what_is_refused(served):
     body = urlencode({**form, "label": "B", "metric": "progress"}).encode()
     status, headers, _ = get(srv.url + "/p/plain/label", data=body, method="POST")
     assert status == 303 and "notice=labelled" in headers["location"]
-    (line,) = labels.read_text().splitlines()
-    rec = json.loads(line)
+    (rec,) = _lines(labels, "plain")
     assert rec["id"] == "plain/t002" and rec["label"] == "B" and rec["metric_labels"] == {"progress": "B"}
     assert rec["positions"]["A"] == a_role and rec["reviewer"] == "tester"
     # the same showing again: recorded once
     status, headers, _ = get(srv.url + "/p/plain/label", data=body, method="POST")
-    assert status == 303 and "already-labelled" in headers["location"] and len(labels.read_text().splitlines()) == 1
+    assert status == 303 and "already-labelled" in headers["location"] and len(_lines(labels, "plain")) == 1
     # forged: another form token, positions not the ones shown, a foreign Host, a label that is no label
     other = "king" if a_role == "challenger" else "challenger"
     sig = form["shown"].split(".")[1]
@@ -131,14 +138,30 @@ def test_labels_through_the_form_and_what_is_refused(served):
                                ({**form, "label": "C"}, 400)):
         assert get(srv.url + "/p/plain/label", data=urlencode(bad).encode(), method="POST")[0] == status_wanted
     assert get(srv.url + "/", headers={"Host": "attacker.example:80"})[0] == 421
-    assert len(labels.read_text().splitlines()) == 1
+    assert len(_lines(labels, "plain")) == 1
     # a history longer than a calibration pair may be: refused with the reader's reason, nothing written
     _, _, page = get(srv.url + "/p/hostile/duel?t=t000")
     status, _, text = get(srv.url + "/p/hostile/label", data=urlencode({**_form(page), "label": "A"}).encode(),
                           method="POST")
-    assert status == 422 and "history_too_long" in text and len(labels.read_text().splitlines()) == 1
+    assert status == 422 and "history_too_long" in text and not _lines(labels, "hostile")
     got = read_set(labels)
-    assert [p.id for p in got.pairs] == ["plain/t002"] and not got.skips
+    assert "plain/t002" in [p.id for p in got.pairs] and not got.skips
+
+
+def test_turn_ids_of_any_spelling_travel_through_links_and_labels(served):
+    srv, labels = served["srv"], served["labels"]
+    _, _, page = get(srv.url + "/p/odd?sort=turn")
+    links = re.findall(r'href="(/p/odd/duel\?t=[^"]+)"', page)
+    assert [html.unescape(x) for x in _turn_links(page, "odd")] and len(links) == 3
+    status, _, duel = get(srv.url + html.unescape(links[1]))
+    assert status == 200 and _form(duel)["t"] == f"{ODD}001"
+    status, headers, _ = get(srv.url + "/p/odd/label", data=urlencode({**_form(duel), "label": "tie"}).encode(),
+                             method="POST")
+    assert status == 303
+    (rec,) = _lines(labels, "odd")
+    assert rec["id"] == f"odd/{ODD}001" and rec["turn_id"] == f"{ODD}001"
+    _, _, page = get(srv.url + "/p/odd")
+    assert page.count("✓") == 1  # the labelled turn is known by its exact id
 
 
 def test_the_hostile_fixture_is_escaped_and_the_page_stays_light(served):
