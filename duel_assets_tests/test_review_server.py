@@ -212,3 +212,29 @@ def test_running_page_is_announced_and_beyond_loopback_needs_its_token(served):
         assert get(remote.url + "/p/plain", headers={"Cookie": "duel_review_token=wrong"})[0] == 401
         assert get(remote.url + "/static/review.css")[0] == 401
     assert remote.proc.returncode == 0 and not running_path(home).exists()  # stopped, and said so
+
+
+def test_what_review_refuses_to_start_with(tmp_path, monkeypatch, capsys):
+    import socket
+
+    import duckdb
+
+    from duel_assets.cli import main
+
+    monkeypatch.setenv("DUEL_HOME", str(tmp_path / "home"))
+    for var in ("DUEL_WAREHOUSE", "DUEL_CONFIG", "DUEL_LAKE_DATA_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["review"]) == 2
+    assert "no warehouse at " in capsys.readouterr().err
+    (tmp_path / "home").mkdir()
+    duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb")).close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["review", "--port", str(port)]) == 2
+    assert f"error: --port {port}: cannot listen on 127.0.0.1" in capsys.readouterr().err
+    assert main(["review", "--reviewer", " "]) == 2
+    assert "error: --reviewer: got ' '" in capsys.readouterr().err
+    assert main(["review", "--labels", str(tmp_path)]) == 2
+    assert "not a regular file" in capsys.readouterr().err

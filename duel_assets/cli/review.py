@@ -1,8 +1,8 @@
 """`duel-assets review`: the local review page over the warehouse, whose labels feed `calibrate`."""
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import re
 import secrets
 import signal
@@ -38,7 +38,13 @@ def _bind(host: str, wanted: int | None) -> socket.socket:
 
 
 def reviewer_name(given: str | None) -> str:
-    name = (given or getpass.getuser() or "reviewer").strip()
+    """``--reviewer``, else the account's login name."""
+    if given is None:
+        try:
+            given = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:  # a uid without an account (some containers)
+            given = "reviewer"
+    name = given.strip()
     if not name or len(name) > 100 or any(c in name for c in "\n\r\t"):
         raise ConfigError(f"--reviewer: got {given!r}; allowed: a name of 1 to 100 characters on one line")
     return name
@@ -138,7 +144,7 @@ def add_parser(sub) -> None:
     r.add_argument("--port", type=int, help=f"port (default: {REVIEW_PORT}, or a free port when it is taken)")
     r.add_argument("--labels", metavar="FILE",
                    help="labels file to append to (default: $DUEL_HOME/review/labels/<reviewer>.jsonl)")
-    r.add_argument("--reviewer", metavar="NAME", help="who labels, recorded with every label (default: your user name)")
+    r.add_argument("--reviewer", metavar="NAME", help="who labels, recorded with every label (default: your login name)")
     r.add_argument("--near", type=_points, default=5.0, metavar="POINTS",
                    help="a score within this many points of a bucket threshold is 'near a threshold' (default: 5)")
     r.add_argument("--demo", action="store_true", help="review the demo's partitions ($DUEL_HOME/demo, as `duel-assets "
