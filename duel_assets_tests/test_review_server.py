@@ -238,3 +238,10 @@ def test_what_review_refuses_to_start_with(tmp_path, monkeypatch, capsys):
     assert "error: --reviewer: got ' '" in capsys.readouterr().err
     assert main(["review", "--labels", str(tmp_path)]) == 2
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_an_oversized_label_form_is_refused_unread(served):
+    srv, labels = served["srv"], served["labels"]
+    status, _, _ = get(srv.url + "/p/plain/label", data=b"label=A&t=" + b"x" * 100_000, method="POST")
+    assert status == 413
+    assert all(len(r["turn_id"]) < 1000 for r in _lines(labels, "plain"))

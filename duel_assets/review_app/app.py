@@ -225,7 +225,7 @@ def build_app(review: Review, token: str | None = None, hosts: set[str] | None =
         Route("/p/{key}", guarded(pages.partition)),
         Route("/p/{key}/next", guarded(pages.next_turn)),
         Route("/p/{key}/duel", guarded(pages.duel)),
-        Route("/p/{key}/label", guarded(pages.label), methods=["POST"]),
+        Route("/p/{key}/label", guarded(pages.label), methods=["POST"], max_body_size=MAX_FORM_BYTES),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", app=static, name="static"),
     ])
