@@ -190,6 +190,9 @@ def test_asset_graph_and_partitions_in_a_real_browser(ui):
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        # Dagster's first-visit "Join the Dagster community" dialog covers the page: skip it whenever it shows
+        page.add_locator_handler(page.get_by_text("Join the Dagster community"),
+                                 lambda: page.get_by_role("button", name="Skip").click())
         # the duel group's asset graph: all seven assets (the global graph folds groups once there
         # are several: duel, calibration)
         page.goto(f"{u.url}/locations/__repository__@duel_assets/asset-groups/duel", wait_until="domcontentloaded")
