@@ -13,7 +13,6 @@ from .labels import opponent_of
 from .reading import DuelRows
 from .turns import side
 
-ORDER_NAMES = {"king_first": "opponent first", "challenger_first": "challenger first"}
 
 
 @dataclass
@@ -85,6 +84,7 @@ def answer_view(rows: DuelRows, role: str, position: str) -> AnswerView:
 def judge_views(rows: DuelRows, positions: dict[str, str]) -> list[dict]:
     """Each judge x order: per-metric scores at the positions shown, the winner, the reason."""
     at = {"challenger": positions["challenger"], "opponent": positions["opponent"]}
+    orders = {"king_first": f"{opponent_of(rows)} first", "challenger_first": "challenger first"}
     out = []
     for j in rows.judges:
         skipped = j.get("error_kind") == "skipped"
@@ -92,7 +92,7 @@ def judge_views(rows: DuelRows, positions: dict[str, str]) -> list[dict]:
                   for m in METRICS} if j.get("parsed") else {}
         winner = j.get("winner")
         out.append({
-            "judge": j.get("judge"), "order": ORDER_NAMES.get(str(j.get("order")), str(j.get("order"))),
+            "judge": j.get("judge"), "order": orders.get(str(j.get("order")), str(j.get("order"))),
             "parsed": bool(j.get("parsed")), "skipped": skipped, "scores": scores,
             "winner": at.get(winner, "tie" if winner == "tie" else None) if winner else None,
             "winner_role": winner, "reason": text.clip(j.get("reason"), fold=600),
