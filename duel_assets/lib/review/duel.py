@@ -14,7 +14,6 @@ from .reading import DuelRows
 from .turns import side
 
 
-
 @dataclass
 class AnswerView:
     position: str  # A or B
