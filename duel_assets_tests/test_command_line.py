@@ -273,5 +273,5 @@ def test_a_train_data_config_runs_with_its_own_judges_and_gate(duel_env, instanc
     assert res.success
     judges = query(duel_env["home"], "SELECT DISTINCT judge FROM duel.judge_scores ORDER BY 1")
     assert [j for j, in judges] == ["standin-judge-1", "standin-judge-fenced"]
-    gate = metadata(res, "duel_verdict")["gate_figures"]
-    assert gate["resamples"] == 300 and gate["min_margin"] == 1.5
+    gate = metadata(res, "duel_verdict")["gate_settings"]
+    assert "min_margin 1.5," in gate and "resamples 300," in gate
