@@ -47,9 +47,10 @@ test-scale: $(STAMP)
 	$(BIN)/python -m pytest -q -s -m scale
 
 # UI on 3000 and, without an endpoint, the stand-in on 8765; free ports are picked (and printed)
-# when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones.
+# when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones. Dagster stops
+# with it: make passes SIGTERM on, and --stop-with-parent covers make ending by any other signal.
 ui: $(STAMP)
-	$(BIN)/duel-assets ui $(UI_ARGS)
+	$(BIN)/duel-assets ui --stop-with-parent $(UI_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/duel-assets bench

@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from duel_assets.cli.common import ensure_dagster_home
+from duel_assets.cli.common import instance
+from duel_assets.lib.processes import end_with_parent, guarded, stop_group
 from duel_assets.lib.settings import ConfigError, Paths, mask_url, resolve_endpoint
 from duel_assets.lib.settings.preflight import validate_for_work
 
 UI_PORT, STANDIN_PORT = 3000, 8765
+STOP_GRACE_S = 12.0  # SIGTERM to the Dagster processes, then SIGKILL to what is left
 
 
 def port_free(host: str, port: int) -> bool:
@@ -49,31 +53,60 @@ def start_standin(wanted: int | None):
         return StandinServer(port=0).start()
 
 
+class _Stop(Exception):
+    """SIGTERM, SIGINT or SIGHUP reached `duel-assets ui`."""
+
+
+def _stop_on_signals() -> None:
+    def stop(signum, _frame):
+        raise _Stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def cmd_ui(args) -> int:
+    """`dagster dev` (webserver, daemon, code server) in a process group of its own, which ends with
+    this command: on SIGTERM, SIGINT or SIGHUP the whole group gets SIGTERM, then SIGKILL what is left
+    after ``STOP_GRACE_S``; if this process is killed outright, `dagster dev` gets SIGTERM from the
+    kernel (parent-death signal) and stops its own children."""
+    if getattr(args, "stop_with_parent", False):
+        end_with_parent()  # `make ui`: make does not pass SIGINT or SIGHUP on to its child
     validate_for_work()
     port = pick_port(args.host, args.port, UI_PORT, "--port")
     paths = Paths.from_env().ensure()
-    home = ensure_dagster_home(paths)
+    instance(paths).dispose()  # set up the instance; runs whose process is gone are marked failed
+    home = paths.dagster_home
     env = dict(os.environ, DUEL_HOME=str(paths.home), DAGSTER_HOME=str(home))
     srv = None
     ep = resolve_endpoint()
-    if ep is None:
-        srv = start_standin(args.standin_port)
-        env["LLM_BASE_URL"], env["LLM_API_KEY"] = srv.base_url, "standin-ui-key"
-        print(f"no LLM endpoint configured: runs will use the OFFLINE STAND-IN on port {srv.port} "
-              f"({srv.base_url}; NOT a model).")
-        print("Set LLM_BASE_URL and LLM_API_KEY (or CHUTES_API_KEY) to use a real provider.")
-    else:
-        print(f"LLM endpoint: {mask_url(ep.base_url)} (from {ep.source})")
-    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
-    root = Path(__file__).resolve().parents[2]
-    cmd = [dagster, "dev", "-w", str(root / "workspace.yaml"), "-h", args.host, "-p", str(port)]
-    print(f"Dagster UI on http://{args.host}:{port}  (DAGSTER_HOME={home})", flush=True)
+    _stop_on_signals()
+    proc = None
     try:
-        return subprocess.call(cmd, env=env, cwd=root)
-    except KeyboardInterrupt:
+        if ep is None:
+            srv = start_standin(args.standin_port)
+            env["LLM_BASE_URL"], env["LLM_API_KEY"] = srv.base_url, "standin-ui-key"
+            print(f"no LLM endpoint configured: runs will use the OFFLINE STAND-IN on port {srv.port} "
+                  f"({srv.base_url}; NOT a model).")
+            print("Set LLM_BASE_URL and LLM_API_KEY (or CHUTES_API_KEY) to use a real provider.")
+        else:
+            print(f"LLM endpoint: {mask_url(ep.base_url)} (from {ep.source})")
+        dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+        root = Path(__file__).resolve().parents[2]
+        cmd = [dagster, "dev", "-w", str(root / "workspace.yaml"), "-h", args.host, "-p", str(port)]
+        print(f"Dagster UI on http://{args.host}:{port}  (DAGSTER_HOME={home})", flush=True)
+        proc = subprocess.Popen(guarded(cmd), env=env, cwd=root, start_new_session=True)
+        while proc.poll() is None:
+            time.sleep(0.2)
+        return proc.returncode
+    except _Stop as e:
+        print(f"{e}: stopping Dagster (dagster dev, webserver, daemon, code server)", file=sys.stderr, flush=True)
         return 0
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal does not cut the clean-up short
+        if proc is not None:
+            stop_group(proc.pid, grace_s=STOP_GRACE_S, reap=proc.poll)
         if srv:
             srv.stop()
 
