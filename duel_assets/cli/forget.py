@@ -1,5 +1,6 @@
-"""`duel-assets forget K`: remove a partition — its registration and history, its rows in every
-table of the warehouse, its files (prompt file, exports, report summaries, SFT shards, PR-record cache)."""
+"""`duel-assets forget K`: remove a partition — its registration, its runs and their events, its rows
+in every table of the warehouse, its files (prompt file, exports, report summaries, SFT shards,
+PR-record cache)."""
 from __future__ import annotations
 
 from duel_assets.cli.common import close_matches, errors_out, instance, registered
@@ -9,22 +10,70 @@ from duel_assets.lib.settings import ConfigError, Paths, load_config, validate_p
 _BUSY = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 
-def _busy_runs(inst, key: str) -> list[str]:
+def _runs(inst, key: str, busy: bool = False) -> list[str]:
+    """The partition's runs (tag ``dagster/partition``); with ``busy``, those queued or in progress."""
     import dagster as dg
 
-    runs = inst.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key},
-                                                statuses=[dg.DagsterRunStatus[s] for s in _BUSY]))
-    return [r.run_id for r in runs]
+    statuses = [dg.DagsterRunStatus[s] for s in _BUSY] if busy else None
+    return inst.get_run_ids(filters=dg.RunsFilter(tags={"dagster/partition": key}, statuses=statuses))
 
 
 def _wipe_history(inst, key: str, asset_keys) -> str:
-    """The partition's materialization history, where the event storage can remove one partition's."""
+    """The partition's history in the instance: its runs (those tagged ``dagster/partition`` = key,
+    all finished) are deleted with their events and their asset check executions, and the assets'
+    cached partition status is dropped, so the UI shows the partition as gone — not as failed (a
+    failed run's check executions would otherwise stay the checks' latest, and the asset red)."""
+    runs = _runs(inst, key)
+    for run_id in runs:
+        inst.delete_run(run_id)
+    _delete_check_executions(inst, runs)
+    _point_at_remaining_materializations(inst, asset_keys, set(runs))
+    inst.wipe_asset_cached_status(sorted(asset_keys, key=lambda k: k.to_string()))
     try:
         for asset_key in asset_keys:
             inst.wipe_asset_partitions(asset_key, [key])
     except NotImplementedError:
-        return "its past runs stay in the run history (this event storage cannot wipe one partition)"
-    return "its materialization history"
+        pass  # Dagster's SQLite and PostgreSQL event storages: the runs' deletion removed the events
+    return f"its {len(runs)} run(s) and their events"
+
+
+def _delete_check_executions(inst, run_ids: list[str]) -> None:
+    """Asset check executions of ``run_ids`` (Dagster's ``delete_run`` leaves them in the SQL event
+    storage's own table, where the UI would still read them as the checks' latest)."""
+    if not run_ids:
+        return
+    try:
+        from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+
+        storage = inst.event_log_storage
+        with storage.index_connection() as con:
+            con.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id.in_(run_ids)))
+    except (ImportError, AttributeError):  # another event storage: it keeps its own records
+        return
+
+
+def _point_at_remaining_materializations(inst, asset_keys, run_ids: set[str]) -> None:
+    """An asset whose cached latest materialization came from one of ``run_ids`` (now deleted) is
+    pointed at its latest remaining one (or at none), as the UI's asset summary reads that cache."""
+    if not run_ids:
+        return
+    try:
+        from dagster._core.storage.event_log.schema import AssetKeyTable
+        from dagster._serdes import serialize_value
+
+        storage = inst.event_log_storage
+        for record in inst.get_asset_records(list(asset_keys)):
+            last = record.asset_entry.last_materialization_record
+            if last is None or last.run_id not in run_ids:
+                continue
+            left = inst.fetch_materializations(record.asset_entry.asset_key, limit=1).records
+            values = {"last_materialization": serialize_value(left[0]) if left else None,
+                      "last_run_id": left[0].run_id if left else None}
+            with storage.index_connection() as con:
+                con.execute(AssetKeyTable.update().values(values)
+                            .where(AssetKeyTable.c.asset_key == record.asset_entry.asset_key.to_string()))
+    except (ImportError, AttributeError):  # another event storage: it keeps its own records
+        return
 
 
 def _rewrite_report(paths: Paths, keys: list[str]) -> str:
@@ -56,9 +105,9 @@ def cmd_forget(args) -> int:
     problems, plan = [], {}
     for k in keys:
         files, rows = files_of(paths, k), partition_rows(warehouse, k)
-        if k not in known and not files and not any(rows.values()):
-            problems.append(f"{k}: no such partition, and no row or file of it (close matches: {close_matches(k, known)})")
-        elif busy := _busy_runs(inst, k):
+        if k not in known and not files and not any(rows.values()) and not _runs(inst, k):
+            problems.append(f"{k}: no such partition, and no row, file or run of it (close matches: {close_matches(k, known)})")
+        elif busy := _runs(inst, k, busy=True):
             problems.append(f"{k}: {len(busy)} run(s) of it are queued or running ({', '.join(busy[:3])}); "
                             "let them finish or terminate them first")
         plan[k] = (files, rows)
@@ -68,7 +117,7 @@ def cmd_forget(args) -> int:
         n_rows = sum(rows.values())
         if args.dry_run:
             print(f"{k}: would remove {n_rows} rows in {sum(1 for n in rows.values() if n)} tables, "
-                  f"{len(files)} files{', its registration' if k in known else ''}")
+                  f"{len(files)} files, {len(_runs(inst, k))} run(s){', its registration' if k in known else ''}")
             for f in files:
                 print(f"  {f}")
             continue
