@@ -161,7 +161,8 @@ def test_a_guarded_child_stops_on_sigint_even_when_started_with_sigint_ignored()
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     try:
-        _wait_for("the command to replace the guard", lambda: b"time.sleep(120)" in Path(f"/proc/{child}/cmdline").read_bytes())
+        _wait_for("the command to replace the guard",
+                  lambda: b"duel_assets.lib.processes" not in Path(f"/proc/{child}/cmdline").read_bytes())
         # SIGINT is at its default from the exec on: the process ends on it, handler or not
         os.kill(child, signal.SIGINT)
         assert parent.wait(timeout=10) != 0  # the child ended on SIGINT (KeyboardInterrupt)
@@ -187,6 +188,31 @@ def test_stop_group_ends_every_process_of_the_group():
     assert processes.stop_group(leader.pid, grace_s=1.0, reap=leader.poll) is False  # SIGKILL was needed
     assert time.monotonic() - t0 < 8 and _members(leader.pid) == []
     assert not processes.group_alive(leader.pid)
+
+
+RUNNER = """
+import signal, sys
+from duel_assets.lib.processes import run_own_group
+rc = run_own_group([sys.executable, "-c", sys.argv[1]], grace_s=1.0, on_stop=lambda s: print("stop", s, flush=True))
+print("rc", rc, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_run_own_group_stops_the_whole_group_on_a_signal_and_restores_the_handlers(sig):
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, GROUP], stdout=subprocess.PIPE, text=True)
+    leader = _wait_for("the command's group", lambda: next(
+        (p for p in _children(runner.pid) if len(_members(p)) == 2), None))
+    family = _members(leader)
+    runner.send_signal(sig)
+    out, _ = runner.communicate(timeout=15)
+    assert out.split("\n")[:2] == [f"stop {signal.Signals(sig).name}", "rc 0 True"]
+    assert not any(processes.alive(p) for p in family)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(d.name) for d in Path("/proc").iterdir()
+            if d.name.isdigit() and (f := processes._stat_fields(int(d.name))) and int(f[1]) == pid]
 
 
 def _members(pgid: int) -> list[int]:

@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from duel_assets.cli.common import instance
-from duel_assets.lib.processes import end_with_parent, guarded, stop_group
+from duel_assets.lib.processes import end_with_parent, run_own_group
 from duel_assets.lib.settings import ConfigError, Paths, mask_url, resolve_endpoint
 from duel_assets.lib.settings.preflight import validate_for_work
 
@@ -53,18 +50,6 @@ def start_standin(wanted: int | None):
         return StandinServer(port=0).start()
 
 
-class _Stop(Exception):
-    """SIGTERM, SIGINT or SIGHUP reached `duel-assets ui`."""
-
-
-def _stop_on_signals() -> None:
-    def stop(signum, _frame):
-        raise _Stop(signal.Signals(signum).name)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop)
-
-
 def cmd_ui(args) -> int:
     """`dagster dev` (webserver, daemon, code server) in a process group of its own, which ends with
     this command: on SIGTERM, SIGINT or SIGHUP the whole group gets SIGTERM, then SIGKILL what is left
@@ -80,8 +65,6 @@ def cmd_ui(args) -> int:
     env = dict(os.environ, DUEL_HOME=str(paths.home), DAGSTER_HOME=str(home))
     srv = None
     ep = resolve_endpoint()
-    _stop_on_signals()
-    proc = None
     try:
         if ep is None:
             srv = start_standin(args.standin_port)
@@ -95,18 +78,10 @@ def cmd_ui(args) -> int:
         root = Path(__file__).resolve().parents[2]
         cmd = [dagster, "dev", "-w", str(root / "workspace.yaml"), "-h", args.host, "-p", str(port)]
         print(f"Dagster UI on http://{args.host}:{port}  (DAGSTER_HOME={home})", flush=True)
-        proc = subprocess.Popen(guarded(cmd), env=env, cwd=root, start_new_session=True)
-        while proc.poll() is None:
-            time.sleep(0.2)
-        return proc.returncode
-    except _Stop as e:
-        print(f"{e}: stopping Dagster (dagster dev, webserver, daemon, code server)", file=sys.stderr, flush=True)
-        return 0
+        return run_own_group(cmd, env=env, cwd=root, grace_s=STOP_GRACE_S,
+                             on_stop=lambda sig: print(f"{sig}: stopping Dagster (dagster dev, webserver, daemon, "
+                                                       "code server)", file=sys.stderr, flush=True))
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # a second signal does not cut the clean-up short
-        if proc is not None:
-            stop_group(proc.pid, grace_s=STOP_GRACE_S, reap=proc.poll)
         if srv:
             srv.stop()
 

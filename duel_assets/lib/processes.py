@@ -11,8 +11,10 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -140,6 +142,46 @@ def stop_group(pgid: int, grace_s: float = 10.0, reap=None, poll_s: float = 0.1)
             time.sleep(poll_s)
     return False
 
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_own_group(cmd: list[str], env: dict | None = None, cwd=None, grace_s: float = 10.0,
+                  on_stop: Callable[[str], None] | None = None) -> int:
+    """Run ``cmd`` (:func:`guarded`) in a new session and process group, and wait for it. SIGTERM,
+    SIGINT or SIGHUP to this process (``on_stop`` is told which) or the command's own end stop the
+    whole group with :func:`stop_group`, so nothing it started is left behind. Returns the command's
+    exit status, 0 when a signal stopped it. This process's signal handlers are restored after."""
+    def stop(signum, _frame):
+        raise _Stop(signal.Signals(signum).name)
+
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
+    proc = None
+    try:
+        proc = subprocess.Popen(guarded(cmd), env=env, cwd=cwd, start_new_session=True)
+        while proc.poll() is None:
+            time.sleep(0.2)
+        return proc.returncode
+    except _Stop as e:
+        if on_stop is not None:
+            on_stop(str(e))
+        return 0
+    finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)  # a second signal does not cut the clean-up short
+        try:
+            if proc is not None:
+                stop_group(proc.pid, grace_s=grace_s, reap=proc.poll)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
