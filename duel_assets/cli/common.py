@@ -84,7 +84,8 @@ def ensure_dagster_home(paths: Paths | None = None) -> Path:
         if not _current(cfg):
             write_text_atomic(cfg, DAGSTER_YAML)
         if not (ready.is_file() and ready.read_text() == _ready_stamp()):
-            _create_and_migrate()
+            # storages created now are at this Dagster's schema; existing ones are migrated
+            _create_and_migrate(migrate=cfg.read_text() != DAGSTER_YAML or (home / "history" / "runs.db").exists())
             write_text_atomic(ready, _ready_stamp())
     return home
 
@@ -97,9 +98,9 @@ def _current(cfg: Path) -> bool:
         return False
 
 
-def _create_and_migrate() -> None:
-    """Open the instance (which creates its storages) and bring its schema to this Dagster's; what
-    Dagster prints while migrating goes nowhere."""
+def _create_and_migrate(migrate: bool) -> None:
+    """Open the instance (which creates its storages) and, with ``migrate``, bring their schema to
+    this Dagster's; what Dagster prints while migrating goes nowhere."""
     import contextlib
     import io
 
@@ -107,8 +108,9 @@ def _create_and_migrate() -> None:
 
     inst = DagsterInstance.get()
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            inst.upgrade()
+        if migrate:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                inst.upgrade()
     finally:
         inst.dispose()
 
