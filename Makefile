@@ -48,7 +48,8 @@ test-scale: $(STAMP)
 
 # UI on 3000 and, without an endpoint, the stand-in on 8765; free ports are picked (and printed)
 # when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones. Dagster stops
-# with it: make passes SIGTERM on, and --stop-with-parent covers make ending by any other signal.
+# with it: make passes SIGTERM on, a terminal's Ctrl-C and hang-up reach both, and
+# --stop-with-parent covers make being killed outright.
 ui: $(STAMP)
 	$(BIN)/duel-assets ui --stop-with-parent $(UI_ARGS)
 

@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--standin-port", type=int,
                    help="stand-in port when no endpoint is set (default: 8765, or a free port when taken)")
     u.add_argument("--stop-with-parent", action="store_true",
-                   help="stop (and stop Dagster) when the process that started this one ends; `make ui` uses it")
+                   help="stop (and stop Dagster) when the process that started this one ends, even when it is "
+                        "killed outright; `make ui` uses it")
     u.set_defaults(fn=_fn("serve.cmd_ui"))
     calibrate.add_subcommands(sub)
     b = sub.add_parser("bench", help="run the benchmarks and print ratios")

@@ -56,7 +56,7 @@ def cmd_ui(args) -> int:
     after ``STOP_GRACE_S``; if this process is killed outright, `dagster dev` gets SIGTERM from the
     kernel (parent-death signal) and stops its own children."""
     if getattr(args, "stop_with_parent", False):
-        end_with_parent()  # `make ui`: make does not pass SIGINT or SIGHUP on to its child
+        end_with_parent()  # `make ui`: stop when make is killed outright (SIGTERM it passes on)
     validate_for_work()
     port = pick_port(args.host, args.port, UI_PORT, "--port")
     paths = Paths.from_env().ensure()
