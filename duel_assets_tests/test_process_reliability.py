@@ -281,15 +281,19 @@ def test_kill_9_then_forget_then_the_ui_queue_its_view_and_its_stop(tmp_path, fr
     fresh_standin.state.latency_ms = 3000
     killed = []
     try:
-        for _ in range(5):
-            seen = len(fresh_standin.state.log)
-            proc = _start(env, "run", "--partition", "bad", "--sample-new", "--no-report")
-            _wait_for("a request of the run", lambda n=seen, p=proc: len(fresh_standin.state.log) > n or p.poll() is not None,
-                      timeout=300)
-            assert proc.poll() is None, proc.communicate()[1][-3000:]
-            proc.kill()
-            proc.wait()
-            killed.append(proc.pid)
+        with dg.DagsterInstance.from_config(str(dh)) as inst:
+            for _ in range(5):
+                proc = _start(env, "run", "--partition", "bad", "--sample-new", "--no-report")
+                mine = dg.RunsFilter(tags={"duel/pid": str(proc.pid)}, statuses=[dg.DagsterRunStatus.STARTED])
+                _wait_for("the run to start", lambda f=mine, p=proc: inst.get_runs(filters=f) or p.poll() is not None,
+                          timeout=300, every=0.2)
+                seen = len(fresh_standin.state.log)  # then one more request: its LLM calls are under way
+                _wait_for("a request", lambda n=seen, p=proc: len(fresh_standin.state.log) > n or p.poll() is not None,
+                          timeout=300)
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                proc.kill()
+                proc.wait()
+                killed.append(proc.pid)
     finally:
         fresh_standin.state.latency_ms = 0
     with dg.DagsterInstance.from_config(str(dh)) as inst:
