@@ -18,64 +18,6 @@ def _runs(inst, key: str, busy: bool = False) -> list[str]:
     return inst.get_run_ids(filters=dg.RunsFilter(tags={"dagster/partition": key}, statuses=statuses))
 
 
-def _wipe_history(inst, key: str, asset_keys) -> str:
-    """The partition's history in the instance: its runs (those tagged ``dagster/partition`` = key,
-    all finished) are deleted with their events and their asset check executions, and the assets'
-    cached partition status is dropped, so the UI shows the partition as gone — not as failed (a
-    failed run's check executions would otherwise stay the checks' latest, and the asset red)."""
-    runs = _runs(inst, key)
-    for run_id in runs:
-        inst.delete_run(run_id)
-    _delete_check_executions(inst, runs)
-    _point_at_remaining_materializations(inst, asset_keys, set(runs))
-    inst.wipe_asset_cached_status(sorted(asset_keys, key=lambda k: k.to_string()))
-    try:
-        for asset_key in asset_keys:
-            inst.wipe_asset_partitions(asset_key, [key])
-    except NotImplementedError:
-        pass  # Dagster's SQLite and PostgreSQL event storages: the runs' deletion removed the events
-    return f"its {len(runs)} run(s) and their events"
-
-
-def _delete_check_executions(inst, run_ids: list[str]) -> None:
-    """Asset check executions of ``run_ids`` (Dagster's ``delete_run`` leaves them in the SQL event
-    storage's own table, where the UI would still read them as the checks' latest)."""
-    if not run_ids:
-        return
-    try:
-        from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
-
-        storage = inst.event_log_storage
-        with storage.index_connection() as con:
-            con.execute(AssetCheckExecutionsTable.delete().where(AssetCheckExecutionsTable.c.run_id.in_(run_ids)))
-    except (ImportError, AttributeError):  # another event storage: it keeps its own records
-        return
-
-
-def _point_at_remaining_materializations(inst, asset_keys, run_ids: set[str]) -> None:
-    """An asset whose cached latest materialization came from one of ``run_ids`` (now deleted) is
-    pointed at its latest remaining one (or at none), as the UI's asset summary reads that cache."""
-    if not run_ids:
-        return
-    try:
-        from dagster._core.storage.event_log.schema import AssetKeyTable
-        from dagster._serdes import serialize_value
-
-        storage = inst.event_log_storage
-        for record in inst.get_asset_records(list(asset_keys)):
-            last = record.asset_entry.last_materialization_record
-            if last is None or last.run_id not in run_ids:
-                continue
-            left = inst.fetch_materializations(record.asset_entry.asset_key, limit=1).records
-            values = {"last_materialization": serialize_value(left[0]) if left else None,
-                      "last_run_id": left[0].run_id if left else None}
-            with storage.index_connection() as con:
-                con.execute(AssetKeyTable.update().values(values)
-                            .where(AssetKeyTable.c.asset_key == record.asset_entry.asset_key.to_string()))
-    except (ImportError, AttributeError):  # another event storage: it keeps its own records
-        return
-
-
 def _rewrite_report(paths: Paths, keys: list[str]) -> str:
     """report.md and the dataset card over the partitions that remain."""
     if not paths.report.exists():
@@ -94,6 +36,7 @@ def _rewrite_report(paths: Paths, keys: list[str]) -> str:
 def cmd_forget(args) -> int:
     from duel_assets.defs.assets import ALL_ASSETS
     from duel_assets.defs.partitions import PROMPT_FILES
+    from duel_assets.defs.runs import forget_runs
 
     keys = [validate_partition_key(k) for k in dict.fromkeys(args.partition)]
     from duel_assets.lib.warehouse import Warehouse
@@ -125,7 +68,7 @@ def cmd_forget(args) -> int:
         partition_rows(warehouse, k, delete=True)
         if k in known:
             inst.delete_dynamic_partition(PROMPT_FILES, k)
-        history = _wipe_history(inst, k, {key for a in ALL_ASSETS for key in a.keys})
+        history = forget_runs(inst, k, {key for a in ALL_ASSETS for key in a.keys})
         print(f"{k}: removed {n_rows} rows ({', '.join(f'{t} {n}' for t, n in rows.items() if n) or 'none'}), "
               f"{len(removed)} files{', its registration' if k in known else ''}; {history}")
     if not args.dry_run:
