@@ -103,6 +103,7 @@ def _materialize(key: str, target_precision: float | None) -> int:
     import dagster as dg
 
     from duel_assets.cli.common import instance as open_instance
+    from duel_assets.cli.common import interrupted
     from duel_assets.defs.calibration import CALIBRATION_FILES, judge_calibration
     from duel_assets.defs.resources import build_resources
     from duel_assets.defs.runs import process_tags
@@ -116,6 +117,8 @@ def _materialize(key: str, target_precision: float | None) -> int:
         run_config["ops"] = {"judge_calibration": {"config": {"target_precision": target_precision}}}
     result = dg.materialize([judge_calibration], partition_key=key, instance=instance, resources=build_resources(),
                             run_config=run_config, raise_on_error=False, tags={"duel/launched_by": "duel-assets calibrate", **process_tags()})
+    if interrupted(result):  # SIGINT / SIGTERM
+        raise KeyboardInterrupt
     if result.success:
         return 0
     for ev in result.all_events:
