@@ -60,6 +60,19 @@ def test_the_holder_records_pid_host_time_and_command(tmp_path):
     assert h["cmd"] == processes.command_line() and h["cmd"]
 
 
+def test_a_secret_in_the_command_line_never_reaches_the_lock_file(tmp_path, monkeypatch):
+    from duel_assets_tests.conftest import CANARY_KEY
+
+    monkeypatch.setenv("LLM_API_KEY", CANARY_KEY)
+    monkeypatch.setattr(sys, "argv", ["duel-assets", "calibrate", f"--key={CANARY_KEY}", "x" * 300])
+    lock = tmp_path / "x.lock"
+    with file_lock(lock, 1):
+        pass
+    text = lock.read_text()
+    assert CANARY_KEY not in text and "duel-assets calibrate --key=" in text
+    assert len(holder(lock)["cmd"]) <= 160 and holder(lock)["cmd"].endswith("...")
+
+
 def test_a_stopped_history_index_holder_fails_the_next_one_in_time_naming_it(stopped_holder, caplog):
     lock, proc = stopped_holder
     index = HistoryIndex(lock.parent, lock_timeout_s=2.5)

@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .processes import command_line
+from .settings import scrub
 
 _POLL_S = 0.05
 _TELL_AFTER_S = 2.0
@@ -38,7 +39,7 @@ class LockTimeout(TimeoutError):
 def holder(path: str | os.PathLike) -> dict:
     """What the lock file says about its current (or last) holder: pid, host, since (epoch s), cmd."""
     try:
-        text = Path(path).read_text().split("\n", 1)[0]
+        text = Path(path).read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
     except OSError:
         return {}
     text, _, cmd = text.partition(" cmd=")
@@ -101,12 +102,13 @@ def file_lock(path: str | os.PathLike, timeout_s: float | None = None, what: str
 longer than ``tell_after_s`` is logged once (a warning naming the holder)."""
     timeout_s = DEFAULT_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a+") as fh:
+    with open(path, "a+", encoding="utf-8") as fh:
         _take(fh, path, timeout_s, what, setting, tell_after_s)
         try:
             fh.seek(0)
             fh.truncate()
-            fh.write(f"pid={os.getpid()} host={socket.gethostname()} since={time.time():.3f} cmd={command_line()}\n")
+            # the command line without any secret value of the environment (a key pasted into an argument)
+            fh.write(f"pid={os.getpid()} host={socket.gethostname()} since={time.time():.3f} cmd={scrub(command_line())}\n")
             fh.flush()
             yield
         finally:

@@ -84,7 +84,7 @@ def command_line(argv: list[str] | None = None, limit: int = 160) -> str:
     argv = list(sys.argv if argv is None else argv) or ["python"]
     text = " ".join([os.path.basename(argv[0]), *argv[1:]])
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def guarded(argv: list[str]) -> list[str]:
