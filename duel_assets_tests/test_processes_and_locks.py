@@ -174,8 +174,10 @@ def test_a_guarded_child_stops_on_sigint_even_when_started_with_sigint_ignored()
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     try:
-        _wait_for("the command to replace the guard",
-                  lambda: b"duel_assets.lib.processes" not in Path(f"/proc/{child}/cmdline").read_bytes())
+        def replaced() -> bool:  # (an exec under way shows an empty command line: not yet)
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+            return b"time.sleep(120)" in cmd and b"duel_assets.lib.processes" not in cmd
+        _wait_for("the command to replace the guard", replaced)
         # SIGINT is at its default from the exec on: the process ends on it, handler or not
         os.kill(child, signal.SIGINT)
         assert parent.wait(timeout=10) != 0  # the child ended on SIGINT (KeyboardInterrupt)
