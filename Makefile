@@ -47,9 +47,11 @@ test-scale: $(STAMP)
 	$(BIN)/python -m pytest -q -s -m scale
 
 # UI on 3000 and, without an endpoint, the stand-in on 8765; free ports are picked (and printed)
-# when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones.
+# when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones. Dagster stops
+# with it: make passes SIGTERM on, a terminal's Ctrl-C and hang-up reach both, and
+# --stop-with-parent covers make being killed outright.
 ui: $(STAMP)
-	$(BIN)/duel-assets ui $(UI_ARGS)
+	$(BIN)/duel-assets ui --stop-with-parent $(UI_ARGS)
 
 # the review page over this DUEL_HOME's warehouse (review-demo: over the demo's) on 127.0.0.1:8800, or a
 # free port it prints; REVIEW_ARGS="--reviewer ana --port 8900" passes options

@@ -239,7 +239,7 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
     paths, cfg = settings.paths(), settings.config()
     records = documents.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
     g = verdicts.partition_gate(tables.records("duel_verdict", duel_verdict), cfg.gate)
-    done = partition.export_partition(paths, key, records, cfg.export, g.verdict)
+    done = partition.export_partition(paths, key, records, cfg.export, g.verdict, cfg.locks.timeout_s)
     files = partition_files(paths, key)
     context.add_output_metadata({
         "exported": len(done.rows),
