@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from duel_assets.lib.standin import StandinServer
+from duel_assets.devtools.standin import StandinServer
 
 # the session fixture `postgres` (a throw-away PostgreSQL cluster) for any test that needs one
 pytest_plugins = ["duel_assets_tests.postgres"]

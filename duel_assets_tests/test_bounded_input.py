@@ -11,11 +11,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from duel_assets.lib.bounded import BadJSON, InputRefused, check_json_file, lines, loads, open_regular, read_bounded
 from duel_assets.lib.calibration import pairs as P
 from duel_assets.lib.prompt_files import PromptFileError, load_prompt_file
 from duel_assets.lib.settings import ConfigError, SourceSpec, validate_partition_key
 from duel_assets.lib.sources import BadRow, iter_rows, parse_json_line
+from duel_assets.lib.system.bounded import BadJSON, InputRefused, check_json_file, lines, loads, open_regular, read_bounded
 from duel_assets.lib.watch import scan_prompt_dir
 from duel_assets_tests.test_command_line import EXE, cli_env
 

@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 
 from duel_assets.cli import main
+from duel_assets.devtools.standin import StandinServer
 from duel_assets.lib.calibration.evidence import latest_calibration
 from duel_assets.lib.calibration.oracle import JudgeOracle
-from duel_assets.lib.standin import StandinServer
 from duel_assets_tests.conftest import materialize, metadata, query
 
 FIXTURE = Path(__file__).parent / "fixtures" / "calibration_user.jsonl"

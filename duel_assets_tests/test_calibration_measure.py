@@ -2,6 +2,7 @@
 real HTTP through the real call layer) on 400 pairs made from the bundled samples."""
 import pytest
 
+from duel_assets.devtools.standin import StandinServer
 from duel_assets.lib.calibration.judging import run_panel
 from duel_assets.lib.calibration.make import make_set
 from duel_assets.lib.calibration.oracle import JudgeOracle
@@ -10,7 +11,6 @@ from duel_assets.lib.calibration.report import summarise
 from duel_assets.lib.calls import CallStore
 from duel_assets.lib.llm import LLMCaller
 from duel_assets.lib.settings import ChainConfig, Endpoint
-from duel_assets.lib.standin import StandinServer
 
 
 @pytest.fixture(scope="module")

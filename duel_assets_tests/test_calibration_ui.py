@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from duel_assets.devtools.standin import StandinServer
 from duel_assets.lib.calibration.oracle import JudgeOracle
-from duel_assets.lib.standin import StandinServer
 from duel_assets_tests.conftest import TEST_CHAIN
 
 pytestmark = pytest.mark.ui

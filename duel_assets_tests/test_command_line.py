@@ -245,7 +245,7 @@ def test_ui_picks_free_ports_when_the_defaults_are_taken(duel_env, capsys, monke
 def test_the_standin_logs_a_client_reset_as_one_line(capfd):
     import struct
 
-    from duel_assets.lib.standin import StandinServer
+    from duel_assets.devtools.standin import StandinServer
 
     with StandinServer() as srv:
         s = socket.create_connection(("127.0.0.1", srv.port))

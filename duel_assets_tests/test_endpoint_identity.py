@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from duel_assets.cli import main
+from duel_assets.devtools.standin import StandinServer
 from duel_assets.lib.calibration.oracle import JudgeOracle
 from duel_assets.lib.calls import CallRequest, CallStore, LLMCaller
 from duel_assets.lib.settings import CallsConfig, Endpoint, endpoint_id
-from duel_assets.lib.standin import StandinServer
 from duel_assets_tests.conftest import CANARY_KEY, TEST_CHAIN
 
 EXE = Path(sys.executable).parent / "duel-assets"

@@ -172,7 +172,7 @@ def test_read_summaries_returns_partitions_that_have_one(tmp_path, keys):
 
 
 def test_replacing_keeps_the_old_file_when_writing_fails(tmp_path):
-    from duel_assets.lib.files import read_json, replacing, write_json_atomic
+    from duel_assets.lib.system.files import read_json, replacing, write_json_atomic
 
     target = tmp_path / "d" / "x.json"
     write_json_atomic(target, {"v": 1})

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from duel_assets.lib.files import replacing, write_json_atomic, write_text_atomic
+from duel_assets.lib.system.files import replacing, write_json_atomic, write_text_atomic
 
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

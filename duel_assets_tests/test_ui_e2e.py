@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets.lib.files import write_json_atomic
+from duel_assets.devtools.standin import StandinServer
+from duel_assets.devtools.webserver import Webserver
 from duel_assets.lib.sampling import sample_for_key
 from duel_assets.lib.settings import load_config
-from duel_assets.lib.standin import StandinServer
-from duel_assets.lib.webserver import Webserver
+from duel_assets.lib.system.files import write_json_atomic
 from duel_assets_tests.conftest import TEST_CHAIN
 
 pytestmark = pytest.mark.ui

@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from duel_assets.lib.locks import LockTimeout, holder
+from duel_assets.lib.system.locks import LockTimeout, holder
 from duel_assets.lib.warehouse import Warehouse, WarehouseError, parse_target, redact
 
 FIXTURES = Path(__file__).parent / "fixtures"

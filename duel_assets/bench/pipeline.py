@@ -16,7 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from duel_assets.lib.webserver import GraphQLError, Webserver
+from duel_assets.devtools.webserver import GraphQLError, Webserver
 
 from .common import CONCURRENCY, LATENCY_MS, TURNS, bench_source, free_port, standin_process, standin_stats, write_config
 

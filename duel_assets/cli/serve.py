@@ -38,7 +38,7 @@ def pick_port(host: str, wanted: int | None, default: int, option: str) -> int:
 
 
 def start_standin(wanted: int | None):
-    from duel_assets.lib.standin import StandinServer
+    from duel_assets.devtools.standin import StandinServer
 
     try:
         return StandinServer(port=wanted if wanted is not None else STANDIN_PORT).start()
@@ -79,7 +79,7 @@ def cmd_ui(args) -> int:
 
 
 def cmd_standin(args) -> int:
-    from duel_assets.lib.standin import serve_forever
+    from duel_assets.devtools.standin import serve_forever
 
     if not port_free("127.0.0.1", args.port):
         raise ConfigError(f"--port {args.port}: already in use on 127.0.0.1; allowed: a free port")

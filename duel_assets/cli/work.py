@@ -94,7 +94,7 @@ def demo_environment(home: Path, config: str) -> dict[str, str]:
 
 def cmd_demo(args) -> int:
     from duel_assets.cli.run import cmd_run
-    from duel_assets.lib.standin import StandinServer
+    from duel_assets.devtools.standin import StandinServer
 
     home = Path(args.home).expanduser().resolve() if args.home else Paths.from_env().home / "demo"
     foreign = sorted(f.name for f in (home / "prompt").glob("*.json") if not f.name.startswith(f"{DEMO_STEM}_"))

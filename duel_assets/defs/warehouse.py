@@ -7,7 +7,7 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from duel_assets.lib.locks import DEFAULT_LOCK_TIMEOUT_S
+from duel_assets.lib.system.locks import DEFAULT_LOCK_TIMEOUT_S
 from duel_assets.lib.warehouse import Target, Warehouse, parse_target, target_from_env
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import replacing
 from .sources import parse_json_line
+from .system.files import replacing
 
 
 @dataclass(frozen=True)

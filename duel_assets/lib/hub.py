@@ -123,7 +123,7 @@ def _footer(url: str, size: int, version: str, cache_dir: str | None):
     with fs.open(p, "rb", cache_type="none") as fh:
         md = pq.read_metadata(fh)
     if cached:
-        from .files import replacing
+        from .system.files import replacing
 
         with replacing(cached) as tmp:
             md.write_metadata_file(str(tmp))

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bounded import BadJSON, InputRefused, loads, read_bounded
+from .system.bounded import BadJSON, InputRefused, loads, read_bounded
 from .trajectories import BadRecord, Turn, turn_from_record
 
 PROMPT_FILE_VERSION = 1

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .bounded import BadJSON, InputRefused, kind_of, loads, read_bounded
 from .settings import ConfigError, SourceSpec
+from .system.bounded import BadJSON, InputRefused, kind_of, loads, read_bounded
 
 BUNDLED_SOURCES = [SourceSpec(format="swe_zero", path="bundled:swe_zero_sample.jsonl")]
 BUNDLED_PR_RECORDS = "bundled:pr_records_sample.jsonl"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..files import read_json
+from ..system.files import read_json
 from . import results_dir
 
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bounded import BadJSON, InputRefused, lines, loads, open_regular
-from ..files import replacing
 from ..settings import METRICS
+from ..system.bounded import BadJSON, InputRefused, lines, loads, open_regular
+from ..system.files import replacing
 from ..trajectories import Turn, turn_from_record
 
 HEADER_KEY = "calibration_set"

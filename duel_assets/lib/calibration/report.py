@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..files import read_json, write_json_atomic
 from ..settings import ChainConfig
+from ..system.files import read_json, write_json_atomic
 from . import results_dir
 from .evidence import answered_by
 from .judging import CalibrationRun

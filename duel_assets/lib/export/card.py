@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..files import write_text_atomic
 from ..licenses import source_license
 from ..scoring import Gate
 from ..settings import ChainConfig, Paths
 from ..sources import BUNDLED_SOURCES
+from ..system.files import write_text_atomic
 from ..verdicts import bucketing, merge_provenance, standin_note
 from .layouts import SOURCE_ENCODINGS
 from .markdown import bucketing_lines, gate_lines, gate_table, models_line

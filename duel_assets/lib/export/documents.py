@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import tables
-from ..files import write_json_atomic
 from ..settings import BUCKETS, METRICS, Paths
+from ..system.files import write_json_atomic
 from .paths import partition_files
 
 TURN_FIELDS = ("instance_id", "repo", "source", "protocol", "step", "history", "reference", "tools", "license",

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..files import write_text_atomic
-from ..locks import file_lock
 from ..scoring import Gate, gate
 from ..settings import BUCKETS, METRICS, ChainConfig, GateConfig, Paths
+from ..system.files import write_text_atomic
+from ..system.locks import file_lock
 from ..verdicts import bucketing, merge_provenance, standin_note
 from .card import write_card
 from .markdown import bucketing_lines, fmt, gate_lines, gate_table, models_line

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from ..files import replacing, write_text_atomic
 from ..settings import ExportConfig, Paths
+from ..system.files import replacing, write_text_atomic
 from .layouts import openai_layout, source_layout
 from .paths import SHARD, partition_files
 

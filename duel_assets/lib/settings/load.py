@@ -9,7 +9,7 @@ from typing import Any
 import tomllib
 from pydantic import ValidationError
 
-from ..bounded import InputRefused, read_bounded
+from ..system.bounded import InputRefused, read_bounded
 from . import env
 from .base import ConfigError
 from .errors import error_line, key_path, toml_value

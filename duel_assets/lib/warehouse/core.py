@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from ..locks import DEFAULT_LOCK_TIMEOUT_S, file_lock
+from ..system.locks import DEFAULT_LOCK_TIMEOUT_S, file_lock
 from .connect import LAKE_ALIAS, open_lake, open_local, scalar, sql_str
 from .target import DUCKLAKE, LOCAL, MOTHERDUCK, Target, WarehouseError, parse_target, target_from_env
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..locks import file_lock
+from ..system.locks import file_lock
 from .target import WarehouseError
 
 EXTENSIONS = ("ducklake", "postgres", "httpfs")
