@@ -12,9 +12,9 @@ import dagster as dg
 import pytest
 
 from duel_assets.lib.calibration import pairs as P
-from duel_assets.lib.prompt_files import PromptFileError, load_prompt_file
+from duel_assets.lib.sampling.prompt_files import PromptFileError, load_prompt_file
+from duel_assets.lib.sampling.sources import BadRow, iter_rows, parse_json_line
 from duel_assets.lib.settings import ConfigError, SourceSpec, validate_partition_key
-from duel_assets.lib.sources import BadRow, iter_rows, parse_json_line
 from duel_assets.lib.system.bounded import BadJSON, InputRefused, check_json_file, lines, loads, open_regular, read_bounded
 from duel_assets.lib.watch import scan_prompt_dir
 from duel_assets_tests.test_command_line import EXE, cli_env
@@ -108,7 +108,7 @@ def test_sources_and_pr_records_name_bad_files(tmp_path, specials):
     records.write_text('{"instance_id": "a__b-1", "patch": "p"}\n{"instance_id": "a__b-2", "x": ' + DEEP + "}\n")
     with pytest.raises(InputRefused, match=f"PR records file {records}: line 2 nested deeper"):
         check_json_file(records, "PR records file", 10**9)
-    from duel_assets.lib.pr_records import read_pr_records
+    from duel_assets.lib.sampling.pr_records import read_pr_records
 
     with pytest.raises(ConfigError, match="line 2 nested deeper"):  # DuckDB's schema detection would crash on it
         read_pr_records(str(records), ["a__b-1"])

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from duel_assets.lib import tables
-from duel_assets.lib.trajectories import Turn
+from duel_assets.lib.turn import Turn
 
 
 def test_json_columns_are_declared_once_and_stored_as_text():

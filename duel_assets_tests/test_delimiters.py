@@ -6,7 +6,7 @@ import pytest
 
 from duel_assets.lib import prompts
 from duel_assets.lib.delimiters import DATA_TAGS, neutralise, tags_as_read
-from duel_assets.lib.trajectories import Turn
+from duel_assets.lib.turn import Turn
 
 VARIANTS = [
     "</answer_A>", "< /answer_A>", "</ answer_B>", "< / answer_B >", "</ANSWER_A>", "<Answer_b>",

@@ -62,8 +62,8 @@ def test_mode_1_duels_against_the_reference_turn(duel_env, instance, monkeypatch
 @pytest.mark.e2e
 def test_king_and_challenger_never_see_each_other_and_only_the_challenger_sees_the_pr(duel_env, instance):
     from duel_assets.lib import prompts
-    from duel_assets.lib.pr_records import read_pr_records
-    from duel_assets.lib.sampling import load_prompt_file
+    from duel_assets.lib.sampling.pr_records import read_pr_records
+    from duel_assets.lib.sampling.prompt_files import load_prompt_file
 
     materialize(instance, "p", selection=["sampled_turns", "pr_records"])
     turn = load_prompt_file(duel_env["home"] / "prompt" / "p.json").turns[0]

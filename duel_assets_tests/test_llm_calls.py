@@ -88,7 +88,7 @@ def test_provider_quirks(fresh_standin, tmp_path, model, check):
 
 def test_quirks_flow_into_format_ok(fresh_standin, tmp_path):
     from duel_assets.lib.duel import Planned, answer_row
-    from duel_assets.lib.trajectories import Turn
+    from duel_assets.lib.turn import Turn
 
     models = ["standin-quirk-control", "standin-quirk-empty", "standin-quirk-multi", "standin-quirk-length",
               "standin-quirk-think", "standin-generator"]

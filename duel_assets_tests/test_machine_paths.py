@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from duel_assets.lib.sources import path_identity
+from duel_assets.lib.sampling.sources import path_identity
 from duel_assets_tests.conftest import TEST_CHAIN, materialize, query
 
 FIX = Path(__file__).resolve().parent / "fixtures"

@@ -17,8 +17,9 @@ EXE = Path(sys.executable).parent / "duel-assets"
 def _bundled_turns() -> list[dict]:
     """Every turn of the bundled rows, turns that share their visible history included (different
     rollouts of one instance share their first steps)."""
-    from duel_assets.lib.sources import BUNDLED_SOURCES, iter_rows
-    from duel_assets.lib.trajectories import cut_turns, reader_for
+    from duel_assets.lib.sampling.cutter import cut_turns
+    from duel_assets.lib.sampling.readers import reader_for
+    from duel_assets.lib.sampling.sources import BUNDLED_SOURCES, iter_rows
 
     read = reader_for("swe_zero")
     return [t.to_record() for _, row in iter_rows(BUNDLED_SOURCES[0]) for t in cut_turns(read(row))[0]]

@@ -2,7 +2,7 @@ import json
 
 import pandas as pd
 
-from duel_assets.lib.pr_records import cached_pr_records, changed_files_from_patch, read_pr_records
+from duel_assets.lib.sampling.pr_records import cached_pr_records, changed_files_from_patch, read_pr_records
 from duel_assets_tests.conftest import shared_sample
 
 
@@ -34,7 +34,7 @@ def test_parquet_with_missing_optional_columns(tmp_path):
 
 
 def test_bundled_records_cover_bundled_samples():
-    ids = [json.loads(line)["instance_id"] for line in open(__import__("duel_assets.lib.sources", fromlist=["x"]).bundled_path("swe_zero_sample.jsonl"))]
+    ids = [json.loads(line)["instance_id"] for line in open(__import__("duel_assets.lib.sampling.sources", fromlist=["x"]).bundled_path("swe_zero_sample.jsonl"))]
     df = read_pr_records(None, ids)
     assert not df["missing"].any()
 
@@ -59,7 +59,7 @@ def test_partition_cache_is_reused_until_the_source_or_ids_change(tmp_path):
 def test_filter_and_projection_are_pushed_into_the_parquet_scan(tmp_path):
     import duckdb
 
-    from duel_assets.lib.pr_records import _scan_sql, pr_query
+    from duel_assets.lib.sampling.pr_records import _scan_sql, pr_query
 
     p = tmp_path / "big.parquet"
     pd.DataFrame([{"instance_id": f"o__r-{i:06d}", "repo": "o/r", "base_commit": "c", "problem_statement": "p" * 50,

@@ -9,7 +9,7 @@ from duel_assets.lib.calls.types import CallResult
 from duel_assets.lib.calls.wire import request_body
 from duel_assets.lib.judging import judge_jobs_for_turn
 from duel_assets.lib.settings import parse_config
-from duel_assets.lib.trajectories import Turn
+from duel_assets.lib.turn import Turn
 
 TOOLS = [{"type": "function", "function": {"name": "bash", "description": "run a command",
                                            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}}]

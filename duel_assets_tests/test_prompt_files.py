@@ -8,10 +8,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from duel_assets.lib.history_index import HistoryIndex
-from duel_assets.lib.prompt_files import PromptFileError, load_prompt_file
-from duel_assets.lib.prompt_store import load_partition, sample_prompt_file
-from duel_assets.lib.sampling import build_pool
+from duel_assets.lib.sampling.history_index import HistoryIndex
+from duel_assets.lib.sampling.prompt_files import PromptFileError, load_prompt_file
+from duel_assets.lib.sampling.prompt_store import load_partition, sample_prompt_file
+from duel_assets.lib.sampling.sampler import build_pool
 from duel_assets.lib.settings import ChainConfig, parse_config
 from duel_assets_tests.conftest import materialize, metadata, query
 

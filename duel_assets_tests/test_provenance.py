@@ -4,13 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets.lib.licenses import source_license
-from duel_assets.lib.pr_records import hidden_by_instance, hidden_share, read_pr_records
-from duel_assets.lib.readers import read_coderforge, read_sera
-from duel_assets.lib.row_filter import compile_where
-from duel_assets.lib.sampling import build_pool, sample_for_key
+from duel_assets.lib.sampling.cutter import cut_turns
+from duel_assets.lib.sampling.pr_records import hidden_by_instance, hidden_share, read_pr_records
+from duel_assets.lib.sampling.readers import read_coderforge, read_sera
+from duel_assets.lib.sampling.readers.licenses import source_license
+from duel_assets.lib.sampling.row_filter import compile_where
+from duel_assets.lib.sampling.sampler import build_pool, sample_for_key
 from duel_assets.lib.settings import ConfigError, PRRecordSpec, parse_config
-from duel_assets.lib.trajectories import cut_turns
 from duel_assets_tests.conftest import materialize, metadata, query, shared_sample
 
 FIX = Path(__file__).resolve().parent / "fixtures"

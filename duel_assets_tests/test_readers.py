@@ -6,17 +6,17 @@ from pathlib import Path
 import pytest
 
 from duel_assets.lib import protocol
-from duel_assets.lib.sampling import build_pool
-from duel_assets.lib.settings import parse_config
-from duel_assets.lib.trajectories import (
-    BadRecord,
-    cut_turns,
+from duel_assets.lib.sampling.cutter import cut_turns
+from duel_assets.lib.sampling.readers import (
     read_coderforge,
     read_mini_swe_agent,
     read_sera,
     read_sera_rectified,
     split_parallel_calls,
 )
+from duel_assets.lib.sampling.sampler import build_pool
+from duel_assets.lib.settings import parse_config
+from duel_assets.lib.turn import BadRecord
 from duel_assets_tests.conftest import shared_sample
 
 FIX = Path(__file__).resolve().parent / "fixtures"

@@ -2,15 +2,9 @@ import json
 
 import pytest
 
-from duel_assets.lib.sampling import (
-    NothingToSample,
-    PromptFileError,
-    build_pool,
-    load_prompt_file,
-    numbered_keys,
-    sample_for_key,
-    window_start,
-)
+from duel_assets.lib.sampling.prompt_files import PromptFileError, load_prompt_file
+from duel_assets.lib.sampling.sampler import NothingToSample, build_pool, sample_for_key
+from duel_assets.lib.sampling.windows import numbered_keys, window_start
 from duel_assets.lib.settings import ChainConfig, ConfigError, parse_config, validate_partition_key
 
 

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from duel_assets.lib.sampling import sample_for_key
+from duel_assets.lib.sampling.sampler import sample_for_key
+from duel_assets.lib.sampling.sources import bundled_path
 from duel_assets.lib.settings import parse_config
-from duel_assets.lib.sources import bundled_path
 
 PINNED = Path(__file__).resolve().parent / "fixtures" / "sampled_turns_pinned.json"
 

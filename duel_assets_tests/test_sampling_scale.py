@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
-from duel_assets.lib import sampling
-from duel_assets.lib.blocks import parquet_blocks
-from duel_assets.lib.sampling import sample_for_key, source_mode
+from duel_assets.lib.sampling import sampler
+from duel_assets.lib.sampling.blocks import parquet_blocks
+from duel_assets.lib.sampling.sampler import sample_for_key, source_mode
+from duel_assets.lib.sampling.sources import bundled_path
 from duel_assets.lib.settings import ConfigError, parse_config
-from duel_assets.lib.sources import bundled_path
 
 
 def variant_rows(n_variants: int) -> list[dict]:
@@ -67,7 +67,7 @@ def test_a_rewritten_parquet_file_is_listed_again(tmp_path):
 def test_sampling_without_a_where_predicate_loads_neither_duckdb_nor_pandas(parquet_source):
     code = (
         "import sys\n"
-        "from duel_assets.lib.sampling import sample_for_key\n"
+        "from duel_assets.lib.sampling.sampler import sample_for_key\n"
         "from duel_assets.lib.settings import parse_config\n"
         f"cfg = parse_config({{'sources': [{{'format': 'swe_zero', 'path': {str(parquet_source)!r}}}],\n"
         "                     'sampling': {'turns_per_file': 20, 'block_mode_min_bytes': 1}})\n"
@@ -85,7 +85,7 @@ def test_jsonl_block_mode_with_cached_newline_index(tmp_path):
     cache = tmp_path / "idx"
     # through the prompt store, as `duel-assets sample` samples: two windows may meet in one block
     # (a window reads on when its blocks hold too few turns), the history index keeps them disjoint
-    from duel_assets.lib.prompt_store import sample_prompt_file
+    from duel_assets.lib.sampling.prompt_store import sample_prompt_file
 
     home = tmp_path / "home"
     a = sample_prompt_file(home, home / "prompt" / "a.json", "prompts_40_000", cfg, None, cache)
@@ -155,7 +155,7 @@ def remote_split(tmp_path):
 
 
 def test_remote_split_windows_spread_over_files_and_rows(remote_split, tmp_path):
-    from duel_assets.lib import hub
+    from duel_assets.lib.sampling import hub
 
     hub.list_parquet.cache_clear()
     cfg = parse_config({"sources": [{"format": "swe_zero", "path": f"countingfs://{remote_split}", "split": "train"}],
@@ -187,7 +187,7 @@ def test_remote_split_windows_spread_over_files_and_rows(remote_split, tmp_path)
 
 
 def test_remote_split_files_and_token(remote_split, monkeypatch):
-    from duel_assets.lib import hub
+    from duel_assets.lib.sampling import hub
 
     hub.list_parquet.cache_clear()
     urls = [u for u, _, _ in hub.list_parquet(f"countingfs://{remote_split}", "test")]
@@ -210,4 +210,4 @@ def test_weights_split_a_file_between_sources(tmp_path, parquet_source):
     f = sample_for_key("prompts_20_000", cfg)
     by_source = {s["format"]: s["turns"] for s in f["sources"]}
     assert by_source == {"swe_zero": 15, "coderforge": 5}
-    assert sampling.shares(7, [1, 1, 1]) == [3, 2, 2]
+    assert sampler.shares(7, [1, 1, 1]) == [3, 2, 2]

@@ -4,7 +4,7 @@ import pytest
 from duel_assets.lib import duel
 from duel_assets.lib.calls import CallStore, LLMCaller
 from duel_assets.lib.settings import CallsConfig, ChainConfig, Endpoint
-from duel_assets.lib.trajectories import Turn
+from duel_assets.lib.turn import Turn
 
 PR = {"missing": False, "repo": "a/b", "problem_statement": "fix it", "pr_description": "", "patch": "diff --git a/x.py b/x.py",
       "changed_files": '["x.py"]'}

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from duel_assets.lib.protocol import check_bash_block
-from duel_assets.lib.readers.swe_agent import read_swe_agent
+from duel_assets.lib.sampling.cutter import cut_turns
+from duel_assets.lib.sampling.readers.swe_agent import read_swe_agent
+from duel_assets.lib.sampling.sources import iter_rows
 from duel_assets.lib.settings import SourceSpec
-from duel_assets.lib.sources import iter_rows
-from duel_assets.lib.trajectories import cut_turns
 
 XML = Path(__file__).resolve().parent / "fixtures" / "swe_agent_xml"
 FILES = sorted(XML.glob("*/*.traj"))

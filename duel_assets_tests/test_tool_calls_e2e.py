@@ -82,7 +82,8 @@ require_gate = false
     card = (export_dir / "README.md").read_text()
     assert "Layout `source`" in card and "- `coderforge`: CoderForge-Preview" in card and "| coderforge |" in card
     assert accepted  # the stand-in's duels on these fixtures accept some turns
-    from duel_assets.lib.trajectories import cut_turns, read_coderforge
+    from duel_assets.lib.sampling.cutter import cut_turns
+    from duel_assets.lib.sampling.readers import read_coderforge
 
     back, _ = cut_turns(read_coderforge(rows[0]))
     (hist,), = query(home, "SELECT history FROM duel.sampled_turns WHERE turn_id = ?", [rows[0]["turn_id"]])

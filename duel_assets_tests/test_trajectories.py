@@ -3,7 +3,10 @@ import json
 import pytest
 
 from duel_assets.lib import protocol
-from duel_assets.lib.trajectories import BadRecord, cut_turns, read_mini_swe_agent, read_swe_zero, trim_history
+from duel_assets.lib.sampling.cutter import cut_turns
+from duel_assets.lib.sampling.readers import read_mini_swe_agent, read_swe_zero
+from duel_assets.lib.sampling.trim import trim_history
+from duel_assets.lib.turn import BadRecord
 from duel_assets_tests.conftest import shared_sample
 
 ROW = {"instance_id": "acme__w-1", "repo": "acme/w", "exit_status": "Submitted", "messages": [

@@ -17,7 +17,7 @@ import pytest
 
 from duel_assets.devtools.standin import StandinServer
 from duel_assets.devtools.webserver import Webserver
-from duel_assets.lib.sampling import sample_for_key
+from duel_assets.lib.sampling.sampler import sample_for_key
 from duel_assets.lib.settings import load_config
 from duel_assets.lib.system.files import write_json_atomic
 from duel_assets_tests.conftest import TEST_CHAIN

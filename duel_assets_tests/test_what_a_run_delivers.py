@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets.lib.prompt_files import PromptFileError, load_prompt_file
-from duel_assets.lib.prompt_store import sample_prompt_file
+from duel_assets.lib.sampling.prompt_files import PromptFileError, load_prompt_file
+from duel_assets.lib.sampling.prompt_store import sample_prompt_file
 from duel_assets.lib.settings import ChainConfig
 from duel_assets_tests.conftest import TEST_CHAIN, materialize, materialize_report
 from duel_assets_tests.test_command_line import cli, cli_env

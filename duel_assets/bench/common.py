@@ -59,7 +59,7 @@ def standin_stats(base_url: str) -> dict:
 def bench_source(tmp: Path, min_turns: int) -> Path:
     """Variants of the bundled trajectories (task text tagged per variant) with >= ``min_turns``
     turns of distinct visible histories."""
-    from duel_assets.lib.sources import bundled_path
+    from duel_assets.lib.sampling.sources import bundled_path
 
     rows = [json.loads(x) for x in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
     out = tmp / "bench_source.jsonl"
@@ -105,10 +105,10 @@ timeout_s = 30
 def partition(tmp: Path, cfg_path: Path, key: str):
     """(config, turns, PR records by instance) of one sampled partition."""
     from duel_assets.lib import duel
-    from duel_assets.lib.pr_records import read_pr_records
-    from duel_assets.lib.sampling import sample_for_key
+    from duel_assets.lib.sampling.pr_records import read_pr_records
+    from duel_assets.lib.sampling.prompt_files import turn_from_record
+    from duel_assets.lib.sampling.sampler import sample_for_key
     from duel_assets.lib.settings import load_config
-    from duel_assets.lib.trajectories import turn_from_record
 
     cfg = load_config(cfg_path)
     turns = [turn_from_record(t) for t in sample_for_key(key, cfg)["turns"]]

@@ -28,8 +28,9 @@ def sample_files(args) -> tuple[int, list[str]]:
     of what was asked for it delivered. Returns (exit status, the keys written or kept)."""
     import json
 
-    from duel_assets.lib.prompt_store import sample_prompt_file
-    from duel_assets.lib.sampling import NothingToSample, numbered_keys
+    from duel_assets.lib.sampling.prompt_store import sample_prompt_file
+    from duel_assets.lib.sampling.sampler import NothingToSample
+    from duel_assets.lib.sampling.windows import numbered_keys
 
     cfg = validate_for_work()
     paths = Paths.from_env().ensure()

@@ -14,9 +14,9 @@ from duel_assets.lib import checks, duel, spend, tables, verdicts
 from duel_assets.lib.calibration.evidence import gate_metadata
 from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
-from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
-from duel_assets.lib.prompt_files import PromptFileError
-from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
+from duel_assets.lib.sampling.pr_records import cached_pr_records, hidden_by_instance, hidden_share
+from duel_assets.lib.sampling.prompt_files import PromptFileError
+from duel_assets.lib.sampling.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
 
 

@@ -9,7 +9,7 @@ from . import prompts
 from .leakage import leak_evidence
 from .llm import CallRequest, CallResult
 from .protocol import check_answer
-from .trajectories import Turn
+from .turn import Turn
 
 # why a turn is not dueled at all (answer rows carry it; the verdict and report count it)
 EXCLUDED_INSTANCE = "excluded_instance"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .export.paths import partition_files
-from .history_index import HistoryIndex
+from .sampling.history_index import HistoryIndex
 from .settings import BUCKETS, Paths, validate_partition_key
 from .warehouse import Warehouse
 from .warehouse.connect import scalar

@@ -7,7 +7,7 @@ from . import prompts
 from .answers import same_action
 from .llm import CallRequest, CallResult, CallStats
 from .scoring import CHALLENGER_FIRST, KING_FIRST, JudgeReply, challenger_margins, parse_judge_reply, side_scores, sides
-from .trajectories import Turn
+from .turn import Turn
 
 IDENTICAL = "identical_answers"
 DECIDED = "decided_without_this_judge"

@@ -20,7 +20,8 @@ from string import Template
 
 from .delimiters import neutralise, neutralise_json
 from .protocol import render_tool_call, split_reasoning
-from .trajectories import Turn, trim_history, trim_text
+from .sampling.trim import trim_history, trim_text
+from .turn import Turn
 
 as_data = neutralise  # the name earlier callers use
 

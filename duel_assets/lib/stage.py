@@ -22,7 +22,7 @@ from .answers import KING_MALFORMED, Planned, answer_row, malformed, plan_genera
 from .decided import decided_bucket
 from .judging import DECIDED, Judged, JudgeJob, judge_jobs_for_turn, judge_once, judge_row, margins
 from .llm import CallStats
-from .trajectories import Turn
+from .turn import Turn
 
 ROLES = ("king", "challenger", "judge")
 PLAN_CHUNK = 16  # turns planned (and their calls queued) before the event loop runs again

@@ -16,8 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from .sampling.prompt_files import turn_from_record
 from .settings import METRICS
-from .trajectories import Turn, turn_from_record
+from .turn import Turn
 
 JSON = "JSON"  # logical type: VARCHAR in DuckDB, a Python list/dict in rows
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..protocol import tool_index
 from ..settings import METRICS
-from ..trajectories import Turn
+from ..turn import Turn
 from . import steps as S
 from .mutations import dangling_pipe, reword, unbalanced_quote
 

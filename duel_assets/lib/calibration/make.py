@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..pr_records import read_pr_records
-from ..sampling import build_pool, effective_sources, numbered_keys, sample_for_key, shares, source_mode
+from ..sampling.pr_records import read_pr_records
+from ..sampling.prompt_files import turn_from_record
+from ..sampling.sampler import build_pool, effective_sources, sample_for_key, shares, source_mode
+from ..sampling.windows import numbered_keys
 from ..settings import ChainConfig
-from ..trajectories import Turn, turn_from_record
+from ..turn import Turn
 from .counterparts import KINDS, TIE, Counterpart, Ctx, context, counterpart
 from .pairs import LabelledPair
 

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..sampling.prompt_files import turn_from_record
 from ..settings import METRICS
 from ..system.bounded import BadJSON, InputRefused, lines, loads, open_regular
 from ..system.files import replacing
-from ..trajectories import Turn, turn_from_record
+from ..turn import Turn
 
 HEADER_KEY = "calibration_set"
 LABELS = ("A", "B", "tie")

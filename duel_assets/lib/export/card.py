@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..licenses import source_license
+from ..sampling.readers.licenses import source_license
+from ..sampling.sources import BUNDLED_SOURCES
 from ..scoring import Gate
 from ..settings import ChainConfig, Paths
-from ..sources import BUNDLED_SOURCES
 from ..system.files import write_text_atomic
 from ..verdicts import bucketing, merge_provenance, standin_note
 from .layouts import SOURCE_ENCODINGS

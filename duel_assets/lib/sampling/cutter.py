@@ -7,14 +7,62 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .readers import BadRecord, reader_for
+from .. import protocol as proto
+from ..settings import ChainConfig, SourceSpec
+from ..turn import BadRecord, Trajectory, Turn, visible
+from .readers import reader_for
 from .row_filter import RowFilter, compile_where, trajectory_fields
-from .settings import ChainConfig, SourceSpec
 from .sources import BadRow
-from .trajectories import Turn, cut_turns
+from .trim import trim_history
+
+
+def reference_check(traj: Trajectory, msg: dict) -> proto.FormatCheck:
+    return proto.check_answer(traj.protocol, msg.get("content"), msg.get("tool_calls"), traj.tools)
+
+
+def cut_turns(traj: Trajectory, max_history_chars: int = 120_000, max_obs_chars: int = 20_000,
+              select: Callable[[list[int]], list[int]] | None = None) -> tuple[list[Turn], Counter]:
+    """One turn per assistant step whose reference action is well formed.
+
+    ``select`` picks among the usable step numbers before any history is built (a sampler that
+    needs one turn of a trajectory pays for one). Messages the reader dropped are counted too."""
+    skips: Counter = Counter(traj.skips)
+    usable: list[tuple[int, int]] = []  # (message index, step)
+    step = -1
+    seen_task = False
+    for i, msg in enumerate(traj.messages):
+        if msg["role"] == "user":
+            seen_task = True
+        if msg["role"] != "assistant":
+            continue
+        step += 1
+        if not seen_task:
+            skips["step_without_task"] += 1
+            continue
+        check = reference_check(traj, msg)
+        if not check.ok:
+            skips[f"reference_{check.reason}"] += 1
+            continue
+        usable.append((i, step))
+    if select is not None:
+        keep = set(select([s for _, s in usable]))
+        usable = [(i, s) for i, s in usable if s in keep]
+    turns: list[Turn] = []
+    for i, step in usable:
+        msg = traj.messages[i]
+        history, trimmed = trim_history([visible(m) for m in traj.messages[:i]], max_history_chars, max_obs_chars)
+        turns.append(Turn(
+            turn_id=f"{traj.traj_id}.s{step:03d}", instance_id=traj.instance_id, repo=traj.repo, source=traj.source,
+            traj_id=traj.traj_id, step=step, protocol=traj.protocol, history=history,
+            reference={k: v for k, v in msg.items() if k in ("role", "content", "tool_calls", "reasoning_content")},
+            tools=traj.tools, outcome=traj.outcome, trimmed=trimmed, license=traj.license, reward=traj.reward,
+            source_meta=traj.source_meta, hidden=traj.hidden,
+        ))
+    return turns, skips
+
 
 WHERE_BATCH = 64
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ..scaffolds import MINI_SWE_AGENT_TOOLS
+from ...turn import BadRecord, Trajectory
 from .common import (
-    BadRecord,
-    Trajectory,
     chat_messages,
     decode_messages,
     digest,
@@ -27,6 +25,7 @@ from .common import (
     tool_specs,
 )
 from .provenance import HIDDEN_ROW_KEYS, hidden_of, license_of, reward_of, source_meta
+from .scaffolds import MINI_SWE_AGENT_TOOLS
 
 
 def read_swe_zero(row: Any) -> Trajectory:

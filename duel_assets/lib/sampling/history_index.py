@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .system.locks import file_lock
+from ..system.locks import file_lock
 
 _CHUNK = 500
 

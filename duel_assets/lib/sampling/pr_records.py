@@ -20,10 +20,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from .settings import ConfigError, PRRecordsConfig, PRRecordSpec, env
+from ..settings import ConfigError, PRRecordsConfig, PRRecordSpec, env
+from ..system.bounded import InputRefused, check_json_file
+from ..system.files import replacing, write_json_atomic
 from .sources import BUNDLED_PR_RECORDS, resolve_local
-from .system.bounded import InputRefused, check_json_file
-from .system.files import replacing, write_json_atomic
 
 PR_COLUMNS = ["instance_id", "repo", "base_commit", "problem_statement", "pr_description", "patch",
               "changed_files", "missing", "record_source"]

@@ -10,37 +10,13 @@ import hashlib
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
-from .. import protocol as proto
+from ... import protocol as proto
+from ...turn import BadRecord
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")
 _ROLE_NAME = re.compile(r"\A[a-z_]{1,20}\Z")
-
-
-class BadRecord(ValueError):
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
-@dataclass
-class Trajectory:
-    traj_id: str
-    instance_id: str
-    repo: str | None
-    source: str
-    protocol: str
-    messages: list[dict]
-    tools: list[dict] | None = None
-    outcome: str = "unknown"
-    reward: float | None = None
-    license: str | None = None
-    source_meta: dict = field(default_factory=dict)  # the row's other fields (provenance)
-    hidden: dict | None = None  # hidden information the row itself carries (patch, problem statement)
-    skips: Counter = field(default_factory=Counter)  # messages dropped while reading, by reason
 
 
 def digest(messages: list[dict], n: int = 12) -> str:

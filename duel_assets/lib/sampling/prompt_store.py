@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from ..settings import ChainConfig
+from ..system.files import write_json_atomic
 from .history_index import HistoryIndex
 from .prompt_files import LoadedPromptFile, PromptFileError, load_prompt_file
 from .row_filter import compile_where
-from .sampling import sample_for_key
-from .settings import ChainConfig
-from .system.files import write_json_atomic
+from .sampler import sample_for_key
 
 RESAMPLE_TAG = "duel/resample"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .settings import ConfigError
+from ..settings import ConfigError
 
 BATCH = 256
 
@@ -50,7 +50,7 @@ class RowFilter:
             raise ConfigError(f"filters.where: expected a SQL predicate string, got {predicate!r}")
         import duckdb
 
-        from .warehouse.connect import scalar
+        from ..warehouse.connect import scalar
 
         self.predicate = predicate.strip()
         self.errors = (duckdb.Error, ValueError, TypeError, OverflowError)  # what one row's values can raise

@@ -25,10 +25,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from ..scaffolds import SWE_AGENT_TOOLS, tools_from_calls
+from ...turn import BadRecord, Trajectory
 from .common import (
-    BadRecord,
-    Trajectory,
     chat_messages,
     decode_messages,
     digest,
@@ -42,6 +40,7 @@ from .common import (
     tool_specs,
 )
 from .provenance import HIDDEN_ROW_KEYS, hidden_of, license_of, reward_of, source_meta
+from .scaffolds import SWE_AGENT_TOOLS, tools_from_calls
 
 _XML_CALL = re.compile(r"<function=([\w.-]+)>(.*?)</function>", re.DOTALL)
 _XML_PARAM = re.compile(r"<parameter=([\w.-]+)>(.*?)</parameter>", re.DOTALL)

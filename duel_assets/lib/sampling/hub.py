@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
+from ..settings import ConfigError, SourceSpec, env
 from .blocks import Block, row_group_bytes
-from .settings import ConfigError, SourceSpec, env
 
 _URL = re.compile(r"\A[a-zA-Z][a-zA-Z0-9+.-]*://")
 CONVERTED = "refs%2Fconvert%2Fparquet"
@@ -123,7 +123,7 @@ def _footer(url: str, size: int, version: str, cache_dir: str | None):
     with fs.open(p, "rb", cache_type="none") as fh:
         md = pq.read_metadata(fh)
     if cached:
-        from .system.files import replacing
+        from ..system.files import replacing
 
         with replacing(cached) as tmp:
             md.write_metadata_file(str(tmp))

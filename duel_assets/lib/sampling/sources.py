@@ -1,5 +1,5 @@
 """Reading source rows from local files: JSON, JSONL, parquet, mini-swe-agent ``.traj.json`` and
-SWE-agent ``.traj`` files (remote sources are read by row group through :mod:`duel_assets.lib.hub`).
+SWE-agent ``.traj`` files (remote sources are read by row group through :mod:`duel_assets.lib.sampling.hub`).
 
 Rows come out as ``(row_index, row)``; a row that cannot even be decoded comes out as a
 :class:`BadRow` carrying its reason, so the caller can count it and go on.
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .settings import ConfigError, SourceSpec
-from .system.bounded import BadJSON, InputRefused, kind_of, loads, read_bounded
+from ..settings import ConfigError, SourceSpec
+from ..system.bounded import BadJSON, InputRefused, kind_of, loads, read_bounded
 
 BUNDLED_SOURCES = [SourceSpec(format="swe_zero", path="bundled:swe_zero_sample.jsonl")]
 BUNDLED_PR_RECORDS = "bundled:pr_records_sample.jsonl"

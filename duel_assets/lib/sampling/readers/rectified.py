@@ -6,19 +6,10 @@ import re
 from collections import Counter
 from typing import Any
 
-from ..scaffolds import SWE_AGENT_TOOLS
-from .common import (
-    BadRecord,
-    Trajectory,
-    decode_messages,
-    digest,
-    require_assistant,
-    require_object,
-    role_skip_reason,
-    text,
-    tool_specs,
-)
+from ...turn import BadRecord, Trajectory
+from .common import decode_messages, digest, require_assistant, require_object, role_skip_reason, text, tool_specs
 from .provenance import HIDDEN_ROW_KEYS, hidden_of, license_of, reward_of, source_meta
+from .scaffolds import SWE_AGENT_TOOLS
 
 _TAG_BODY = {tag: re.compile(rf"\A\s*<{tag}>(.*?)(?:</{tag}>)?\s*\Z", re.DOTALL) for tag in ("tool_call", "tool_response", "answer")}
 _TOOLS_BLOCK = re.compile(r"<tools>(.*?)</tools>", re.DOTALL)

@@ -5,10 +5,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from ..scaffolds import OPENHANDS_TOOLS
+from ...turn import BadRecord, Trajectory
 from .common import (
-    BadRecord,
-    Trajectory,
     chat_messages,
     decode_messages,
     digest,
@@ -20,6 +18,7 @@ from .common import (
     tool_specs,
 )
 from .provenance import HIDDEN_ROW_KEYS, hidden_of, license_of, reward_of, source_meta
+from .scaffolds import OPENHANDS_TOOLS
 
 _RUN_SUFFIX = re.compile(r"_run\d+\Z")
 

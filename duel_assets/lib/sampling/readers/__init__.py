@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .common import BadRecord, Trajectory, split_parallel_calls
+from ...turn import BadRecord, Trajectory
+from .common import split_parallel_calls
 from .mini_swe_agent import read_mini_swe_agent, read_swe_zero
 from .openhands import read_coderforge
 from .rectified import read_sera_rectified
@@ -29,5 +30,5 @@ def reader_for(fmt: str) -> Callable[[Any], Trajectory]:
         raise BadRecord("unsupported_format", f"no reader for source format {fmt!r} yet") from None
 
 
-__all__ = ["BadRecord", "Trajectory", "READERS", "reader_for", "split_parallel_calls", "read_swe_zero",
+__all__ = ["READERS", "reader_for", "split_parallel_calls", "read_swe_zero",
            "read_mini_swe_agent", "read_coderforge", "read_sera", "read_sera_rectified", "read_swe_agent"]

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .common import BadRecord
+from ...turn import BadRecord
 
 META_MAX_CHARS = 2048
 HIDDEN_FIELDS = ("repo", "base_commit", "problem_statement", "pr_description", "patch")

@@ -4,7 +4,7 @@ Every source is a sequence of *units* in a fixed order shuffled once by ``sampli
 turns (a small local source, read whole: ``pool`` mode), or its blocks (parquet row groups or JSONL
 line runs of a large local source: ``blocks`` mode; the row groups of a remote parquet split read
 through fsspec, e.g. the Hugging Face hub: ``hub`` mode). A partition key picks where its window
-starts in that order (:func:`window_start`, one rule for all modes):
+starts in that order (:func:`.windows.window_start`, one rule for all modes):
 
 * ``<name>_<N>_<i>`` (what ``duel-assets sample --prompts N`` writes): window ``i``, so the files of
   one sample take consecutive, disjoint windows; a window goes on to the end at most, never round
@@ -17,29 +17,24 @@ hub windows read at most :data:`MAX_WINDOW_FACTOR` times the blocks they reserve
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import random
-import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .blocks import Block, blocks_for, read_block, total_bytes
-from .cutter import Cutter, Pool, filter_reason
-from .prompt_files import PROMPT_FILE_VERSION, LoadedPromptFile, PromptFileError, load_prompt_file
+from ..settings import ChainConfig, ConfigError, SourceSpec, validate_partition_key
+from ..turn import Turn
+from .blocks import Block, blocks_for, read_local_block, total_bytes
+from .cutter import Cutter, Pool
+from .prompt_files import PROMPT_FILE_VERSION
 from .row_filter import compile_where
-from .settings import ChainConfig, ConfigError, SourceSpec, validate_partition_key
 from .sources import BUNDLED_SOURCES, iter_rows, path_identity, resolve_local
-from .trajectories import Turn
+from .windows import key_count, scan_order, window_start
 
-NUMBERED_KEY = re.compile(r"\A(?P<stem>.*?)_(?P<total>\d+)_(?P<index>\d+)\Z")
 MAX_WINDOW_FACTOR = 4
-__all__ = ["sample_for_key", "numbered_keys", "build_pool", "source_pool", "source_mode", "window_start", "scan_order",
-           "shares", "effective_sources", "NothingToSample", "Pool", "Cutter", "filter_reason", "PROMPT_FILE_VERSION",
-           "LoadedPromptFile", "PromptFileError", "load_prompt_file"]
 Taken = Callable[[list[str]], set[str]]  # hashes -> those other prompt files already hold
 
 
@@ -105,27 +100,6 @@ def build_pool(cfg: ChainConfig) -> Pool:
         weights.append(spec.weight)
     total.turns = _interleave(groups, weights, cfg.sampling.seed)
     return total
-
-
-def window_start(key: str, width: int, size: int) -> int:
-    """Where ``key``'s window begins: numbered keys (``<stem>_<total>_<i>``) at ``i * width``
-    (consecutive, disjoint windows); any other key at a fixed offset in [0, size) from its hash."""
-    m = NUMBERED_KEY.match(key)
-    if m:
-        return int(m["index"]) * width
-    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % max(size, 1)
-
-
-def scan_order(key: str, width: int, size: int) -> Iterator[int]:
-    """Positions a window visits, each at most once: for a numbered key from its start to the end
-    (the windows before it are its siblings'), for any other key from its start round to just
-    before it."""
-    start = window_start(key, width, size)
-    if NUMBERED_KEY.match(key):
-        yield from range(start, size)
-        return
-    for j in range(size):
-        yield (start + j) % size
 
 
 def shares(n: int, weights: list[float]) -> list[int]:
@@ -211,7 +185,7 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
             break
         b = blocks[order[j]]
         read.append(b)
-        rows = list(read_block(b))
+        rows = list(_read_block(b))
         random.Random(f"{seed}:{path_identity(b.path)}:{b.index}").shuffle(rows)
         for turns in cut.turns(rows, tpt):
             take.offer(turns)
@@ -229,17 +203,20 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
     return SourceWindow(take.chosen, info, pool.skipped + take.skipped)
 
 
+def _read_block(b: Block):
+    if b.remote:
+        from .hub import read_remote_row_group
+
+        return read_remote_row_group(b.path, b.index)
+    return read_local_block(b)
+
+
 def source_blocks(spec: SourceSpec, cfg: ChainConfig, mode: str, cache_dir: Path | None) -> list[Block]:
     if mode == "hub":
         from .hub import remote_blocks
 
         return remote_blocks(spec, cache_dir)
     return blocks_for(resolve_local(spec.path) or [], cfg.sampling.jsonl_block_lines, cache_dir / "line_index" if cache_dir else None)
-
-
-def _count(key: str, per_file: int) -> int:
-    m = NUMBERED_KEY.match(key)
-    return min(per_file, max(0, int(m["total"]) - int(m["index"]) * per_file)) if m else per_file
 
 
 def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_dir: Path | None = None,
@@ -251,7 +228,7 @@ def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_
     validate_partition_key(key)
     compile_where(cfg.filters.where)  # a bad predicate fails before any source is read
     per_file = cfg.sampling.turns_per_file
-    count = _count(key, per_file)
+    count = key_count(key, per_file)
     specs = effective_sources(cfg)
     weights = [s.weight for s in specs]
     per_file_shares, count_shares = shares(per_file, weights), shares(count, weights)
@@ -291,7 +268,3 @@ def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_
         "skipped": dict(skipped),
         "turns": [t.to_record() for t in chosen],
     }
-
-
-def numbered_keys(total: int, per_file: int, stem: str = "prompts") -> list[str]:
-    return [f"{stem}_{total}_{i:03d}" for i in range(math.ceil(total / per_file))]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..system.files import replacing
 from .sources import parse_json_line
-from .system.files import replacing
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,8 @@ def jsonl_blocks(path: Path, lines_per_block: int, cache_dir: Path | None = None
     return blocks
 
 
-def read_block(block: Block) -> Iterator[object]:
-    if block.remote:
-        from .hub import read_remote_row_group
-
-        yield from read_remote_row_group(block.path, block.index)
-        return
+def read_local_block(block: Block) -> Iterator[object]:
+    """The rows of a block of a local file (a remote block is read by :mod:`.hub`)."""
     if block.kind == "parquet":
         # one row group, one column chunk each: Arrow's thread pool only adds work and memory here
         yield from _open_parquet(block.path).read_row_group(block.index, use_threads=False).to_pylist()
