@@ -17,7 +17,7 @@ setup(
     version="0.1.0",
     description="Dagster assets that duel coding-agent turns (king vs challenger) under an LLM judge panel",
     packages=find_packages(exclude=["duel_assets_tests", "duel_assets_tests.*"]),
-    package_data={"duel_assets": ["prompts/*.md", "data/*", "data/**/*"]},
+    package_data={"duel_assets": ["templates/messages/*.md", "data/*", "data/**/*"]},
     include_package_data=True,
     python_requires=">=3.11",  # tomllib
     install_requires=[

@@ -13,7 +13,7 @@ from duel_assets.lib.calibration.counterparts import DESTRUCTIVE, KINDS
 from duel_assets.lib.calibration.make import make_set
 from duel_assets.lib.calibration.pairs import read_set
 from duel_assets.lib.calibration.steps import history_text, is_edit, is_submit, paths_in, read_step
-from duel_assets.lib.protocol import check_answer
+from duel_assets.lib.duel.protocol import check_answer
 from duel_assets.lib.settings import ChainConfig, parse_config
 
 FIX = Path(__file__).parent / "fixtures"

@@ -8,8 +8,7 @@ from duel_assets.lib.calibration.make import make_set
 from duel_assets.lib.calibration.oracle import JudgeOracle
 from duel_assets.lib.calibration.pairs import CalibrationSet, read_set, write_set
 from duel_assets.lib.calibration.report import summarise
-from duel_assets.lib.calls import CallStore
-from duel_assets.lib.llm import LLMCaller
+from duel_assets.lib.calls import CallStore, LLMCaller
 from duel_assets.lib.settings import ChainConfig, Endpoint
 
 

@@ -4,10 +4,10 @@ from collections import Counter
 
 import pytest
 
-from duel_assets.lib.decided import decided_bucket, score_bounds
+from duel_assets.lib.duel.decided import decided_bucket, score_bounds
+from duel_assets.lib.duel.stage import waves
 from duel_assets.lib.scoring import bucket_for, score_turn
 from duel_assets.lib.settings import METRICS, BucketConfig
-from duel_assets.lib.stage import waves
 
 WEIGHTS = {m: 1.0 for m in METRICS}
 BUCKETS = BucketConfig()

@@ -7,13 +7,13 @@ import asyncio
 import json
 from collections import Counter
 
-from duel_assets.lib.answers import answer_row, plan_generation
 from duel_assets.lib.calibration.judging import jobs_for_pair
 from duel_assets.lib.calibration.pairs import parse_pair
 from duel_assets.lib.calls.types import CallResult, CallStats
 from duel_assets.lib.calls.wire import request_body
-from duel_assets.lib.delimiters import tags_as_read
-from duel_assets.lib.judging import judge_jobs_for_turn, judge_once
+from duel_assets.lib.duel.answers import answer_row, plan_generation
+from duel_assets.lib.duel.delimiters import tags_as_read
+from duel_assets.lib.duel.judging import judge_jobs_for_turn, judge_once
 from duel_assets.lib.settings import parse_config
 from duel_assets.lib.turn import Turn
 from duel_assets_tests.test_delimiters import ALL_SPELLINGS

@@ -61,19 +61,19 @@ def test_mode_1_duels_against_the_reference_turn(duel_env, instance, monkeypatch
 
 @pytest.mark.e2e
 def test_king_and_challenger_never_see_each_other_and_only_the_challenger_sees_the_pr(duel_env, instance):
-    from duel_assets.lib import prompts
+    from duel_assets.lib.duel import messages
     from duel_assets.lib.sampling.pr_records import read_pr_records
     from duel_assets.lib.sampling.prompt_files import load_prompt_file
 
     materialize(instance, "p", selection=["sampled_turns", "pr_records"])
     turn = load_prompt_file(duel_env["home"] / "prompt" / "p.json").turns[0]
     pr = read_pr_records(None, [turn.instance_id]).iloc[0].to_dict()
-    king_msgs, chal_msgs = prompts.king_messages(turn), prompts.challenger_messages(turn, pr)
+    king_msgs, chal_msgs = messages.king_messages(turn), messages.challenger_messages(turn, pr)
     king = "\n".join(m["content"] for m in king_msgs)
     chal = "\n".join(m["content"] for m in chal_msgs)
     assert pr["patch"].splitlines()[0] in chal and "<pr_record>" in chal
     assert pr["patch"].splitlines()[0] not in king and "pr_record" not in king
-    judge_msgs = prompts.judge_messages(turn, pr, "ANSWER-ONE", "ANSWER-TWO")
+    judge_msgs = messages.judge_messages(turn, pr, "ANSWER-ONE", "ANSWER-TWO")
     judge = "\n".join(m["content"] for m in judge_msgs)
     assert "<pr_record>" in judge and pr["patch"].splitlines()[0] in judge
     # what is shared comes first, in identical bytes: history for all three, then the PR record

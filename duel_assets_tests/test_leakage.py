@@ -1,4 +1,4 @@
-from duel_assets.lib.leakage import leak_evidence, patch_identifiers
+from duel_assets.lib.duel.leakage import leak_evidence, patch_identifiers
 
 PATCH = ("diff --git a/widgets/tokenize.py b/widgets/tokenize.py\n--- a/widgets/tokenize.py\n+++ b/widgets/tokenize.py\n"
          "@@ -1,2 +1,2 @@\n-    return split_tokens(text)\n+    return split_tokens_keep_trailing(text)\n")

@@ -3,8 +3,7 @@ import time
 
 import pytest
 
-from duel_assets.lib.calls import CallStore
-from duel_assets.lib.llm import CallRequest, Garbage, LLMCaller, classify, parse_reply
+from duel_assets.lib.calls import CallRequest, CallStore, Garbage, LLMCaller, classify, parse_reply
 from duel_assets.lib.settings import CallsConfig, Endpoint
 from duel_assets_tests.conftest import CANARY_KEY, standin_post
 
@@ -87,7 +86,7 @@ def test_provider_quirks(fresh_standin, tmp_path, model, check):
 
 
 def test_quirks_flow_into_format_ok(fresh_standin, tmp_path):
-    from duel_assets.lib.duel import Planned, answer_row
+    from duel_assets.lib.duel.answers import Planned, answer_row
     from duel_assets.lib.turn import Turn
 
     models = ["standin-quirk-control", "standin-quirk-empty", "standin-quirk-multi", "standin-quirk-length",

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from duel_assets.lib import protocol as p
+from duel_assets.lib.duel import protocol as p
 
 TOOLS = [{"type": "function", "function": {"name": "execute_bash", "parameters": {
     "type": "object", "properties": {"command": {"type": "string"}, "timeout": {"type": "integer"}}, "required": ["command"]}}},

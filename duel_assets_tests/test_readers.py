@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets.lib import protocol
+from duel_assets.lib.duel import protocol
 from duel_assets.lib.sampling.cutter import cut_turns
 from duel_assets.lib.sampling.readers import (
     read_coderforge,

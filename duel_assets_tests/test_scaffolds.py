@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from duel_assets.lib import protocol
+from duel_assets.lib.duel import protocol
 from duel_assets.lib.sampling.cutter import cut_turns
 from duel_assets.lib.sampling.readers import read_mini_swe_agent, read_swe_agent
 from duel_assets.lib.sampling.sampler import build_pool

@@ -1,10 +1,12 @@
 """The LLM stage's rules about what is dueled: re-sampling malformed answers, excluded turns, ties."""
 import pytest
 
-from duel_assets.lib import duel
 from duel_assets.lib.calls import CallStore, LLMCaller
+from duel_assets.lib.duel.judging import judge_jobs_for_turn
+from duel_assets.lib.duel.stage import run_stage
 from duel_assets.lib.settings import CallsConfig, ChainConfig, Endpoint
 from duel_assets.lib.turn import Turn
+from duel_assets.lib.verdicts import verdict_rows
 
 PR = {"missing": False, "repo": "a/b", "problem_statement": "fix it", "pr_description": "", "patch": "diff --git a/x.py b/x.py",
       "changed_files": '["x.py"]'}
@@ -20,7 +22,7 @@ def _turns(n: int = 3) -> list[Turn]:
 def _run(srv, tmp_path, cfg: ChainConfig, turns, prs, roles=("king", "challenger", "judge"), mode=2):
     cfg.calls = CallsConfig(concurrency=4, timeout_s=5, retry_budget=2, backoff_base_s=0.01)
     caller = LLMCaller(Endpoint(srv.base_url, "k", "LLM"), cfg.calls, CallStore(tmp_path / "c.sqlite"))
-    return duel.run_stage(caller, turns, cfg, prs, mode, set(roles))
+    return run_stage(caller, turns, cfg, prs, mode, set(roles))
 
 
 def test_a_malformed_answer_is_sampled_again_and_the_well_formed_one_is_dueled(fresh_standin, tmp_path):
@@ -79,9 +81,9 @@ def test_identical_actions_are_a_tie_without_judges(fresh_standin, tmp_path):
     same = {"format_ok": True, "action": "ls -la", "content": "THOUGHT: look\n```bash\nls -la\n```", "error_kind": None}
     stored = {t.turn_id: dict(same, turn_id=t.turn_id) for t in turns}
     caller = LLMCaller(Endpoint(fresh_standin.base_url, "k", "LLM"), CallsConfig(timeout_s=5), CallStore(tmp_path / "c.sqlite"))
-    res = duel.run_stage(caller, turns, cfg, {t.instance_id: PR for t in turns}, 2, {"judge"}, stored, stored)
+    res = run_stage(caller, turns, cfg, {t.instance_id: PR for t in turns}, 2, {"judge"}, stored, stored)
     assert res.judge_skips == {"identical_answers": 2} and fresh_standin.state.stats()["requests"] == 0
-    verdicts = duel.verdict_rows(pd.DataFrame(res.rows["judge"], columns=tables.columns("judge_scores")),
+    verdicts = verdict_rows(pd.DataFrame(res.rows["judge"], columns=tables.columns("judge_scores")),
                                  pd.DataFrame(list(stored.values())), [t.turn_id for t in turns], cfg)
     assert [(v["score"], v["bucket"], v["parsed"]) for v in verdicts] == [(50.0, "defeat", True)] * 2
 
@@ -103,5 +105,5 @@ def test_judge_requests_carry_the_turns_tools_and_answer_in_text(fresh_standin, 
     assert len(judge_calls) == 2
     king = next(r for r in res.rows.get("king", [{}]) if r) if mode == 2 else None
     chal = res.rows["challenger"][0]
-    jobs = duel.judge_jobs_for_turn(t, king, chal, PR, cfg, mode)
+    jobs = judge_jobs_for_turn(t, king, chal, PR, cfg, mode)
     assert all(j.request.tools == tools and j.request.params["tool_choice"] == "none" for j in jobs)

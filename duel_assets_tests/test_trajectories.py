@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from duel_assets.lib import protocol
+from duel_assets.lib.duel import protocol
 from duel_assets.lib.sampling.cutter import cut_turns
 from duel_assets.lib.sampling.readers import read_mini_swe_agent, read_swe_zero
 from duel_assets.lib.sampling.trim import trim_history

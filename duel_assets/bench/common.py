@@ -104,7 +104,7 @@ timeout_s = 30
 
 def partition(tmp: Path, cfg_path: Path, key: str):
     """(config, turns, PR records by instance) of one sampled partition."""
-    from duel_assets.lib import duel
+    from duel_assets.lib.duel import steps
     from duel_assets.lib.sampling.pr_records import read_pr_records
     from duel_assets.lib.sampling.prompt_files import turn_from_record
     from duel_assets.lib.sampling.sampler import sample_for_key
@@ -112,5 +112,5 @@ def partition(tmp: Path, cfg_path: Path, key: str):
 
     cfg = load_config(cfg_path)
     turns = [turn_from_record(t) for t in sample_for_key(key, cfg)["turns"]]
-    prs = duel.pr_by_instance(read_pr_records(None, sorted({t.instance_id for t in turns})))
+    prs = steps.pr_by_instance(read_pr_records(None, sorted({t.instance_id for t in turns})))
     return cfg, turns, prs

@@ -46,7 +46,7 @@ def cmd_run(args) -> int:
     if problems:
         return errors_out(problems)
 
-    from duel_assets.lib.llm import require_endpoint
+    from duel_assets.lib.calls import require_endpoint
     from duel_assets.lib.watch import scan_prompt_dir
 
     ep = require_endpoint(resolve_endpoint())

@@ -10,8 +10,10 @@ import pandas as pd
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.defs.warehouse import WarehouseResource
-from duel_assets.lib import checks, duel, spend, tables, verdicts
+from duel_assets.lib import spend, tables, verdicts
 from duel_assets.lib.calibration.evidence import gate_metadata
+from duel_assets.lib.duel import checks, steps
+from duel_assets.lib.duel.stage import run_stage
 from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
 from duel_assets.lib.sampling.pr_records import cached_pr_records, hidden_by_instance, hidden_share
@@ -163,7 +165,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
             if role not in roles:
                 df = warehouse.get().read_partition(ROLE_ASSETS[role], key)
                 stored[role] = tables.by_turn(ROLE_ASSETS[role], df)
-    result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
+    result = run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
                             stored.get("king"), stored.get("challenger"), label=f"duel {key}")
     checks_selected = {(c.asset_key.to_user_string(), c.name) for c in context.selected_asset_check_keys}
     failures: list[str] = []
@@ -171,12 +173,12 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
         if role not in roles:
             continue
         asset, rows, stats = ROLE_ASSETS[role], result.rows[role], result.stats[role]
-        md = duel.role_metadata(role, rows, stats, cfg)
+        md = steps.role_metadata(role, rows, stats, cfg)
         if "per_judge" in md:
             md["per_judge"] = dg.MetadataValue.md(md["per_judge"])
-        reason = duel.too_many_failures(asset, stats, cfg)
+        reason = steps.too_many_failures(asset, stats, cfg)
         if role == "judge" and reason is None:
-            reason = duel.nothing_to_judge(key, result.judge_skips, len(turns), failures)
+            reason = steps.nothing_to_judge(key, result.judge_skips, len(turns), failures)
             md["not_judged_turns_by_reason"] = dict(result.judge_skips)
         if reason:
             failures.append(reason)

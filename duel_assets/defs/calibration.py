@@ -20,7 +20,7 @@ from duel_assets.lib.calibration.report import (
     summarise,
     threshold_lines,
 )
-from duel_assets.lib.duel import too_many_failures
+from duel_assets.lib.duel.steps import too_many_failures
 from duel_assets.lib.settings import validate_partition_key
 
 CALIBRATION_FILES = "calibration_files"  # the partitions definition's name, as the instance stores it

@@ -15,8 +15,8 @@ from pydantic import Field
 
 from duel_assets.defs.io_manager import DuelDuckDBIOManager
 from duel_assets.defs.warehouse import WarehouseResource
+from duel_assets.lib.calls import LLMCaller, require_endpoint
 from duel_assets.lib.calls.store_pg import open_store
-from duel_assets.lib.llm import LLMCaller, require_endpoint
 from duel_assets.lib.settings import ChainConfig, ConfigError, Endpoint, Paths, env, load_config
 
 

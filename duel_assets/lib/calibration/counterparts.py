@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from ..protocol import tool_index
+from ..duel.protocol import tool_index
 from ..settings import METRICS
 from ..turn import Turn
 from . import steps as S

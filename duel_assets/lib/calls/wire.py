@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ..protocol import split_reasoning
+from ..duel.protocol import split_reasoning
 from .types import CallRequest
 
 STANDIN_FINGERPRINT = "duel-standin-not-a-model"

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .. import protocol
+from ..duel import protocol
 
 SOURCE_ENCODINGS = {
     "coderforge": "CoderForge-Preview: OpenAI chat messages (`tool_calls` with JSON-string `arguments`, tool "

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .. import protocol as proto
+from ..duel import protocol as proto
 from ..settings import ChainConfig, SourceSpec
 from ..turn import BadRecord, Trajectory, Turn, visible
 from .readers import reader_for

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from ... import protocol as proto
+from ...duel import protocol as proto
 from ...turn import BadRecord
 
 CHAT_ROLES = ("system", "user", "assistant", "tool")

@@ -1,4 +1,5 @@
-"""Prompt rendering from the template files in ``duel_assets/prompts``. No Dagster imports.
+"""The messages of every LLM request, rendered from the template files in
+``duel_assets/templates/messages``.
 
 Every request about one turn starts with the same bytes, so providers that cache prompt prefixes
 serve the long shared part from cache: the trajectory's own system prompt and its history (as chat
@@ -18,17 +19,15 @@ from functools import cache
 from importlib import resources
 from string import Template
 
+from ..sampling.trim import trim_history, trim_text
+from ..turn import Turn
 from .delimiters import neutralise, neutralise_json
 from .protocol import render_tool_call, split_reasoning
-from .sampling.trim import trim_history, trim_text
-from .turn import Turn
-
-as_data = neutralise  # the name earlier callers use
 
 
 @cache
 def template(name: str) -> Template:
-    return Template((resources.files("duel_assets") / "prompts" / f"{name}.md").read_text(encoding="utf-8"))
+    return Template((resources.files("duel_assets") / "templates" / "messages" / f"{name}.md").read_text(encoding="utf-8"))
 
 
 def render(name: str, **values: str) -> str:

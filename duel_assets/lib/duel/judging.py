@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import prompts
+from ..calls import CallRequest, CallResult, CallStats
+from ..scoring import CHALLENGER_FIRST, KING_FIRST, JudgeReply, challenger_margins, parse_judge_reply, side_scores, sides
+from ..turn import Turn
+from . import messages
 from .answers import same_action
-from .llm import CallRequest, CallResult, CallStats
-from .scoring import CHALLENGER_FIRST, KING_FIRST, JudgeReply, challenger_margins, parse_judge_reply, side_scores, sides
-from .turn import Turn
 
 IDENTICAL = "identical_answers"
 DECIDED = "decided_without_this_judge"
@@ -60,16 +60,16 @@ def judge_jobs_for_turn(t: Turn, king_row: dict | None, chal_row: dict | None, p
     if skip is None:
         opp = t.reference if mode == 1 else king_row
         assert opp is not None and chal_row is not None  # skip_reason names a missing answer
-        opp_text = prompts.render_answer(opp.get("content"), opp.get("tool_calls"))
-        chal_text = prompts.render_answer(chal_row.get("content"), chal_row.get("tool_calls"))
+        opp_text = messages.render_answer(opp.get("content"), opp.get("tool_calls"))
+        chal_text = messages.render_answer(chal_row.get("content"), chal_row.get("tool_calls"))
     for judge in cfg.judges.models:
         for order in orders:
             if skip:
                 jobs.append(JudgeJob(t.turn_id, judge, order, opponent, None, skip))
                 continue
             a, b = (opp_text, chal_text) if order == KING_FIRST else (chal_text, opp_text)
-            msgs = prompts.judge_messages(t, pr, a, b, cfg.judges.max_history_chars)
-            req = CallRequest("judge", judge, msgs, judge_params(cfg, judge, bool(t.tools)), tools=prompts.request_tools(t.tools),
+            msgs = messages.judge_messages(t, pr, a, b, cfg.judges.max_history_chars)
+            req = CallRequest("judge", judge, msgs, judge_params(cfg, judge, bool(t.tools)), tools=messages.request_tools(t.tools),
                               tag=f"{t.turn_id}|{judge}|{order}")
             jobs.append(JudgeJob(t.turn_id, judge, order, opponent, req))
     return jobs
@@ -94,7 +94,7 @@ async def judge_once(call, job: JudgeJob, stats: CallStats) -> Judged:
     rep = _parse(r, "call")
     if not (r.ok and not rep.parsed):
         return Judged(r, rep, False)
-    msgs = [*req.messages, *prompts.judge_retry_messages(r.content, rep.error or "unparseable")]
+    msgs = [*req.messages, *messages.judge_retry_messages(r.content, rep.error or "unparseable")]
     r2 = await call(CallRequest("judge", req.model, msgs, req.params, tools=req.tools, tag=req.tag + "|retry"), stats)
     return Judged(r2, _parse(r2, "retry call"), True)
 

@@ -1,23 +1,16 @@
-"""The duel's steps as plain functions over rows (the assets only wire them). No Dagster imports.
-
-The LLM stage lives in :mod:`.stage` (with :mod:`.answers` and :mod:`.judging`), verdicts in
-:mod:`.verdicts`, checks in :mod:`.checks`; this module keeps what the ``duel_calls`` step reports
-about a role's calls, and re-exports the stage's names.
-"""
+"""What the ``duel_calls`` step reports about each role's calls, and when it fails instead of
+writing rows (the calls themselves are :mod:`.stage`'s)."""
 from __future__ import annotations
 
 from collections import Counter
 
 import pandas as pd
 
-from . import tables
-from .answers import Planned, answer_row, generation_params, history_text, plan_generation  # noqa: F401
-from .judging import Judged, JudgeJob, judge_jobs_for_turn, judge_once, judge_params, judge_row  # noqa: F401
-from .llm import CallStats
-from .settings import ChainConfig
-from .stage import ROLES, StageResult, run_stage, run_stage_async  # noqa: F401
-from .tables import columns
-from .verdicts import markdown_table, per_judge_stats, verdict_rows  # noqa: F401
+from .. import tables
+from ..calls import CallStats
+from ..settings import ChainConfig
+from ..tables import columns
+from ..verdicts import markdown_table, per_judge_stats
 
 
 def pr_by_instance(df: pd.DataFrame) -> dict[str, dict]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .settings import ChainConfig
+from ..settings import ChainConfig
 
 
 @dataclass

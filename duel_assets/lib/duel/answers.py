@@ -5,11 +5,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from . import prompts
+from ..calls import CallRequest, CallResult
+from ..turn import Turn
+from . import messages
 from .leakage import leak_evidence
-from .llm import CallRequest, CallResult
 from .protocol import check_answer
-from .turn import Turn
 
 # why a turn is not dueled at all (answer rows carry it; the verdict and report count it)
 EXCLUDED_INSTANCE = "excluded_instance"
@@ -54,9 +54,9 @@ def plan_generation(role: str, turns: list[Turn], cfg, prs: dict[str, dict] | No
         if role == "king" and mode == 1:
             out.append(Planned(t, None, "duel_mode_1_uses_reference"))
             continue
-        msgs = prompts.king_messages(t) if role == "king" else prompts.challenger_messages(t, prs.get(t.instance_id))
+        msgs = messages.king_messages(t) if role == "king" else messages.challenger_messages(t, prs.get(t.instance_id))
         out.append(Planned(t, CallRequest(role=role, model=cfg.generation.model, messages=msgs, params=generation_params(cfg),
-                                          tools=prompts.request_tools(t.tools), sample_index=sample_index,
+                                          tools=messages.request_tools(t.tools), sample_index=sample_index,
                                           tag=t.turn_id)))
     return out
 
@@ -98,7 +98,7 @@ def answer_row(role: str, p: Planned, r: CallResult | None, prs: dict[str, dict]
         )
     if role == "challenger":
         pr = (prs or {}).get(t.instance_id) or {}
-        ev = leak_evidence(prompts.render_answer(row.get("content"), row.get("tool_calls")), history_text(t), pr.get("patch")) if r.ok else []
+        ev = leak_evidence(messages.render_answer(row.get("content"), row.get("tool_calls")), history_text(t), pr.get("patch")) if r.ok else []
         row.update(leak_suspect=bool(ev), leak_evidence=ev)
     return row
 

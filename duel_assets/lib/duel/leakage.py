@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .sampling.pr_records import changed_files_from_patch
+from ..sampling.pr_records import changed_files_from_patch
 
 _IDENT_RE = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]{3,}\b")
 _COMMON = {

@@ -15,8 +15,8 @@ the verdict and need not be sent. The bucket (not the score) is what stays exact
 """
 from __future__ import annotations
 
-from .scoring import bucket_for
-from .settings import METRICS, MetricName
+from ..scoring import bucket_for
+from ..settings import METRICS, MetricName
 
 MAX_MARGIN = 10
 

@@ -18,11 +18,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..calls import CallStats
+from ..turn import Turn
 from .answers import KING_MALFORMED, Planned, answer_row, malformed, plan_generation, resample
 from .decided import decided_bucket
 from .judging import DECIDED, Judged, JudgeJob, judge_jobs_for_turn, judge_once, judge_row, margins
-from .llm import CallStats
-from .turn import Turn
 
 ROLES = ("king", "challenger", "judge")
 PLAN_CHUNK = 16  # turns planned (and their calls queued) before the event loop runs again
