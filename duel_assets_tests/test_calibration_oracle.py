@@ -11,8 +11,8 @@ from pathlib import Path
 from duel_assets.lib.calibration.judging import jobs_for_pair
 from duel_assets.lib.calibration.oracle import JudgeOracle
 from duel_assets.lib.calibration.pairs import read_set
-from duel_assets.lib.scoring import parse_judge_reply
 from duel_assets.lib.settings import ChainConfig
+from duel_assets.lib.verdict.replies import parse_judge_reply
 
 FIXTURE = Path(__file__).parent / "fixtures" / "calibration_user.jsonl"
 

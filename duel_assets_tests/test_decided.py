@@ -6,8 +6,9 @@ import pytest
 
 from duel_assets.lib.duel.decided import decided_bucket, score_bounds
 from duel_assets.lib.duel.stage import waves
-from duel_assets.lib.scoring import bucket_for, score_turn
 from duel_assets.lib.settings import METRICS, BucketConfig
+from duel_assets.lib.verdict.buckets import bucket_for
+from duel_assets.lib.verdict.scores import score_turn
 
 WEIGHTS = {m: 1.0 for m in METRICS}
 BUCKETS = BucketConfig()

@@ -9,9 +9,9 @@ from duel_assets.lib.export.partition import export_partition
 from duel_assets.lib.export.paths import partition_files
 from duel_assets.lib.export.report import overall_gate, render_report, write_report
 from duel_assets.lib.export.summary import read_manifest, read_summaries, read_summary, read_turns, write_partition_summary
-from duel_assets.lib.scoring import gate
 from duel_assets.lib.settings import METRICS, GateConfig, Paths, parse_config
-from duel_assets.lib.verdicts import partition_gate
+from duel_assets.lib.verdict.gate import gate
+from duel_assets.lib.verdict.verdicts import partition_gate
 
 GATE = GateConfig(resamples=200)
 NO_ONE = {"standin": False, "served_models": {}, "configured_models": {}}

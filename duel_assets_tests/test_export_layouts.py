@@ -10,8 +10,8 @@ from duel_assets.lib.export.card import render_card
 from duel_assets.lib.export.sft import sft_row, shard_schema, write_partition_sft
 from duel_assets.lib.sampling.cutter import cut_turns
 from duel_assets.lib.sampling.readers import reader_for
-from duel_assets.lib.scoring import gate
 from duel_assets.lib.settings import ExportConfig, GateConfig, Paths, parse_config
+from duel_assets.lib.verdict.gate import gate
 from duel_assets_tests.conftest import shared_sample
 
 FIX = Path(__file__).resolve().parent / "fixtures"

@@ -9,8 +9,8 @@ from duel_assets.defs.assets import ALL_ASSETS
 from duel_assets.defs.report import duel_report, report_automation_sensor
 from duel_assets.defs.resources import build_resources
 from duel_assets.lib.export.paths import partition_files
-from duel_assets.lib.scoring import gate
 from duel_assets.lib.settings import Paths, load_config
+from duel_assets.lib.verdict.gate import gate
 from duel_assets_tests.conftest import materialize, materialize_report, metadata
 
 KEYS = ["prompts_24_000", "prompts_24_001", "prompts_24_002", "prompts_24_003"]

@@ -4,20 +4,19 @@ import json
 import numpy as np
 import pytest
 
-from duel_assets.lib.scoring import (
+from duel_assets.lib.settings import METRICS, BucketConfig, GateConfig
+from duel_assets.lib.verdict.buckets import bucket_for
+from duel_assets.lib.verdict.gate import bootstrap_means, gate
+from duel_assets.lib.verdict.replies import (
     CHALLENGER_FIRST,
     KING_FIRST,
     JudgeReply,
-    bootstrap_means,
-    bucket_for,
     challenger_margins,
-    gate,
     parse_judge_reply,
     row_margins,
-    score_turn,
     side_scores,
 )
-from duel_assets.lib.settings import METRICS, BucketConfig, GateConfig
+from duel_assets.lib.verdict.scores import score_turn
 
 W = {m: 1.0 for m in METRICS}
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from duel_assets.lib.spend import spend
+from duel_assets.lib.verdict.spend import spend
 
 
 def test_cost_per_accepted_turn_by_role():

@@ -6,7 +6,7 @@ from duel_assets.lib.duel.judging import judge_jobs_for_turn
 from duel_assets.lib.duel.stage import run_stage
 from duel_assets.lib.settings import CallsConfig, ChainConfig, Endpoint
 from duel_assets.lib.turn import Turn
-from duel_assets.lib.verdicts import verdict_rows
+from duel_assets.lib.verdict.verdicts import verdict_rows
 
 PR = {"missing": False, "repo": "a/b", "problem_statement": "fix it", "pr_description": "", "patch": "diff --git a/x.py b/x.py",
       "changed_files": '["x.py"]'}

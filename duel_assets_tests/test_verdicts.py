@@ -5,9 +5,9 @@ from duel_assets.lib import tables
 from duel_assets.lib.export.card import render_card
 from duel_assets.lib.export.documents import export_records
 from duel_assets.lib.export.report import render_report
-from duel_assets.lib.scoring import CHALLENGER_FIRST, KING_FIRST
 from duel_assets.lib.settings import METRICS, ChainConfig, GateConfig
-from duel_assets.lib.verdicts import partition_gate, provenance, verdict_metadata, verdict_rows
+from duel_assets.lib.verdict.replies import CHALLENGER_FIRST, KING_FIRST
+from duel_assets.lib.verdict.verdicts import partition_gate, provenance, verdict_metadata, verdict_rows
 
 TURNS = [f"t{i}" for i in range(6)]
 CFG = ChainConfig()

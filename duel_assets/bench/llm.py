@@ -99,7 +99,8 @@ def bench_efficiency(tmp: Path) -> dict:
 
 
 def _buckets(res, turns, cfg) -> dict[str, str | None]:
-    from duel_assets.lib import tables, verdicts
+    from duel_assets.lib import tables
+    from duel_assets.lib.verdict import verdicts
 
     judge_df = pd.DataFrame(res.rows["judge"], columns=tables.columns("judge_scores"))
     chal_df = pd.DataFrame(res.rows["challenger"], columns=tables.columns("challenger_answers"))

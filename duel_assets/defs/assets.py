@@ -10,7 +10,7 @@ import pandas as pd
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.defs.warehouse import WarehouseResource
-from duel_assets.lib import spend, tables, verdicts
+from duel_assets.lib import tables
 from duel_assets.lib.calibration.evidence import gate_metadata
 from duel_assets.lib.duel import checks, steps
 from duel_assets.lib.duel.stage import run_stage
@@ -20,6 +20,7 @@ from duel_assets.lib.sampling.pr_records import cached_pr_records, hidden_by_ins
 from duel_assets.lib.sampling.prompt_files import PromptFileError
 from duel_assets.lib.sampling.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
+from duel_assets.lib.verdict import spend, verdicts
 
 
 # keyword arguments the partitioned assets / the call outputs share, typed so that each reaches its parameter

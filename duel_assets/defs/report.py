@@ -7,7 +7,7 @@ from duel_assets.defs.assets import duel_verdict, exported_buckets
 from duel_assets.defs.partitions import PROMPT_FILES
 from duel_assets.defs.resources import DuelSettings
 from duel_assets.lib.export.report import write_report
-from duel_assets.lib.verdicts import standin_note
+from duel_assets.lib.verdict.verdicts import standin_note
 
 # Requested when a duel_verdict or exported_buckets partition has been updated since the report
 # last ran, and only while no partition of either is in a run or backfill still going: a backfill

@@ -4,7 +4,7 @@ Every (pair, judge) is judged twice: ``a_first`` (``a`` shown as answer A, ``b``
 ``b_first`` (swapped). The request is the duel's judge request (``messages.judge_messages`` with the
 pair's history and ``pr_record``), the call goes through the duel's ``LLMCaller`` and its content
 cache with the duel's judge parameters, an unparseable reply gets the duel's one stricter retry,
-and replies are parsed by ``scoring.parse_judge_reply``. So a calibration measures the judges as
+and replies are parsed by ``verdict.replies.parse_judge_reply``. So a calibration measures the judges as
 the duel uses them, and a calibration run after a duel (or before it) pays only for calls it has
 not made yet.
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from ..calls import CallRequest, CallStats
 from ..duel import messages
 from ..duel.judging import Judged, JudgeJob, judge_once, judge_params
-from ..scoring import CHALLENGER_FIRST, KING_FIRST, sides
 from ..settings import METRICS, ChainConfig
+from ..verdict.replies import CHALLENGER_FIRST, KING_FIRST, sides
 from .pairs import LabelledPair
 
 ORDERS = {"a_first": KING_FIRST, "b_first": CHALLENGER_FIRST}

@@ -20,8 +20,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..scoring import bootstrap_means
 from ..settings import METRICS
+from ..verdict.gate import bootstrap_means
 from .measures import RaterVerdicts
 from .pairs import LabelledPair
 

@@ -1,6 +1,6 @@
 """When the judgements already in fix a turn's bucket, whatever the rest would say. No Dagster imports.
 
-The duel score (:func:`scoring.score_turn`) averages, over the judges that parsed in at least one
+The duel score (``verdict.scores.score_turn``) averages, over the judges that parsed in at least one
 order, each judge's weighted share of metric cells the challenger wins; a cell's outcome is the sign
 of the challenger's margin averaged over that judge's parsed orders; a turn is parsed when at least
 half its judges parsed. So, given the judgements in so far, every judge still out can only:
@@ -15,8 +15,8 @@ the verdict and need not be sent. The bucket (not the score) is what stays exact
 """
 from __future__ import annotations
 
-from ..scoring import bucket_for
 from ..settings import METRICS, MetricName
+from ..verdict.buckets import bucket_for
 
 MAX_MARGIN = 10
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..calls import CallRequest, CallResult, CallStats
-from ..scoring import CHALLENGER_FIRST, KING_FIRST, JudgeReply, challenger_margins, parse_judge_reply, side_scores, sides
 from ..turn import Turn
+from ..verdict.replies import CHALLENGER_FIRST, KING_FIRST, JudgeReply, challenger_margins, parse_judge_reply, side_scores, sides
 from . import messages
 from .answers import same_action
 

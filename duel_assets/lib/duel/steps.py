@@ -10,7 +10,7 @@ from .. import tables
 from ..calls import CallStats
 from ..settings import ChainConfig
 from ..tables import columns
-from ..verdicts import markdown_table, per_judge_stats
+from ..verdict.verdicts import markdown_table, per_judge_stats
 
 
 def pr_by_instance(df: pd.DataFrame) -> dict[str, dict]:

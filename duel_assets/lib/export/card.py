@@ -5,10 +5,10 @@ from collections import Counter
 
 from ..sampling.readers.licenses import source_license
 from ..sampling.sources import BUNDLED_SOURCES
-from ..scoring import Gate
 from ..settings import ChainConfig, Paths
 from ..system.files import write_text_atomic
-from ..verdicts import bucketing, merge_provenance, standin_note
+from ..verdict.gate import Gate
+from ..verdict.verdicts import bucketing, merge_provenance, standin_note
 from .layouts import SOURCE_ENCODINGS
 from .markdown import bucketing_lines, gate_lines, gate_table, models_line
 from .sft import NO_LICENSE, gated_out, prune_shards

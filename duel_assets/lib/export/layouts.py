@@ -10,7 +10,7 @@ tool_call_id, name, train}``; a ``<think>`` block inside an assistant message's 
 for every tool) is kept as JSON text so that one parquet schema holds every shard.
 
 ``source``: ``messages`` and ``tools`` are JSON text in the encoding of the turn's source format
-(``SOURCE_ENCODINGS``); the project's readers (``lib/trajectories.py``) read such a row back.
+(``SOURCE_ENCODINGS``); the project's readers (``lib/sampling/readers/``) read such a row back.
 """
 from __future__ import annotations
 

@@ -5,10 +5,11 @@ One writer per file: ``duel_verdict`` writes a partition's summary and turn deta
 """
 from __future__ import annotations
 
-from ..scoring import Gate, bucket_counts, excluded_counts
 from ..settings import METRICS, Paths
 from ..system.files import read_json, write_json_atomic
-from ..verdicts import gate_scores
+from ..verdict.buckets import bucket_counts, excluded_counts
+from ..verdict.gate import Gate
+from ..verdict.verdicts import gate_scores
 from .paths import partition_files
 
 

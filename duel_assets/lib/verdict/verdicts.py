@@ -8,22 +8,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import tables
-from .scoring import (
-    CHALLENGER_FIRST,
-    KING_FIRST,
-    Gate,
-    TurnScore,
-    bucket_counts,
-    bucket_for,
-    excluded_counts,
-    gate,
-    row_margins,
-    score_turn,
-)
-from .settings import METRICS, ChainConfig, GateConfig
+from .. import tables
+from ..settings import METRICS, ChainConfig, GateConfig
+from .buckets import bucket_counts, bucket_for, excluded_counts
+from .gate import Gate, gate
+from .replies import CHALLENGER_FIRST, KING_FIRST, row_margins
+from .scores import TurnScore, score_turn
 
-IDENTICAL = "identical_answers"  # judge rows' reason when both answers take the same action (lib/judging.py)
+IDENTICAL = "identical_answers"  # judge rows' reason when both answers take the same action (lib/duel/judging.py)
 
 
 def _excluded_reason(king: dict, chal: dict) -> str | None:

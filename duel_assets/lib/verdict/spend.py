@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import tables
-from .calls.types import CallStats
+from .. import tables
+from ..calls.types import CallStats
 
 ROLE_TABLES = {"king": ("king_answers", "model"), "challenger": ("challenger_answers", "model"),
                "judge": ("judge_scores", "judge")}
