@@ -7,7 +7,7 @@ import yaml
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
 
-from duel_assets.cli import DAGSTER_YAML
+from duel_assets.defs.instance import DAGSTER_YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -94,7 +94,7 @@ def ui(tmp_path_factory):
     home = tmp / "duel"
     dh = home / "dagster_home"
     dh.mkdir(parents=True)
-    from duel_assets.cli import DAGSTER_YAML
+    from duel_assets.defs.instance import DAGSTER_YAML
 
     (dh / "dagster.yaml").write_text(DAGSTER_YAML)
     cfg = tmp / "chain.toml"

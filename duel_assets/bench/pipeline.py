@@ -112,7 +112,7 @@ def bench_ui_run(tmp: Path, home: Path, key: str, base: str) -> dict:
     run worker) against ``duel-assets run --partition`` in a fresh process, both on one DAGSTER_HOME."""
     from dagster import DagsterInstance
 
-    from duel_assets.cli import DAGSTER_YAML
+    from duel_assets.defs.instance import DAGSTER_YAML
 
     dh = tmp / "ui_dagster_home"
     dh.mkdir(exist_ok=True)

@@ -104,7 +104,7 @@ def cmd_calibrate(args) -> int:
 def _materialize(key: str, target_precision: float | None) -> int:
     import dagster as dg
 
-    from duel_assets.cli import ensure_dagster_home
+    from duel_assets.cli.common import ensure_dagster_home
     from duel_assets.defs.calibration import CALIBRATION_FILES, judge_calibration
     from duel_assets.defs.resources import build_resources
 

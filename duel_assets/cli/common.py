@@ -7,17 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+from duel_assets.defs.instance import DAGSTER_YAML
 from duel_assets.lib.settings import Paths, scrub
-
-DAGSTER_YAML = """\
-# Written by duel-assets. The DuckDB warehouse takes one writer at a time: the IO manager retries
-# on the lock, and the run queue keeps the number of runs writing at once small.
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 4
-"""
 
 
 def errors_out(lines: list[str], code: int = 2) -> int:
