@@ -7,10 +7,10 @@ from setuptools import find_packages, setup
 # DuckDB is pinned to 1.5.5 because the DuckLake warehouse (DUEL_WAREHOUSE=ducklake:...) needs
 # the ducklake, postgres and httpfs extensions, and DuckDB downloads extensions at run time from
 # its own host, which a locked-down worker cannot reach. The pip wheels duckdb-extension-* carry
-# those extension files and exist for exactly duckdb 1.5.5 (none for 2.x); duel_assets.lib.lake
-# installs them from the wheels into a private directory and never downloads. dagster-duckdb
-# 0.29.27 accepts 1.5.5. A database file written by DuckDB 2.x cannot be opened by 1.5.5 (see
-# README "Moving an existing warehouse").
+# those extension files and exist for exactly duckdb 1.5.5 (none for 2.x);
+# duel_assets/lib/warehouse/extensions.py installs them from the wheels into a private directory
+# and never downloads. dagster-duckdb 0.29.27 accepts 1.5.5. A database file written by DuckDB 2.x
+# cannot be opened by 1.5.5 (see README "Moving an existing warehouse").
 DUCKDB = "1.5.5"
 setup(
     name="duel_assets",

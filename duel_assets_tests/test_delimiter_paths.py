@@ -9,7 +9,7 @@ from collections import Counter
 
 from duel_assets.lib.calibration.judging import jobs_for_pair
 from duel_assets.lib.calibration.pairs import parse_pair
-from duel_assets.lib.calls.types import CallResult, CallStats
+from duel_assets.lib.calls import CallResult, CallStats
 from duel_assets.lib.calls.wire import request_body
 from duel_assets.lib.duel.answers import answer_row, plan_generation
 from duel_assets.lib.duel.delimiters import tags_as_read

@@ -1,4 +1,4 @@
-"""The training-ready export (issue 14 point 5): both layouts load with `datasets`, every row names
+"""The training-ready export: both layouts load with `datasets`, every row names
 its target, reasoning is kept or dropped, and a `source` row read back by the project's own readers
 gives the same turn."""
 import json

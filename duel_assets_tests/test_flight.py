@@ -91,8 +91,8 @@ def test_a_store_that_fails_fails_the_waiting_calls_instead_of_hanging(tmp_path)
     """A lost database connection while calls wait for a slot: every waiter gets the error."""
     import asyncio
 
+    from duel_assets.lib.calls import CallStore
     from duel_assets.lib.calls.gate import Gate
-    from duel_assets.lib.calls.store import CallStore
 
     class BrokenStore(CallStore):
         def claim(self, *args, **kwargs):

@@ -1,4 +1,4 @@
-"""A partition touches only its own files (issue 11 point 3): keys that are prefixes of each other
+"""A partition touches only its own files: keys that are prefixes of each other
 or end like another key's file kind (`p` / `p__q`, `x` / `x.turns`) never share or clear a file."""
 import hashlib
 import os

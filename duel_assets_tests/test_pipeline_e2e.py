@@ -1,4 +1,4 @@
-"""The whole graph for two partitions against the stand-in over real HTTP (issue 2 acceptance)."""
+"""The whole graph for two partitions against the stand-in over real HTTP."""
 import json
 import os
 import subprocess

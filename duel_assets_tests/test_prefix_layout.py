@@ -4,7 +4,7 @@ same PR record, and a judge's two orders share everything up to the answers."""
 import json
 import os
 
-from duel_assets.lib.calls.types import CallResult
+from duel_assets.lib.calls import CallResult
 from duel_assets.lib.calls.wire import request_body
 from duel_assets.lib.duel.answers import answer_row, plan_generation
 from duel_assets.lib.duel.judging import judge_jobs_for_turn

@@ -1,5 +1,5 @@
 """`duel_report`: the work over all partitions in one unpartitioned asset, materialized once the
-partitions have landed (issue 13 point 1)."""
+partitions have landed."""
 import json
 
 import dagster as dg

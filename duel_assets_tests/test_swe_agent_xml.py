@@ -8,7 +8,7 @@ import pytest
 
 from duel_assets.lib.duel.protocol import check_bash_block
 from duel_assets.lib.sampling.cutter import cut_turns
-from duel_assets.lib.sampling.readers.swe_agent import read_swe_agent
+from duel_assets.lib.sampling.readers import read_swe_agent
 from duel_assets.lib.sampling.sources import iter_rows
 from duel_assets.lib.settings import SourceSpec
 

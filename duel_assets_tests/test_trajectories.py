@@ -85,3 +85,11 @@ def test_trim_history_keeps_task_and_marks_the_cut():
     assert out[-1] == {"role": "user", "content": out[-1]["content"]} and "elided" in out[-1]["content"]
     assert sum(len(m["content"]) for m in out) < 3300
     assert out[3]["role"] == "assistant"  # whole steps are dropped, never half a step
+
+
+def test_an_export_document_carries_fields_of_the_turn_type():
+    from duel_assets.lib.turn import DOCUMENT_FIELDS, TURN_FIELDS, Turn
+
+    assert set(DOCUMENT_FIELDS) < set(TURN_FIELDS)
+    t = Turn("t1", "i1", None, "src", "t", 0, "bash_block", [{"role": "user", "content": "x"}], {"role": "assistant"})
+    assert list(t.to_record()) == list(TURN_FIELDS) and t.to_record()["history_hash"] == t.history_hash

@@ -1,4 +1,4 @@
-"""Verdicts from stored rows: excluded turns (issue 14 point 6) and who answered (issue 12 point 5)."""
+"""Verdicts from stored rows: excluded turns and who answered."""
 import pandas as pd
 
 from duel_assets.lib import tables

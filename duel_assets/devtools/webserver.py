@@ -1,5 +1,5 @@
 """A client of the Dagster webserver's GraphQL API, as the benchmarks and tests drive the UI's own
-endpoint (launching runs and backfills, reading statuses). No Dagster imports."""
+endpoint (launching runs and backfills, reading statuses)."""
 from __future__ import annotations
 
 import json

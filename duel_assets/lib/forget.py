@@ -1,5 +1,5 @@
 """Removing one partition's data: its rows in every warehouse table, its files, its place in the
-history index. No Dagster imports.
+history index.
 
 The Dagster side (the partition's registration and materialization history) is removed by
 ``duel-assets forget``, which calls these.

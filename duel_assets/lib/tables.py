@@ -1,4 +1,4 @@
-"""Column schemas of the seven tables and the one row codec. No Dagster imports.
+"""Column schemas of the seven tables and the one row codec.
 
 The IO manager creates each table from its schema (so an empty partition still yields a typed
 table), adds columns a newer version declares, and inserts by name (never by position).

@@ -1,4 +1,4 @@
-"""What makes the stand-in behave like a provider, and what it counts. No Dagster imports.
+"""What makes the stand-in behave like a provider, and what it counts.
 
 * faults: ``fault_rate`` of 429 (with Retry-After) / 500 / timeout / garbage, decided by a hash of
   the request and how often it was seen (repeatable runs, every request eventually succeeds), or an

@@ -1,4 +1,4 @@
-"""The stand-in's fake model: deterministic replies that are NOT from a model. No Dagster imports.
+"""The stand-in's fake model: deterministic replies that are NOT from a model.
 
 * generation requests get one bash block (or one tool call when tools are sent); a request that
   carries a PR record (the challenger's) gets a step aimed at the PR's changed files;

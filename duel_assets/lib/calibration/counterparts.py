@@ -1,4 +1,4 @@
-"""Counterparts of a dataset step whose inferiority is known by construction. No Dagster imports.
+"""Counterparts of a dataset step whose inferiority is known by construction.
 
 Each kind turns one real turn (history + the dataset's own next step) into an answer that is
 worse in a way that does not need a judge to see, or — for ``tie`` — into the same step reworded.

@@ -1,4 +1,4 @@
-"""The gate's evidence: the latest calibration of the current judge panel. No Dagster imports.
+"""The gate's evidence: the latest calibration of the current judge panel.
 
 ``latest_calibration(home, panel)`` reads the summaries under ``$DUEL_HOME/calibration/results/``
 and returns the newest whose panel is the configured one (same judges, any order), or None. Its

@@ -1,4 +1,4 @@
-"""The configured panel on a labelled set, both orders, through the duel's own call path. No Dagster imports.
+"""The configured panel on a labelled set, both orders, through the duel's own call path.
 
 Every (pair, judge) is judged twice: ``a_first`` (``a`` shown as answer A, ``b`` as B) and
 ``b_first`` (swapped). The request is the duel's judge request (``messages.judge_messages`` with the

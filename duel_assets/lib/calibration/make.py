@@ -1,4 +1,4 @@
-"""Building a labelled set from real trajectory turns (``duel-assets make-calibration``). No Dagster imports.
+"""Building a labelled set from real trajectory turns (``duel-assets make-calibration``).
 
 The turns are those the sampler sees (every usable turn of small local sources, the bundled samples
 by default; numbered sample windows of large or hub sources), each distinct history + step once. A pair is the turn's own next

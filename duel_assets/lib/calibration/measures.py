@@ -1,4 +1,4 @@
-"""From judgements to verdicts: each judge, the panel's majority, and the duel score's own rule. No Dagster imports.
+"""From judgements to verdicts: each judge, the panel's majority, and the duel score's own rule.
 
 A pair is scored as a duel turn in which ``b`` plays the challenger and ``a`` the opponent, with
 ``verdict.scores.score_turn`` and the configured metric weights: a score above 50 is the verdict ``"B"``

@@ -1,5 +1,5 @@
 """A judge of known quality for the offline stand-in (``standin --judge-accuracy P --position-bias Q
---labels FILE``), so that the calibration's own measurement can be tested. Not a model. No Dagster imports.
+--labels FILE``), so that the calibration's own measurement can be tested. Not a model.
 
 A judge request is matched to a labelled pair by its ``<answer_A>`` / ``<answer_B>`` blocks (rendered
 exactly as the duel renders answers, in the request's last message) and, when several pairs share

@@ -1,4 +1,4 @@
-"""The labelled-duel format: one JSON object per line. No Dagster imports.
+"""The labelled-duel format: one JSON object per line.
 
 A pair line holds ``history`` (OpenAI chat messages), optional ``tools`` (function tools), ``a`` and
 ``b`` (assistant messages: ``content`` and/or ``tool_calls``; a plain string stands for

@@ -1,5 +1,4 @@
 """The calibration summary (what ``calibrate --json`` prints), its Markdown form, and where it is kept.
-No Dagster imports.
 
 The top-level figures are the **duel rule**'s (the verdict the duel score itself gives, see
 ``measures``): the panel as the gate and the buckets use it. ``majority`` and ``per_judge`` hold the

@@ -1,4 +1,4 @@
-"""Agreement figures of one rater against the labels, each with a bootstrap 95% interval. No Dagster imports.
+"""Agreement figures of one rater against the labels, each with a bootstrap 95% interval.
 
 * ``accuracy``: over pairs labelled ``A`` or ``B`` that the rater gave a verdict, the share whose
   verdict equals the label (a ``tie`` verdict there counts as wrong); ``accuracy_with_ties``: over

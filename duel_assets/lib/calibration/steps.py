@@ -1,4 +1,4 @@
-"""Assistant steps made readable and rebuilt in the turn's own protocol. No Dagster imports.
+"""Assistant steps made readable and rebuilt in the turn's own protocol.
 
 A :class:`Step` is one assistant move: its THOUGHT, and its action — a shell command (a bash block,
 or the ``command`` argument of a shell tool such as ``bash`` / ``execute_bash``) or another tool

@@ -1,4 +1,4 @@
-"""Many OpenAI-compatible chat calls, each distinct request paid for once per deployment. No Dagster imports.
+"""Many OpenAI-compatible chat calls, each distinct request paid for once per deployment.
 
 * one event loop per batch (per asset step); one aiohttp client session per call session, one
   keep-alive connection per call in flight (:mod:`.transport`);

@@ -1,4 +1,4 @@
-"""King and challenger answers: what to ask, and the row each reply becomes. No Dagster imports."""
+"""King and challenger answers: what to ask, and the row each reply becomes."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Rate checks on answers and judgements against `[checks]` (the asset checks' logic). No Dagster imports."""
+"""Rate checks on answers and judgements against `[checks]` (the asset checks' logic)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""When the judgements already in fix a turn's bucket, whatever the rest would say. No Dagster imports.
+"""When the judgements already in fix a turn's bucket, whatever the rest would say.
 
 The duel score (``verdict.scores.score_turn``) averages, over the judges that parsed in at least one
 order, each judge's weighted share of metric cells the challenger wins; a cell's outcome is the sign

@@ -1,4 +1,4 @@
-"""Our data delimiters stay ours: untrusted text cannot open or close them. No Dagster imports.
+"""Our data delimiters stay ours: untrusted text cannot open or close them.
 
 Prompts wrap data in tags (``<pr_record>``, ``<answer_A>``, ``<answer_B>``). Histories, a
 trajectory's tools (names, descriptions, parameter schemas), PR records, model answers and a

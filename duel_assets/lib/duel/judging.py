@@ -1,4 +1,4 @@
-"""Judge calls: what each judge is asked, and the row each judgement becomes. No Dagster imports."""
+"""Judge calls: what each judge is asked, and the row each judgement becomes."""
 from __future__ import annotations
 
 from dataclasses import dataclass

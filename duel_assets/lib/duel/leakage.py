@@ -1,4 +1,4 @@
-"""Leakage guard: does a challenger answer use what only the hidden patch could tell it? No Dagster imports.
+"""Leakage guard: does a challenger answer use what only the hidden patch could tell it?
 
 An answer is a leak suspect when it names a file path, or an identifier introduced by the patch,
 that appears in the hidden patch but nowhere in the visible history. The evidence is the list of

@@ -1,4 +1,5 @@
-"""Protocol rules for answers and reference turns (DESIGN "Answers and protocol"). No Dagster imports.
+"""Protocol rules for answers and reference turns: the action formats a turn may use, and how an
+answer is checked against them.
 
 Two protocols:
   * ``bash_block``: THOUGHT text then exactly one fenced ```bash block (mini-swe-agent v1; v2 text

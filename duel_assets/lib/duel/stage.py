@@ -1,4 +1,4 @@
-"""The LLM stage of a partition: king, challenger and judges in one event loop. No Dagster imports.
+"""The LLM stage of a partition: king, challenger and judges in one event loop.
 
 Each turn's judgements start as soon as both its answers exist, so the stage has no barrier between
 generation and judging. Along the way:

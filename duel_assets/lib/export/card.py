@@ -1,4 +1,4 @@
-"""The SFT export's dataset card (``export/README.md``) and which partitions it holds. No Dagster imports."""
+"""The SFT export's dataset card (``export/README.md``) and which partitions it holds."""
 from __future__ import annotations
 
 from collections import Counter

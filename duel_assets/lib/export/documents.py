@@ -1,4 +1,4 @@
-"""One JSON document per exported turn, under ``<bucket>/<key>/``. No Dagster imports."""
+"""One JSON document per exported turn, under ``<bucket>/<key>/``."""
 from __future__ import annotations
 
 import pandas as pd

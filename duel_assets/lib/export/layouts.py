@@ -1,4 +1,4 @@
-"""A training row's messages in the ``openai`` or the ``source`` layout. No Dagster imports.
+"""A training row's messages in the ``openai`` or the ``source`` layout.
 
 The visible history comes first; the challenger's answer (the duel's winner) is the target. Each
 encoder returns ``(messages, tools, target_index)``: ``messages[target_index:]`` is the target and

@@ -1,4 +1,4 @@
-"""Everything ``exported_buckets`` writes for one partition. No Dagster imports."""
+"""Everything ``exported_buckets`` writes for one partition."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""report.md and the export's card over all partitions: ``duel_report``'s work. No Dagster imports."""
+"""report.md and the export's card over all partitions: ``duel_report``'s work."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""The SFT export's rows and its per-partition shards. No Dagster imports.
+"""The SFT export's rows and its per-partition shards.
 
 One shard pair per partition (``export/data/train-<key>.parquet``, ``export/jsonl/train-<key>.jsonl``),
 written from that partition's own rows under one schema per layout, so ``datasets`` reads every

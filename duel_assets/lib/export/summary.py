@@ -1,4 +1,4 @@
-"""The small per-partition files the all-partitions report reads. No Dagster imports.
+"""The small per-partition files the all-partitions report reads.
 
 One writer per file: ``duel_verdict`` writes a partition's summary and turn detail,
 ``exported_buckets`` its export manifest; ``duel_report`` only reads them.

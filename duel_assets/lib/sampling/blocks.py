@@ -1,4 +1,4 @@
-"""Block access to large sources, so a sample reads only what it needs. No Dagster imports.
+"""Block access to large sources, so a sample reads only what it needs.
 
 A source is cut into blocks: parquet row groups (of local files, or of remote files read through
 fsspec range requests: the Hugging Face hub's ``hf://``, or any other fsspec URL), or fixed runs of

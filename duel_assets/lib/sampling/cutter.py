@@ -1,4 +1,4 @@
-"""Source rows -> usable turns of one source, every skip counted by reason. No Dagster imports.
+"""Source rows -> usable turns of one source, every skip counted by reason.
 
 A row is read by its format's reader, filtered (excluded ids and repos, ``min_reward``,
 ``outcome``, then the ``where`` predicate, evaluated in batches), and cut into turns.

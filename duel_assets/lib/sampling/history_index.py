@@ -1,5 +1,4 @@
 """Which turns a DUEL_HOME already holds: each history once, across prompt files and sample calls.
-No Dagster imports.
 
 A turn's identity is its ``history_hash`` (what the models see). The index
 (``$DUEL_HOME/history_index.sqlite``) maps every hash to the one prompt file that holds it, and

@@ -1,5 +1,5 @@
 """Remote parquet sources through fsspec: the Hugging Face hub (``hf://``, or a bare dataset
-name) and any other fsspec URL. No Dagster imports.
+name) and any other fsspec URL.
 
 A remote source is the parquet files of one split: listed once per process, each file's footer
 read once (a range request at the end of the file, eight files at a time) and cached under the

@@ -1,5 +1,5 @@
 """The hidden record of every instance: from the trajectory row itself, else from PR-record
-sources read with DuckDB. No Dagster imports.
+sources read with DuckDB.
 
 Resolution order per instance: the hidden information its turns carry from their own rows (raw
 SERA ``target_patch`` + ``problem_statement``, any row with a ``patch``): ``record_source = "row"``;

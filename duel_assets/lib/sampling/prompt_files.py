@@ -1,4 +1,4 @@
-"""Reading prompt files: bounded, validated, each history once. No Dagster imports.
+"""Reading prompt files: bounded, validated, each history once.
 
 A prompt file is a JSON list of turns or an object with a ``turns`` list. It must be a regular file
 (a symlink to ``/dev/zero`` or a FIFO is refused before anything is read) no larger than

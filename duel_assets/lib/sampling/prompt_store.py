@@ -1,5 +1,5 @@
 """Prompt files in a DUEL_HOME: sampled, written and loaded under the history index, so no
-history appears twice. No Dagster imports."""
+history appears twice."""
 from __future__ import annotations
 
 from collections import Counter

@@ -1,4 +1,4 @@
-"""``[filters] where``: a DuckDB SQL predicate over each trajectory's fields. No Dagster imports.
+"""``[filters] where``: a DuckDB SQL predicate over each trajectory's fields.
 
 The fields of a trajectory are its ``source_meta`` (the source row's own extra fields: SERA
 ``rollout``, ``line_level_recall``, CoderForge ``finish_reason``, ...) plus ``license``,

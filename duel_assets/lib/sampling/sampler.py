@@ -1,4 +1,4 @@
-"""Sampling turns into prompt files. No Dagster imports.
+"""Sampling turns into prompt files.
 
 Every source is a sequence of *units* in a fixed order shuffled once by ``sampling.seed``: its
 turns (a small local source, read whole: ``pool`` mode), or its blocks (parquet row groups or JSONL

@@ -1,4 +1,4 @@
-"""Bounding what a history costs: one rule for source rows and prompt files. No Dagster imports.
+"""Bounding what a history costs: one rule for source rows and prompt files.
 
 Trimming is idempotent (trimming a trimmed history changes nothing), so a turn keeps its history
 and its ``history_hash`` when it goes from a source row to a prompt file, to the warehouse and back.

@@ -1,4 +1,4 @@
-"""Untrusted input, read within bounds. No Dagster imports.
+"""Untrusted input, read within bounds.
 
 * :func:`open_regular` opens a file without blocking (a FIFO never waits for a writer) and refuses
   it, before reading a byte, unless it is a regular file (not a symlink to ``/dev/zero``, a FIFO, a

@@ -1,4 +1,4 @@
-"""Files that readers never see half-written. No Dagster imports."""
+"""Files that readers never see half-written."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Inter-process file locks (flock) with bounded waits. No Dagster imports.
+"""Inter-process file locks (flock) with bounded waits.
 
 DuckDB lets one process at a time open a database file for writing. Every connection to a local
 warehouse file holds ``<database>.lock``, so parallel runs on one machine queue for the file

@@ -1,5 +1,5 @@
 """What a partition's training turns cost: tokens and estimated money per call role and per
-accepted (final + refined) turn. No Dagster imports.
+accepted (final + refined) turn.
 
 Counted from the rows (a reply served from the call cache still carries the usage it was bought
 with), so the figure is what producing the partition's data cost, whichever run paid for it.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import tables
-from ..calls.types import CallStats
+from ..calls import CallStats
 
 ROLE_TABLES = {"king": ("king_answers", "model"), "challenger": ("challenger_answers", "model"),
                "judge": ("judge_scores", "judge")}

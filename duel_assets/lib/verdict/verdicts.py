@@ -1,5 +1,5 @@
 """A partition's verdicts: per-turn duel scores and buckets, the partition gate, per-judge
-statistics, who answered, and the verdict metadata. No Dagster imports."""
+statistics, who answered, and the verdict metadata."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict

@@ -1,4 +1,4 @@
-"""One handle on the warehouse: connection, lock and dialect. No Dagster imports.
+"""One handle on the warehouse: connection, lock and dialect.
 
 The IO manager, the judging-only read and the tests all go through :class:`Warehouse`; it hides
 whether the tables live in a local DuckDB file, a DuckLake (catalog in PostgreSQL, data files on

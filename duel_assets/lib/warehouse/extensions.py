@@ -1,4 +1,4 @@
-"""DuckDB extensions from pip wheels, never from the network. No Dagster imports.
+"""DuckDB extensions from pip wheels, never from the network.
 
 DuckDB fetches extensions (ducklake, postgres, httpfs) from its own host at run time, which a
 locked-down worker cannot reach. The wheels ``duckdb-extension-<name>`` (pinned in setup.py to the

@@ -1,6 +1,6 @@
 """Source readers, one module per scaffold family; each turns one source row into a
 :class:`Trajectory` or raises :class:`BadRecord` with a short reason code (callers count the codes,
-so one broken row never sinks the rest). No Dagster imports."""
+so one broken row never sinks the rest)."""
 from __future__ import annotations
 
 from collections.abc import Callable

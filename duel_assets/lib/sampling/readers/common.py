@@ -1,4 +1,4 @@
-"""The canonical trajectory shape and the message helpers every reader shares. No Dagster imports.
+"""The canonical trajectory shape and the message helpers every reader shares.
 
 Messages are normalised to OpenAI chat dicts: ``{"role", "content"}`` plus ``tool_calls`` /
 ``tool_call_id`` on the scaffolds that have them, and ``reasoning_content`` on assistant messages

@@ -1,4 +1,4 @@
-"""Licence and attribution facts of the known sources, as data for the export card. No Dagster imports.
+"""Licence and attribution facts of the known sources, as data for the export card.
 
 Only facts read from a dataset card or repository are stated; where the licence was not checked the
 entry says so (``license`` is None) rather than guess. Per-row licences (CoderForge's ``license``

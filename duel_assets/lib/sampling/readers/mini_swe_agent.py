@@ -1,4 +1,4 @@
-"""mini-swe-agent family: SWE-ZERO rows and mini-swe-agent ``.traj.json`` files. No Dagster imports.
+"""mini-swe-agent family: SWE-ZERO rows and mini-swe-agent ``.traj.json`` files.
 
 Every released mini-swe-agent format is read: v1 text (```` ```bash ````), v2 text
 (```` ```mswea_bash_command ````) and v2 native tool calls (``trajectory_format``

@@ -1,4 +1,4 @@
-"""OpenHands family: CoderForge-Preview ``trajectories`` rows and other OpenHands dumps. No Dagster imports."""
+"""OpenHands family: CoderForge-Preview ``trajectories`` rows and other OpenHands dumps."""
 from __future__ import annotations
 
 import re

@@ -1,5 +1,4 @@
 """What a source row says besides its messages: licence, reward, other fields, hidden information.
-No Dagster imports.
 
 Every field a reader does not turn into the canonical trajectory travels with the turn in
 ``source_meta`` (CoderForge ``finish_reason``; SERA ``teacher``, ``rollout``, ``line_level_recall``,

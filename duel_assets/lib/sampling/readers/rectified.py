@@ -1,4 +1,4 @@
-"""SERA "cleaned-rectified" rows (roles reasoning / tool_call / tool_output / answer). No Dagster imports."""
+"""SERA "cleaned-rectified" rows (roles reasoning / tool_call / tool_output / answer)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Known tool schemas of the scaffolds whose rows may not carry them. No Dagster imports.
+"""Known tool schemas of the scaffolds whose rows may not carry them.
 
 OpenHands 0.52.1 (CodeAct: execute_bash, str_replace_editor, think, finish) and SWE-agent
 function calling (bash, str_replace_editor, submit), written from their documented parameters.

@@ -1,4 +1,4 @@
-"""SWE-agent family: raw SERA rows, SWE-agent ``.traj`` files and SWE-smith runs. No Dagster imports.
+"""SWE-agent family: raw SERA rows, SWE-agent ``.traj`` files and SWE-smith runs.
 
 SWE-agent writes its actions in one of four styles, all read here:
 
