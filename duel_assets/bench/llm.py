@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from duel_assets.lib.settings import ChainConfig
+
 from .common import CONCURRENCY, LATENCY_MS, TRIALS, TURNS, bench_source, partition, standin_process, standin_stats, write_config
 
 
@@ -44,7 +46,7 @@ def steal_share(before: list[int] | None, after: list[int] | None) -> float | No
     return round(d[7] / sum(d), 3) if sum(d) else None
 
 
-def _trial(tmp: Path, n: int, cfg, turns, prs) -> dict:
+def _trial(tmp: Path, n: int, cfg: ChainConfig, turns, prs) -> dict:
     """One measured run of the stage against a fresh stand-in and call store. The store is introduced
     to the endpoint first (the sequential sample on trial 0, one call on the others), as any earlier
     run of a deployment would have."""
@@ -98,7 +100,7 @@ def bench_efficiency(tmp: Path) -> dict:
                 llm_repeats=sum(t["repeats"] for t in trials))
 
 
-def _buckets(res, turns, cfg) -> dict[str, str | None]:
+def _buckets(res, turns, cfg: ChainConfig) -> dict[str, str | None]:
     from duel_assets.lib import tables
     from duel_assets.lib.verdict import verdicts
 

@@ -47,7 +47,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
 
     from duel_assets.defs.resources import DuelSettings, LLMResource
     from duel_assets.lib.calls import CallStore, LLMCaller
-    from duel_assets.lib.settings import Paths
+    from duel_assets.lib.settings import ChainConfig, Paths
 
     home = tmp / "duel_home"
     os.environ.update(DUEL_HOME=str(home), DUEL_CONFIG=str(write_config(tmp, bench_source(tmp, TURNS), CONCURRENCY)))
@@ -88,7 +88,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
                 return {w.key: memo[w.key] for w in wanted}, Decision(), set()
 
         class SkippedModel(LLMResource):
-            def caller(self, cfg, paths, log):
+            def caller(self, cfg: ChainConfig, paths: Paths, log):
                 return LLMCaller(self.endpoint(), cfg.calls, MemoryStore(), log=log)
 
         skipped = _materialize(inst, key, SkippedModel(settings=DuelSettings()), home)

@@ -21,18 +21,13 @@ from .judging import CalibrationRun
 from .measures import DUEL_RULE, MAJORITY, rater_verdicts
 from .pairs import CalibrationSet
 from .stats import figures
-from .thresholds import DEFAULT_TARGET_PRECISION, suggest_thresholds
+from .thresholds import suggest_thresholds
 
 FIGURES = ("accuracy", "accuracy_with_ties", "kappa", "position_consistency", "parse_rate", "tie_rate")
 
 
-def _calibration_setting(cfg: ChainConfig, name: str, default):
-    """``[calibration] <name>`` of chain.toml when the configuration has it, else ``default``."""
-    return getattr(getattr(cfg, "calibration", None), name, default)
-
-
 def target_precision(cfg: ChainConfig) -> float:
-    return float(_calibration_setting(cfg, "target_precision", DEFAULT_TARGET_PRECISION))
+    return cfg.calibration.target_precision
 
 
 def _tokens(run: CalibrationRun, cfg: ChainConfig) -> dict:
@@ -56,7 +51,7 @@ def summarise(cset: CalibrationSet, run: CalibrationRun, cfg: ChainConfig, key: 
               target: float | None = None, resamples: int | None = None) -> dict:
     pairs = cset.pairs
     raters = rater_verdicts(pairs, run.rows, run.panel, cfg.metric_weights)
-    n_boot = resamples or int(_calibration_setting(cfg, "resamples", cfg.gate.resamples))
+    n_boot = resamples or cfg.gate.resamples
     duel = figures(raters[DUEL_RULE], pairs, n_boot)
     target = target_precision(cfg) if target is None else target
     return {

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..calls import CallRequest, CallResult
+from ..settings import ChainConfig
 from ..turn import Turn
 from . import messages
 from .leakage import leak_evidence
@@ -17,7 +18,7 @@ NO_HIDDEN_INFO = "no_hidden_info"
 KING_MALFORMED = "king_malformed"
 
 
-def generation_params(cfg) -> dict:
+def generation_params(cfg: ChainConfig) -> dict:
     return {"temperature": cfg.generation.temperature, "max_tokens": cfg.generation.max_tokens}
 
 
@@ -33,13 +34,12 @@ def hidden_info_missing(pr: dict | None) -> bool:
     return not pr or bool(pr.get("missing"))
 
 
-def when_missing(cfg) -> str:
+def when_missing(cfg: ChainConfig) -> str:
     """``exclude`` (default) or ``duel``: what DUEL_MODE 2 does with a turn without hidden information."""
-    section = getattr(cfg, "hidden_info", None)
-    return getattr(section, "when_missing", "exclude") if section is not None else "exclude"
+    return cfg.hidden_info.when_missing
 
 
-def plan_generation(role: str, turns: list[Turn], cfg, prs: dict[str, dict] | None = None, mode: int = 2,
+def plan_generation(role: str, turns: list[Turn], cfg: ChainConfig, prs: dict[str, dict] | None = None, mode: int = 2,
                     sample_index: int = 0) -> list[Planned]:
     excluded = set(cfg.excluded_instance_ids)
     prs = prs or {}

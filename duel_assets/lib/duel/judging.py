@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..calls import CallRequest, CallResult, CallStats
+from ..settings import ChainConfig
 from ..turn import Turn
 from ..verdict.replies import CHALLENGER_FIRST, KING_FIRST, JudgeReply, challenger_margins, parse_judge_reply, side_scores, sides
 from . import messages
@@ -13,8 +14,8 @@ IDENTICAL = "identical_answers"
 DECIDED = "decided_without_this_judge"
 
 
-def judge_params(cfg, judge: str, with_tools: bool = False) -> dict:
-    params = {"temperature": cfg.judges.temperature, "max_tokens": cfg.judges.token_limits.get(judge, cfg.judges.max_tokens)}
+def judge_params(cfg: ChainConfig, judge: str, with_tools: bool = False) -> dict:
+    params: dict = {"temperature": cfg.judges.temperature, "max_tokens": cfg.judges.token_limits.get(judge, cfg.judges.max_tokens)}
     if with_tools:  # the turn's tools stay in the shared prefix; the judge answers in text
         params["tool_choice"] = "none"
     return params
@@ -51,7 +52,7 @@ def skip_reason(t: Turn, king_row: dict | None, chal_row: dict | None, mode: int
     return None
 
 
-def judge_jobs_for_turn(t: Turn, king_row: dict | None, chal_row: dict | None, pr: dict | None, cfg,
+def judge_jobs_for_turn(t: Turn, king_row: dict | None, chal_row: dict | None, pr: dict | None, cfg: ChainConfig,
                         mode: int = 2) -> list[JudgeJob]:
     orders = [KING_FIRST, CHALLENGER_FIRST] if cfg.judges.position_swap else [KING_FIRST]
     opponent = "reference" if mode == 1 else "king"

@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..calls import CallStats
+from ..settings import ChainConfig
 from ..turn import Turn
 from .answers import KING_MALFORMED, Planned, answer_row, malformed, plan_generation, resample
 from .decided import decided_bucket
@@ -35,10 +36,6 @@ class StageResult:
     judge_skips: Counter = field(default_factory=Counter)  # turns not judged, by reason
 
 
-def _setting(section, name: str, default):
-    return getattr(section, name, default) if section is not None else default
-
-
 def waves(judges: list[str], skip_decided: bool) -> list[list[str]]:
     """The order in which a turn's judges are asked: all at once, or enough to make the turn parsed
     (half the panel, rounded up) and then one at a time."""
@@ -48,13 +45,13 @@ def waves(judges: list[str], skip_decided: bool) -> list[list[str]]:
     return [judges[:first]] + [[j] for j in judges[first:]]
 
 
-async def _judge_turn(call, jobs: list[JudgeJob], cfg, stats: CallStats) -> list[tuple[JudgeJob, Judged | None]]:
+async def _judge_turn(call, jobs: list[JudgeJob], cfg: ChainConfig, stats: CallStats) -> list[tuple[JudgeJob, Judged | None]]:
     live = [j for j in jobs if j.request is not None]
     if not live:
         return [(j, None) for j in jobs]
     outcome: dict[int, Judged] = {}
     skipped: set[int] = set()
-    skip_decided = bool(_setting(cfg.judges, "skip_decided", True))
+    skip_decided = cfg.judges.skip_decided
     plan = waves(list(dict.fromkeys(j.judge for j in live)), skip_decided)
     for n, wave in enumerate(plan):
         batch = [j for j in live if j.judge in wave]
@@ -82,11 +79,11 @@ async def _judge_turn(call, jobs: list[JudgeJob], cfg, stats: CallStats) -> list
     return out
 
 
-async def _answer(call, role: str, p: Planned, first, cfg, prs, mode: int, stats: CallStats) -> dict:
+async def _answer(call, role: str, p: Planned, first, cfg: ChainConfig, prs, mode: int, stats: CallStats) -> dict:
     """The answer row of one turn: the first sample, then re-samples while it is malformed."""
     r = await first if first is not None else None
     row = answer_row(role, p, r, prs)
-    max_resamples = int(_setting(cfg.generation, "max_resamples", 2))
+    max_resamples = cfg.generation.max_resamples
     for s in range(1, max_resamples + 1):
         if p.request is None or not malformed(row):
             break
@@ -100,7 +97,7 @@ async def _answer(call, role: str, p: Planned, first, cfg, prs, mode: int, stats
     return row
 
 
-async def run_stage_async(caller, turns: list[Turn], cfg, prs: dict[str, dict], mode: int, roles: set[str],
+async def run_stage_async(caller, turns: list[Turn], cfg: ChainConfig, prs: dict[str, dict], mode: int, roles: set[str],
                           king_rows: dict[str, dict] | None = None, chal_rows: dict[str, dict] | None = None,
                           label: str = "duel") -> StageResult:
     """Roles not asked for are read from ``king_rows`` / ``chal_rows`` (answers already stored)."""
