@@ -17,7 +17,8 @@ setup(
     version="0.1.0",
     description="Dagster assets that duel coding-agent turns (king vs challenger) under an LLM judge panel",
     packages=find_packages(exclude=["duel_assets_tests", "duel_assets_tests.*"]),
-    package_data={"duel_assets": ["templates/messages/*.md", "data/*", "data/**/*"]},
+    # the LLM message templates; the review page's templates, stylesheet and script
+    package_data={"duel_assets": ["templates/messages/*.md", "data/*", "data/**/*", "templates/review/*.html", "static/review/*"]},
     include_package_data=True,
     python_requires=">=3.11",  # tomllib
     install_requires=[

@@ -127,6 +127,12 @@ def query(home: Path, sql: str, params=None) -> list[tuple]:
     return Warehouse.from_env(home).query(sql, params)
 
 
+def table_rows(value) -> list[dict]:
+    """The rows of a table metadata value (``metadata(...)[name]``) as plain dicts."""
+    assert isinstance(value, dg.TableMetadataValue), f"not a table: {value!r}"
+    return [dict(r.data) for r in value.records]
+
+
 def metadata(result, asset: str) -> dict:
     mats = [e.materialization for e in result.get_asset_materialization_events()
             if e.materialization.asset_key == dg.AssetKey(asset)]

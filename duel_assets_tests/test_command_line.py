@@ -183,6 +183,10 @@ def test_unknown_partitions_are_refused_and_forget_leaves_nothing(tmp_path, fres
     assert "prompts_6_000" in (home / "report" / "report.md").read_text()
     with dg.DagsterInstance.from_config(str(dh)) as inst:
         assert sorted(inst.get_dynamic_partitions("prompt_files")) == ["prompts_6_000", "prompts_6_001"]
+        # its run is gone from the instance too (with its events); the other partition's stays
+        assert [r.tags.get("dagster/partition") for r in inst.get_runs() if r.tags.get("dagster/partition")] == ["prompts_6_000"]
+        assert inst.fetch_materializations(dg.AssetKey("sampled_turns"), limit=10).records[0].partition_key == "prompts_6_000"
+    assert "its 1 run(s) and their events" in gone.stdout
 
 
 def test_the_failure_summary_names_the_underlying_error(duel_env, capsys, monkeypatch):
@@ -226,7 +230,9 @@ def test_ui_picks_free_ports_when_the_defaults_are_taken(duel_env, capsys, monke
             pass  # already taken by something else: just as good
         held.append(s)
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, env, cwd: calls.append((cmd, env)) or 0)
+    from duel_assets.cli import serve
+
+    monkeypatch.setattr(serve, "run_own_group", lambda cmd, env, cwd, **kw: calls.append((cmd, env)) or 0)
     try:
         assert main(["ui"]) == 0
         assert main(["ui", "--port", "3000"]) == 2
@@ -273,5 +279,5 @@ def test_a_train_data_config_runs_with_its_own_judges_and_gate(duel_env, instanc
     assert res.success
     judges = query(duel_env["home"], "SELECT DISTINCT judge FROM duel.judge_scores ORDER BY 1")
     assert [j for j, in judges] == ["standin-judge-1", "standin-judge-fenced"]
-    gate = metadata(res, "duel_verdict")["gate_figures"]
-    assert gate["resamples"] == 300 and gate["min_margin"] == 1.5
+    gate = metadata(res, "duel_verdict")["gate_settings"]
+    assert "min_margin 1.5," in gate and "resamples 300," in gate

@@ -165,3 +165,15 @@ def test_summary_names_generation_judges_and_sources():
     assert rows["generation"].value == "g" and rows["judges"].value == "a, b"
     assert rows["sources[0]"].value == "sera x/y (split train, weight 2)"
     assert rows["pr_records"].value == "bundled sample records" and rows["pr_records"].origin == "default"
+
+
+def test_review_url_is_an_address_without_credentials():
+    assert ChainConfig().review.url is None
+    assert parse_config({"review": {"url": "http://127.0.0.1:8800/"}}).review.url == "http://127.0.0.1:8800"
+    assert parse_config({"review": {"url": "https://review.example.org/duels"}}).review.url == "https://review.example.org/duels"
+    for bad in ("ftp://x", "127.0.0.1:8800", "http://", "http://x:99999", "http://x/?a=1", "http://x/#f", "http://a b"):
+        with pytest.raises(ConfigError, match=r"^review\.url: got .*; allowed: an http:// or https:// address"):
+            parse_config({"review": {"url": bad}})
+    with pytest.raises(ConfigError) as e:  # refused, and the password is not repeated in the error line
+        parse_config({"review": {"url": "http://reviewer:hunter2@x:8800"}})
+    assert "hunter2" not in str(e.value) and "reviewer" not in str(e.value) and "***@x:8800" in str(e.value)

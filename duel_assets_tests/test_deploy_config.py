@@ -23,6 +23,7 @@ def test_deploy_dagster_yaml_loads(tmp_path):
     assert "postgres" in cfg["storage"]
     assert cfg["concurrency"]["runs"]["max_concurrent_runs"] == 16
     assert cfg["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert cfg["run_monitoring"]["enabled"] is True and cfg["run_monitoring"]["max_resume_run_attempts"] == 0
     readme = (ROOT / "README.md").read_text()
     assert "deploy/dagster.yaml" in readme and "Beyond one machine" in readme
 
@@ -37,4 +38,6 @@ def test_the_validation_catches_mistakes(tmp_path):
 
 def test_the_local_instance_yaml_loads(tmp_path):
     (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML)
-    assert validate(tmp_path)["concurrency"]["runs"]["max_concurrent_runs"] == 4
+    cfg = validate(tmp_path)
+    assert cfg["concurrency"]["runs"]["max_concurrent_runs"] == 4
+    assert cfg["run_monitoring"]["enabled"] is True and cfg["run_monitoring"]["start_timeout_seconds"] > 0

@@ -6,8 +6,9 @@ from duel_assets.lib.export.card import render_card
 from duel_assets.lib.export.documents import export_records
 from duel_assets.lib.export.report import render_report
 from duel_assets.lib.settings import METRICS, ChainConfig, GateConfig
+from duel_assets.lib.verdict.metadata import verdict_metadata
 from duel_assets.lib.verdict.replies import CHALLENGER_FIRST, KING_FIRST
-from duel_assets.lib.verdict.verdicts import partition_gate, provenance, verdict_metadata, verdict_rows
+from duel_assets.lib.verdict.verdicts import partition_gate, provenance, verdict_rows
 
 TURNS = [f"t{i}" for i in range(6)]
 CFG = ChainConfig()
@@ -42,7 +43,9 @@ def test_a_turn_with_an_excluded_answer_is_excluded_not_parse_fail():
     assert (g.turns, g.parsed_turns, g.parsed_fraction) == (3, 3, 1.0)
     assert g.excluded == {"king_malformed": 1, "excluded_instance": 1, "no_hidden_info": 1}
     md = verdict_metadata(rows, judgements(9, 1), g, provenance(king, chal, judgements(9, 1)))
-    assert md["excluded_by_reason"] == g.excluded and md["buckets"] == {"final": 3} and "parse-fail" not in md["buckets"]
+    assert {r["reason"]: r["turns"] for r in md["excluded_by_reason"].rows} == g.excluded
+    assert md["buckets"].rows == ({"bucket": "final", "turns": 3, "share": 1.0},)  # no parse-fail row
+    assert (md["dueled"], md["parsed"], md["parse_rate"], md["accepted_share"]) == (3, 3, 1.0, 1.0)
     # the verdict table round-trips through the codec, and the export skips excluded turns
     verdict_df = tables.frame("duel_verdict", rows, "k")
     turns = tables.frame("sampled_turns", [{"turn_id": t, "history": [{"role": "user", "content": "x"}], "reference": {}}

@@ -61,8 +61,8 @@ def test_a_writer_behind_a_stopped_holder_fails_in_time_naming_it(stopped_holder
     waited = time.monotonic() - t0
     assert 2.0 <= waited < 4.0
     msg = str(err.value)
-    assert f"held by PID {pid} for " in msg and "warehouse.lock_timeout_s = 2" in msg and "\n" not in msg
-    held_s = float(msg.split(f"held by PID {pid} for ")[1].split(" s")[0])
+    assert f"held by PID {pid} (-c {db}) since " in msg and "warehouse.lock_timeout_s = 2" in msg and "\n" not in msg
+    held_s = float(msg.split(f"held by PID {pid} (-c {db}) since ")[1].split(" (")[1].split(" s)")[0])
     assert held_s >= 3  # it has held the lock since before we started waiting
     assert holder(f"{db}.lock")["pid"] == pid
 

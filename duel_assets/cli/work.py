@@ -124,4 +124,6 @@ def cmd_demo(args) -> int:
     print(f"per turn:  {paths.home}/{{final,refined,defeat}}/<partition>/")
     print(f"warehouse: {paths.warehouse} (schema duel)")
     print(f"UI:        DUEL_HOME={paths.home} DAGSTER_HOME={env['DAGSTER_HOME']} DUEL_CONFIG={env['DUEL_CONFIG']} make ui")
+    review = "make review-demo" if not args.home else f"DUEL_HOME={paths.home} DUEL_CONFIG={env['DUEL_CONFIG']} make review"
+    print(f"review:    {review}  (the duels side by side, and labels for `calibrate`)")
     return rc

@@ -7,6 +7,7 @@ from typing import TypedDict
 import dagster as dg
 import pandas as pd
 
+from duel_assets.defs.metadata import metadata as readable_metadata
 from duel_assets.defs.partitions import prompt_files
 from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.defs.warehouse import WarehouseResource
@@ -16,11 +17,14 @@ from duel_assets.lib.duel import checks, steps
 from duel_assets.lib.duel.stage import run_stage
 from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
+from duel_assets.lib.readable import Link
+from duel_assets.lib.review.running import partition_url, review_base
 from duel_assets.lib.sampling.pr_records import cached_pr_records, hidden_by_instance, hidden_share
 from duel_assets.lib.sampling.prompt_files import PromptFileError
 from duel_assets.lib.sampling.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
 from duel_assets.lib.verdict import spend, verdicts
+from duel_assets.lib.verdict.metadata import bucketing_line, spend_entries, verdict_metadata
 
 
 # keyword arguments the partitioned assets / the call outputs share, typed so that each reaches its parameter
@@ -200,7 +204,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
 def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame,
                  king_answers: pd.DataFrame, challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame):
     """Per-turn duel score (0-100), bucket and breakdown, or the reason a turn is excluded; the
-    partition's gate, the bucket thresholds, per-judge statistics and who answered in the metadata.
+XX
     Writes the partition's summary and turn detail under `report/` (the gate over all partitions is
     `duel_report`'s)."""
     key = _key(context)
@@ -209,21 +213,18 @@ def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, samp
     g = verdicts.partition_gate(rows, cfg.gate)
     prov = verdicts.provenance(king_answers, challenger_answers, judge_scores)
     written = summary.write_partition_summary(paths, key, g, rows, prov, verdicts.bucketing(cfg))
-    md = {**verdicts.verdict_metadata(rows, judge_scores, g, prov), "bucketing": verdicts.bucketing(cfg)}
     accepted = sum(1 for r in rows if r.get("bucket") in ("final", "refined"))
     cost = spend.spend({"king": king_answers, "challenger": challenger_answers, "judge": judge_scores}, cfg.prices, accepted)
-    # the judge panel's measured quality next to the gate (lib/calibration/evidence.py), or a note
-    # that no calibration of this panel exists
-    evidence = gate_metadata(paths.home, cfg.judges.models)
-    if "judge_calibration_summary" in evidence:
-        evidence["judge_calibration_summary"] = dg.MetadataValue.md(evidence["judge_calibration_summary"])
-    yield dg.Output(tables.frame("duel_verdict", rows, key), metadata={
-        **md,
-        **cost,
-        "per_judge": dg.MetadataValue.md(md["per_judge"]),
-        "score_histogram": dg.MetadataValue.md(md["score_histogram"]),
-        **evidence,
-    })
+    md = {**verdict_metadata(rows, judge_scores, g, prov, cfg.metric_weights),
+          "bucketing": bucketing_line(verdicts.bucketing(cfg)),
+          **spend_entries(cost),
+          # the judge panel's measured quality next to the gate (lib/calibration/evidence.py), or a note
+          # that no calibration of this panel exists
+          **gate_metadata(paths.home, cfg.judges.models)}
+    base = review_base(paths.home, cfg.review.url)  # `duel-assets review` running, or [review] url
+    if base:
+        md["review"] = Link(partition_url(base, key))
+    yield dg.Output(tables.frame("duel_verdict", rows, key), metadata=readable_metadata(md))
     nothing = outcome.delivered_nothing(key, written)
     yield dg.AssetCheckResult(
         asset_key="duel_verdict", check_name="dueled_turns", passed=nothing is None,
@@ -242,7 +243,7 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
     paths, cfg = settings.paths(), settings.config()
     records = documents.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
     g = verdicts.partition_gate(tables.records("duel_verdict", duel_verdict), cfg.gate)
-    done = partition.export_partition(paths, key, records, cfg.export, g.verdict)
+    done = partition.export_partition(paths, key, records, cfg.export, g.verdict, cfg.locks.timeout_s)
     files = partition_files(paths, key)
     context.add_output_metadata({
         "exported": len(done.rows),

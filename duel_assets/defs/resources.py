@@ -63,6 +63,13 @@ class DuelSettings(dg.ConfigurableResource):
             progress=env.progress(), read_environment=False,
         )
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A run that uses the settings records the process executing it (a run whose process dies
+        is then marked failed: ``duel_assets.defs.runs``)."""
+        from duel_assets.defs.runs import record_run_process
+
+        record_run_process(context.instance, context.dagster_run)
+
     def paths(self) -> Paths:
         if self.duel_home or not self.read_environment:
             home = Path(self.duel_home).resolve() if self.duel_home else env.duel_home()

@@ -103,7 +103,7 @@ class Report:
 def write_report(paths: Paths, keys: list[str], cfg: ChainConfig, mode: int) -> Report:
     """report.md and the SFT export's card from the partitions' summaries and manifests (small
     files); shards of partitions that are not in the export are removed."""
-    with file_lock(export_lock_path(paths)):
+    with file_lock(export_lock_path(paths), cfg.locks.timeout_s, what="export", setting="locks.timeout_s"):
         summaries = read_summaries(paths, keys)
         manifests = {k: m for k in summaries if (m := read_manifest(paths, k)) is not None}
         g = overall_gate(summaries, cfg.gate)

@@ -4,7 +4,8 @@ A turn's identity is its ``history_hash`` (what the models see). The index
 (``$DUEL_HOME/history_index.sqlite``) maps every hash to the one prompt file that holds it, and
 remembers every prompt file ever written or loaded. Whoever samples or loads a prompt file does so
 under :meth:`HistoryIndex.locked` (an exclusive ``flock`` on ``history_index.lock``), so two
-processes sampling at once never hand out the same turn. The first prompt file to claim a history
+processes sampling at once never hand out the same turn; the wait for that lock is bounded
+(``locks.timeout_s``) and its error names the holder. The first prompt file to claim a history
 keeps it; any other turn with that history is a ``duplicate_history`` skip.
 """
 from __future__ import annotations
@@ -21,9 +22,10 @@ _CHUNK = 500
 
 
 class HistoryIndex:
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, lock_timeout_s: float | None = None):
         self.path = Path(home) / "history_index.sqlite"
         self.lock_path = Path(home) / "history_index.lock"
+        self.lock_timeout_s = lock_timeout_s  # None: the default of lib.system.locks
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +38,7 @@ class HistoryIndex:
 
     @contextmanager
     def locked(self) -> Iterator[HistoryIndex]:
-        with file_lock(self.lock_path):
+        with file_lock(self.lock_path, self.lock_timeout_s, what="history index", setting="locks.timeout_s"):
             yield self
 
     def owners(self, hashes: Iterable[str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ def sample_prompt_file(home: Path, path: Path, key: str, cfg: ChainConfig, pools
     processes sampling at once never hand out one turn twice). ``resample`` first gives back the
     histories ``key`` held. Raises :class:`sampling.NothingToSample` when nothing unused is left."""
     compile_where(cfg.filters.where)
-    index = HistoryIndex(home)
+    index = HistoryIndex(home, cfg.locks.timeout_s)
     with index.locked():
         if resample:
             index.release(key)
@@ -56,7 +56,7 @@ def load_partition(home: Path, path: Path, key: str, cfg: ChainConfig) -> Loaded
     s = cfg.sampling
     loaded = load_prompt_file(path, max_turns=200, max_bytes=s.max_prompt_file_bytes,
                               max_history_chars=s.max_history_chars, max_obs_chars=s.max_observation_chars)
-    index = HistoryIndex(home)
+    index = HistoryIndex(home, cfg.locks.timeout_s)
     with index.locked():
         dup = set(index.claim(key, [(t.history_hash, t.turn_id) for t in loaded.turns], exact=True))
     if dup:

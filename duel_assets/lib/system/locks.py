@@ -5,22 +5,31 @@ warehouse file holds ``<database>.lock``, so parallel runs on one machine queue 
 instead of failing on DuckDB's own lock; connections are short (one load or one partition write),
 the LLM work happens outside them.
 
-The holder writes its PID and the time it took the lock into the lock file, so a writer that gives
-up after ``timeout_s`` can say who holds the lock and for how long (a process stopped with SIGSTOP,
-or hung, keeps its lock: flock is released only when the holder closes it or dies).
+The holder writes its PID, host, the time it took the lock and its command line into the lock
+file, so a process that gives up after ``timeout_s`` can say who holds the lock, since when and
+what it runs (a process stopped with SIGSTOP, or hung, keeps its lock: flock is released only when
+the holder closes it or dies). The wait polls, so a signal (SIGINT, SIGTERM) ends it at once.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
+from .processes import command_line
+from .settings import scrub
+
 _POLL_S = 0.05
+_TELL_AFTER_S = 2.0
+_log = logging.getLogger(__name__)
+DEFAULT_LOCK_TIMEOUT_S = 600.0  # chain.toml locks.timeout_s and warehouse.lock_timeout_s, when absent
 
 
 class LockTimeout(TimeoutError):
@@ -28,12 +37,13 @@ class LockTimeout(TimeoutError):
 
 
 def holder(path: str | os.PathLike) -> dict:
-    """What the lock file says about its current (or last) holder: pid, host, since (epoch s)."""
+    """What the lock file says about its current (or last) holder: pid, host, since (epoch s), cmd."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
     except OSError:
         return {}
-    out: dict = {}
+    text, _, cmd = text.partition(" cmd=")
+    out: dict = {"cmd": cmd.strip()} if cmd.strip() else {}
     for part in text.split():
         k, _, v = part.partition("=")
         if k in ("pid", "since"):
@@ -51,15 +61,18 @@ def _describe_holder(path: str | os.PathLike) -> str:
     if "pid" not in h:
         return "held by a process that has not written its PID yet"
     where = f" on {h['host']}" if h.get("host") and h["host"] != socket.gethostname() else ""
-    held = f" for {time.time() - h['since']:.0f} s" if "since" in h else ""
-    return f"held by PID {h['pid']}{where}{held}"
+    cmd = f" ({h['cmd']})" if h.get("cmd") else ""
+    held = ""
+    if "since" in h:
+        at = datetime.fromtimestamp(h["since"]).astimezone().isoformat(timespec="seconds")
+        held = f" since {at} ({time.time() - h['since']:.0f} s)"
+    return f"held by PID {h['pid']}{where}{cmd}{held}"
 
 
-def _take(fh, path, timeout_s: float | None, what: str, setting: str | None) -> None:
-    if timeout_s is None:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        return
-    deadline = time.monotonic() + max(0.0, timeout_s)
+def _take(fh, path, timeout_s: float, what: str, setting: str | None, tell_after_s: float) -> None:
+    start = time.monotonic()
+    deadline = start + max(0.0, timeout_s)
+    told = False
     while True:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,24 +85,30 @@ def _take(fh, path, timeout_s: float | None, what: str, setting: str | None) -> 
             raise LockTimeout(
                 f"{what}: lock {path} not free after waiting {timeout_s:g} s{knob}: {_describe_holder(path)}. "
                 "If that process is stopped or hung, end it; if it is working, allow a longer wait.")
+        if not told and time.monotonic() - start >= tell_after_s:
+            told = True  # a wait longer than a moment is said once, with whom it waits for
+            _log.warning("%s: waiting up to %g s for lock %s, %s", what, timeout_s, path, _describe_holder(path))
         time.sleep(_POLL_S)
 
 
 @contextmanager
 def file_lock(path: str | os.PathLike, timeout_s: float | None = None, what: str = "file lock",
-              setting: str | None = None) -> Iterator[None]:
+              setting: str | None = None, tell_after_s: float = _TELL_AFTER_S) -> Iterator[None]:
     """An exclusive flock on ``path`` (created if needed), released on exit or process death.
 
-    ``timeout_s=None`` waits for ever; otherwise :class:`LockTimeout` is raised after that many
-    seconds, naming the holder's PID and how long it has held the lock (``setting`` names the knob
-    that sets the wait, for the message)."""
+    :class:`LockTimeout` is raised after ``timeout_s`` seconds (``None``: the default
+    :data:`DEFAULT_LOCK_TIMEOUT_S`; no wait is endless), naming the holder's PID, command and since
+    when it holds the lock (``setting`` names the knob that sets the wait, for the message). A wait
+longer than ``tell_after_s`` is logged once (a warning naming the holder)."""
+    timeout_s = DEFAULT_LOCK_TIMEOUT_S if timeout_s is None else timeout_s
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "a+") as fh:
-        _take(fh, path, timeout_s, what, setting)
+    with open(path, "a+", encoding="utf-8") as fh:
+        _take(fh, path, timeout_s, what, setting, tell_after_s)
         try:
             fh.seek(0)
             fh.truncate()
-            fh.write(f"pid={os.getpid()} host={socket.gethostname()} since={time.time():.3f}\n")
+            # the command line without any secret value of the environment (a key pasted into an argument)
+            fh.write(f"pid={os.getpid()} host={socket.gethostname()} since={time.time():.3f} cmd={scrub(command_line())}\n")
             fh.flush()
             yield
         finally:
@@ -99,9 +118,6 @@ def file_lock(path: str | os.PathLike, timeout_s: float | None = None, what: str
 def is_local(database: str) -> bool:
     """A DuckDB file on this machine (not MotherDuck, not a DuckLake catalog)."""
     return not str(database).startswith(("md:", "motherduck:", "ducklake:"))
-
-
-DEFAULT_LOCK_TIMEOUT_S = 600.0
 
 
 @contextmanager

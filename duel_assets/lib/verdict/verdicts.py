@@ -1,5 +1,5 @@
 """A partition's verdicts: per-turn duel scores and buckets, the partition gate, per-judge
-statistics, who answered, and the verdict metadata."""
+statistics and who answered (the metadata built from them is :mod:`.metadata`)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import tables
 from ..settings import METRICS, ChainConfig, GateConfig
-from .buckets import bucket_counts, bucket_for, excluded_counts
+from .buckets import bucket_for, excluded_counts
 from .gate import Gate, gate
 from .replies import CHALLENGER_FIRST, KING_FIRST, row_margins
 from .scores import TurnScore, score_turn
@@ -207,27 +207,3 @@ def histogram_markdown(scores: list[float], bins: int = 10, width: int = 40) -> 
 
 def markdown_table(rows: list[dict]) -> str:
     return pd.DataFrame(rows).to_markdown(index=False) if rows else "_none_"
-
-
-def verdict_metadata(rows: list[dict], judge_df: pd.DataFrame, g: Gate, prov: dict) -> dict:
-    """Materialization metadata of a partition's verdicts (``per_judge`` and ``score_histogram`` are
-    Markdown)."""
-    parsed = [r["score"] for r in rows if r["score"] is not None]
-    judge_stats = per_judge_stats(judge_df)
-    note = standin_note(prov)
-    return {
-        "gate": g.verdict,
-        "gate_figures": g.to_dict(),
-        "turns": len(rows), "parsed": len(parsed),
-        "excluded_by_reason": excluded_counts(rows),
-        "mean_score": round(sum(parsed) / len(parsed), 3) if parsed else None,
-        "buckets": bucket_counts(rows),
-        "bucket_notes": dict(Counter(r["bucket_note"] for r in rows if r["bucket_note"])),
-        "per_judge": markdown_table(judge_stats),
-        "per_judge_stats": judge_stats,
-        "metric_win_rates": metric_win_rates(rows),
-        "score_histogram": histogram_markdown(parsed),
-        "standin": prov["standin"],
-        **({"standin_note": note} if note else {}),
-        "served_models": prov["served_models"],
-    }
