@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from duel_assets.cli import common
+from duel_assets.defs.instance import DAGSTER_YAML, EARLIER_YAMLS
 from duel_assets.lib.settings import Paths
 from duel_assets.lib.system.locks import LockTimeout
 
@@ -33,7 +34,7 @@ def _heads(dh: Path) -> int:
 
 def test_a_fresh_home_is_written_created_and_marked_ready(home):
     assert common.ensure_dagster_home(Paths.from_env()) == home
-    assert (home / "dagster.yaml").read_text() == common.DAGSTER_YAML
+    assert (home / "dagster.yaml").read_text() == DAGSTER_YAML
     assert (home / ".duel-instance-ready").read_text() == f"dagster {dg.__version__}\n"
     assert _heads(home) == 1
     with dg.DagsterInstance.from_config(str(home)) as inst:
@@ -42,9 +43,9 @@ def test_a_fresh_home_is_written_created_and_marked_ready(home):
 
 def test_an_earlier_yaml_is_updated_and_a_users_own_is_kept(home):
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text(common._EARLIER_YAMLS[0])
+    (home / "dagster.yaml").write_text(EARLIER_YAMLS[0])
     common.ensure_dagster_home()
-    assert (home / "dagster.yaml").read_text() == common.DAGSTER_YAML
+    assert (home / "dagster.yaml").read_text() == DAGSTER_YAML
     own = "telemetry:\n  enabled: false\n# mine\n"
     (home / "dagster.yaml").write_text(own)
     (home / ".duel-instance-ready").write_text("dagster 0.0.1\n")  # as an older Dagster left it

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .processes import command_line
-from .settings import scrub
+from ..settings import scrub
 
 _POLL_S = 0.05
 _TELL_AFTER_S = 2.0
