@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from .processes import command_line
 from ..settings import scrub
+from .processes import command_line
 
 _POLL_S = 0.05
 _TELL_AFTER_S = 2.0
