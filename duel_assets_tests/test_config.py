@@ -177,3 +177,37 @@ def test_review_url_is_an_address_without_credentials():
     with pytest.raises(ConfigError) as e:  # refused, and the password is not repeated in the error line
         parse_config({"review": {"url": "http://reviewer:hunter2@x:8800"}})
     assert "hunter2" not in str(e.value) and "reviewer" not in str(e.value) and "***@x:8800" in str(e.value)
+
+
+def test_the_configuration_hash_follows_the_settings_not_their_spelling(tmp_path):
+    from duel_assets.lib.settings.origin import config_hash, config_metadata
+
+    a, b, c = tmp_path / "a.toml", tmp_path / "b.toml", tmp_path / "c.toml"
+    a.write_text('[judge]\nmodels = ["j1", "j2"]\n\n[gate]\nmin_margin = 2.0\nresamples = 500\n')
+    b.write_text('# the same settings, written otherwise\n[gate]\nresamples = 500\nmin_margin = 2\n\n[judges]\nmodels = ["j1", "j2"]\n')
+    c.write_text('[judges]\nmodels = ["j1", "j2"]\n\n[gate]\nmin_margin = 2.5\nresamples = 500\n')
+    ca, cb, cc = load_config(a), load_config(b), load_config(c)
+    assert config_hash(ca, 2) == config_hash(cb, 2) != config_hash(cc, 2)
+    assert config_hash(ca, 1) != config_hash(ca, 2)  # DUEL_MODE is part of the configuration
+    assert re.fullmatch(r"[0-9a-f]{16}", config_hash(ca, 2))
+    md = config_metadata(ca, 1, {"DUEL_MODE": "1", "DUEL_CONFIG": str(a), "LLM_API_KEY": "sk-never-shown"})
+    assert md == {"config_hash": config_hash(ca, 1), "config_file": str(a.resolve()),
+                  "config_env": f"DUEL_CONFIG={a} DUEL_MODE=1"}
+    assert config_metadata(ChainConfig(), 2, {}) == {"config_hash": config_hash(ChainConfig(), 2),
+                                                     "config_file": "built-in defaults", "config_env": "none"}
+
+
+def test_a_file_is_parsed_once_for_the_same_bytes_and_again_when_it_changes(tmp_path, monkeypatch):
+    from duel_assets.lib.settings import load
+
+    parsed = []
+    real = load.parse_config
+    monkeypatch.setattr(load, "parse_config", lambda data, origin="<dict>": parsed.append(origin) or real(data, origin))
+    f = tmp_path / "chain.toml"
+    f.write_text("[gate]\nresamples = 700\n")
+    first, again = load_config(f), load_config(f)
+    assert len(parsed) == 1 and first.gate.resamples == again.gate.resamples == 700
+    first.gate.resamples = 1  # each call has a configuration of its own
+    assert load_config(f).gate.resamples == 700 and load_config(f).origin == str(f.resolve())
+    f.write_text("[gate]\nresamples = 800\n")
+    assert load_config(f).gate.resamples == 800 and len(parsed) == 2

@@ -5,7 +5,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from duel_assets.defs.resources import DuelSettings, LLMResource, build_resources
+from duel_assets.defs.resources import LLMResource, build_resources
+from duel_assets.defs.settings import DuelSettings
 from duel_assets.lib.settings import CHUTES_BASE_URL, env, mask_url, resolve_endpoint, secret_values
 
 LIB = Path(__file__).resolve().parents[1] / "duel_assets" / "lib"
@@ -101,7 +102,7 @@ def test_settings_hold_values_and_secrets_as_envvars(clean_env, monkeypatch):
     monkeypatch.setenv("DUEL_HOME", str(clean_env / "home"))
     monkeypatch.setenv("DUEL_MODE", "1")
     s = DuelSettings.from_environment()
-    assert s.duel_home == str(clean_env / "home") and s.duel_mode == 1 and s.read_environment is False
+    assert s.duel_home == str(clean_env / "home") and s.duel_mode == 1 and s.config_env == {"DUEL_MODE": "1"}
     assert s.base_url == CHUTES_BASE_URL  # no variable holds it: Chutes' default
     assert isinstance(s.api_key, dg.EnvVar) and s.api_key.env_var_name == "CHUTES_API_KEY"
 
@@ -119,12 +120,22 @@ def test_settings_hold_values_and_secrets_as_envvars(clean_env, monkeypatch):
         assert "cpk-secret-777" not in repr(run.run_config) and "cpk-secret-777" not in repr(run)
 
 
-def test_bare_settings_still_read_the_environment_when_used(clean_env, monkeypatch):
+def test_settings_read_the_environment_once_and_bare_settings_not_at_all(clean_env, monkeypatch):
+    from duel_assets.lib.settings import ConfigError
+
     monkeypatch.setenv("LLM_BASE_URL", "http://127.0.0.1:1/v1")
     monkeypatch.setenv("LLM_API_KEY", "k-bare")
     monkeypatch.setenv("DUEL_HOME", str(clean_env / "bare"))
-    assert LLMResource().endpoint().api_key == "k-bare"
-    assert DuelSettings().paths().home == clean_env / "bare"
+    llm, s = LLMResource(), DuelSettings.from_environment()
+    monkeypatch.setenv("DUEL_HOME", str(clean_env / "later"))
+    monkeypatch.setenv("DUEL_MODE", "1")
+    assert llm.endpoint().api_key == "k-bare"  # a secret stays an EnvVar, resolved when used
+    assert s.paths().home == clean_env / "bare" and s.mode() == 2  # values were read once, when built
+    bare = DuelSettings()  # built from nothing: the defaults, whatever the environment says
+    assert bare.paths().home == clean_env / ".duel" and bare.mode() == 2
+    assert bare.config().origin == "built-in defaults" and bare.token() is None and not bare.show_progress()
+    with pytest.raises(ConfigError, match="no LLM endpoint configured"):
+        bare.endpoint()
     assert LLMResource(base_url="http://other:2/v1").endpoint().base_url == "http://other:2/v1"
 
 

@@ -30,13 +30,13 @@ def _materialize(inst, key: str, llm, home: Path) -> float:
 
     from duel_assets.defs.assets import ALL_ASSETS
     from duel_assets.defs.io_manager import DuelDuckDBIOManager
-    from duel_assets.defs.resources import DuelSettings
+    from duel_assets.defs.settings import DuelSettings
     from duel_assets.defs.warehouse import WarehouseResource
 
     warehouse = WarehouseResource(target=str(home / "warehouse.duckdb"))
     t0 = time.monotonic()
     res = dg.materialize(ALL_ASSETS, partition_key=key, instance=inst, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-                         resources={"settings": DuelSettings(), "llm": llm, "warehouse": warehouse,
+                         resources={"settings": DuelSettings.from_environment(), "llm": llm, "warehouse": warehouse,
                                     "io_manager": DuelDuckDBIOManager(warehouse=warehouse)})
     assert res.success
     return time.monotonic() - t0
@@ -45,7 +45,8 @@ def _materialize(inst, key: str, llm, home: Path) -> float:
 def bench_warm_rerun(tmp: Path) -> dict:
     import dagster as dg
 
-    from duel_assets.defs.resources import DuelSettings, LLMResource
+    from duel_assets.defs.resources import LLMResource
+    from duel_assets.defs.settings import DuelSettings
     from duel_assets.lib.calls import CallStore, LLMCaller
     from duel_assets.lib.settings import ChainConfig, Paths
 
@@ -91,7 +92,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
             def caller(self, cfg: ChainConfig, paths: Paths, log):
                 return LLMCaller(self.endpoint(), cfg.calls, MemoryStore(), log=log)
 
-        skipped = _materialize(inst, key, SkippedModel(settings=DuelSettings()), home)
+        skipped = _materialize(inst, key, SkippedModel(settings=DuelSettings.from_environment()), home)
         out.update(pipeline_cold_s=round(cold, 3), pipeline_warm_s=round(warm, 3), pipeline_model_skipped_s=round(skipped, 3),
                    warm_rerun_calls=warm_calls, warm_rerun_ratio=round(warm / skipped, 3))
         out.update(bench_ui_run(tmp, home, key, base))

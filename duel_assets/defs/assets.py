@@ -9,7 +9,8 @@ import pandas as pd
 
 from duel_assets.defs.metadata import metadata as readable_metadata
 from duel_assets.defs.partitions import prompt_files
-from duel_assets.defs.resources import DuelSettings, LLMResource
+from duel_assets.defs.resources import LLMResource
+from duel_assets.defs.settings import DuelSettings
 from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib import tables
 from duel_assets.lib.calibration.evidence import gate_metadata
@@ -85,6 +86,7 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
     source_skips = Counter(loaded.meta.get("skipped") or {})
     rows = tables.turn_rows(loaded.turns)
     context.add_output_metadata({
+        **settings.config_metadata(cfg),
         "turns": len(rows),
         "origin": origin,
         "prompt_file": dg.MetadataValue.path(str(pf)),
@@ -120,7 +122,7 @@ def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sample
     share = hidden_share(sampled_turns["instance_id"], df)
     if share["instances_missing"]:
         context.log.warning(f"{share['instances_missing']} of {len(ids)} instances have no hidden record")
-    context.add_output_metadata({**share, "cache_hit": hit,
+    context.add_output_metadata({**settings.config_metadata(cfg), **share, "cache_hit": hit,
                                  "sources": [s.path for s in cfg.pr_records.specs] or ["bundled sample records"]})
     return tables.frame("pr_records", df.to_dict("records"), key)
 
@@ -178,7 +180,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
         if role not in roles:
             continue
         asset, rows, stats = ROLE_ASSETS[role], result.rows[role], result.stats[role]
-        md = steps.role_metadata(role, rows, stats, cfg)
+        md = {**settings.config_metadata(cfg), **steps.role_metadata(role, rows, stats, cfg)}
         if "per_judge" in md:
             md["per_judge"] = dg.MetadataValue.md(md["per_judge"])
         reason = steps.too_many_failures(asset, stats, cfg)
@@ -204,7 +206,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
 def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame,
                  king_answers: pd.DataFrame, challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame):
     """Per-turn duel score (0-100), bucket and breakdown, or the reason a turn is excluded; the
-XX
+    partition's gate, the bucket thresholds, per-judge statistics and who answered in the metadata.
     Writes the partition's summary and turn detail under `report/` (the gate over all partitions is
     `duel_report`'s)."""
     key = _key(context)
@@ -215,7 +217,8 @@ XX
     written = summary.write_partition_summary(paths, key, g, rows, prov, verdicts.bucketing(cfg))
     accepted = sum(1 for r in rows if r.get("bucket") in ("final", "refined"))
     cost = spend.spend({"king": king_answers, "challenger": challenger_answers, "judge": judge_scores}, cfg.prices, accepted)
-    md = {**verdict_metadata(rows, judge_scores, g, prov, cfg.metric_weights),
+    md = {**settings.config_metadata(cfg),
+          **verdict_metadata(rows, judge_scores, g, prov, cfg.metric_weights),
           "bucketing": bucketing_line(verdicts.bucketing(cfg)),
           **spend_entries(cost),
           # the judge panel's measured quality next to the gate (lib/calibration/evidence.py), or a note
@@ -246,6 +249,7 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
     done = partition.export_partition(paths, key, records, cfg.export, g.verdict, cfg.locks.timeout_s)
     files = partition_files(paths, key)
     context.add_output_metadata({
+        **settings.config_metadata(cfg),
         "exported": len(done.rows),
         "by_bucket": dict(Counter(r["bucket"] for r in done.rows)),
         "sft_rows": done.sft["rows"],
