@@ -46,6 +46,8 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
+            # a per-test time limit (pyproject.toml), so that a hung test fails instead of holding the suite
+            "pytest-timeout==2.4.0",
             # `make lint`
             "ruff==0.17.6",
             "mypy==2.4.1",

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -10,17 +9,13 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from duel_assets.devtools.ports import free_port
+
 LATENCY_MS = 200.0
 CONCURRENCY = 64
 TURNS = 200
 TRIALS = 3  # runs of the LLM stage; the median is reported
 PRICES = {"prompt": 0.60, "completion": 2.50, "cached_prompt": 0.15}  # USD per 1M tokens (an example price list)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

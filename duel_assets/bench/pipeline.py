@@ -16,9 +16,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from duel_assets.devtools.ports import free_port
 from duel_assets.devtools.webserver import GraphQLError, Webserver
 
-from .common import CONCURRENCY, LATENCY_MS, TURNS, bench_source, free_port, standin_process, standin_stats, write_config
+from .common import CONCURRENCY, LATENCY_MS, TURNS, bench_source, standin_process, standin_stats, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ["sampled_turns", "pr_records", "king_answers", "challenger_answers", "judge_scores", "duel_verdict",
