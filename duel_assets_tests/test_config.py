@@ -1,5 +1,4 @@
 """chain.toml: typed, strict, ranged; one line per problem naming the key; train_data's names."""
-import re
 from pathlib import Path
 
 import pytest
@@ -85,13 +84,6 @@ def test_strict_types_never_coerce():
                 {"judges": {"token_limits": {"gpt-4o-mini": True}}}, {"sources": {"format": "swe_zero"}}):
         with pytest.raises(ConfigError):
             parse_config(bad)
-
-
-def test_readme_toml_blocks_all_parse():
-    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    assert blocks, "the README has a chain.toml example"
-    for block in blocks:
-        parse_config(tomllib.loads(block), "README.md")
 
 
 def test_shipped_examples_load():
