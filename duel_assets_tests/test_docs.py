@@ -196,3 +196,29 @@ def test_the_readme_is_short_and_has_a_table_of_contents():
     sections = [slug(m.group(1)) for line in lines if (m := re.match(r"## (.*)", line))]
     toc = set(LINK.findall(prose(readme)))
     assert sections and all(f"#{s}" in toc for s in sections), sections
+
+
+REPO_PATH = re.compile(r"(?<![\w/.~$])((?:duel_assets(?:_tests)?|deploy|examples|docs)/[\w./-]*[\w/])")
+
+
+def repo_paths(page: Path) -> set[str]:
+    """Paths inside the repository the page names (in prose or code): ``duel_assets/...`` and the like."""
+    return {m.rstrip("/.") for m in REPO_PATH.findall(page.read_text(encoding="utf-8"))}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=rel)
+def test_every_repository_path_named_exists(page):
+    bad = sorted(p for p in repo_paths(page) if "<" not in p and "*" not in p and not (ROOT / p).exists())
+    assert not bad, f"{rel(page)} names paths that do not exist: {bad}"
+
+
+def test_the_path_checker_sees_paths():
+    assert "duel_assets/data/demo_chain.toml" in repo_paths(ROOT / "docs" / "configuration.md")
+    assert "duel_assets/duckdb_extensions" not in repo_paths(ROOT / "docs" / "configuration.md")  # under ~/.cache
+
+
+def test_every_make_target_named_exists():
+    targets = set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.M))
+    named = {t for page in PAGES for t in re.findall(r"`make ([a-z][\w-]*)", page.read_text(encoding="utf-8"))}
+    assert {"demo", "test"} <= named
+    assert not sorted(named - targets), f"make targets named in the docs but not in the Makefile: {sorted(named - targets)}"
