@@ -21,6 +21,7 @@ import pytest
 
 from duel_assets.lib import processes
 from duel_assets.lib.locks import holder
+from duel_assets.lib.standin.server import StandinServer
 from duel_assets.lib.webserver import Webserver
 from duel_assets_tests.conftest import TEST_CHAIN
 from duel_assets_tests.test_command_line import cli, cli_env
@@ -270,7 +271,13 @@ def _latest_check_runs(dh: Path) -> dict[tuple[str, str], str | None]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="walks /proc for the UI's processes")
-def test_kill_9_then_forget_then_the_ui_queue_its_view_and_its_stop(tmp_path, fresh_standin):
+def test_kill_9_then_forget_then_the_ui_queue_its_view_and_its_stop(tmp_path):
+    # a stand-in of its own: the replies it holds back for the killed runs reach no other test's counts
+    with StandinServer(retry_after_s=0.05) as own:
+        _kill_9_then_forget_then_the_ui(tmp_path, own)
+
+
+def _kill_9_then_forget_then_the_ui(tmp_path, fresh_standin):
     env = cli_env(tmp_path, base_url=fresh_standin.base_url)
     env["DUEL_PROGRESS"] = "0"
     dh = Path(env["DAGSTER_HOME"])
@@ -278,7 +285,10 @@ def test_kill_9_then_forget_then_the_ui_queue_its_view_and_its_stop(tmp_path, fr
     assert good.returncode == 0, good.stderr[-3000:]
 
     # five `run`s of another partition, each killed with SIGKILL while its LLM calls are under way
-    fresh_standin.state.latency_ms = 3000
+    # the stand-in holds every reply far longer than the test waits: no call of a killed run completes, so
+    # none is stored and each new run still has its calls to make (a reply completing just before the
+    # kill would let a later run find all it needs in the call store and finish before it is killed)
+    fresh_standin.state.latency_ms = 120_000
     killed = []
     try:
         with dg.DagsterInstance.from_config(str(dh)) as inst:
@@ -287,9 +297,11 @@ def test_kill_9_then_forget_then_the_ui_queue_its_view_and_its_stop(tmp_path, fr
                 mine = dg.RunsFilter(tags={"duel/pid": str(proc.pid)}, statuses=[dg.DagsterRunStatus.STARTED])
                 _wait_for("the run to start", lambda f=mine, p=proc: inst.get_runs(filters=f) or p.poll() is not None,
                           timeout=300, every=0.2)
-                seen = len(fresh_standin.state.log)  # then one more request: its LLM calls are under way
-                _wait_for("a request", lambda n=seen, p=proc: len(fresh_standin.state.log) > n or p.poll() is not None,
-                          timeout=300)
+                # then one more request arrives (counted on arrival, unlike the log, which a killed run's
+                # replies still reach when they complete): its LLM calls are under way
+                seen = fresh_standin.state.stats()["requests"]
+                _wait_for("a request", lambda n=seen, p=proc: fresh_standin.state.stats()["requests"] > n
+                          or p.poll() is not None, timeout=300)
                 assert proc.poll() is None, proc.communicate()[1][-3000:]
                 proc.kill()
                 proc.wait()
