@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DUEL_HOME ?= $(CURDIR)/.duel
 
-.PHONY: install demo lint test test-reliability test-ui test-scale ui review review-demo bench standin constraints clean
+.PHONY: install demo lint test test-unit test-reliability test-ui test-scale ui review review-demo bench standin constraints clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,8 +23,14 @@ lint: $(STAMP)
 	$(BIN)/mypy duel_assets
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
+# The tests are tiered by folder under duel_assets_tests/: unit, integration, e2e, and the heavy
+# reliability, ui and scale, which `make test` leaves to their own targets.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not reliability and not ui and not scale"
+
+# plain logic only: no server, no Dagster instance, no subprocess
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q duel_assets_tests/unit
 
 # the heavy ones: faults across the whole graph, kill -9 and re-run, parallel writer processes
 test-reliability: $(STAMP)

@@ -14,7 +14,7 @@ from duel_assets.defs.report import duel_report, report_automation_sensor
 from duel_assets.defs.resources import build_resources
 from duel_assets.defs.runs import dead_run_sensor
 from duel_assets.defs.sensors import ALL_SENSORS
-from duel_assets.lib.settings import ConfigError, env, load_config
+from duel_assets.lib.settings import ConfigError, env
 
 
 class InvalidConfiguration(Exception):
@@ -25,8 +25,8 @@ class InvalidConfiguration(Exception):
 def defs() -> dg.Definitions:
     env.apply_environment()
     try:
-        load_config()
         resources = build_resources()
+        resources["settings"].config()  # a chain.toml that does not validate stops the location here
     except ConfigError as e:
         lines = "\n".join(f"  {line}" for line in e.errors)
         raise InvalidConfiguration(f"duel_assets configuration is not valid; fix it and reload the code location:\n"

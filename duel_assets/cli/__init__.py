@@ -15,10 +15,6 @@ import sqlite3
 import sys
 
 from duel_assets.cli import calibrate, review
-from duel_assets.cli.common import DAGSTER_YAML, ensure_dagster_home, register_partitions
-
-__all__ = ["DAGSTER_YAML", "build_parser", "ensure_dagster_home", "main", "register_partitions"]
-
 
 DEMO_DESCRIPTION = (
     "Run the whole graph on the bundled samples against the offline stand-in (its answers and verdicts are NOT "

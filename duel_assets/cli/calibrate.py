@@ -72,7 +72,7 @@ def _stage(src: Path, home: Path, key: str, replace: bool) -> Path:
 def cmd_calibrate(args) -> int:
     from duel_assets.lib.calibration.pairs import CalibrationFileError, read_set
     from duel_assets.lib.calibration.report import load_summary, render_markdown, result_path
-    from duel_assets.lib.llm import require_endpoint
+    from duel_assets.lib.calls import require_endpoint
     from duel_assets.lib.settings import ConfigError, Paths, load_config, resolve_endpoint, validate_partition_key
 
     src = Path(args.file)

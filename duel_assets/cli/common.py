@@ -7,36 +7,9 @@ import re
 import sys
 from pathlib import Path
 
+from duel_assets.defs.instance import DAGSTER_YAML, EARLIER_YAMLS
 from duel_assets.lib.settings import Paths, scrub
 
-DAGSTER_YAML = """\
-# Written by duel-assets. The DuckDB warehouse takes one writer at a time: the IO manager retries
-# on the lock, and the run queue keeps the number of runs writing at once small.
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 4
-# The daemon (`duel-assets ui`) fails runs that never start or never finish cancelling. Runs whose
-# process ended without saying so (kill -9, OOM, reboot) are failed by the dead_run_sensor and by
-# every duel-assets command at its start (each run records its process: tags duel/pid, duel/host).
-run_monitoring:
-  enabled: true
-  start_timeout_seconds: 180
-  cancel_timeout_seconds: 180
-  max_resume_run_attempts: 0
-  poll_interval_seconds: 60
-"""
-# what earlier versions wrote: such a file is brought up to date; any other file is the user's own
-_EARLIER_YAMLS = ("""\
-# Written by duel-assets. The DuckDB warehouse takes one writer at a time: the IO manager retries
-# on the lock, and the run queue keeps the number of runs writing at once small.
-telemetry:
-  enabled: false
-concurrency:
-  runs:
-    max_concurrent_runs: 4
-""",)
 _READY = ".duel-instance-ready"  # written once the instance's storages exist and are migrated
 _INIT_LOCK = ".duel-instance.lock"
 
@@ -50,8 +23,8 @@ def errors_out(lines: list[str], code: int = 2) -> int:
 def lock_wait_s() -> float:
     """``locks.timeout_s`` of chain.toml; the default when the file does not validate (the command
     that needs the configuration reports it)."""
-    from duel_assets.lib.locks import DEFAULT_LOCK_TIMEOUT_S
     from duel_assets.lib.settings import ConfigError, load_config
+    from duel_assets.lib.system.locks import DEFAULT_LOCK_TIMEOUT_S
 
     try:
         return float(load_config().locks.timeout_s)
@@ -76,8 +49,8 @@ def ensure_dagster_home(paths: Paths | None = None) -> Path:
     cfg, ready = home / "dagster.yaml", home / _READY
     if _current(cfg) and ready.is_file() and ready.read_text() == _ready_stamp():
         return home
-    from duel_assets.lib.files import write_text_atomic
-    from duel_assets.lib.locks import file_lock
+    from duel_assets.lib.system.files import write_text_atomic
+    from duel_assets.lib.system.locks import file_lock
 
     with file_lock(home / _INIT_LOCK, lock_wait_s(), what=f"Dagster instance {home}", setting="locks.timeout_s",
                    tell_after_s=20):  # setting up a fresh instance takes seconds
@@ -93,7 +66,7 @@ def ensure_dagster_home(paths: Paths | None = None) -> Path:
 def _current(cfg: Path) -> bool:
     """The dagster.yaml is there and is not one an earlier version wrote (the user's own is kept)."""
     try:
-        return cfg.read_text() not in _EARLIER_YAMLS
+        return cfg.read_text() not in EARLIER_YAMLS
     except FileNotFoundError:
         return False
 

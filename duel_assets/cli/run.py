@@ -47,7 +47,7 @@ def cmd_run(args) -> int:
     if problems:
         return errors_out(problems)
 
-    from duel_assets.lib.llm import require_endpoint
+    from duel_assets.lib.calls import require_endpoint
     from duel_assets.lib.watch import scan_prompt_dir
 
     ep = require_endpoint(resolve_endpoint())
@@ -106,7 +106,7 @@ def _in_children(targets: list[str], parallel: int, resample: bool, paths: Paths
     from tqdm import tqdm
 
     from duel_assets.lib.calls.store_pg import open_store
-    from duel_assets.lib.processes import guarded
+    from duel_assets.lib.system.processes import guarded
 
     store = open_store(paths.call_cache)
     calls_before = store.count()

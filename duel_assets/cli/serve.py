@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from duel_assets.cli.common import instance
-from duel_assets.lib.processes import end_with_parent, run_own_group
 from duel_assets.lib.settings import ConfigError, Paths, mask_url, resolve_endpoint
 from duel_assets.lib.settings.preflight import validate_for_work
+from duel_assets.lib.system.processes import end_with_parent, run_own_group
 
 UI_PORT, STANDIN_PORT = 3000, 8765
 STOP_GRACE_S = 12.0  # SIGTERM to the Dagster processes, then SIGKILL to what is left
@@ -39,7 +39,7 @@ def pick_port(host: str, wanted: int | None, default: int, option: str) -> int:
 
 
 def start_standin(wanted: int | None):
-    from duel_assets.lib.standin import StandinServer
+    from duel_assets.devtools.standin import StandinServer
 
     try:
         return StandinServer(port=wanted if wanted is not None else STANDIN_PORT).start()
@@ -87,7 +87,7 @@ def cmd_ui(args) -> int:
 
 
 def cmd_standin(args) -> int:
-    from duel_assets.lib.standin import serve_forever
+    from duel_assets.devtools.standin import serve_forever
 
     if not port_free("127.0.0.1", args.port):
         raise ConfigError(f"--port {args.port}: already in use on 127.0.0.1; allowed: a free port")

@@ -15,7 +15,7 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, As
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._serdes import serialize_value
 
-from duel_assets.lib.processes import gone, identity
+from duel_assets.lib.system.processes import gone, identity
 
 _PREFIX = "duel/"
 _KEYS = ("pid", "host", "started")

@@ -1,10 +1,10 @@
-"""Everything ``exported_buckets`` writes for one partition. No Dagster imports."""
+"""Everything ``exported_buckets`` writes for one partition."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..locks import file_lock
 from ..settings import ExportConfig, Paths
+from ..system.locks import file_lock
 from .documents import write_documents
 from .paths import export_lock_path
 from .sft import write_partition_sft

@@ -1,4 +1,4 @@
-"""report.md and the export's card over all partitions: ``duel_report``'s work. No Dagster imports."""
+"""report.md and the export's card over all partitions: ``duel_report``'s work."""
 from __future__ import annotations
 
 import os
@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..files import write_text_atomic
-from ..locks import file_lock
-from ..scoring import Gate, gate
 from ..settings import BUCKETS, METRICS, ChainConfig, GateConfig, Paths
-from ..verdicts import bucketing, merge_provenance, standin_note
+from ..system.files import write_text_atomic
+from ..system.locks import file_lock
+from ..verdict.gate import Gate, gate
+from ..verdict.verdicts import bucketing, merge_provenance, standin_note
 from .card import write_card
 from .markdown import bucketing_lines, fmt, gate_lines, gate_table, models_line
 from .paths import export_lock_path
