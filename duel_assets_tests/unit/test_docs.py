@@ -222,3 +222,13 @@ def test_every_make_target_named_exists():
     named = {t for page in PAGES for t in re.findall(r"`make ([a-z][\w-]*)", page.read_text(encoding="utf-8"))}
     assert {"demo", "test"} <= named
     assert not sorted(named - targets), f"make targets named in the docs but not in the Makefile: {sorted(named - targets)}"
+
+
+def test_the_readme_lists_every_make_target():
+    phony = re.search(r"^\.PHONY:(.*)$", (ROOT / "Makefile").read_text(encoding="utf-8"), flags=re.M)
+    assert phony
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| `make ...` |"):]
+    table = table[:table.index("\n\n")]
+    missing = [t for t in phony.group(1).split() if f"`{t}`" not in table]
+    assert not missing, f"make targets missing from the README's table: {missing}"
