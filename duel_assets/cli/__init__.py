@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample N turns into prompt files of <= 200 and register them",
                        description="Sample turns from the configured sources into prompt files of at most 200 turns "
                                    "($DUEL_HOME/prompt/<stem>_<N>_<i>.json) and register each as a partition. No LLM "
-                                   "call is made. Exits 1 when it delivers no turn.")
+                                   "call is made. Exits 3 when it delivers no turn.")
     s.add_argument("--prompts", type=_positive, help="number of turns (default: sampling.prompts)")
     s.add_argument("--per-file", type=_per_file, help="turns per prompt file, 1-200 (default: sampling.turns_per_file)")
     s.add_argument("--stem", default="prompts", help="file name stem: files are <stem>_<N>_<i>.json (default: prompts)")
@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="register new prompt files and materialize the whole graph",
                        description="Register new prompt files as partitions, materialize the whole graph for each "
                                    "partition (its LLM calls are paid for), then duel_report. Ends with one line per "
-                                   "partition (turns dueled, buckets, exclusions, gate); exits 1 when a step fails or "
-                                   "a partition dueled no turn.")
+                                   "partition (turns dueled, buckets, exclusions, gate); exits 1 when a step fails, 3 "
+                                   "when a partition dueled no turn.")
     r.add_argument("--partition", action="append", metavar="KEY",
                    help="partition key (repeatable; default: all); a key with neither a prompt file nor a "
                         "registered partition is refused unless --sample-new is given")

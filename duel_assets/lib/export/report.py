@@ -85,8 +85,8 @@ def calibration_lines(paths: Paths, panel: list[str]) -> list[str]:
 
     ev = latest_calibration(paths.home, panel)
     if ev is None:
-        return [f"Judge panel calibration: none for this panel ({', '.join(panel)}); see the README, "
-                "\"Calibrating the judges\"."]
+        return [f"Judge panel calibration: none for this panel ({', '.join(panel)}); measure it "
+                "with `duel-assets calibrate` (docs/calibration.md)."]
     return ev.lines()
 
 
