@@ -95,13 +95,54 @@ def _canonical_message(m: dict) -> dict:
     return out
 
 
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _dumps(value) -> bytes:
+    return _CANONICAL_JSON.encode(value).encode("utf-8", "surrogatepass")
+
+
+_SHORT_ESCAPES = ((b"\\", b"\\\\"), (b'"', b'\\"'), (b"\n", b"\\n"), (b"\r", b"\\r"), (b"\t", b"\\t"))
+# every byte to 1 but the control characters JSON writes as \u00XX, \b or \f, to 0
+_OTHER_CONTROL = bytes(0 if c < 0x20 and c not in b"\t\n\r" else 1 for c in range(256))
+
+
+def _json_string(s: str) -> bytes:
+    """``_dumps(s)`` for a string, escaped on its UTF-8 bytes: the bytes below 0x80 are the ASCII
+    characters themselves, so replacing the ones JSON escapes there gives the same bytes, faster than
+    the JSON encoder escapes a long text."""
+    b = s.encode("utf-8", "surrogatepass")
+    if 0 in b.translate(_OTHER_CONTROL):  # rare: left to the encoder
+        return _dumps(s)
+    for ch, esc in _SHORT_ESCAPES:
+        b = b.replace(ch, esc)
+    return b'"' + b + b'"'
+
+
+def _message_json(m: dict) -> bytes:
+    """``_dumps(_canonical_message(m))``: its content escaped by :func:`_json_string` ("content"
+    sorts before "role" and "tool_calls"), the rest by the encoder."""
+    content = m.get("content") or ""
+    if not isinstance(content, str):
+        return _dumps(_canonical_message(m))
+    role = m.get("role")
+    tail = _ROLE_TAILS.get(role) if isinstance(role, str) and not m.get("tool_calls") else None
+    if tail is None:
+        rest = _canonical_message(m)
+        del rest["content"]
+        tail = b"," + _dumps(rest)[1:]
+    return b'{"content":' + _json_string(content) + tail
+
+
+_ROLE_TAILS = {r: b"," + _dumps({"role": r})[1:] for r in ("system", "user", "assistant", "tool")}
+
+
 def history_hash(history: list[dict], tools: list[dict] | None) -> str:
     """A turn's identity: sha256 of the canonical JSON of what the models see — the history
     (role, content, tool calls by name and arguments; tool-call ids are per-run noise and left out)
-    and the tools."""
-    doc = {"history": [_canonical_message(m) for m in history], "tools": tools or None}
-    data = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
+    and the tools: ``{"history":[...],"tools":...}``, keys sorted, no spaces, UTF-8."""
+    doc = b'{"history":[' + b",".join(map(_message_json, history)) + b'],"tools":' + _dumps(tools or None) + b"}"
+    return hashlib.sha256(doc).hexdigest()
 
 
 def visible(m: dict) -> dict:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..settings import ChainConfig, ConfigError, SourceSpec, validate_partition_key
 from ..turn import Turn
-from .blocks import Block, blocks_for, read_local_block, total_bytes
+from .blocks import Block, ReadAhead, blocks_for, total_bytes
 from .cutter import Cutter, Pool
 from .prompt_files import PROMPT_FILE_VERSION
 from .row_filter import compile_where
@@ -180,17 +180,22 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
     cut = Cutter(spec, cfg, pool)
     take = _Taker(count, taken)
     read: list[Block] = []
-    for j in scan_order(key, per_window, len(blocks)):
-        if take.full or len(read) >= per_window * MAX_WINDOW_FACTOR:
-            break
-        b = blocks[order[j]]
-        read.append(b)
-        rows = list(_read_block(b))
-        random.Random(f"{seed}:{path_identity(b.path)}:{b.index}").shuffle(rows)
-        for turns in cut.turns(rows, tpt):
-            take.offer(turns)
-            if take.full:
-                break
+    limit = per_window * MAX_WINDOW_FACTOR
+    positions = scan_order(key, per_window, len(blocks))
+    j = next(positions, None)
+    with ReadAhead() as ahead:
+        while j is not None and not take.full and len(read) < limit:
+            b = blocks[order[j]]
+            read.append(b)
+            j = next(positions, None)
+            # the next block is read for sure when this one cannot fill the window (<= tpt turns a row)
+            then = blocks[order[j]] if j is not None and len(read) < limit and count - len(take.chosen) > b.rows * tpt else None
+            rows = _read_remote_block(b) if b.remote else ahead.rows(b, then)
+            random.Random(f"{seed}:{path_identity(b.path)}:{b.index}").shuffle(rows)
+            for turns in cut.turns(rows, tpt):
+                take.offer(turns)
+                if take.full:
+                    break
     start = window_start(key, per_window, len(blocks))
     info = {"mode": mode, "blocks_total": len(blocks), "blocks_read": len(read), "block_window": [start, start + per_window],
             "block_bytes": sum(b.size for b in read), "files_read": len({b.path for b in read}),
@@ -203,12 +208,10 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
     return SourceWindow(take.chosen, info, pool.skipped + take.skipped)
 
 
-def _read_block(b: Block):
-    if b.remote:
-        from .hub import read_remote_row_group
+def _read_remote_block(b: Block) -> list:
+    from .hub import read_remote_row_group
 
-        return read_remote_row_group(b.path, b.index)
-    return read_local_block(b)
+    return read_remote_row_group(b.path, b.index)
 
 
 def source_blocks(spec: SourceSpec, cfg: ChainConfig, mode: str, cache_dir: Path | None) -> list[Block]:
