@@ -8,6 +8,7 @@ when no file exists.
 """
 from .base import (
     BUCKETS,
+    MATCH_WAYS,
     METRICS,
     PARTITION_KEY_PATTERN,
     PR_RECORD_FORMATS,
@@ -21,9 +22,11 @@ from .load import ALIASES, load_config, parse_config
 from .model import (
                    BucketConfig,
                    CalibrationConfig,
+                   BenchmarkSpec,
                    CallsConfig,
                    ChainConfig,
                    ChecksConfig,
+                   DecontaminationConfig,
                    ExportConfig,
                    FiltersConfig,
                    GateConfig,
@@ -31,6 +34,7 @@ from .model import (
                    HiddenInfoConfig,
                    JudgeConfig,
                    LeakageConfig,
+                   NearDuplicatesConfig,
                    PRRecordsConfig,
                    PRRecordSpec,
                    ReviewConfig,
@@ -42,7 +46,7 @@ from .paths import Paths
 from .secrets import call_store_kind, endpoint_id, redact
 
 __all__ = [
-    "ALIASES", "BUCKETS", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "PR_RECORD_FORMATS", "SOURCE_FORMATS",
+    "ALIASES", "BUCKETS", "MATCH_WAYS", "BenchmarkSpec", "DecontaminationConfig", "NearDuplicatesConfig", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "PR_RECORD_FORMATS", "SOURCE_FORMATS",
     "BucketConfig",
     "CalibrationConfig", "CallsConfig", "ChainConfig", "ChecksConfig", "ConfigError", "Endpoint", "ExportConfig",
     "FiltersConfig", "GateConfig", "GenerationConfig", "HiddenInfoConfig", "JudgeConfig", "LeakageConfig", "MetricName", "Paths",
