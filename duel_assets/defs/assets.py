@@ -13,8 +13,10 @@ from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib import checks, duel, spend, tables, verdict_metadata, verdicts
 from duel_assets.lib.calibration.evidence import gate_metadata
+from duel_assets.lib.curation import records as curation_records
 from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
+from duel_assets.lib.files import write_json_atomic
 from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
 from duel_assets.lib.prompt_files import PromptFileError
 from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
@@ -80,6 +82,9 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
         raise dg.Failure(description=str(e)) from None
     source_skips = Counter(loaded.meta.get("skipped") or {})
     rows = tables.turn_rows(loaded.turns)
+    at_load = loaded.meta.get("decontamination_at_load") or {}
+    curation = curation_records.partition_record(loaded.meta, at_load, len(rows))
+    write_json_atomic(partition_files(paths, key).curation, curation)
     context.add_output_metadata({
         "turns": len(rows),
         "origin": origin,
@@ -94,6 +99,10 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
         "by_license": dict(Counter(t.license or "(none in row)" for t in loaded.turns)),
         "with_row_hidden_info": sum(1 for t in loaded.turns if t.hidden),
         "trimmed_histories": sum(t.trimmed for t in loaded.turns),
+        # decontamination: rows the sampler dropped, and turns this load excluded (no call is made for them) or tagged
+        "contaminated_excluded": sum(1 for t in loaded.turns if t.excluded_reason),
+        "contaminated_by_benchmark": curation_records.metadata_counts(curation),
+        "curation_record": dg.MetadataValue.path(str(partition_files(paths, key).curation)),
     })
     return tables.frame("sampled_turns", rows, key)
 

@@ -55,17 +55,22 @@ class Turn:
     source_meta: dict = field(default_factory=dict)
     hidden: dict | None = None
     history_hash: str = ""
+    contamination: list[str] | None = None  # <benchmark>:<way> of each benchmark it matches whose policy is tag
+    excluded_reason: str | None = None  # contaminated:<benchmark>:<way>: never dueled
 
     def __post_init__(self):
         if not self.history_hash:
             self.history_hash = history_hash(self.history, self.tools)
 
     def to_record(self) -> dict:
-        return {f: getattr(self, f) for f in TURN_FIELDS}  # shallow: histories are shared, not copied
+        rec = {f: getattr(self, f) for f in TURN_FIELDS}  # shallow: histories are shared, not copied
+        rec.update({f: getattr(self, f) for f in OPTIONAL_FIELDS if getattr(self, f)})
+        return rec
 
 
 TURN_FIELDS = ("turn_id", "instance_id", "repo", "source", "traj_id", "step", "protocol", "history", "reference",
                "tools", "outcome", "trimmed", "license", "reward", "source_meta", "hidden", "history_hash")
+OPTIONAL_FIELDS = ("contamination", "excluded_reason")  # in a record only when set
 
 
 def _canonical_message(m: dict) -> dict:
@@ -218,7 +223,14 @@ def turn_from_record(rec: Any, max_history_chars: int = 0, max_obs_chars: int = 
     step = int(step) if isinstance(step, float) and step.is_integer() else step
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise BadRecord("invalid_step", repr(step)[:40])
+    tags = _json_field(rec, "contamination", list, None)
+    if tags is not None and not all(isinstance(x, str) for x in tags):
+        raise BadRecord("invalid_contamination")
+    excluded = rec.get("excluded_reason")
+    if excluded is not None and not isinstance(excluded, str):
+        raise BadRecord("invalid_excluded_reason")
     return Turn(
+        contamination=tags or None, excluded_reason=excluded or None,
         turn_id=rec["turn_id"], instance_id=str(rec["instance_id"]), repo=rec.get("repo"),
         source=rec.get("source", "unknown"), traj_id=rec.get("traj_id", rec["turn_id"]),
         step=step, protocol=protocol, history=history, reference=ref, tools=tools,

@@ -1,0 +1,168 @@
+"""The near-duplicate signatures of the turns a ``DUEL_HOME``'s prompt files hold. No Dagster imports.
+
+``$DUEL_HOME/near_dup_index.sqlite`` keeps, for every turn sampled with ``[near_duplicates]`` on,
+its prompt file, instance, repository, signature and LSH band keys. A window skips a turn that is a
+near-duplicate of one another prompt file holds (``near_duplicate_held``) and counts the turns of
+each instance and repository other prompt files hold for the caps. It is read and written under
+the history index's lock (sampling holds it), and a prompt file sampled again or forgotten gives
+its entries back, as with the history index.
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+from datasketch import MinHashLSH
+
+from ..settings import NearDuplicatesConfig
+from ..trajectories import Turn
+from .near_dup import Clusters, Signature, signature_from_bytes
+
+_CHUNK = 400
+
+
+def band_keys(s: Signature, b: int, r: int) -> list[int]:
+    values = s.steps.hashvalues.astype("uint32")
+    return [int.from_bytes(hashlib.blake2b(bytes([i]) + values[i * r:(i + 1) * r].tobytes(), digest_size=8).digest(),
+                           "big") >> 1 for i in range(b)]
+
+
+class NearDupIndex:
+    def __init__(self, home: Path):
+        self.path = Path(home) / "near_dup_index.sqlite"
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=60)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(
+            "CREATE TABLE IF NOT EXISTS turns (hash TEXT PRIMARY KEY, prompt_file TEXT NOT NULL, instance_id TEXT, "
+            "repo TEXT, num_perm INTEGER, sig BLOB);"
+            "CREATE INDEX IF NOT EXISTS turns_by_file ON turns (prompt_file);"
+            "CREATE INDEX IF NOT EXISTS turns_by_instance ON turns (instance_id);"
+            "CREATE INDEX IF NOT EXISTS turns_by_repo ON turns (repo);"
+            "CREATE TABLE IF NOT EXISTS bands (band INTEGER NOT NULL, hash TEXT NOT NULL);"
+            "CREATE INDEX IF NOT EXISTS bands_by_band ON bands (band);"
+            "CREATE INDEX IF NOT EXISTS bands_by_hash ON bands (hash);")
+        return con
+
+    def _query(self, sql: str, values: list, extra: list) -> list[tuple]:
+        if not values or not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            out: list[tuple] = []
+            for i in range(0, len(values), _CHUNK):
+                part = values[i:i + _CHUNK]
+                out += con.execute(sql.format(marks=",".join("?" * len(part))), [*part, *extra]).fetchall()
+            return out
+        finally:
+            con.close()
+
+    def candidates(self, key: str, bands: list[int]) -> dict[str, tuple[int, bytes]]:
+        """hash -> (num_perm, signature) of turns other prompt files hold that share a band key."""
+        rows = self._query("SELECT DISTINCT t.hash, t.num_perm, t.sig FROM bands b JOIN turns t ON t.hash = b.hash "
+                           "WHERE b.band IN ({marks}) AND t.prompt_file != ?", bands, [key])
+        return {h: (n, sig) for h, n, sig in rows}
+
+    def counts(self, key: str, column: str, values: list[str]) -> Counter:
+        """Turns other prompt files hold per instance_id or repo."""
+        assert column in ("instance_id", "repo")
+        rows = self._query(f"SELECT {column}, count(*) FROM turns WHERE {column} IN ({{marks}}) AND prompt_file != ? "
+                           f"GROUP BY {column}", values, [key])
+        return Counter(dict(rows))
+
+    def claim(self, key: str, entries: Iterable[tuple[Turn, Signature]], b: int, r: int) -> None:
+        rows, bands = [], []
+        for t, s in entries:
+            rows.append((t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task.hashvalues), s.to_bytes()))
+            bands += [(k, t.history_hash) for k in band_keys(s, b, r)]
+        if not rows:
+            return
+        con = self._connect()
+        try:
+            with con:
+                con.executemany("INSERT OR IGNORE INTO turns VALUES (?, ?, ?, ?, ?, ?)", rows)
+                con.executemany("INSERT INTO bands VALUES (?, ?)", bands)
+        finally:
+            con.close()
+
+    def release(self, key: str, keep: set[str] | None = None) -> int:
+        """Forget the entries of prompt file ``key`` (those not in ``keep``, when given)."""
+        if not self.path.exists():
+            return 0
+        con = self._connect()
+        try:
+            with con:
+                hashes = [h for (h,) in con.execute("SELECT hash FROM turns WHERE prompt_file = ?", (key,))
+                          if keep is None or h not in keep]
+                for i in range(0, len(hashes), _CHUNK):
+                    part = hashes[i:i + _CHUNK]
+                    marks = ",".join("?" * len(part))
+                    con.execute(f"DELETE FROM bands WHERE hash IN ({marks})", part)
+                    con.execute(f"DELETE FROM turns WHERE hash IN ({marks})", part)
+                return len(hashes)
+        finally:
+            con.close()
+
+
+class Screen:
+    """A window's admission beyond identical histories: near-duplicates of turns held elsewhere, and
+    the caps per instance and per repository (turns other prompt files hold count)."""
+
+    def __init__(self, cfg: NearDuplicatesConfig, key: str, index: NearDupIndex | None, clusters: Clusters | None = None):
+        self.cfg, self.key, self.index = cfg, key, index
+        self.clusters = clusters or Clusters(cfg)
+        lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+        self.b, self.r = lsh.b, lsh.r
+        self.instances: Counter = Counter()
+        self.repos: Counter = Counter()
+        self.inst_held: dict[str, int] = {}  # turns other prompt files hold, per instance / repository
+        self.repo_held: dict[str, int] = {}
+        self.chosen: list[tuple[Turn, Signature]] = []
+        self.known: dict[str, Signature] = {}  # signatures computed already (a whole-source pool's)
+
+    def signature_of(self, t: Turn) -> Signature:
+        return self.known.get(t.history_hash) or self.clusters.signature_of(t)
+
+    def prepare(self, turns: list[Turn]) -> set[str]:
+        """Before a batch is offered: the hashes of its turns that are near-duplicates of turns other
+        prompt files hold, and (for the caps) what those files hold of its instances and repositories."""
+        if self.index is None or not turns:
+            return set()
+        sigs = [self.signature_of(t) for t in turns]
+        bands = sorted({k for s in sigs for k in band_keys(s, self.b, self.r)})
+        found = self.index.candidates(self.key, bands)
+        others = [signature_from_bytes(h, sig, n) for h, (n, sig) in found.items() if n == self.cfg.num_perm]
+        if self.cfg.max_per_instance:
+            new = sorted({t.instance_id for t in turns} - set(self.inst_held))
+            self.inst_held.update({i: 0 for i in new} | dict(self.index.counts(self.key, "instance_id", new)))
+        if self.cfg.max_per_repo:
+            new = sorted({(t.repo or "").lower() for t in turns if t.repo} - set(self.repo_held))
+            self.repo_held.update({r: 0 for r in new} | dict(self.index.counts(self.key, "repo", new)))
+        return {s.key for s in sigs if any(o.near(s, self.cfg.threshold) for o in others)}
+
+    def reason(self, t: Turn, held: set[str]) -> str | None:
+        """Why the window does not take ``t`` (after :meth:`prepare` of its batch), or None."""
+        repo = (t.repo or "").lower()
+        if t.history_hash in held:
+            return "near_duplicate_held"
+        if self.cfg.max_per_instance and self.inst_held.get(t.instance_id, 0) + self.instances[t.instance_id] >= self.cfg.max_per_instance:
+            return "cap_per_instance"
+        if self.cfg.max_per_repo and repo and self.repo_held.get(repo, 0) + self.repos[repo] >= self.cfg.max_per_repo:
+            return "cap_per_repo"
+        return None
+
+    def took(self, t: Turn) -> None:
+        self.instances[t.instance_id] += 1
+        if t.repo:
+            self.repos[t.repo.lower()] += 1
+        self.chosen.append((t, self.signature_of(t)))
+
+    def commit(self) -> None:
+        """Record the window's turns in the index (after its prompt file is written)."""
+        if self.index is not None:
+            self.index.claim(self.key, self.chosen, self.b, self.r)
