@@ -9,7 +9,7 @@ from ..settings import BUCKETS, METRICS, Paths
 from .paths import partition_files
 
 TURN_FIELDS = ("instance_id", "repo", "source", "protocol", "step", "history", "reference", "tools", "license",
-               "reward", "source_meta")
+               "reward", "source_meta", "traj_id", "contamination")
 ANSWER_FIELDS = ("model", "served_model", "standin", "content", "reasoning", "tool_calls", "action", "format_ok",
                  "format_reason", "leak_suspect", "leak_evidence")
 
