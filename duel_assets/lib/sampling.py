@@ -68,14 +68,17 @@ def _seed(cfg: ChainConfig, spec: SourceSpec) -> str:
 def source_pool(spec: SourceSpec, cfg: ChainConfig) -> Pool:
     """Every usable turn of one (small) source, each history once, shuffled by the seed."""
     pool = Pool(turns=[])
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
+    by_id = cfg.near_duplicates.enabled  # then the smallest turn id of a history stays, whatever the rows' order
     cut = Cutter(spec, cfg, pool)
     for turns in cut.turns(row for _, row in iter_rows(spec)):
         for t in turns:
             if t.history_hash in seen:  # another rollout of the instance shares this history
                 pool.skipped["duplicate_history"] += 1
+                if by_id and t.turn_id < pool.turns[seen[t.history_hash]].turn_id:
+                    pool.turns[seen[t.history_hash]] = t
                 continue
-            seen.add(t.history_hash)
+            seen[t.history_hash] = len(pool.turns)
             pool.turns.append(t)
     pool.turns, pool.clusters = cluster_pool(pool.turns, cfg, pool.skipped)  # one turn per near-duplicate cluster
     random.Random(_seed(cfg, spec)).shuffle(pool.turns)
