@@ -13,7 +13,7 @@ import os
 import sqlite3
 import sys
 
-from duel_assets.cli import calibrate, review
+from duel_assets.cli import calibrate, publish, review
 from duel_assets.cli.common import DAGSTER_YAML, ensure_dagster_home, register_partitions
 
 __all__ = ["DAGSTER_YAML", "build_parser", "ensure_dagster_home", "main", "register_partitions"]
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(fn=_fn("serve.cmd_ui"))
     calibrate.add_subcommands(sub)
     review.add_parser(sub)
+    publish.add_parser(sub)
     k = sub.add_parser("calls", help="list what the call store holds per endpoint and model (calls, stand-in "
                                      "replies, when stored), or remove one endpoint's calls",
                        description="List what the call store holds per endpoint and model, or remove one "
