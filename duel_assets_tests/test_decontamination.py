@@ -161,3 +161,18 @@ def test_the_metadata_of_sampled_turns_names_what_was_dropped_or_tagged(fixture_
     assert {k: v for k, v in counts.items() if k.endswith("turns tagged")} == {f"lite:{w} turns tagged": 2 for w, _ in EXPECTED.values()}
     rows = query(fixture_env["home"], "SELECT instance_id, contamination FROM duel.sampled_turns")
     assert {i: c and json.loads(c) for i, c in rows} == {**{i: [f"lite:{w}"] for i, (w, _) in EXPECTED.items()}, CLEAN: None}
+
+
+def test_pr_records_are_read_again_when_their_file_changes(tmp_path):
+    from duel_assets.lib.curation.pr_lookup import lookup_records
+    from duel_assets.lib.settings import PRRecordSpec
+
+    path = tmp_path / "prs.jsonl"
+    rec = {"instance_id": "acme__cache-5", "repo": "acme/cache", "base_commit": "a" * 40, "patch": "", "problem_statement": "x"}
+    path.write_text(json.dumps(rec) + "\n")
+    spec = [PRRecordSpec(path=str(path))]
+    assert lookup_records(spec, ["acme__cache-5", "acme__cache-6"]) == {
+        "acme__cache-5": {"repo": "acme/cache", "base_commit": "a" * 40, "patch": "", "problem_statement": "x"}}
+    path.write_text(json.dumps({**rec, "base_commit": "b" * 40}) + "\n" + json.dumps({**rec, "instance_id": "acme__cache-6"}) + "\n")
+    got = lookup_records(spec, ["acme__cache-5", "acme__cache-6"])
+    assert got["acme__cache-5"]["base_commit"] == "b" * 40 and set(got) == {"acme__cache-5", "acme__cache-6"}

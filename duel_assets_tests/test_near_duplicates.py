@@ -120,3 +120,19 @@ def test_caps_per_instance_and_per_repository_count_every_prompt_file(tmp_path):
         sample_prompt_file(home, home / "prompt" / "b.json", "b", cfg_for(more, max_per_instance=3, max_per_repo=3))
     c = sample_prompt_file(home, home / "prompt" / "c.json", "c", cfg_for(more, max_per_repo=5))
     assert len(c["turns"]) == 2 and c["skipped"]["cap_per_repo"] > 0  # 3 of acme/cache's 5 are a.json's
+
+
+def test_candidates_share_a_band_of_both_signatures_not_of_one_alone():
+    from duel_assets.lib.curation.near_dup import Bands
+
+    nd = NearDuplicatesConfig(enabled=True)
+    a, b = (signature(cut_turns(read_swe_zero(run(i)))[0][2], nd) for i in (0, 1))
+    # the same task, other steps: the steps signature of another run of the instance
+    other_steps = signature(cut_turns(read_swe_zero(rows()[3]))[0][2], nd)
+    bands = Bands(nd.threshold, nd.num_perm)
+    bands.insert(a, "a")
+    assert bands.query(b) == {"a"} and a.near(b, nd.threshold)
+    assert a.task.jaccard(other_steps.task) == 1.0 and a.steps.jaccard(other_steps.steps) < nd.threshold
+    assert bands.query(other_steps) == set() and not a.near(other_steps, nd.threshold)
+    # every band holds rows of both signatures: a key changes with either of them
+    assert len(a.bands(bands.b, bands.r)) == bands.b and bands.b * bands.r <= nd.num_perm

@@ -1,7 +1,7 @@
 """The near-duplicate signatures of the turns a ``DUEL_HOME``'s prompt files hold. No Dagster imports.
 
 ``$DUEL_HOME/near_dup_index.sqlite`` keeps, for every turn sampled with ``[near_duplicates]`` on,
-its prompt file, instance, repository, signature and LSH band keys. A window skips a turn that is a
+its prompt file, instance, repository, signature and band keys (:class:`.near_dup.Bands`). A window skips a turn that is a
 near-duplicate of one another prompt file holds (``near_duplicate_held``) and counts the turns of
 each instance and repository other prompt files hold for the caps. It is read and written under
 the history index's lock (sampling holds it), and a prompt file sampled again or forgotten gives
@@ -9,25 +9,16 @@ its entries back, as with the history index.
 """
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from datasketch import MinHashLSH
-
 from ..settings import NearDuplicatesConfig
 from ..trajectories import Turn
-from .near_dup import Clusters, Signature, signature_from_bytes
+from .near_dup import Clusters, Signature, band_params, signature_from_bytes
 
 _CHUNK = 400
-
-
-def band_keys(s: Signature, b: int, r: int) -> list[int]:
-    values = s.steps.hashvalues.astype("uint32")
-    return [int.from_bytes(hashlib.blake2b(bytes([i]) + values[i * r:(i + 1) * r].tobytes(), digest_size=8).digest(),
-                           "big") >> 1 for i in range(b)]
 
 
 class NearDupIndex:
@@ -38,6 +29,7 @@ class NearDupIndex:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path, timeout=60)
         con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent after a crash; a lost last commit is re-sampled
         con.executescript(
             "CREATE TABLE IF NOT EXISTS turns (hash TEXT PRIMARY KEY, prompt_file TEXT NOT NULL, instance_id TEXT, "
             "repo TEXT, num_perm INTEGER, sig BLOB);"
@@ -62,11 +54,15 @@ class NearDupIndex:
         finally:
             con.close()
 
-    def candidates(self, key: str, bands: list[int]) -> dict[str, tuple[int, bytes]]:
-        """hash -> (num_perm, signature) of turns other prompt files hold that share a band key."""
-        rows = self._query("SELECT DISTINCT t.hash, t.num_perm, t.sig FROM bands b JOIN turns t ON t.hash = b.hash "
+    def candidates(self, key: str, bands: list[int]) -> tuple[dict[int, list[str]], dict[str, tuple[int, bytes]]]:
+        """The turns other prompt files hold that have one of these band keys: band -> hashes, and
+        hash -> (num_perm, signature)."""
+        rows = self._query("SELECT b.band, t.hash, t.num_perm, t.sig FROM bands b JOIN turns t ON t.hash = b.hash "
                            "WHERE b.band IN ({marks}) AND t.prompt_file != ?", bands, [key])
-        return {h: (n, sig) for h, n, sig in rows}
+        by_band: dict[int, list[str]] = {}
+        for band, h, _, _ in rows:
+            by_band.setdefault(band, []).append(h)
+        return by_band, {h: (n, sig) for _, h, n, sig in rows}
 
     def counts(self, key: str, column: str, values: list[str]) -> Counter:
         """Turns other prompt files hold per instance_id or repo."""
@@ -79,7 +75,7 @@ class NearDupIndex:
         rows, bands = [], []
         for t, s in entries:
             rows.append((t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task.hashvalues), s.to_bytes()))
-            bands += [(k, t.history_hash) for k in band_keys(s, b, r)]
+            bands += [(k, t.history_hash) for k in s.bands(b, r)]
         if not rows:
             return
         con = self._connect()
@@ -116,8 +112,7 @@ class Screen:
     def __init__(self, cfg: NearDuplicatesConfig, key: str, index: NearDupIndex | None, clusters: Clusters | None = None):
         self.cfg, self.key, self.index = cfg, key, index
         self.clusters = clusters or Clusters(cfg)
-        lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
-        self.b, self.r = lsh.b, lsh.r
+        self.b, self.r = band_params(cfg.threshold, cfg.num_perm)
         self.instances: Counter = Counter()
         self.repos: Counter = Counter()
         self.inst_held: dict[str, int] = {}  # turns other prompt files hold, per instance / repository
@@ -134,16 +129,20 @@ class Screen:
         if self.index is None or not turns:
             return set()
         sigs = [self.signature_of(t) for t in turns]
-        bands = sorted({k for s in sigs for k in band_keys(s, self.b, self.r)})
-        found = self.index.candidates(self.key, bands)
-        others = [signature_from_bytes(h, sig, n) for h, (n, sig) in found.items() if n == self.cfg.num_perm]
+        by_band, found = self.index.candidates(self.key, sorted({k for s in sigs for k in s.bands(self.b, self.r)}))
+        others = {h: signature_from_bytes(h, sig, n) for h, (n, sig) in found.items() if n == self.cfg.num_perm}
         if self.cfg.max_per_instance:
             new = sorted({t.instance_id for t in turns} - set(self.inst_held))
             self.inst_held.update({i: 0 for i in new} | dict(self.index.counts(self.key, "instance_id", new)))
         if self.cfg.max_per_repo:
             new = sorted({(t.repo or "").lower() for t in turns if t.repo} - set(self.repo_held))
             self.repo_held.update({r: 0 for r in new} | dict(self.index.counts(self.key, "repo", new)))
-        return {s.key for s in sigs if any(o.near(s, self.cfg.threshold) for o in others)}
+        near = set()
+        for s in sigs:
+            cands = {h for k in s.bands(self.b, self.r) for h in by_band.get(k, ())}
+            if any(h in others and others[h].near(s, self.cfg.threshold) for h in cands):
+                near.add(s.key)
+        return near
 
     def reason(self, t: Turn, held: set[str]) -> str | None:
         """Why the window does not take ``t`` (after :meth:`prepare` of its batch), or None."""

@@ -70,15 +70,17 @@ def _word_hashes(text: str) -> list[int]:
 
 def shingle_hashes(text: str, n: int = 3) -> list[int]:
     """The distinct 32-bit hashes of the normalised text's ``n``-word shingles, sorted (a shorter
-    text: one shingle of all its words; an empty text: none)."""
+    text: one shingle of all its words; an empty text: none). A shingle's hash is the sum of its
+    words' hashes, each times a constant of its position, modulo 2**32 (:func:`_combine`)."""
     h = _word_hashes(text)
     if len(h) < n:
         return [_combine(h)] if h else []
-    if n == 3:
-        out = {(a * 0x9E3779B1 + b * 0x85EBCA77 + c * 0xC2B2AE3D) & 0xFFFFFFFF for a, b, c in zip(h, h[1:], h[2:])}
-    else:
-        out = {_combine(h[i:i + n]) for i in range(len(h) - n + 1)}
-    return sorted(out)
+    w = np.asarray(h, dtype=np.uint64)
+    m = len(h) - n + 1
+    acc = np.zeros(m, dtype=np.uint64)
+    for i in range(n):  # uint64 arithmetic wraps: the low 32 bits are exact
+        acc += w[i:i + m] * np.uint64(_MUL[i % len(_MUL)])
+    return np.unique(acc & np.uint64(0xFFFFFFFF)).tolist()
 
 
 def _combine(hs: list[int]) -> int:
