@@ -92,6 +92,9 @@ def test_readme_toml_blocks_all_parse():
     assert blocks, "the README has a chain.toml example"
     for block in blocks:
         parse_config(tomllib.loads(block), "README.md")
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for block in re.findall(r"```toml\n(.*?)```", page.read_text(), flags=re.S):
+            parse_config(tomllib.loads(block), page.name)
 
 
 def test_shipped_examples_load():
