@@ -121,7 +121,9 @@ def _curation(r: dict) -> list[str]:
         f"JSON Lines, {r['curation_blocks']:,} blocks): sampling without them {r['curation_plain_seconds']:.1f} s "
         f"({r['curation_plain_turns']:,} turns), with them {r['curation_seconds']:.1f} s ({r['curation_turns']:,} turns; "
         f"{r['curation_contaminated_rows']:,} rows dropped as contaminated, {r['curation_tagged_turns']:,} turns tagged, "
-        f"near-duplicates skipped {sum(nd.values()):,}: {nd}) -> decontam_time_ratio {r['decontam_time_ratio']:.2f}"]
+        f"near-duplicates skipped {sum(nd.values()):,}: {nd}) -> decontam_time_ratio {r['decontam_time_ratio']:.2f} "
+        f"(CPU time {r['curation_cpu_seconds']:.1f} s vs {r['curation_plain_cpu_seconds']:.1f} s: decontam_cpu_ratio "
+        f"{r['decontam_cpu_ratio']:.2f})"]
 
 
 def _bootstrap(r: dict) -> list[str]:

@@ -92,14 +92,14 @@ class _Side:
         self.cfg, self.home = cfg, home
         self.pool = Pool(turns=[])
         self.cut = Cutter(spec, cfg, self.pool)
-        self.seconds, self.turns, self.tagged = 0.0, 0, 0
+        self.seconds, self.cpu, self.turns, self.tagged = 0.0, 0.0, 0, 0
         self.skipped: Counter = Counter()
 
     def block(self, block, seed: str) -> None:
         from duel_assets.lib.blocks import read_block
         from duel_assets.lib.curation.window import Curation, Taker
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rows = list(read_block(block))
         random.Random(seed).shuffle(rows)
         cur = Curation(self.cfg, f"bench_{block.index}", self.home)
@@ -110,6 +110,7 @@ class _Side:
             take.offer(turns)
         cur.commit()
         self.seconds += time.perf_counter() - t0
+        self.cpu += time.process_time() - c0
         self.turns += len(take.chosen)
         self.tagged += sum(1 for t in take.chosen if t.contamination)
         self.skipped.update(take.skipped)
@@ -146,4 +147,5 @@ def bench_curation(tmp: Path, rows: int = CURATION_ROWS, bench_instances: int = 
             "curation_contaminated_rows": sum(n for k, n in skipped.items() if k.startswith("contaminated:")),
             "curation_near_duplicates": {k: skipped.get(k, 0) for k in CURATION_SKIPS},
             "curation_tagged_turns": c.tagged,
-            "decontam_time_ratio": round(c.seconds / p.seconds, 3)}
+            "curation_plain_cpu_seconds": round(p.cpu, 1), "curation_cpu_seconds": round(c.cpu, 1),
+            "decontam_time_ratio": round(c.seconds / p.seconds, 3), "decontam_cpu_ratio": round(c.cpu / p.cpu, 3)}

@@ -1,7 +1,9 @@
 """The near-duplicate signatures of the turns a ``DUEL_HOME``'s prompt files hold. No Dagster imports.
 
 ``$DUEL_HOME/near_dup_index.sqlite`` keeps, for every turn sampled with ``[near_duplicates]`` on,
-its prompt file, instance, repository, signature and band keys (:class:`.near_dup.Bands`). A window skips a turn that is a
+its prompt file, instance, repository, signature and band keys (:class:`.near_dup.Bands`). A band
+row is two integers (the band key and the turn's row id, one B-tree without row ids), so recording
+a window's turns writes few pages however large the index grows. A window skips a turn that is a
 near-duplicate of one another prompt file holds (``near_duplicate_held``) and counts the turns of
 each instance and repository other prompt files hold for the caps. It is read and written under
 the history index's lock (sampling holds it), and a prompt file sampled again or forgotten gives
@@ -13,6 +15,8 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from ..settings import NearDuplicatesConfig
 from ..trajectories import Turn
@@ -31,14 +35,13 @@ class NearDupIndex:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent after a crash; a lost last commit is re-sampled
         con.executescript(
-            "CREATE TABLE IF NOT EXISTS turns (hash TEXT PRIMARY KEY, prompt_file TEXT NOT NULL, instance_id TEXT, "
-            "repo TEXT, num_perm INTEGER, sig BLOB);"
+            "CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
+            "prompt_file TEXT NOT NULL, instance_id TEXT, repo TEXT, num_perm INTEGER, sig BLOB, bands BLOB);"
             "CREATE INDEX IF NOT EXISTS turns_by_file ON turns (prompt_file);"
             "CREATE INDEX IF NOT EXISTS turns_by_instance ON turns (instance_id);"
             "CREATE INDEX IF NOT EXISTS turns_by_repo ON turns (repo);"
-            "CREATE TABLE IF NOT EXISTS bands (band INTEGER NOT NULL, hash TEXT NOT NULL);"
-            "CREATE INDEX IF NOT EXISTS bands_by_band ON bands (band);"
-            "CREATE INDEX IF NOT EXISTS bands_by_hash ON bands (hash);")
+            "CREATE TABLE IF NOT EXISTS bands (band INTEGER NOT NULL, turn INTEGER NOT NULL, "
+            "PRIMARY KEY (band, turn)) WITHOUT ROWID;")
         return con
 
     def _query(self, sql: str, values: list, extra: list) -> list[tuple]:
@@ -57,7 +60,7 @@ class NearDupIndex:
     def candidates(self, key: str, bands: list[int]) -> tuple[dict[int, list[str]], dict[str, tuple[int, bytes]]]:
         """The turns other prompt files hold that have one of these band keys: band -> hashes, and
         hash -> (num_perm, signature)."""
-        rows = self._query("SELECT b.band, t.hash, t.num_perm, t.sig FROM bands b JOIN turns t ON t.hash = b.hash "
+        rows = self._query("SELECT b.band, t.hash, t.num_perm, t.sig FROM bands b JOIN turns t ON t.id = b.turn "
                            "WHERE b.band IN ({marks}) AND t.prompt_file != ?", bands, [key])
         by_band: dict[int, list[str]] = {}
         for band, h, _, _ in rows:
@@ -72,17 +75,20 @@ class NearDupIndex:
         return Counter(dict(rows))
 
     def claim(self, key: str, entries: Iterable[tuple[Turn, Signature]], b: int, r: int) -> None:
-        rows, bands = [], []
-        for t, s in entries:
-            rows.append((t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task.hashvalues), s.to_bytes()))
-            bands += [(k, t.history_hash) for k in s.bands(b, r)]
+        rows = [(t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task.hashvalues), s.to_bytes(),
+                 np.asarray(s.bands(b, r), dtype=np.int64).tobytes()) for t, s in entries]
         if not rows:
             return
         con = self._connect()
         try:
             with con:
-                con.executemany("INSERT OR IGNORE INTO turns VALUES (?, ?, ?, ?, ?, ?)", rows)
-                con.executemany("INSERT INTO bands VALUES (?, ?)", bands)
+                bands = []
+                for row in rows:
+                    cur = con.execute("INSERT OR IGNORE INTO turns (hash, prompt_file, instance_id, repo, num_perm, sig, "
+                                      "bands) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                    if cur.rowcount == 1:
+                        bands += [(int(k), cur.lastrowid) for k in np.frombuffer(row[6], dtype=np.int64)]
+                con.executemany("INSERT OR IGNORE INTO bands VALUES (?, ?)", bands)
         finally:
             con.close()
 
@@ -93,14 +99,12 @@ class NearDupIndex:
         con = self._connect()
         try:
             with con:
-                hashes = [h for (h,) in con.execute("SELECT hash FROM turns WHERE prompt_file = ?", (key,))
-                          if keep is None or h not in keep]
-                for i in range(0, len(hashes), _CHUNK):
-                    part = hashes[i:i + _CHUNK]
-                    marks = ",".join("?" * len(part))
-                    con.execute(f"DELETE FROM bands WHERE hash IN ({marks})", part)
-                    con.execute(f"DELETE FROM turns WHERE hash IN ({marks})", part)
-                return len(hashes)
+                gone = [(i, blob) for i, h, blob in con.execute("SELECT id, hash, bands FROM turns WHERE prompt_file = ?", (key,))
+                        if keep is None or h not in keep]
+                con.executemany("DELETE FROM bands WHERE band = ? AND turn = ?",
+                                [(int(k), i) for i, blob in gone for k in np.frombuffer(blob, dtype=np.int64)])
+                con.executemany("DELETE FROM turns WHERE id = ?", [(i,) for i, _ in gone])
+                return len(gone)
         finally:
             con.close()
 

@@ -51,21 +51,23 @@ def normalise(text: str) -> str:
     return " ".join(words(text))
 
 
+def _word_hash(w: str) -> int:
+    norm = "<tmp>" if w == "zztmpzz" else _normal_word(w)
+    h = _WORDS[w] = zlib.crc32(norm.encode("utf-8", "surrogatepass"))
+    return h
+
+
 def _word_hashes(text: str) -> list[int]:
     text = text.lower()
     if any(h in text for h in _TMP_HINTS):
         text = _TMP.sub(" zztmpzz ", text)
-    table = _WORDS
-    if len(table) > 1 << 20:
-        table.clear()
-    out = []
-    for w in _WORD.findall(text):
-        h = table.get(w)
-        if h is None:
-            norm = "<tmp>" if w == "zztmpzz" else _normal_word(w)
-            h = table[w] = zlib.crc32(norm.encode("utf-8", "surrogatepass"))
-        out.append(h)
-    return out
+    if len(_WORDS) > 1 << 20:
+        _WORDS.clear()
+    found = _WORD.findall(text)
+    got = list(map(_WORDS.get, found))
+    if None not in got:
+        return got  # type: ignore[return-value]  # every word known
+    return [h if h is not None else _WORDS.get(w) or _word_hash(w) for w, h in zip(found, got)]
 
 
 def shingle_hashes(text: str, n: int = 3) -> list[int]:
