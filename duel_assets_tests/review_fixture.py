@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 
-from duel_assets.lib import tables, verdicts
+from duel_assets.lib import tables
 from duel_assets.lib.export.summary import write_partition_summary
-from duel_assets.lib.scoring import CHALLENGER_FIRST, KING_FIRST
 from duel_assets.lib.settings import METRICS, ChainConfig, Paths
+from duel_assets.lib.verdict import verdicts
+from duel_assets.lib.verdict.replies import CHALLENGER_FIRST, KING_FIRST
 from duel_assets.lib.warehouse import Warehouse
 
 HOSTILE = ('<script>alert("xss")</script></textarea></pre><img src=x onerror="alert(1)">'

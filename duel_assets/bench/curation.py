@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from duel_assets.lib.curation.window import CURATION_SKIPS
+from duel_assets.lib.sampling.curation.window import CURATION_SKIPS
 
 CURATION_ROWS = 1_000_000
 RUNS = 100  # runs (source rows) per instance: 1M rows are 10,000 instances
@@ -44,7 +44,7 @@ def _text(rng: random.Random, n: int) -> str:
 
 def make_rows(path: Path, rows: int) -> tuple[list[str], int]:
     """The source file; returns the repositories of the instances and the bytes written."""
-    from duel_assets.lib.sources import bundled_path
+    from duel_assets.lib.sampling.sources import bundled_path
 
     base = [json.loads(line) for line in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
     per = RUNS
@@ -87,7 +87,7 @@ class _Side:
     """One configuration's sampling of every block, timed."""
 
     def __init__(self, cfg, spec, home: Path | None):
-        from duel_assets.lib.cutter import Cutter, Pool
+        from duel_assets.lib.sampling.cutter import Cutter, Pool
 
         self.cfg, self.home = cfg, home
         self.pool = Pool(turns=[])
@@ -96,11 +96,11 @@ class _Side:
         self.skipped: Counter = Counter()
 
     def block(self, block, seed: str) -> None:
-        from duel_assets.lib.blocks import read_block
-        from duel_assets.lib.curation.window import Curation, Taker
+        from duel_assets.lib.sampling.blocks import read_local_block
+        from duel_assets.lib.sampling.curation.window import Curation, Taker
 
         t0, c0 = time.perf_counter(), time.process_time()
-        rows = list(read_block(block))
+        rows = list(read_local_block(block))
         random.Random(seed).shuffle(rows)
         cur = Curation(self.cfg, f"bench_{block.index}", self.home)
         take = Taker(10**12, None, cur, self.pool.sources)
@@ -119,7 +119,7 @@ class _Side:
 
 
 def bench_curation(tmp: Path, rows: int = CURATION_ROWS, bench_instances: int = BENCH_INSTANCES) -> dict:
-    from duel_assets.lib.blocks import blocks_for
+    from duel_assets.lib.sampling.blocks import blocks_for
     from duel_assets.lib.settings import SourceSpec, parse_config
 
     src, drop, tag = tmp / "rows.jsonl", tmp / "benchmark_drop.jsonl", tmp / "benchmark_tag.jsonl"

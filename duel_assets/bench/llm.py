@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from duel_assets.lib.settings import ChainConfig
+
 from .common import CONCURRENCY, LATENCY_MS, TRIALS, TURNS, bench_source, partition, standin_process, standin_stats, write_config
 
 
@@ -44,17 +46,17 @@ def steal_share(before: list[int] | None, after: list[int] | None) -> float | No
     return round(d[7] / sum(d), 3) if sum(d) else None
 
 
-def _trial(tmp: Path, n: int, cfg, turns, prs) -> dict:
+def _trial(tmp: Path, n: int, cfg: ChainConfig, turns, prs) -> dict:
     """One measured run of the stage against a fresh stand-in and call store. The store is introduced
     to the endpoint first (the sequential sample on trial 0, one call on the others), as any earlier
     run of a deployment would have."""
-    from duel_assets.lib import duel
+    from duel_assets.lib.duel import answers, stage, steps
 
     with standin_process(LATENCY_MS) as base:
         out: dict = {}
         store = tmp / f"cache{n}.sqlite"
         seq = _caller(base, cfg.calls.model_copy(update={"concurrency": 1}), store)
-        sample = duel.plan_generation("king", turns[-30:], cfg, prs, sample_index=99)
+        sample = answers.plan_generation("king", turns[-30:], cfg, prs, sample_index=99)
         t0 = time.monotonic()
         seq.run([p.request for p in (sample if n == 0 else sample[:1])], "sequential sample")
         if n == 0:
@@ -63,16 +65,16 @@ def _trial(tmp: Path, n: int, cfg, turns, prs) -> dict:
         before = standin_stats(base)["requests"]
         ticks = cpu_ticks()
         t0, c0 = time.monotonic(), time.process_time()
-        res = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage")
+        res = stage.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage")
         wall, cpu = time.monotonic() - t0, time.process_time() - c0
         sent = standin_stats(base)["requests"] - before
         ideal = sent * (LATENCY_MS / 1000) / CONCURRENCY
-        out.update(wall=wall, cpu=cpu, steal=steal_share(ticks, cpu_ticks()), stats=duel.merged_stats(list(res.stats.values())),
+        out.update(wall=wall, cpu=cpu, steal=steal_share(ticks, cpu_ticks()), stats=steps.merged_stats(list(res.stats.values())),
                    sent=sent, ideal=ideal, efficiency=ideal / wall)
         if n == TRIALS - 1:  # the same partition again: every call is in the store
             mid = standin_stats(base)["requests"]
             t0 = time.monotonic()
-            duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage (warm)")
+            stage.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage (warm)")
             out.update(warm_wall=time.monotonic() - t0, warm_calls=standin_stats(base)["requests"] - mid)
         out["repeats"] = standin_stats(base)["repeats"]
     return out
@@ -98,26 +100,27 @@ def bench_efficiency(tmp: Path) -> dict:
                 llm_repeats=sum(t["repeats"] for t in trials))
 
 
-def _buckets(res, turns, cfg) -> dict[str, str | None]:
-    from duel_assets.lib import duel, tables
+def _buckets(res, turns, cfg: ChainConfig) -> dict[str, str | None]:
+    from duel_assets.lib import tables
+    from duel_assets.lib.verdict import verdicts
 
     judge_df = pd.DataFrame(res.rows["judge"], columns=tables.columns("judge_scores"))
     chal_df = pd.DataFrame(res.rows["challenger"], columns=tables.columns("challenger_answers"))
-    return {r["turn_id"]: r["bucket"] for r in duel.verdict_rows(judge_df, chal_df, [t.turn_id for t in turns], cfg)}
+    return {r["turn_id"]: r["bucket"] for r in verdicts.verdict_rows(judge_df, chal_df, [t.turn_id for t in turns], cfg)}
 
 
 def bench_panel(tmp: Path, turns_n: int = 100) -> dict:
-    from duel_assets.lib import duel
+    from duel_assets.lib.duel import stage, steps
 
     judges = ("standin-generator", "standin-judge-2", "standin-judge-3")
     cfg, turns, prs = partition(tmp, write_config(tmp, bench_source(tmp, turns_n), judges=judges, turns=turns_n), "panel_100")
     out: dict = {}
     with standin_process(LATENCY_MS) as base:
         caller = _caller(base, cfg.calls, tmp / "panel.sqlite")
-        res = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, skipping decided")
+        res = stage.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, skipping decided")
         buckets = _buckets(res, turns, cfg)
         st = {role: s for role, s in res.stats.items()}
-        allst = duel.merged_stats(list(st.values()))
+        allst = steps.merged_stats(list(st.values()))
         served = standin_stats(base)
         out.update(cached_prompt_share=round(allst.cached_tokens / allst.prompt_tokens, 4) if allst.prompt_tokens else None,
                    standin_cached_share=round(served["cached_tokens"] / served["prompt_tokens"], 4) if served["prompt_tokens"] else None)
@@ -130,7 +133,7 @@ def bench_panel(tmp: Path, turns_n: int = 100) -> dict:
                    tokens_by_role={r: s.prompt_tokens + s.completion_tokens for r, s in st.items()})
         skipped = st["judge"].skipped_decided
         cfg.judges.skip_decided = False  # every judge asked: the replies skipped above are bought now, the rest come from the cache
-        full = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, every judge")
+        full = stage.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, every judge")
         judge_total = full.stats["judge"].requested
         out.update(judge_calls=judge_total, judge_calls_skipped=skipped,
                    judge_calls_saved=round(skipped / judge_total, 4) if judge_total else 0.0,

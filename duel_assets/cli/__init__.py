@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sqlite3
 import sys
 
 from duel_assets.cli import calibrate, publish, review
-from duel_assets.cli.common import DAGSTER_YAML, ensure_dagster_home, register_partitions
-
-__all__ = ["DAGSTER_YAML", "build_parser", "ensure_dagster_home", "main", "register_partitions"]
-
 
 DEMO_DESCRIPTION = (
     "Run the whole graph on the bundled samples against the offline stand-in (its answers and verdicts are NOT "
@@ -135,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=int, help="UI port (default: 3000, or a free port when 3000 is taken)")
     u.add_argument("--standin-port", type=int,
                    help="stand-in port when no endpoint is set (default: 8765, or a free port when taken)")
+    u.add_argument("--stop-with-parent", action="store_true",
+                   help="stop (and stop Dagster) when the process that started this one ends, even when it is "
+                        "killed outright; `make ui` uses it")
     u.set_defaults(fn=_fn("serve.cmd_ui"))
     calibrate.add_subcommands(sub)
     review.add_parser(sub)
@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     env.apply_environment()
+    # SIGTERM stops a command as SIGINT does (clean-up runs, exit 130), also while it waits for a lock
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return int(args.fn(args) or 0)
     except ConfigError as e:
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")

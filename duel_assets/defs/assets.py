@@ -9,20 +9,25 @@ import pandas as pd
 
 from duel_assets.defs.metadata import metadata as readable_metadata
 from duel_assets.defs.partitions import prompt_files
-from duel_assets.defs.resources import DuelSettings, LLMResource
+from duel_assets.defs.resources import LLMResource
+from duel_assets.defs.settings import DuelSettings
 from duel_assets.defs.warehouse import WarehouseResource
-from duel_assets.lib import checks, duel, spend, tables, verdict_metadata, verdicts
+from duel_assets.lib import tables
 from duel_assets.lib.calibration.evidence import gate_metadata
-from duel_assets.lib.curation import records as curation_records
+from duel_assets.lib.duel import checks, steps
+from duel_assets.lib.duel.stage import run_stage
 from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
-from duel_assets.lib.files import write_json_atomic
-from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
-from duel_assets.lib.prompt_files import PromptFileError
-from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.readable import Link
 from duel_assets.lib.review.running import partition_url, review_base
+from duel_assets.lib.sampling.curation import records as curation_records
+from duel_assets.lib.sampling.pr_records import cached_pr_records, hidden_by_instance, hidden_share
+from duel_assets.lib.sampling.prompt_files import PromptFileError
+from duel_assets.lib.sampling.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
+from duel_assets.lib.system.files import write_json_atomic
+from duel_assets.lib.verdict import spend, verdicts
+from duel_assets.lib.verdict.metadata import bucketing_line, spend_entries, verdict_metadata
 
 
 # keyword arguments the partitioned assets / the call outputs share, typed so that each reaches its parameter
@@ -86,6 +91,7 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
     curation = curation_records.partition_record(loaded.meta, at_load, len(rows))
     write_json_atomic(partition_files(paths, key).curation, curation)
     context.add_output_metadata({
+        **settings.config_metadata(cfg),
         "turns": len(rows),
         "origin": origin,
         "prompt_file": dg.MetadataValue.path(str(pf)),
@@ -125,7 +131,7 @@ def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sample
     share = hidden_share(sampled_turns["instance_id"], df)
     if share["instances_missing"]:
         context.log.warning(f"{share['instances_missing']} of {len(ids)} instances have no hidden record")
-    context.add_output_metadata({**share, "cache_hit": hit,
+    context.add_output_metadata({**settings.config_metadata(cfg), **share, "cache_hit": hit,
                                  "sources": [s.path for s in cfg.pr_records.specs] or ["bundled sample records"]})
     return tables.frame("pr_records", df.to_dict("records"), key)
 
@@ -175,7 +181,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
             if role not in roles:
                 df = warehouse.get().read_partition(ROLE_ASSETS[role], key)
                 stored[role] = tables.by_turn(ROLE_ASSETS[role], df)
-    result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
+    result = run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
                             stored.get("king"), stored.get("challenger"), label=f"duel {key}")
     checks_selected = {(c.asset_key.to_user_string(), c.name) for c in context.selected_asset_check_keys}
     failures: list[str] = []
@@ -183,12 +189,12 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
         if role not in roles:
             continue
         asset, rows, stats = ROLE_ASSETS[role], result.rows[role], result.stats[role]
-        md = duel.role_metadata(role, rows, stats, cfg)
+        md = {**settings.config_metadata(cfg), **steps.role_metadata(role, rows, stats, cfg)}
         if "per_judge" in md:
             md["per_judge"] = dg.MetadataValue.md(md["per_judge"])
-        reason = duel.too_many_failures(asset, stats, cfg)
+        reason = steps.too_many_failures(asset, stats, cfg)
         if role == "judge" and reason is None:
-            reason = duel.nothing_to_judge(key, result.judge_skips, len(turns), failures)
+            reason = steps.nothing_to_judge(key, result.judge_skips, len(turns), failures)
             md["not_judged_turns_by_reason"] = dict(result.judge_skips)
         if reason:
             failures.append(reason)
@@ -209,7 +215,7 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
 def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, sampled_turns: pd.DataFrame,
                  king_answers: pd.DataFrame, challenger_answers: pd.DataFrame, judge_scores: pd.DataFrame):
     """Per-turn duel score (0-100), bucket and breakdown, or the reason a turn is excluded; the
-XX
+    partition's gate, the bucket thresholds, per-judge statistics and who answered in the metadata.
     Writes the partition's summary and turn detail under `report/` (the gate over all partitions is
     `duel_report`'s)."""
     key = _key(context)
@@ -220,9 +226,10 @@ XX
     written = summary.write_partition_summary(paths, key, g, rows, prov, verdicts.bucketing(cfg))
     accepted = sum(1 for r in rows if r.get("bucket") in ("final", "refined"))
     cost = spend.spend({"king": king_answers, "challenger": challenger_answers, "judge": judge_scores}, cfg.prices, accepted)
-    md = {**verdict_metadata.verdict_metadata(rows, judge_scores, g, prov, cfg.metric_weights),
-          "bucketing": verdict_metadata.bucketing_line(verdicts.bucketing(cfg)),
-          **verdict_metadata.spend_entries(cost),
+    md = {**settings.config_metadata(cfg),
+          **verdict_metadata(rows, judge_scores, g, prov, cfg.metric_weights),
+          "bucketing": bucketing_line(verdicts.bucketing(cfg)),
+          **spend_entries(cost),
           # the judge panel's measured quality next to the gate (lib/calibration/evidence.py), or a note
           # that no calibration of this panel exists
           **gate_metadata(paths.home, cfg.judges.models)}
@@ -248,9 +255,10 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
     paths, cfg = settings.paths(), settings.config()
     records = documents.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
     g = verdicts.partition_gate(tables.records("duel_verdict", duel_verdict), cfg.gate)
-    done = partition.export_partition(paths, key, records, cfg.export, g.verdict)
+    done = partition.export_partition(paths, key, records, cfg.export, g.verdict, cfg.locks.timeout_s)
     files = partition_files(paths, key)
     context.add_output_metadata({
+        **settings.config_metadata(cfg),
         "exported": len(done.rows),
         "by_bucket": dict(Counter(r["bucket"] for r in done.rows)),
         "sft_rows": done.sft["rows"],

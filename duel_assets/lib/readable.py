@@ -1,4 +1,4 @@
-"""Metadata made for reading: one-line texts, numbers, typed tables, Markdown and links. No Dagster imports.
+"""Metadata made for reading: one-line texts, numbers, typed tables, Markdown and links.
 
 A readable entry is a plain value (``str``, ``int``, ``float``, ``bool`` or ``None``), a
 :class:`Table`, :class:`Markdown` or :class:`Link`. The Dagster side (``defs/metadata.py``) turns

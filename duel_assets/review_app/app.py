@@ -24,12 +24,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from duel_assets.lib.export.summary import read_summaries, read_summary
-from duel_assets.lib.locks import LockTimeout
 from duel_assets.lib.review import duel as duel_page
 from duel_assets.lib.review import partitions, turns
 from duel_assets.lib.review.labels import Label, LabelRefused, LabelsFile, record
 from duel_assets.lib.review.reading import Reader
 from duel_assets.lib.settings import METRICS, ChainConfig, ConfigError, Paths, validate_partition_key
+from duel_assets.lib.system.locks import LockTimeout
 from duel_assets.lib.warehouse import WarehouseError
 
 from .security import Guard, sign, verify

@@ -1,4 +1,4 @@
-"""The gate's evidence: the latest calibration of the current judge panel. No Dagster imports.
+"""The gate's evidence: the latest calibration of the current judge panel.
 
 ``latest_calibration(home, panel)`` reads the summaries under ``$DUEL_HOME/calibration/results/``
 and returns the newest whose panel is the configured one (same judges, any order), or None. Its
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..files import read_json
+from ..system.files import read_json
 from . import results_dir
 
 

@@ -1,4 +1,4 @@
-"""The deployment's flight rules as plain data: who may send what, and when. No Dagster imports.
+"""The deployment's flight rules as plain data: who may send what, and when.
 
 A store (SQLite on one machine, PostgreSQL for many workers) keeps one lease per request in flight
 anywhere in the deployment and one budget row per endpoint. :func:`decide` is the rule both stores

@@ -1,4 +1,4 @@
-"""Many OpenAI-compatible chat calls, each distinct request paid for once per deployment. No Dagster imports.
+"""Many OpenAI-compatible chat calls, each distinct request paid for once per deployment.
 
 * one event loop per batch (per asset step); one aiohttp client session per call session, one
   keep-alive connection per call in flight (:mod:`.transport`);
@@ -42,7 +42,7 @@ STANDIN_CHECK_S = 10.0  # the longest wait for the endpoint to say whether it is
 
 def limits_of(cfg: CallsConfig) -> flight.Limits:
     return flight.Limits(concurrency=cfg.concurrency, rpm=float(cfg.requests_per_minute or 0),
-                         tpm=float(cfg.tokens_per_minute or 0), adaptive=bool(getattr(cfg, "adaptive", True)))
+                         tpm=float(cfg.tokens_per_minute or 0), adaptive=cfg.adaptive)
 
 
 class LLMCaller:
@@ -105,7 +105,7 @@ class CallSession:
         self.cfg = caller.cfg
         self.client = transport.client(caller.endpoint)
         self.url = f"{caller.endpoint.base_url.rstrip('/')}/chat/completions"
-        self.stream = bool(getattr(self.cfg, "stream", True))
+        self.stream = self.cfg.stream
         self.t0 = time.monotonic()
         self.trace: list[tuple[float, float]] = []
         self.gate = Gate(caller.store, caller.endpoint_id, limits_of(self.cfg), on_window=self._window)

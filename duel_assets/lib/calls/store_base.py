@@ -1,4 +1,4 @@
-"""The call store's logic, in SQL both SQLite and PostgreSQL speak. No Dagster imports.
+"""The call store's logic, in SQL both SQLite and PostgreSQL speak.
 
 A store keeps, for a whole deployment:
 

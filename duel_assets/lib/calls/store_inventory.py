@@ -1,4 +1,4 @@
-"""What a call store holds, per endpoint and model, and removing an endpoint's calls. No Dagster imports.
+"""What a call store holds, per endpoint and model, and removing an endpoint's calls.
 
 Also the dialect every store supplies (:class:`StoreDialect`): a transaction and a read, in SQL
 both SQLite and PostgreSQL speak.

@@ -1,4 +1,4 @@
-"""One attempt over the wire: the HTTP client, the POST and how long it may take. No Dagster imports.
+"""One attempt over the wire: the HTTP client, the POST and how long it may take.
 
 Bodies are posted as wire JSON to ``{base_url}/chat/completions`` with the key as a bearer token
 (or the base URL's user info as basic auth when there is no key) and replies are read as plain JSON

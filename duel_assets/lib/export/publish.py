@@ -1,4 +1,4 @@
-"""Publishing the export folder to a Hugging Face dataset repository. No Dagster imports.
+"""Publishing the export folder to a Hugging Face dataset repository.
 
 What is uploaded is exactly the card (``README.md``) and the shards (``data/*.parquet``,
 ``jsonl/*.jsonl``) on disk, read under the export lock so that they agree; shards the repository
@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..locks import file_lock
 from ..settings import ChainConfig, ConfigError, Paths
+from ..system.locks import file_lock
 from .card import select
 from .paths import export_lock_path
 from .report import overall_gate

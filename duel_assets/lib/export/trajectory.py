@@ -1,4 +1,4 @@
-"""Whole-trajectory training rows (``[export] layout = "trajectory"``). No Dagster imports.
+"""Whole-trajectory training rows (``[export] layout = "trajectory"``).
 
 One row per source trajectory with at least one exported turn: every message of the trajectory in
 the ``openai`` message shape, and on each message a ``train`` flag. An assistant message is trained
@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 
-from .. import protocol
+from ..duel import protocol
 from .layouts import _calls, _target, openai_tools, split_reasoning
 
 RULES = ("replaced_last_move", "replaced_same_action", "kept_original_accepted", "not_trained_defeat", "not_dueled")

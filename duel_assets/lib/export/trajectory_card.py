@@ -1,4 +1,4 @@
-"""What the dataset card says about trajectory rows. No Dagster imports."""
+"""What the dataset card says about trajectory rows."""
 from __future__ import annotations
 
 from ..settings import ExportConfig

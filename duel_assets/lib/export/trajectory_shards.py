@@ -1,4 +1,4 @@
-"""Trajectory rows over all partitions: each partition's turns, then the shards. No Dagster imports.
+"""Trajectory rows over all partitions: each partition's turns, then the shards.
 
 A trajectory's turns can be in several prompt files, so its row is built where every partition is
 seen: ``exported_buckets`` writes the partition's dueled turns (``report/trajectory_turns/<key>.json``:
@@ -15,10 +15,10 @@ import json
 import re
 from collections import Counter
 
-from ..curation.trajectory_store import TrajectoryStore
-from ..files import read_json, replacing, write_json_atomic, write_text_atomic
+from ..sampling.curation.trajectory_store import TrajectoryStore
+from ..sampling.trim import _MARKER_RE
 from ..settings import ExportConfig, Paths
-from ..trim import _MARKER_RE
+from ..system.files import read_json, replacing, write_json_atomic, write_text_atomic
 from .paths import partition_files
 from .trajectory import RULES, trajectory_row, trajectory_schema
 

@@ -1,6 +1,6 @@
 """The review page's logic: what it reads from the warehouse, the turn filters and the review queue,
-the coloured diff, leak-evidence highlighting, and the labelled-duel records it appends. No Dagster
-imports, no web framework: ``duel_assets.review_app`` serves it.
+the coloured diff, leak-evidence highlighting, and the labelled-duel records it appends. No web
+framework: ``duel_assets.review_app`` serves it.
 
 Modules: ``running`` (where a running page is reached), ``reading`` (the warehouse reads),
 ``turns`` (per-turn figures, filters, sorting, the queue), ``partitions`` (the partitions page),

@@ -1,5 +1,5 @@
 """One duel shaped for its page: the task, the history, the move being judged, both answers at the
-positions drawn for this showing, the patch, the judges and the verdict. No Dagster imports.
+positions drawn for this showing, the patch, the judges and the verdict.
 
 Texts are :class:`.text.Clipped` or ``(piece, is_evidence)`` lists; nothing is markup.
 """

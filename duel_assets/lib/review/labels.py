@@ -1,5 +1,4 @@
 """Labels given on the review page, as labelled-duel lines ``duel-assets calibrate`` reads as they are.
-No Dagster imports.
 
 A label says which of the two answers shown is better (``A``, ``B`` or ``tie``), optionally for one
 metric. The page draws the positions at random for every showing, so a line's ``a`` is whichever
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from ..calibration.pairs import BadPair, parse_pair
 from ..settings import METRICS
-from ..trajectories import visible
+from ..turn import visible
 from .reading import DuelRows
 
 LABELS = ("A", "B", "tie")

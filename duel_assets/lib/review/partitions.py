@@ -1,5 +1,5 @@
 """The partitions page: one row per partition with its gate, bucket counts, judge agreement, cost
-and labels. No Dagster imports.
+and labels.
 
 The gate is the one ``duel_verdict`` decided, read from the partition's summary
 (``report/partitions/<key>.json``); counts, agreement and tokens come from the warehouse
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..calls.types import CallStats
-from ..scoring import Gate
-from ..verdict_metadata import gate_line
+from ..calls import CallStats
+from ..verdict.gate import Gate
+from ..verdict.metadata import gate_line
 
 BUCKET_COLUMNS = ("final", "refined", "defeat", "parse-fail", "excluded")
 

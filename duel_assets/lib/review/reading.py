@@ -1,4 +1,4 @@
-"""What the review page reads from the warehouse, through :class:`..warehouse.Warehouse`. No Dagster imports.
+"""What the review page reads from the warehouse, through :class:`..warehouse.Warehouse`.
 
 Every read is one short read-only connection (a local file's lock is held only while it lasts, so
 runs keep writing between page loads; a DuckLake read is a cursor on this process's attached

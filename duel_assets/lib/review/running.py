@@ -1,5 +1,4 @@
 """Where a running review page can be reached, for links from elsewhere (duel_verdict's metadata).
-No Dagster imports.
 
 ``duel-assets review`` announces itself in ``$DUEL_HOME/review/running.json`` (its address, process
 and host) while it serves and removes the file when it stops. :func:`review_base` is the configured
@@ -16,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from ..files import read_json, write_json_atomic
+from ..system.files import read_json, write_json_atomic
 
 
 def running_path(home: Path) -> Path:

@@ -1,5 +1,5 @@
 """Text shaped for the page: a patch as classed diff lines, leak evidence marked in an answer, long
-text clipped and folded. No Dagster imports.
+text clipped and folded.
 
 Nothing here produces markup: every function returns plain strings with a class or a flag, and the
 page's templates escape each piece, so untrusted text can only ever be shown as text.

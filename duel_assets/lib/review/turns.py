@@ -1,5 +1,5 @@
 """A partition's turns as the review page lists them: per-turn figures, the filters, sorting and the
-review queue. No Dagster imports.
+review queue.
 
 A judge's verdict on a turn follows the duel's own rule: the judge's score for the turn (its share
 of the metric cells the challenger wins, tie = 1/2) above 50 is the challenger, below 50 the
@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..scoring import CHALLENGER_FIRST, KING_FIRST, row_margins
 from ..settings import METRICS
+from ..verdict.replies import CHALLENGER_FIRST, KING_FIRST, row_margins
 
 NEAR_POINTS = 5.0
 SKIPPED = "skipped"  # a judge not asked because the turn's bucket was already decided

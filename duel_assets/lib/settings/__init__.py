@@ -1,4 +1,4 @@
-"""Paths, environment and `chain.toml` configuration. No Dagster imports.
+"""Paths, environment and `chain.toml` configuration.
 
 ``base`` (errors, keys, vocabularies), ``model`` (the typed tables), ``load`` (reading and checking
 chain.toml), ``env`` (the only reader of the environment), ``paths``, ``preflight`` (checks a

@@ -191,6 +191,12 @@ class WarehouseConfig(Table):
     lock_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0  # how long a writer waits for the warehouse lock
 
 
+class LocksConfig(Table):
+    # how long a command waits for another process's lock on the history index, the export and
+    # the Dagster instance's first set-up (at most a day: no wait is endless)
+    timeout_s: Annotated[float, Field(gt=0, le=86400)] = 600.0
+
+
 class CalibrationConfig(Table):
     target_precision: Probability = 0.9
 
@@ -255,6 +261,7 @@ class ChainConfig(Table):
     near_duplicates: NearDuplicatesConfig = Field(default_factory=NearDuplicatesConfig)
     hidden_info: HiddenInfoConfig = Field(default_factory=HiddenInfoConfig)
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    locks: LocksConfig = Field(default_factory=LocksConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     metric_weights: dict[MetricName, Annotated[float, Field(ge=0, le=1000)]] = {m: 1.0 for m in METRICS}
