@@ -208,6 +208,9 @@ def test_stop_group_ends_every_process_of_the_group():
 RUNNER = """
 import signal, sys
 from duel_assets.lib.system.processes import run_own_group
+# a known start, whatever dispositions this process inherited (an ignored signal survives exec)
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(s, signal.SIG_DFL)
 rc = run_own_group([sys.executable, "-c", sys.argv[1]], grace_s=1.0, on_stop=lambda s: print("stop", s, flush=True))
 print("rc", rc, signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
 """
