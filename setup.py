@@ -37,6 +37,8 @@ setup(
         # the LLM calls: OpenAI-compatible HTTP, posted directly (lib/calls/session.py)
         "aiohttp>=3.10,<4",
         "datasets>=3.0",
+        # MinHash / LSH for near-duplicate turns and benchmark problem statements (lib/curation/)
+        "datasketch>=2.0,<3",
         "tabulate>=0.9",
         "tqdm>=4.66",
         # `duel-assets ui` and a deployment's webserver

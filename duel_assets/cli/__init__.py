@@ -14,7 +14,7 @@ import signal
 import sqlite3
 import sys
 
-from duel_assets.cli import calibrate, review
+from duel_assets.cli import calibrate, publish, review
 
 DEMO_DESCRIPTION = (
     "Run the whole graph on the bundled samples against the offline stand-in (its answers and verdicts are NOT "
@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(fn=_fn("serve.cmd_ui"))
     calibrate.add_subcommands(sub)
     review.add_parser(sub)
+    publish.add_parser(sub)
     k = sub.add_parser("calls", help="list what the call store holds per endpoint and model (calls, stand-in "
                                      "replies, when stored), or remove one endpoint's calls",
                        description="List what the call store holds per endpoint and model, or remove one "
@@ -148,9 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "recorded); the next run pays for them again")
     k.set_defaults(fn=_fn("calls.cmd_calls"))
     b = sub.add_parser("bench", help="run the benchmarks and print ratios",
-                       description="Run the benchmarks on this machine (sampler, LLM stage against the stand-in, "
-                                   "writes, gate) and print their ratios.")
+                       description="Run the benchmarks on this machine (sampler, decontamination and near-duplicates, "
+                                   "LLM stage against the stand-in, writes, gate) and print their ratios.")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    b.add_argument("--only", action="append", metavar="PART",
+                   choices=("llm", "panel", "goodput", "pipe", "sampler", "curation", "bootstrap"),
+                   help="run only this part (repeatable): llm, panel, goodput, pipe, sampler, curation, bootstrap")
     b.set_defaults(fn=_fn("common.cmd_bench"))
     _describe(sub)
     return p

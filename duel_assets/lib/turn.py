@@ -63,20 +63,25 @@ class Turn:
     source_meta: dict = field(default_factory=dict)
     hidden: dict | None = None
     history_hash: str = ""
+    contamination: list[str] | None = None  # <benchmark>:<way> of each benchmark it matches whose policy is tag
+    excluded_reason: str | None = None  # contaminated:<benchmark>:<way>: never dueled
 
     def __post_init__(self):
         if not self.history_hash:
             self.history_hash = history_hash(self.history, self.tools)
 
     def to_record(self) -> dict:
-        return {f: getattr(self, f) for f in TURN_FIELDS}  # shallow: histories are shared, not copied
+        rec = {f: getattr(self, f) for f in TURN_FIELDS}  # shallow: histories are shared, not copied
+        rec.update({f: getattr(self, f) for f in OPTIONAL_FIELDS if getattr(self, f)})
+        return rec
 
 
-TURN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Turn))
+OPTIONAL_FIELDS = ("contamination", "excluded_reason")  # in a record only when set
+TURN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Turn) if f.name not in OPTIONAL_FIELDS)
 # what an export document carries of its turn, in this order (the turn's id is the document's own;
-# its trajectory id, outcome, trimming, hidden information and history hash are not exported)
+# its outcome, trimming, hidden information and history hash are not exported)
 DOCUMENT_FIELDS: tuple[str, ...] = ("instance_id", "repo", "source", "protocol", "step", "history", "reference", "tools",
-                                    "license", "reward", "source_meta")
+                                    "license", "reward", "source_meta", "traj_id", "contamination")
 
 
 def _canonical_message(m: dict) -> dict:

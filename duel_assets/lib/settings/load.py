@@ -71,6 +71,9 @@ def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
     if sum(cfg.metric_weights.values()) <= 0:
         out.append(f"metric_weights: got {toml_value(cfg.metric_weights)} (the weights sum to 0); "
                    "allowed: numbers >= 0 with a positive sum")
+    for name, n in Counter(b.name for b in cfg.decontamination.benchmarks).items():
+        if n > 1:
+            out.append(f"decontamination.benchmarks: got name {toml_value(name)} {n} times; allowed: each name once")
     seen = Counter((s.format, s.path, s.split) for s in cfg.sources)
     for i, s in enumerate(cfg.sources):
         if seen[(s.format, s.path, s.split)] > 1:
