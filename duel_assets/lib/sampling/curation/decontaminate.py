@@ -33,7 +33,6 @@ from ...settings import MATCH_WAYS, ChainConfig
 from ..sources import resolve_local
 from .benchmarks import PROBLEM_SHINGLE, Benchmark, benchmark, commit_of_id, epoch_seconds, repo_of_id
 from .diffs import Patch, overlap, parse_patch
-from .pr_lookup import lookup_records
 from .shingles import text_minhash
 
 _BASE_COMMIT = re.compile(r"[Bb]ase[ _]commit\W{0,4}([0-9a-fA-F]{7,40})\b")
@@ -122,6 +121,8 @@ class Decontaminator:
             return
         want = sorted({i for i, r in items if i and i not in self.records and self._repo(i, r) in self.repos})
         if want:
+            from .pr_lookup import lookup_records  # DuckDB and pandas only when PR records are looked up
+
             found = lookup_records(self.pr_specs, want)
             for i in want:
                 self.records.put(i, found.get(i, {}))
