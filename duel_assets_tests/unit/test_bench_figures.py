@@ -24,7 +24,8 @@ def test_the_curation_bench_samples_every_row_on_both_sides_and_prints_its_ratio
 
     r = bench_curation(tmp_path, rows=20 * RUNS, bench_instances=8)  # 20 instances; 4 of them in each list by id
     assert r["curation_rows"] == 2000 and r["curation_blocks"] == 8
-    assert r["decontam_time_ratio"] == pytest.approx(r["curation_seconds"] / r["curation_plain_seconds"], rel=0.1)  # seconds rounded
+    c, p = r["curation_seconds"], r["curation_plain_seconds"]  # each rounded to 0.1 s; the ratio is of the unrounded
+    assert (c - 0.05) / (p + 0.05) <= r["decontam_time_ratio"] <= (c + 0.05) / max(p - 0.05, 1e-9)
     # the drop list removes whole instances (100 runs each), the tag list marks turns, and runs of one
     # instance that differ only in temporary paths, times and noise are near-duplicates
     assert r["curation_contaminated_rows"] > 0 and r["curation_contaminated_rows"] % RUNS == 0
