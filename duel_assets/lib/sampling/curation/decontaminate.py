@@ -27,6 +27,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ...settings import MATCH_WAYS, ChainConfig
@@ -70,11 +71,18 @@ def task_text(messages: list[dict]) -> str:
 
 def statements_of(task: str, record_statement: str | None) -> tuple[str, ...]:
     """The problem statements a task shows: the PR record's, the issue the task wraps, the task itself."""
-    out = [record_statement or ""]
+    return tuple(dict.fromkeys(s.strip() for s in (record_statement or "", *_task_parts(task)[1]) if s and s.strip()))
+
+
+@lru_cache(maxsize=1024)
+def _task_parts(task: str) -> tuple[str | None, tuple[str, str, str]]:
+    """What a task says once for all its rows (runs of an instance share it): the commit of its
+    ``Base commit:`` line, and the issue it wraps, its issue section and itself."""
+    found = _BASE_COMMIT.search(task)
     wrapped = _WRAPPED.search(task)
     section = _ISSUE_SECTION.search(task)
-    out += [wrapped.group(2) if wrapped else "", section.group(1) if section else "", task]
-    return tuple(dict.fromkeys(s.strip() for s in out if s and s.strip()))
+    return (found.group(1) if found else None,
+            (wrapped.group(2) if wrapped else "", section.group(1) if section else "", task))
 
 
 class _LRU(OrderedDict):
@@ -135,8 +143,7 @@ class Decontaminator:
             self.prefetch([(instance_id, repo)])
         rec = self.records.get(instance_id) or {}
         task = task_text(messages)
-        found = _BASE_COMMIT.search(task)
-        commit = (meta.get("base_commit") or hidden.get("base_commit") or (found.group(1) if found else None)
+        commit = (meta.get("base_commit") or hidden.get("base_commit") or _task_parts(task)[0]
                   or commit_of_id(instance_id) or rec.get("base_commit"))
         created = epoch_seconds(meta.get("created_at") or hidden.get("created_at") or rec.get("created_at"))
         patch_text = hidden.get("patch") or hidden.get("target_patch") or rec.get("patch") or ""

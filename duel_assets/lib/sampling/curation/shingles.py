@@ -70,19 +70,24 @@ def _word_hashes(text: str) -> list[int]:
     return [h if h is not None else _WORDS.get(w) or _word_hash(w) for w, h in zip(found, got)]
 
 
-def shingle_hashes(text: str, n: int = 3) -> list[int]:
-    """The distinct 32-bit hashes of the normalised text's ``n``-word shingles, sorted (a shorter
-    text: one shingle of all its words; an empty text: none). A shingle's hash is the sum of its
-    words' hashes, each times a constant of its position, modulo 2**32 (:func:`_combine`)."""
+def shingle_array(text: str, n: int = 3) -> np.ndarray:
+    """The distinct 32-bit hashes of the normalised text's ``n``-word shingles, sorted, as ``uint32``
+    (a shorter text: one shingle of all its words; an empty text: none). A shingle's hash is the sum
+    of its words' hashes, each times a constant of its position, modulo 2**32 (:func:`_combine`)."""
     h = _word_hashes(text)
     if len(h) < n:
-        return [_combine(h)] if h else []
+        return np.asarray([_combine(h)] if h else [], dtype=np.uint32)
     w = np.asarray(h, dtype=np.uint64)
     m = len(h) - n + 1
     acc = np.zeros(m, dtype=np.uint64)
     for i in range(n):  # uint64 arithmetic wraps: the low 32 bits are exact
         acc += w[i:i + m] * np.uint64(_MUL[i % len(_MUL)])
-    return np.unique(acc & np.uint64(0xFFFFFFFF)).tolist()
+    return np.unique((acc & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+
+
+def shingle_hashes(text: str, n: int = 3) -> list[int]:
+    """:func:`shingle_array` as a list of ints."""
+    return shingle_array(text, n).tolist()
 
 
 def _combine(hs: list[int]) -> int:
@@ -111,3 +116,37 @@ def minhash(hashes: list[int], num_perm: int) -> MinHash:
 
 def text_minhash(text: str, num_perm: int, n: int = 3) -> MinHash:
     return minhash(shingle_hashes(text, n), num_perm)
+
+
+_FMIX32 = (16, np.uint32(0x85EBCA6B), 13, np.uint32(0xC2B2AE35), 16)  # MurmurHash3's finaliser, as datasketch pre-mixes
+_BATCH_CELLS = 1 << 22  # shingles x permutations computed at once
+
+
+def minhash_values(sets: list[np.ndarray], num_perm: int) -> np.ndarray:
+    """The hash values :func:`minhash` gives each set of 32-bit hashes, all sets at once: one
+    ``(len(sets), num_perm)`` ``uint32`` array, row ``i`` equal to ``minhash(sets[i]).hashvalues``.
+
+    The same arithmetic as datasketch's ``affine32`` ``update_batch`` (each hash pre-mixed with the
+    MurmurHash3 finaliser, then ``a * h + b`` modulo 2**32 per permutation, the least per set; an
+    empty set keeps the initial maximum), done with numpy over the shingles of many sets together."""
+    a, b = _permutations(num_perm)
+    out = np.full((len(sets), num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    lens = np.fromiter((len(x) for x in sets), dtype=np.int64, count=len(sets))
+    rows = np.flatnonzero(lens)
+    step = max(1, _BATCH_CELLS // num_perm)
+    i = 0
+    while i < len(rows):  # groups of sets with at most ``step`` shingles in all (or one larger set)
+        j = i + 1 + int(np.searchsorted(np.cumsum(lens[rows[i + 1:]]), step - lens[rows[i]], side="right"))
+        group = rows[i:j]
+        hv = np.concatenate([np.asarray(sets[k], dtype=np.uint32) for k in group])
+        s1, m1, s2, m2, s3 = _FMIX32
+        hv = hv ^ (hv >> s1)
+        hv = hv * m1
+        hv = hv ^ (hv >> s2)
+        hv = hv * m2
+        hv = hv ^ (hv >> s3)
+        phv = hv[:, None] * a[None, :] + b[None, :]  # uint32: wraps modulo 2**32
+        starts = np.concatenate(([0], np.cumsum(lens[group])[:-1]))
+        out[group] = np.minimum.reduceat(phv, starts, axis=0)
+        i = j
+    return out

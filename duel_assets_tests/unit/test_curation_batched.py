@@ -1,0 +1,133 @@
+"""The batched computations of decontamination and near-duplicate control give what the plain,
+one-at-a-time ones give, on random inputs: MinHash values (datasketch's own ``update_batch``),
+signatures, the clusters kept, and the problem statements and commit a task shows."""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+
+import numpy as np
+import pytest
+
+from duel_assets.lib.sampling.curation import decontaminate, near_dup, shingles
+from duel_assets.lib.sampling.curation.near_dup import Bands, Clusters, signatures
+from duel_assets.lib.sampling.cutter import cut_turns
+from duel_assets.lib.sampling.readers.mini_swe_agent import read_swe_zero
+from duel_assets.lib.settings import NearDuplicatesConfig
+
+WORDS = "ls grep sed cat src index.py /tmp/tmpab12cd34 2024-01-02 10:11:12 deadbeef1 fix cache rename error test".split()
+
+
+def _sets(rng: random.Random) -> list[np.ndarray]:
+    sizes = [rng.choice([0, 1, 2, 7, 60, 400, 3000]) for _ in range(rng.randrange(0, 25))]
+    return [np.unique(np.array([rng.getrandbits(32) for _ in range(n)], dtype=np.uint32)) for n in sizes]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_minhash_values_are_datasketchs_update_batch(seed, monkeypatch):
+    rng = random.Random(seed)
+    num_perm = rng.choice([16, 64, 128])
+    monkeypatch.setattr(shingles, "_BATCH_CELLS", rng.choice([1, 50, 1 << 22]) * num_perm)  # groups of every size
+    sets = _sets(rng)
+    got = shingles.minhash_values(sets, num_perm)
+    assert got.shape == (len(sets), num_perm) and got.dtype == np.uint32
+    for row, s in zip(got, sets):
+        assert np.array_equal(row, shingles.minhash(s.tolist(), num_perm).hashvalues)
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def _row(rng: random.Random, task: int, variant: int) -> dict:
+    """A run of one of a few tasks; runs of one task share most steps, so near-duplicates abound."""
+    steps = random.Random(task * 100 + variant % 3)
+    msgs = [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": f"Task {task}: {_text(random.Random(task), 40)}"}]
+    for _ in range(rng.randrange(1, 5)):
+        cmd = f"{steps.choice(WORDS)} {steps.choice(WORDS)}"
+        msgs += [{"role": "assistant", "content": f"THOUGHT: look.\n\n```bash\n{cmd}\n```\n"},
+                 {"role": "user", "content": f"{_text(steps, 30)} {_text(rng, rng.choice([0, 2, 30]))}"}]
+    msgs.append({"role": "assistant", "content": "THOUGHT: done.\n\n```bash\necho COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n```\n"})
+    return {"instance_id": f"acme__x-{task}", "repo": "acme/x", "messages": msgs, "exit_status": "Submitted"}
+
+
+def _turns(seed: int) -> list:
+    rng = random.Random(seed)
+    return [t for i in range(rng.randrange(5, 40))
+            for t in cut_turns(read_swe_zero(_row(rng, rng.randrange(4), i)))[0]]
+
+
+def _old_keep(turns, cfg: NearDuplicatesConfig) -> list:
+    """Clusters.keep of a fresh Clusters the plain way: one signature at a time (datasketch's
+    MinHash of each text), every candidate pair checked."""
+    sigs = []
+    for t in turns:
+        task = next((m.get("content") or "" for m in t.history if m.get("role") == "user"), "")
+        steps = " \n ".join(near_dup._text(m) for m in [*near_dup.recent_steps(t.history, cfg.last_steps), t.reference])
+        sigs.append(near_dup.Signature(t.history_hash,
+                                       shingles.minhash(shingles.shingle_hashes(task[: 4 * near_dup.MESSAGE_CHARS]), cfg.num_perm).hashvalues,
+                                       shingles.minhash(shingles.shingle_hashes(steps), cfg.num_perm).hashvalues))
+    bands = Bands(cfg.threshold, cfg.num_perm)
+    parent = {i: i for i in range(len(sigs))}
+    for i in range(len(sigs)):
+        for j in bands.query(sigs[i]):
+            if sigs[i].near(sigs[j], cfg.threshold):
+                a, b = near_dup._root(parent, i), near_dup._root(parent, j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        bands.insert(sigs[i], i)
+    best: dict[int, int] = {}
+    for i in range(len(sigs)):
+        r = near_dup._root(parent, i)
+        if r not in best or sigs[i].key < sigs[best[r]].key:
+            best[r] = i
+    return [sigs, [turns[i] for i in sorted(best.values())]]
+
+
+def _old_band_keys(s, b: int, r: int) -> list[int]:
+    task, steps = s.task.hashvalues.astype(np.uint32), s.steps.hashvalues.astype(np.uint32)
+    return [int.from_bytes(hashlib.blake2b(bytes([i]) + task[i * r:(i + 1) * r].tobytes() + steps[i * r:(i + 1) * r].tobytes(),
+                                           digest_size=8).digest(), "big") >> 1 for i in range(b)]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_batched_signatures_and_clusters_are_the_one_at_a_time_ones(seed):
+    cfg = NearDuplicatesConfig(enabled=True, threshold=random.Random(seed).choice([0.5, 0.8, 0.9]),
+                               last_steps=random.Random(seed).choice([1, 2]))
+    turns = _turns(seed)
+    old_sigs, old_kept = _old_keep(turns, cfg)
+    new_sigs = signatures(turns, cfg)
+    bands = near_dup.band_params(cfg.threshold, cfg.num_perm)
+    for a, b in zip(old_sigs, new_sigs):
+        assert a.key == b.key and np.array_equal(a.task_values, b.task_values) and np.array_equal(a.steps_values, b.steps_values)
+        assert a.bands(*bands) == b.bands(*bands) == _old_band_keys(a, *bands) and a.to_bytes() == b.to_bytes()
+    kept = Clusters(cfg).keep(turns)
+    assert [t.turn_id for t in kept] == [t.turn_id for t in old_kept]
+    assert len(kept) < len(turns) or len(turns) < 2  # the inputs do hold near-duplicates
+
+
+_BASE_COMMIT = re.compile(r"[Bb]ase[ _]commit\W{0,4}([0-9a-fA-F]{7,40})\b")
+
+
+def _old_statements(task: str, record: str | None) -> tuple[str, ...]:
+    out = [record or ""]
+    wrapped = decontaminate._WRAPPED.search(task)
+    section = decontaminate._ISSUE_SECTION.search(task)
+    out += [wrapped.group(2) if wrapped else "", section.group(1) if section else "", task]
+    return tuple(dict.fromkeys(s.strip() for s in out if s and s.strip()))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_what_a_task_shows_is_read_as_before(seed):
+    rng = random.Random(seed)
+    parts = ["<pr_description>\n{}\n</pr_description>", "## Issue\n\n{}\n", "## Problem statement\n{}\n## Other\n",
+             "Base commit: {:040x}", "base_commit = {:07x}", "{}", "<issue>{}</issue>"]
+    for _ in range(200):
+        task = "\n".join(p.format(rng.getrandbits(160) if "x}" in p else _text(rng, rng.randrange(0, 12)))
+                         for p in rng.sample(parts, rng.randrange(0, len(parts))))
+        record = rng.choice([None, "", _text(rng, 8), task.strip()])
+        assert decontaminate.statements_of(task, record) == _old_statements(task, record)
+        found = _BASE_COMMIT.search(task)
+        assert decontaminate._task_parts(task)[0] == (found.group(1) if found else None)
