@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+import sqlite3
+
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -34,6 +37,23 @@ def test_minhash_values_are_datasketchs_update_batch(seed, monkeypatch):
     assert got.shape == (len(sets), num_perm) and got.dtype == np.uint32
     for row, s in zip(got, sets):
         assert np.array_equal(row, shingles.minhash(s.tolist(), num_perm).hashvalues)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_joined_parts_hash_as_the_joined_text(seed, monkeypatch):
+    """Word hashes kept per part give the MinHash of the parts joined, whatever the parts hold
+    (temporary paths, hex ids, a final sigma, fewer words than a shingle, nothing)."""
+    rng = random.Random(seed)
+    words = [*WORDS, "ΑΣ", "/var/tmp/x", "C:\\Users\\a\\Temp\\b", "zztmpzz", "a-b:c"]
+    for _ in range(40):
+        num_perm, n = rng.choice([16, 64]), rng.choice([1, 2, 3, 5])
+        monkeypatch.setattr(shingles, "_BATCH_CELLS", rng.choice([1, 50, 1 << 22]) * num_perm)
+        docs = [[" ".join(rng.choice(words) for _ in range(rng.choice([0, 1, 2, 3, 6, 40]))) for _ in range(rng.randrange(0, 4))]
+                for _ in range(rng.randrange(0, 12))]
+        got = shingles.joined_minhash_values(docs, num_perm, n)
+        assert got.shape == (len(docs), num_perm)
+        for row, parts in zip(got, docs):
+            assert np.array_equal(row, shingles.minhash(shingles.shingle_hashes(" \n ".join(parts), n), num_perm).hashvalues)
 
 
 def _text(rng: random.Random, n: int) -> str:
@@ -131,3 +151,54 @@ def test_what_a_task_shows_is_read_as_before(seed):
         assert decontaminate.statements_of(task, record) == _old_statements(task, record)
         found = _BASE_COMMIT.search(task)
         assert decontaminate._task_parts(task)[0] == (found.group(1) if found else None)
+
+
+class _Turn:
+    def __init__(self, h: str, instance: str, repo: str):
+        self.history_hash, self.instance_id, self.repo = h, instance, repo
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_index_in_levels_answers_as_one_table_would(seed, tmp_path, monkeypatch):
+    """Random claims (some of hashes another prompt file holds) and releases, with small levels so
+    that rows move between them: candidates and counts are those of a plain model of the index."""
+    from duel_assets.lib.sampling.curation import near_dup_index
+
+    monkeypatch.setattr(near_dup_index, "LEVELS", (("bands_recent", 12), ("bands_middle", 50), ("bands", None)))
+    rng = random.Random(seed)
+    index = near_dup_index.NearDupIndex(tmp_path)
+    held: dict[str, tuple[str, str, list[int]]] = {}  # hash -> (prompt file, instance, band keys): the model
+    pool = [rng.getrandbits(62) for _ in range(120)]  # band keys, few enough to be shared
+    for step in range(60):
+        key = f"file{rng.randrange(8)}"
+        if rng.random() < 0.15:
+            keep = {h for h, (k, _, _) in held.items() if k == key and rng.random() < 0.5}
+            gone = [h for h, (k, _, _) in held.items() if k == key and h not in keep]
+            assert index.release(key, keep) == len(gone)
+            for h in gone:
+                del held[h]
+            continue
+        entries = []
+        for _ in range(rng.randrange(1, 12)):
+            h = rng.choice([*held, *(f"h{step}_{i}" for i in range(20))]) if held else f"h{step}_0"
+            values = np.array([rng.getrandbits(32) for _ in range(32)], dtype=np.uint32)
+            sig = near_dup.Signature(h, values[:16], values[16:], keys=rng.sample(pool, 3))
+            entries.append((_Turn(h, f"i{rng.randrange(5)}", "acme/x"), sig))
+        index.claim(key, entries, 3, 5)
+        for t, s in entries:
+            held.setdefault(t.history_hash, (key, t.instance_id, s.keys))
+        asked = rng.sample(pool, 10)
+        other = f"file{rng.randrange(8)}"
+        by_band, found = index.candidates(other, asked)
+        want: dict[int, set[str]] = {}
+        for h, (k, _, keys) in held.items():
+            for b in keys:
+                if b in asked and k != other:
+                    want.setdefault(b, set()).add(h)
+        assert {b: set(hs) for b, hs in by_band.items()} == want
+        assert set(found) == {h for hs in want.values() for h in hs}
+        counts = index.counts(other, "instance_id", [f"i{i}" for i in range(5)])
+        assert dict(counts) == dict(Counter(i for k, i, _ in held.values() if k != other))
+    con = sqlite3.connect(index.path)
+    assert all(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t, _ in near_dup_index.LEVELS)  # rows in every level
+    con.close()

@@ -34,7 +34,7 @@ from datasketch import MinHash, MinHashLSH
 
 from ...settings import NearDuplicatesConfig
 from ...turn import Turn
-from .shingles import _permutations, minhash_values, shingle_array
+from .shingles import _permutations, joined_minhash_values, minhash_values, shingle_array
 
 MESSAGE_CHARS = 2000
 _TASKS: OrderedDict = OrderedDict()  # sha1 of a task and num_perm -> its MinHash values (bounded)
@@ -128,8 +128,9 @@ def recent_steps(history: list[dict], k: int) -> list[dict]:
     return history[starts[-k]:] if len(starts) >= k else history[starts[0]:] if starts else []
 
 
-def _steps_text(turn: Turn, k: int) -> str:
-    return " \n ".join(_text(m) for m in [*recent_steps(turn.history, k), turn.reference])
+def _steps_parts(turn: Turn, k: int) -> list[str]:
+    """The texts of its last ``k`` steps and its move (the steps text joins them with ``" \\n "``)."""
+    return [_text(m) for m in [*recent_steps(turn.history, k), turn.reference]]
 
 
 def _task_of(turn: Turn) -> str:
@@ -155,7 +156,7 @@ def signatures(turns: list[Turn], cfg: NearDuplicatesConfig) -> list[Signature]:
     if not turns:
         return []
     tasks = _task_values([_task_of(t) for t in turns], cfg.num_perm)
-    steps = minhash_values([shingle_array(_steps_text(t, cfg.last_steps)) for t in turns], cfg.num_perm)
+    steps = joined_minhash_values([_steps_parts(t, cfg.last_steps) for t in turns], cfg.num_perm)
     return [Signature(t.history_hash, task, step) for t, task, step in zip(turns, tasks, steps)]
 
 
