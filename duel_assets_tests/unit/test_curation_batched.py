@@ -7,14 +7,13 @@ import hashlib
 import random
 import re
 import sqlite3
-
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from duel_assets.lib.sampling.curation import decontaminate, near_dup, shingles
-from duel_assets.lib.sampling.curation.near_dup import Bands, Clusters, signatures
+from duel_assets.lib.sampling.curation.near_dup import Clusters, signatures
 from duel_assets.lib.sampling.cutter import cut_turns
 from duel_assets.lib.sampling.readers.mini_swe_agent import read_swe_zero
 from duel_assets.lib.settings import NearDuplicatesConfig
@@ -79,6 +78,12 @@ def _turns(seed: int) -> list:
             for t in cut_turns(read_swe_zero(_row(rng, rng.randrange(4), i)))[0]]
 
 
+def _old_band_keys(s, b: int, r: int) -> list[int]:
+    task, steps = s.task.hashvalues.astype(np.uint32), s.steps.hashvalues.astype(np.uint32)
+    return [int.from_bytes(hashlib.blake2b(bytes([i]) + task[i * r:(i + 1) * r].tobytes() + steps[i * r:(i + 1) * r].tobytes(),
+                                           digest_size=8).digest(), "big") >> 1 for i in range(b)]
+
+
 def _old_keep(turns, cfg: NearDuplicatesConfig) -> list:
     """Clusters.keep of a fresh Clusters the plain way: one signature at a time (datasketch's
     MinHash of each text), every candidate pair checked."""
@@ -89,27 +94,23 @@ def _old_keep(turns, cfg: NearDuplicatesConfig) -> list:
         sigs.append(near_dup.Signature(t.history_hash,
                                        shingles.minhash(shingles.shingle_hashes(task[: 4 * near_dup.MESSAGE_CHARS]), cfg.num_perm).hashvalues,
                                        shingles.minhash(shingles.shingle_hashes(steps), cfg.num_perm).hashvalues))
-    bands = Bands(cfg.threshold, cfg.num_perm)
+    nb, nr = near_dup.band_params(cfg.threshold, cfg.num_perm)
+    bands: dict[int, list[int]] = {}  # band key (BLAKE2b) -> turns
     parent = {i: i for i in range(len(sigs))}
     for i in range(len(sigs)):
-        for j in bands.query(sigs[i]):
+        for j in {j for k in _old_band_keys(sigs[i], nb, nr) for j in bands.get(k, ())}:
             if sigs[i].near(sigs[j], cfg.threshold):
                 a, b = near_dup._root(parent, i), near_dup._root(parent, j)
                 if a != b:
                     parent[max(a, b)] = min(a, b)
-        bands.insert(sigs[i], i)
+        for k in _old_band_keys(sigs[i], nb, nr):
+            bands.setdefault(k, []).append(i)
     best: dict[int, int] = {}
     for i in range(len(sigs)):
         r = near_dup._root(parent, i)
         if r not in best or sigs[i].key < sigs[best[r]].key:
             best[r] = i
     return [sigs, [turns[i] for i in sorted(best.values())]]
-
-
-def _old_band_keys(s, b: int, r: int) -> list[int]:
-    task, steps = s.task.hashvalues.astype(np.uint32), s.steps.hashvalues.astype(np.uint32)
-    return [int.from_bytes(hashlib.blake2b(bytes([i]) + task[i * r:(i + 1) * r].tobytes() + steps[i * r:(i + 1) * r].tobytes(),
-                                           digest_size=8).digest(), "big") >> 1 for i in range(b)]
 
 
 @pytest.mark.parametrize("seed", range(10))

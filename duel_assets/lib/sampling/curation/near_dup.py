@@ -51,6 +51,7 @@ class Signature:
     steps_values: np.ndarray
 
     keys: list[int] | None = field(default=None, compare=False)  # band keys (:meth:`bands`), once computed
+    rows: list[bytes] | None = field(default=None, compare=False)  # band contents (:meth:`band_rows`), once computed
 
     @property
     def task(self) -> MinHash:
@@ -68,12 +69,18 @@ class Signature:
         a, b = self.task_values, other.task_values
         return len(a) == len(b) and bool(np.count_nonzero(a == b) / len(a) >= threshold)
 
-    def bands(self, b: int, r: int) -> list[int]:
-        """The keys of its ``b`` bands: band i is rows ``i*r`` to ``(i+1)*r`` of both MinHashes."""
-        if self.keys is None:
+    def band_rows(self, b: int, r: int) -> list[bytes]:
+        """What its ``b`` bands hold: band i is its number and rows ``i*r`` to ``(i+1)*r`` of both MinHashes."""
+        if self.rows is None:
             task, steps, w = self.task_values.astype(np.uint32).tobytes(), self.steps_values.astype(np.uint32).tobytes(), 4 * r
-            self.keys = [int.from_bytes(hashlib.blake2b(bytes((i,)) + task[i * w:(i + 1) * w] + steps[i * w:(i + 1) * w],
-                                                digest_size=8).digest(), "big") >> 1 for i in range(b)]
+            self.rows = [bytes((i,)) + task[i * w:(i + 1) * w] + steps[i * w:(i + 1) * w] for i in range(b)]
+        return self.rows
+
+    def bands(self, b: int, r: int) -> list[int]:
+        """The keys of its ``b`` bands (a 63-bit BLAKE2b digest of each of :meth:`band_rows`): the same
+        in every process, as the index keeps them."""
+        if self.keys is None:
+            self.keys = [int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big") >> 1 for row in self.band_rows(b, r)]
         return self.keys
 
     def to_bytes(self) -> bytes:
@@ -97,17 +104,18 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 class Bands:
-    """Band key -> the items with that band: the candidates of a signature are those sharing a band."""
+    """Band -> the items with that band: the candidates of a signature are those sharing a band (in
+    memory, bands are told apart by what they hold, :meth:`Signature.band_rows`)."""
 
     def __init__(self, threshold: float, num_perm: int):
         self.b, self.r = band_params(threshold, num_perm)
-        self.items: dict[int, list] = {}
+        self.items: dict[bytes, list] = {}
 
     def query(self, s: Signature) -> set:
-        return {x for k in s.bands(self.b, self.r) for x in self.items.get(k, ())}
+        return {x for k in s.band_rows(self.b, self.r) for x in self.items.get(k, ())}
 
     def insert(self, s: Signature, item) -> None:
-        for k in s.bands(self.b, self.r):
+        for k in s.band_rows(self.b, self.r):
             self.items.setdefault(k, []).append(item)
 
 
@@ -182,6 +190,8 @@ class Clusters:
         self.skipped: Counter = Counter()
 
     def _near_kept(self, s: Signature) -> bool:
+        if not self.kept_sigs:
+            return False
         return any(self.kept_sigs[k].near(s, self.cfg.threshold) for k in self.kept.query(s))
 
     def keep(self, turns: list[Turn]) -> list[Turn]:
