@@ -203,3 +203,34 @@ def test_the_index_in_levels_answers_as_one_table_would(seed, tmp_path, monkeypa
     con = sqlite3.connect(index.path)
     assert all(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t, _ in near_dup_index.LEVELS)  # rows in every level
     con.close()
+
+
+def test_a_rows_matches_are_those_of_its_facts_with_the_shortcut(tmp_path):
+    """Rows checked through the per-row shortcut get what their facts match, on random rows that
+    share tasks and ids but differ in base commits, dates and patches."""
+    import json
+
+    from duel_assets.lib.settings import parse_config
+
+    patch = "diff --git a/src/m.py b/src/m.py\n--- a/src/m.py\n+++ b/src/m.py\n@@ -10,4 +10,5 @@\n x\n-y\n+z\n+w\n"
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"instance_id": f"acme__x-{i}", "repo": "acme/x", "base_commit": f"{i:07x}abc",
+                                         "created_at": 1_600_000_000 + i * 86_400 * 20, "patch": patch if i % 2 else "",
+                                         "problem_statement": f"Task {i}: {_text(random.Random(i), 40)}"}) + "\n"
+                             for i in range(6)))
+    cfg = parse_config({"sources": [{"format": "swe_zero", "path": str(bench)}], "decontamination": {
+        "pr_records": False, "benchmarks": [{"name": "b", "path": str(bench), "policy": "drop"}]}})
+    rng = random.Random(3)
+    fresh, cached = decontaminate.Decontaminator(cfg), decontaminate.Decontaminator(cfg)
+    ways = set()
+    for _ in range(400):
+        i = rng.randrange(8)
+        task = f"Task {i}: {_text(random.Random(i), 40)}" if rng.random() < 0.7 else f"Task {rng.randrange(3)} base commit {i:07x}abc"
+        meta = {k: rng.choice([None, 1, True, 1.0, f"{i:07x}abc", 1_600_000_000 + i * 86_400 * 20]) for k in ("base_commit", "created_at")}
+        hidden = {"patch": rng.choice([None, patch, ""]), "created_at": rng.choice([None, "2020-09-13T12:26:40Z"])}
+        row = (rng.choice([f"acme__x-{i}", f"acme__x-{i + 100}"]), rng.choice(["acme/x", None, "other/y"]),
+               [{"role": "system", "content": "s"}, {"role": "user", "content": task}], meta, hidden)
+        got = cached.check(*row)
+        assert got == fresh.match(fresh.facts(*row))
+        ways.update(m.way for m in got)
+    assert len(ways) >= 4  # the rows reach most ways

@@ -40,6 +40,9 @@ _BASE_COMMIT = re.compile(r"[Bb]ase[ _]commit\W{0,4}([0-9a-fA-F]{7,40})\b")
 _WRAPPED = re.compile(r"<(pr_description|github_issue|issue_description|issue)>(.*?)</\1>", re.S)
 _ISSUE_SECTION = re.compile(r"^#+ *(?:Issue|Problem statement)\s*$(.*?)(?=^#+ |\Z)", re.S | re.M | re.I)
 CACHE = 100_000  # verdicts and problem signatures kept per process
+ROWS_CACHE = 4096  # rows' matches kept by what their facts come from (runs of an instance share it all)
+_FROM_META = ("base_commit", "created_at")
+_FROM_HIDDEN = ("base_commit", "created_at", "patch", "target_patch", "problem_statement")
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,13 @@ def _task_parts(task: str) -> tuple[str | None, tuple[str, str, str]]:
 
 
 class _LRU(OrderedDict):
+    def __init__(self, size: int = CACHE):
+        super().__init__()
+        self.size = size
+
     def put(self, key, value):
         self[key] = value
-        if len(self) > CACHE:
+        if len(self) > self.size:
             self.popitem(last=False)
         return value
 
@@ -109,6 +116,7 @@ class Decontaminator:
         self.records: _LRU = _LRU()  # instance id -> PR record fields (or {} when none)
         self._verdicts: _LRU = _LRU()
         self._problems: _LRU = _LRU()
+        self._rows: _LRU = _LRU(ROWS_CACHE)  # what a row's facts come from -> its matches
 
     @property
     def active(self) -> bool:
@@ -203,7 +211,25 @@ class Decontaminator:
 
     def check(self, instance_id: str, repo: str | None, messages: list[dict], source_meta: dict | None = None,
               hidden: dict | None = None) -> tuple[Match, ...]:
-        return self.match(self.facts(instance_id, repo, messages, source_meta, hidden))
+        """The matches of a row: :meth:`match` of its :meth:`facts`, looked up by everything they are
+        read from when a row with the same was checked before (its PR record is the same: an
+        instance id's record is looked up once)."""
+        meta, extra = source_meta or {}, hidden or {}
+        key = (instance_id, repo, task_text(messages), *map(_keyed, (*(meta.get(k) for k in _FROM_META),
+                                                                     *(extra.get(k) for k in _FROM_HIDDEN))))
+        try:
+            got = self._rows.get(key)
+        except TypeError:  # a field that is not hashable: no shortcut
+            return self.match(self.facts(instance_id, repo, messages, source_meta, hidden))
+        if got is None:
+            got = self._rows.put(key, self.match(self.facts(instance_id, repo, messages, source_meta, hidden)))
+        return got
+
+
+def _keyed(value):
+    """A value as part of a cache key: with its type unless text or None (``1``, ``1.0`` and ``True``
+    are equal keys but not the same facts)."""
+    return value if value is None or type(value) is str else (type(value).__name__, value)
 
 
 @dataclass(frozen=True)
