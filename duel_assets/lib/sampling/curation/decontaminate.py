@@ -27,6 +27,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from ...settings import MATCH_WAYS, ChainConfig
@@ -39,6 +40,9 @@ _BASE_COMMIT = re.compile(r"[Bb]ase[ _]commit\W{0,4}([0-9a-fA-F]{7,40})\b")
 _WRAPPED = re.compile(r"<(pr_description|github_issue|issue_description|issue)>(.*?)</\1>", re.S)
 _ISSUE_SECTION = re.compile(r"^#+ *(?:Issue|Problem statement)\s*$(.*?)(?=^#+ |\Z)", re.S | re.M | re.I)
 CACHE = 100_000  # verdicts and problem signatures kept per process
+ROWS_CACHE = 4096  # rows' matches kept by what their facts come from (runs of an instance share it all)
+_FROM_META = ("base_commit", "created_at")
+_FROM_HIDDEN = ("base_commit", "created_at", "patch", "target_patch", "problem_statement")
 
 
 @dataclass(frozen=True)
@@ -70,17 +74,28 @@ def task_text(messages: list[dict]) -> str:
 
 def statements_of(task: str, record_statement: str | None) -> tuple[str, ...]:
     """The problem statements a task shows: the PR record's, the issue the task wraps, the task itself."""
-    out = [record_statement or ""]
+    return tuple(dict.fromkeys(s.strip() for s in (record_statement or "", *_task_parts(task)[1]) if s and s.strip()))
+
+
+@lru_cache(maxsize=1024)
+def _task_parts(task: str) -> tuple[str | None, tuple[str, str, str]]:
+    """What a task says once for all its rows (runs of an instance share it): the commit of its
+    ``Base commit:`` line, and the issue it wraps, its issue section and itself."""
+    found = _BASE_COMMIT.search(task)
     wrapped = _WRAPPED.search(task)
     section = _ISSUE_SECTION.search(task)
-    out += [wrapped.group(2) if wrapped else "", section.group(1) if section else "", task]
-    return tuple(dict.fromkeys(s.strip() for s in out if s and s.strip()))
+    return (found.group(1) if found else None,
+            (wrapped.group(2) if wrapped else "", section.group(1) if section else "", task))
 
 
 class _LRU(OrderedDict):
+    def __init__(self, size: int = CACHE):
+        super().__init__()
+        self.size = size
+
     def put(self, key, value):
         self[key] = value
-        if len(self) > CACHE:
+        if len(self) > self.size:
             self.popitem(last=False)
         return value
 
@@ -101,6 +116,7 @@ class Decontaminator:
         self.records: _LRU = _LRU()  # instance id -> PR record fields (or {} when none)
         self._verdicts: _LRU = _LRU()
         self._problems: _LRU = _LRU()
+        self._rows: _LRU = _LRU(ROWS_CACHE)  # what a row's facts come from -> its matches
 
     @property
     def active(self) -> bool:
@@ -135,8 +151,7 @@ class Decontaminator:
             self.prefetch([(instance_id, repo)])
         rec = self.records.get(instance_id) or {}
         task = task_text(messages)
-        found = _BASE_COMMIT.search(task)
-        commit = (meta.get("base_commit") or hidden.get("base_commit") or (found.group(1) if found else None)
+        commit = (meta.get("base_commit") or hidden.get("base_commit") or _task_parts(task)[0]
                   or commit_of_id(instance_id) or rec.get("base_commit"))
         created = epoch_seconds(meta.get("created_at") or hidden.get("created_at") or rec.get("created_at"))
         patch_text = hidden.get("patch") or hidden.get("target_patch") or rec.get("patch") or ""
@@ -196,7 +211,25 @@ class Decontaminator:
 
     def check(self, instance_id: str, repo: str | None, messages: list[dict], source_meta: dict | None = None,
               hidden: dict | None = None) -> tuple[Match, ...]:
-        return self.match(self.facts(instance_id, repo, messages, source_meta, hidden))
+        """The matches of a row: :meth:`match` of its :meth:`facts`, looked up by everything they are
+        read from when a row with the same was checked before (its PR record is the same: an
+        instance id's record is looked up once)."""
+        meta, extra = source_meta or {}, hidden or {}
+        key = (instance_id, repo, task_text(messages), *map(_keyed, (*(meta.get(k) for k in _FROM_META),
+                                                                     *(extra.get(k) for k in _FROM_HIDDEN))))
+        try:
+            got = self._rows.get(key)
+        except TypeError:  # a field that is not hashable: no shortcut
+            return self.match(self.facts(instance_id, repo, messages, source_meta, hidden))
+        if got is None:
+            got = self._rows.put(key, self.match(self.facts(instance_id, repo, messages, source_meta, hidden)))
+        return got
+
+
+def _keyed(value):
+    """A value as part of a cache key: with its type unless text or None (``1``, ``1.0`` and ``True``
+    are equal keys but not the same facts)."""
+    return value if value is None or type(value) is str else (type(value).__name__, value)
 
 
 @dataclass(frozen=True)

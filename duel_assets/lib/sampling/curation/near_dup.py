@@ -34,53 +34,66 @@ from datasketch import MinHash, MinHashLSH
 
 from ...settings import NearDuplicatesConfig
 from ...turn import Turn
-from .shingles import minhash, shingle_hashes
+from .shingles import _permutations, joined_minhash_values, minhash_values, shingle_array
 
 MESSAGE_CHARS = 2000
-_TASKS: OrderedDict = OrderedDict()  # sha1 of a task -> its MinHash (bounded)
+_TASKS: OrderedDict = OrderedDict()  # sha1 of a task and num_perm -> its MinHash values (bounded)
 _TASKS_MAX = 50_000
 
 
 @dataclass
 class Signature:
+    """A turn's two MinHashes, kept as their hash values (``uint32``, datasketch's ``affine32``
+    scheme); :attr:`task` and :attr:`steps` are them as datasketch ``MinHash`` objects."""
+
     key: str  # history_hash: the order among near-duplicates
-    task: MinHash
-    steps: MinHash
+    task_values: np.ndarray
+    steps_values: np.ndarray
 
     keys: list[int] | None = field(default=None, compare=False)  # band keys (:meth:`bands`), once computed
+    rows: list[bytes] | None = field(default=None, compare=False)  # band contents (:meth:`band_rows`), once computed
+
+    @property
+    def task(self) -> MinHash:
+        return _as_minhash(self.task_values)
+
+    @property
+    def steps(self) -> MinHash:
+        return _as_minhash(self.steps_values)
 
     def near(self, other: Signature, threshold: float) -> bool:
         """Both estimated Jaccard similarities (the share of equal MinHash values) reach ``threshold``."""
-        a, b = self.steps.hashvalues, other.steps.hashvalues
+        a, b = self.steps_values, other.steps_values
         if len(a) != len(b) or np.count_nonzero(a == b) / len(a) < threshold:
             return False
-        a, b = self.task.hashvalues, other.task.hashvalues
+        a, b = self.task_values, other.task_values
         return len(a) == len(b) and bool(np.count_nonzero(a == b) / len(a) >= threshold)
 
+    def band_rows(self, b: int, r: int) -> list[bytes]:
+        """What its ``b`` bands hold: band i is its number and rows ``i*r`` to ``(i+1)*r`` of both MinHashes."""
+        if self.rows is None:
+            task, steps, w = self.task_values.astype(np.uint32).tobytes(), self.steps_values.astype(np.uint32).tobytes(), 4 * r
+            self.rows = [bytes((i,)) + task[i * w:(i + 1) * w] + steps[i * w:(i + 1) * w] for i in range(b)]
+        return self.rows
+
     def bands(self, b: int, r: int) -> list[int]:
-        """The keys of its ``b`` bands: band i is rows ``i*r`` to ``(i+1)*r`` of both MinHashes."""
+        """The keys of its ``b`` bands (a 63-bit BLAKE2b digest of each of :meth:`band_rows`): the same
+        in every process, as the index keeps them."""
         if self.keys is None:
-            task = self.task.hashvalues.astype(np.uint32)
-            steps = self.steps.hashvalues.astype(np.uint32)
-            self.keys = [int.from_bytes(hashlib.blake2b(bytes([i]) + task[i * r:(i + 1) * r].tobytes()
-                                                        + steps[i * r:(i + 1) * r].tobytes(), digest_size=8).digest(),
-                                        "big") >> 1 for i in range(b)]
+            self.keys = [int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big") >> 1 for row in self.band_rows(b, r)]
         return self.keys
 
     def to_bytes(self) -> bytes:
-        return np.concatenate([self.task.hashvalues, self.steps.hashvalues]).astype(np.uint32).tobytes()
+        return np.concatenate([self.task_values, self.steps_values]).astype(np.uint32).tobytes()
+
+
+def _as_minhash(values: np.ndarray) -> MinHash:
+    return MinHash(num_perm=len(values), hashvalues=values.copy(), permutations=_permutations(len(values)), scheme="affine32")
 
 
 def signature_from_bytes(key: str, blob: bytes, num_perm: int) -> Signature:
-    from .shingles import _permutations
-
     values = np.frombuffer(blob, dtype=np.uint32)
-    perms = _permutations(num_perm)
-
-    def mh(v):
-        return MinHash(num_perm=num_perm, hashvalues=v.copy(), permutations=perms, scheme="affine32")
-
-    return Signature(key, mh(values[:num_perm]), mh(values[num_perm:]))
+    return Signature(key, values[:num_perm], values[num_perm:])
 
 
 @lru_cache(maxsize=64)
@@ -91,17 +104,18 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 class Bands:
-    """Band key -> the items with that band: the candidates of a signature are those sharing a band."""
+    """Band -> the items with that band: the candidates of a signature are those sharing a band (in
+    memory, bands are told apart by what they hold, :meth:`Signature.band_rows`)."""
 
     def __init__(self, threshold: float, num_perm: int):
         self.b, self.r = band_params(threshold, num_perm)
-        self.items: dict[int, list] = {}
+        self.items: dict[bytes, list] = {}
 
     def query(self, s: Signature) -> set:
-        return {x for k in s.bands(self.b, self.r) for x in self.items.get(k, ())}
+        return {x for k in s.band_rows(self.b, self.r) for x in self.items.get(k, ())}
 
     def insert(self, s: Signature, item) -> None:
-        for k in s.bands(self.b, self.r):
+        for k in s.band_rows(self.b, self.r):
             self.items.setdefault(k, []).append(item)
 
 
@@ -122,20 +136,40 @@ def recent_steps(history: list[dict], k: int) -> list[dict]:
     return history[starts[-k]:] if len(starts) >= k else history[starts[0]:] if starts else []
 
 
-def _task_minhash(task: str, num_perm: int) -> MinHash:
-    key = hashlib.sha1(task.encode("utf-8", "surrogatepass")).digest() + num_perm.to_bytes(2, "big")
-    got = _TASKS.get(key)
-    if got is None:
-        got = _TASKS[key] = minhash(shingle_hashes(task[: 4 * MESSAGE_CHARS]), num_perm)
-        if len(_TASKS) > _TASKS_MAX:
-            _TASKS.popitem(last=False)
-    return got
+def _steps_parts(turn: Turn, k: int) -> list[str]:
+    """The texts of its last ``k`` steps and its move (the steps text joins them with ``" \\n "``)."""
+    return [_text(m) for m in [*recent_steps(turn.history, k), turn.reference]]
+
+
+def _task_of(turn: Turn) -> str:
+    return next((m.get("content") or "" for m in turn.history if m.get("role") == "user"), "")
+
+
+def _task_values(tasks: list[str], num_perm: int) -> list[np.ndarray]:
+    """The MinHash values of each task (kept per process: every turn of an instance has its task)."""
+    keys = [hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() + num_perm.to_bytes(2, "big") for t in tasks]
+    new = list(dict.fromkeys(k for k in keys if k not in _TASKS))
+    if new:
+        text = {k: t for k, t in zip(keys, tasks)}
+        for k, v in zip(new, minhash_values([shingle_array(text[k][: 4 * MESSAGE_CHARS]) for k in new], num_perm)):
+            _TASKS[k] = v
+    out = [_TASKS[k] for k in keys]
+    while len(_TASKS) > _TASKS_MAX:
+        _TASKS.popitem(last=False)
+    return out
+
+
+def signatures(turns: list[Turn], cfg: NearDuplicatesConfig) -> list[Signature]:
+    """Each turn's signature, the MinHashes of all of them computed together."""
+    if not turns:
+        return []
+    tasks = _task_values([_task_of(t) for t in turns], cfg.num_perm)
+    steps = joined_minhash_values([_steps_parts(t, cfg.last_steps) for t in turns], cfg.num_perm)
+    return [Signature(t.history_hash, task, step) for t, task, step in zip(turns, tasks, steps)]
 
 
 def signature(turn: Turn, cfg: NearDuplicatesConfig) -> Signature:
-    task = next((m.get("content") or "" for m in turn.history if m.get("role") == "user"), "")
-    steps = " \n ".join(_text(m) for m in [*recent_steps(turn.history, cfg.last_steps), turn.reference])
-    return Signature(turn.history_hash, _task_minhash(task, cfg.num_perm), minhash(shingle_hashes(steps), cfg.num_perm))
+    return signatures([turn], cfg)[0]
 
 
 def _root(parent: dict[int, int], i: int) -> int:
@@ -156,22 +190,23 @@ class Clusters:
         self.skipped: Counter = Counter()
 
     def _near_kept(self, s: Signature) -> bool:
+        if not self.kept_sigs:
+            return False
         return any(self.kept_sigs[k].near(s, self.cfg.threshold) for k in self.kept.query(s))
 
     def keep(self, turns: list[Turn]) -> list[Turn]:
         """The turns to keep, in their order: one per cluster (the smallest ``history_hash``), none
         near a turn kept before."""
-        sigs = [signature(t, self.cfg) for t in turns]
+        sigs = signatures(turns, self.cfg)
         fresh = [i for i, s in enumerate(sigs) if not self._near_kept(s)]
         self.skipped["near_duplicate"] += len(turns) - len(fresh)
         bands = Bands(self.cfg.threshold, self.cfg.num_perm)
         parent = {i: i for i in fresh}
         for i in fresh:
             for j in bands.query(sigs[i]):
-                if sigs[i].near(sigs[j], self.cfg.threshold):
-                    a, b = _root(parent, i), _root(parent, j)
-                    if a != b:
-                        parent[max(a, b)] = min(a, b)
+                a, b = _root(parent, i), _root(parent, j)
+                if a != b and sigs[i].near(sigs[j], self.cfg.threshold):  # one cluster already: nothing to learn
+                    parent[max(a, b)] = min(a, b)
             bands.insert(sigs[i], i)
         best: dict[int, int] = {}
         for i in fresh:

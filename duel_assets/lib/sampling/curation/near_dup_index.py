@@ -2,17 +2,24 @@
 
 ``$DUEL_HOME/near_dup_index.sqlite`` keeps, for every turn sampled with ``[near_duplicates]`` on,
 its prompt file, instance, repository, signature and band keys (:class:`.near_dup.Bands`). A band
-row is two integers (the band key and the turn's row id, one B-tree without row ids), so recording
-a window's turns writes few pages however large the index grows. A window skips a turn that is a
+row is two integers (the band key and the turn's row id) in B-trees without row ids, in levels
+(:data:`LEVELS`): a window's rows go into a small first level, and a level grown past its size
+moves into the next one in band order, so that recording a window writes a few pages of a small
+tree rather than one page of a large tree per band, however large the index grows (band keys are
+random: a large tree's rows have no neighbours among one window's). A window skips a turn that is a
 near-duplicate of one another prompt file holds (``near_duplicate_held``) and counts the turns of
 each instance and repository other prompt files hold for the caps. It is read and written under
 the history index's lock (sampling holds it), and a prompt file sampled again or forgotten gives
-its entries back, as with the history index.
+its entries back, as with the history index. A thread keeps its connections to the last few
+indexes open (:func:`_connection`), so that a window does not pay for opening the file and for
+the checkpoint of its log that closing the last connection makes.
 """
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -23,15 +30,41 @@ from ...turn import Turn
 from .near_dup import Clusters, Signature, band_params, signature_from_bytes
 
 _CHUNK = 400
+# band tables, smallest first, each but the last moved into the next when it holds more rows than its limit
+LEVELS = (("bands_recent", 1 << 14), ("bands_middle", 1 << 19), ("bands", None))
+KEEP_OPEN = 4  # connections a thread keeps open (to the indexes it used last)
+_OPEN = threading.local()
+_INHERITED: list[sqlite3.Connection] = []  # a forked process's copies of its parent's connections: never used nor closed
 
 
-class NearDupIndex:
-    def __init__(self, home: Path):
-        self.path = Path(home) / "near_dup_index.sqlite"
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=60)
+
+def _drop(pid: int, con: sqlite3.Connection) -> None:
+    if pid == os.getpid():
+        con.close()
+    else:
+        _INHERITED.append(con)
+
+
+def _connection(path: Path) -> sqlite3.Connection:
+    """This thread's open connection to the index at ``path``: opened again when the file was removed
+    or replaced, or in a forked process."""
+    cons: OrderedDict = _OPEN.__dict__.setdefault("cons", OrderedDict())
+    got = cons.pop(str(path), None)
+    if got is not None:
+        if got[0] == os.getpid() and got[1] == _identity(path):
+            cons[str(path)] = got
+            return got[2]
+        _drop(got[0], got[2])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=60)
+    try:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent after a crash; a lost last commit is re-sampled
         con.executescript(
@@ -40,28 +73,41 @@ class NearDupIndex:
             "CREATE INDEX IF NOT EXISTS turns_by_file ON turns (prompt_file);"
             "CREATE INDEX IF NOT EXISTS turns_by_instance ON turns (instance_id);"
             "CREATE INDEX IF NOT EXISTS turns_by_repo ON turns (repo);"
-            "CREATE TABLE IF NOT EXISTS bands (band INTEGER NOT NULL, turn INTEGER NOT NULL, "
-            "PRIMARY KEY (band, turn)) WITHOUT ROWID;")
-        return con
+            + "".join(f"CREATE TABLE IF NOT EXISTS {t} (band INTEGER NOT NULL, turn INTEGER NOT NULL, "
+                      "PRIMARY KEY (band, turn)) WITHOUT ROWID;" for t, _ in LEVELS))
+    except BaseException:
+        con.close()
+        raise
+    cons[str(path)] = (os.getpid(), _identity(path), con)
+    while len(cons) > KEEP_OPEN:
+        _drop(*cons.popitem(last=False)[1][::2])
+    return con
 
-    def _query(self, sql: str, values: list, extra: list) -> list[tuple]:
+
+class NearDupIndex:
+    def __init__(self, home: Path):
+        self.path = Path(home) / "near_dup_index.sqlite"
+
+    def _connect(self) -> sqlite3.Connection:
+        return _connection(self.path)
+
+    def _query(self, sqls: list[str], values: list, extra: list) -> list[tuple]:
+        """The rows of each query (``{marks}``: the values, a chunk at a time), on one connection."""
         if not values or not self.path.exists():
             return []
         con = self._connect()
-        try:
-            out: list[tuple] = []
+        out: list[tuple] = []
+        for sql in sqls:
             for i in range(0, len(values), _CHUNK):
                 part = values[i:i + _CHUNK]
                 out += con.execute(sql.format(marks=",".join("?" * len(part))), [*part, *extra]).fetchall()
-            return out
-        finally:
-            con.close()
+        return out
 
     def candidates(self, key: str, bands: list[int]) -> tuple[dict[int, list[str]], dict[str, tuple[int, bytes]]]:
         """The turns other prompt files hold that have one of these band keys: band -> hashes, and
         hash -> (num_perm, signature)."""
-        rows = self._query("SELECT b.band, t.hash, t.num_perm, t.sig FROM bands b JOIN turns t ON t.id = b.turn "
-                           "WHERE b.band IN ({marks}) AND t.prompt_file != ?", bands, [key])
+        rows = self._query([f"SELECT b.band, t.hash, t.num_perm, t.sig FROM {t} b JOIN turns t ON t.id = b.turn "
+                            "WHERE b.band IN ({marks}) AND t.prompt_file != ?" for t, _ in LEVELS], bands, [key])
         by_band: dict[int, list[str]] = {}
         for band, h, _, _ in rows:
             by_band.setdefault(band, []).append(h)
@@ -70,43 +116,50 @@ class NearDupIndex:
     def counts(self, key: str, column: str, values: list[str]) -> Counter:
         """Turns other prompt files hold per instance_id or repo."""
         assert column in ("instance_id", "repo")
-        rows = self._query(f"SELECT {column}, count(*) FROM turns WHERE {column} IN ({{marks}}) AND prompt_file != ? "
-                           f"GROUP BY {column}", values, [key])
+        rows = self._query([f"SELECT {column}, count(*) FROM turns WHERE {column} IN ({{marks}}) AND prompt_file != ? "
+                            f"GROUP BY {column}"], values, [key])
         return Counter(dict(rows))
 
     def claim(self, key: str, entries: Iterable[tuple[Turn, Signature]], b: int, r: int) -> None:
-        rows = [(t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task.hashvalues), s.to_bytes(),
+        rows = [(t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task_values), s.to_bytes(),
                  np.asarray(s.bands(b, r), dtype=np.int64).tobytes()) for t, s in entries]
         if not rows:
             return
         con = self._connect()
-        try:
-            with con:
-                bands = []
-                for row in rows:
-                    cur = con.execute("INSERT OR IGNORE INTO turns (hash, prompt_file, instance_id, repo, num_perm, sig, "
-                                      "bands) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-                    if cur.rowcount == 1:
-                        bands += [(int(k), cur.lastrowid) for k in np.frombuffer(row[6], dtype=np.int64)]
-                con.executemany("INSERT OR IGNORE INTO bands VALUES (?, ?)", bands)
-        finally:
-            con.close()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            # row ids grow: the rows inserted (a hash another prompt file holds is not) are those past the last one
+            last = con.execute("SELECT coalesce(max(id), 0) FROM turns").fetchone()[0]
+            con.executemany("INSERT OR IGNORE INTO turns (hash, prompt_file, instance_id, repo, num_perm, sig, bands) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            bands = sorted((int(k), i) for i, blob in con.execute("SELECT id, bands FROM turns WHERE id > ?", (last,))
+                           for k in np.frombuffer(blob, dtype=np.int64))
+            con.executemany(f"INSERT OR IGNORE INTO {LEVELS[0][0]} VALUES (?, ?)", bands)
+            _settle(con)
 
     def release(self, key: str, keep: set[str] | None = None) -> int:
         """Forget the entries of prompt file ``key`` (those not in ``keep``, when given)."""
         if not self.path.exists():
             return 0
         con = self._connect()
-        try:
-            with con:
-                gone = [(i, blob) for i, h, blob in con.execute("SELECT id, hash, bands FROM turns WHERE prompt_file = ?", (key,))
-                        if keep is None or h not in keep]
-                con.executemany("DELETE FROM bands WHERE band = ? AND turn = ?",
-                                [(int(k), i) for i, blob in gone for k in np.frombuffer(blob, dtype=np.int64)])
-                con.executemany("DELETE FROM turns WHERE id = ?", [(i,) for i, _ in gone])
-                return len(gone)
-        finally:
-            con.close()
+        with con:
+            gone = [(i, blob) for i, h, blob in con.execute("SELECT id, hash, bands FROM turns WHERE prompt_file = ?", (key,))
+                    if keep is None or h not in keep]
+            pairs = [(int(k), i) for i, blob in gone for k in np.frombuffer(blob, dtype=np.int64)]
+            for t, _ in LEVELS:
+                con.executemany(f"DELETE FROM {t} WHERE band = ? AND turn = ?", pairs)
+            con.executemany("DELETE FROM turns WHERE id = ?", [(i,) for i, _ in gone])
+            return len(gone)
+
+
+def _settle(con: sqlite3.Connection) -> None:
+    """Move each band level that holds more rows than its limit into the next one (in band order: a
+    level's rows land together in the next one's pages)."""
+    for (table, limit), (upper, _) in zip(LEVELS, LEVELS[1:]):
+        if limit is None or con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] <= limit:
+            return
+        con.execute(f"INSERT OR IGNORE INTO {upper} SELECT band, turn FROM {table} ORDER BY band, turn")
+        con.execute(f"DELETE FROM {table}")
 
 
 class Screen:

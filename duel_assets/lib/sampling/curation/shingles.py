@@ -70,19 +70,24 @@ def _word_hashes(text: str) -> list[int]:
     return [h if h is not None else _WORDS.get(w) or _word_hash(w) for w, h in zip(found, got)]
 
 
-def shingle_hashes(text: str, n: int = 3) -> list[int]:
-    """The distinct 32-bit hashes of the normalised text's ``n``-word shingles, sorted (a shorter
-    text: one shingle of all its words; an empty text: none). A shingle's hash is the sum of its
-    words' hashes, each times a constant of its position, modulo 2**32 (:func:`_combine`)."""
+def shingle_array(text: str, n: int = 3) -> np.ndarray:
+    """The distinct 32-bit hashes of the normalised text's ``n``-word shingles, sorted, as ``uint32``
+    (a shorter text: one shingle of all its words; an empty text: none). A shingle's hash is the sum
+    of its words' hashes, each times a constant of its position, modulo 2**32 (:func:`_combine`)."""
     h = _word_hashes(text)
     if len(h) < n:
-        return [_combine(h)] if h else []
+        return np.asarray([_combine(h)] if h else [], dtype=np.uint32)
     w = np.asarray(h, dtype=np.uint64)
     m = len(h) - n + 1
     acc = np.zeros(m, dtype=np.uint64)
     for i in range(n):  # uint64 arithmetic wraps: the low 32 bits are exact
         acc += w[i:i + m] * np.uint64(_MUL[i % len(_MUL)])
-    return np.unique(acc & np.uint64(0xFFFFFFFF)).tolist()
+    return np.unique((acc & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+
+
+def shingle_hashes(text: str, n: int = 3) -> list[int]:
+    """:func:`shingle_array` as a list of ints."""
+    return shingle_array(text, n).tolist()
 
 
 def _combine(hs: list[int]) -> int:
@@ -111,3 +116,82 @@ def minhash(hashes: list[int], num_perm: int) -> MinHash:
 
 def text_minhash(text: str, num_perm: int, n: int = 3) -> MinHash:
     return minhash(shingle_hashes(text, n), num_perm)
+
+
+_FMIX32 = (16, np.uint32(0x85EBCA6B), 13, np.uint32(0xC2B2AE35), 16)  # MurmurHash3's finaliser, as datasketch pre-mixes
+_BATCH_CELLS = 1 << 22  # shingles x permutations computed at once
+
+
+def minhash_values(sets: list[np.ndarray], num_perm: int) -> np.ndarray:
+    """The hash values :func:`minhash` gives each set of 32-bit hashes, all sets at once: one
+    ``(len(sets), num_perm)`` ``uint32`` array, row ``i`` equal to ``minhash(sets[i]).hashvalues``.
+
+    The same arithmetic as datasketch's ``affine32`` ``update_batch`` (each hash pre-mixed with the
+    MurmurHash3 finaliser, then ``a * h + b`` modulo 2**32 per permutation, the least per set; an
+    empty set keeps the initial maximum), done with numpy over the shingles of many sets together.
+    A hash given twice in a set changes nothing (the least value is the same)."""
+    lens = np.fromiter((len(x) for x in sets), dtype=np.int64, count=len(sets))
+    flat = np.concatenate([np.asarray(x, dtype=np.uint32) for x in sets]) if sets else np.zeros(0, np.uint32)
+    return _minhash_flat(flat, lens, num_perm)
+
+
+def _minhash_flat(flat: np.ndarray, lens: np.ndarray, num_perm: int) -> np.ndarray:
+    """:func:`minhash_values` of the sets ``flat`` holds one after the other, ``lens[i]`` hashes each."""
+    a, b = _permutations(num_perm)
+    out = np.full((len(lens), num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
+    ends = np.cumsum(lens)
+    rows = np.flatnonzero(lens)
+    step = max(1, _BATCH_CELLS // num_perm)
+    i = 0
+    while i < len(rows):  # groups of sets with at most ``step`` hashes in all (or one larger set)
+        first = ends[rows[i]] - lens[rows[i]]
+        j = max(i + 1, int(np.searchsorted(ends[rows], first + step, side="right")))
+        group = rows[i:j]
+        hv = flat[first:ends[group[-1]]]
+        s1, m1, s2, m2, s3 = _FMIX32
+        hv = hv ^ (hv >> s1)
+        hv = hv * m1
+        hv = hv ^ (hv >> s2)
+        hv = hv * m2
+        hv = hv ^ (hv >> s3)
+        phv = hv[:, None] * a[None, :] + b[None, :]  # uint32: wraps modulo 2**32
+        out[group] = np.minimum.reduceat(phv, ends[group] - lens[group] - first, axis=0)
+        i = j
+    return out
+
+
+def joined_minhash_values(docs: list[list[str]], num_perm: int, n: int = 3) -> np.ndarray:
+    """``minhash_values([shingle_array(" \\n ".join(parts), n) for parts in docs], num_perm)``, with the
+    words of each part hashed once per process while it is seen again (a message shared by turns of
+    a trajectory, or by runs of an instance): a part's words are the joined text's words there, as
+    neither a word nor a temporary path reaches over the whitespace between parts."""
+    words = [np.concatenate([_part_words(p) for p in parts]) if parts else np.zeros(0, np.uint32) for parts in docs]
+    counts = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    long = counts >= n
+    lens = np.where(long, counts - n + 1, np.minimum(counts, 1))  # shingles per document
+    ends = np.cumsum(lens)
+    flat = np.zeros(int(ends[-1]) if len(ends) else 0, dtype=np.uint32)
+    if long.any():
+        w = np.concatenate(words).astype(np.uint64)
+        m = len(w) - n + 1
+        acc = np.zeros(m, dtype=np.uint64)
+        for i in range(n):  # every window of the joined words; those across two documents are left out
+            acc += w[i:i + m] * np.uint64(_MUL[i % len(_MUL)])
+        size, start = lens[long], (np.cumsum(counts) - counts)[long]
+        pos = np.repeat(start - (np.cumsum(size) - size), size) + np.arange(int(size.sum()))
+        flat[np.repeat(long, lens)] = (acc[pos] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    for d in np.flatnonzero(~long & (counts > 0)):  # fewer words than a shingle: one shingle of them all
+        flat[ends[d] - 1] = _combine(words[d].tolist())
+    return _minhash_flat(flat, lens, num_perm)
+
+
+_PARTS: dict[str, np.ndarray] = {}  # text -> its words' hashes (bounded: cleared when large)
+
+
+def _part_words(text: str) -> np.ndarray:
+    got = _PARTS.get(text)
+    if got is None:
+        if len(_PARTS) >= 4096:
+            _PARTS.clear()
+        got = _PARTS[text] = np.asarray(_word_hashes(text), dtype=np.uint32)
+    return got
