@@ -103,16 +103,18 @@ def test_a_rewritten_parquet_file_is_listed_again(tmp_path):
 
 
 def test_sampling_without_a_where_predicate_loads_neither_duckdb_nor_pandas(parquet_source):
+    # nor datasketch (and scipy under it) while no decontamination or near-duplicate control is configured
     code = (
         "import sys\n"
         "from duel_assets.lib.sampling.sampler import sample_for_key\n"
         "from duel_assets.lib.settings import parse_config\n"
         f"cfg = parse_config({{'sources': [{{'format': 'swe_zero', 'path': {str(parquet_source)!r}}}],\n"
         "                     'sampling': {'turns_per_file': 20, 'block_mode_min_bytes': 1}})\n"
-        "print(len(sample_for_key('prompts_20_000', cfg)['turns']), 'duckdb' in sys.modules, 'pandas' in sys.modules)\n"
+        "print(len(sample_for_key('prompts_20_000', cfg)['turns']), 'duckdb' in sys.modules, 'pandas' in sys.modules,\n"
+        "      'datasketch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
-    assert out.split() == ["20", "False", "False"]
+    assert out.split() == ["20", "False", "False", "False"]
 
 
 def test_jsonl_block_mode_with_cached_newline_index(tmp_path):

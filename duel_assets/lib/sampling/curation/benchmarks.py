@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-
-from datasketch import MinHash, MinHashLSH
+from typing import TYPE_CHECKING
 
 from ...settings import BenchmarkSpec, ConfigError, SourceSpec
 from ..sources import BadRow, iter_rows, resolve_local
@@ -26,6 +25,9 @@ from .shingles import text_minhash
 
 PROBLEM_SHINGLE = 5  # words per shingle of a problem statement
 _ID_REPO = re.compile(r"\A(?P<owner>[A-Za-z0-9_.-]+?)__(?P<name>[A-Za-z0-9_.-]+?)(?:-(?P<pr>\d+)|\.(?P<commit>[0-9a-f]{7,40})\..*)\Z")
+
+if TYPE_CHECKING:  # datasketch (and scipy under it) loads only when curation runs
+    from datasketch import MinHash, MinHashLSH
 
 
 def repo_of_id(instance_id: str) -> str | None:
@@ -106,6 +108,8 @@ class Benchmark:
             m = text_minhash(statement, self.num_perm, PROBLEM_SHINGLE)
             self.problems[iid] = m
             if self.lsh is None:
+                from datasketch import MinHashLSH
+
                 self.lsh = MinHashLSH(threshold=self.threshold, num_perm=self.num_perm)
             if iid not in self.lsh:
                 self.lsh.insert(iid, m)

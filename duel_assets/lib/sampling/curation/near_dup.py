@@ -28,9 +28,9 @@ import json
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from ...settings import NearDuplicatesConfig
 from ...turn import Turn
@@ -39,6 +39,9 @@ from .shingles import _permutations, joined_minhash_values, minhash_values, shin
 MESSAGE_CHARS = 2000
 _TASKS: OrderedDict = OrderedDict()  # sha1 of a task and num_perm -> its MinHash values (bounded)
 _TASKS_MAX = 50_000
+
+if TYPE_CHECKING:  # datasketch (and scipy under it) loads only when curation runs
+    from datasketch import MinHash
 
 
 @dataclass
@@ -88,6 +91,8 @@ class Signature:
 
 
 def _as_minhash(values: np.ndarray) -> MinHash:
+    from datasketch import MinHash
+
     return MinHash(num_perm=len(values), hashvalues=values.copy(), permutations=_permutations(len(values)), scheme="affine32")
 
 
@@ -99,6 +104,8 @@ def signature_from_bytes(key: str, blob: bytes, num_perm: int) -> Signature:
 @lru_cache(maxsize=64)
 def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """(b, r): datasketch's LSH parameters for ``threshold`` squared at ``num_perm``."""
+    from datasketch import MinHashLSH
+
     lsh = MinHashLSH(threshold=threshold * threshold, num_perm=num_perm)
     return lsh.b, lsh.r
 

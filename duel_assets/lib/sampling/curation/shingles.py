@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 import zlib
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasketch import MinHash
 
 _TMP = re.compile(r"(?:/private)?/(?:tmp|var/tmp|var/folders|dev/shm)(?:/[^\s'\"`:;,)\]}]*)?|[A-Za-z]:\\[^\s]*\\Temp\\[^\s'\"]*")
 _TMP_HINTS = ("/tmp", "/var/", "/dev/shm", "\\Temp\\")
@@ -26,6 +26,9 @@ _HEXWORD = re.compile(r"\A[0-9a-f]{4,}\Z")
 _DIGITS = re.compile(r"\d+")
 _WORDS: dict[str, int] = {}  # word -> hash of its normalised form (bounded: cleared when large)
 _MUL = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646C, 0xFD7046C5)
+
+if TYPE_CHECKING:  # datasketch (and scipy under it) loads only when curation runs
+    from datasketch import MinHash
 
 
 def _normal_word(word: str) -> str:
@@ -99,6 +102,8 @@ def _combine(hs: list[int]) -> int:
 
 @lru_cache(maxsize=16)
 def _permutations(num_perm: int) -> np.ndarray:
+    from datasketch import MinHash
+
     return MinHash(num_perm=num_perm, seed=1).permutations
 
 
@@ -108,6 +113,8 @@ def _same(x: int) -> int:
 
 def minhash(hashes: list[int], num_perm: int) -> MinHash:
     """datasketch's MinHash of a set of 32-bit hashes (fixed permutations: seed 1, ``affine32``)."""
+    from datasketch import MinHash
+
     m = MinHash(num_perm=num_perm, permutations=_permutations(num_perm), scheme="affine32", hashfunc=_same)
     if hashes:
         m.update_batch(hashes)
