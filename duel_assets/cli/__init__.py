@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ms-per-prompt-token", type=float, default=0.0, help="extra latency per prompt token (default: 0)")
     g.add_argument("--ms-per-completion-token", type=float, default=0.0, help="extra latency per completion token (default: 0)")
     g.add_argument("--no-prefix-cache", action="store_true", help="report no cached prompt tokens")
+    from duel_assets.lib.standin.modes import MODES
+
+    g.add_argument("--mode", action="append", choices=MODES, default=[], metavar="MODE",
+                   help="refuse a request switch or break transfers as real servers do, repeatable: "
+                        f"{', '.join(MODES)}")
     calibrate.add_standin_args(st)
     st.set_defaults(fn=_fn("serve.cmd_standin"))
     u = sub.add_parser("ui", help="Dagster UI + daemon (dagster dev) with DAGSTER_HOME under DUEL_HOME; "

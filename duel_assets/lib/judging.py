@@ -112,7 +112,7 @@ def judge_row(job: JudgeJob, judged: Judged | None) -> dict:
     r, rep = judged.result, judged.reply
     row.update(parsed=rep.parsed, parse_error=rep.error, retried=judged.retried, raw_reply=r.content,
                reason=rep.reason, call_key=r.key, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-               cached_tokens=r.cached_tokens, served_model=r.served_model, standin=r.standin,
+               cached_tokens=r.cached_tokens, usage_estimated=r.usage_estimated, served_model=r.served_model, standin=r.standin,
                error_kind=r.error_kind, error=r.error)
     if rep.parsed:
         row.update(side_scores(rep, job.order))

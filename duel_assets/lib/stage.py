@@ -116,7 +116,7 @@ async def run_stage_async(caller, turns: list[Turn], cfg, prs: dict[str, dict], 
                 reqs = [(p.turn.turn_id, p.request) for p in chunk if p.request is not None]
                 stats[role].requested += len(reqs)
                 call.expect(len(reqs))
-                hits = caller.cache.get_many([req.key for _, req in reqs])
+                hits = caller.cache.get_many([req for _, req in reqs])
                 first = {tid: asyncio.ensure_future(call(req, stats[role], hits.get(req.key))) for tid, req in reqs}
                 gen[role].update({p.turn.turn_id: asyncio.ensure_future(
                     _answer(call, role, p, first.get(p.turn.turn_id), cfg, prs, mode, stats[role])) for p in chunk})

@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, host TEXT, pid INTE
                                     waiting INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS budget (endpoint TEXT PRIMARY KEY, "window" REAL, last_decrease REAL, pause_until REAL,
                                    next_req REAL, next_tok REAL, learned_rpm REAL, learned_tpm REAL, probed REAL);
+CREATE TABLE IF NOT EXISTS downgrades (endpoint TEXT NOT NULL, model TEXT NOT NULL, switch TEXT NOT NULL,
+                                       value TEXT NOT NULL, reason TEXT, created REAL, PRIMARY KEY (endpoint, model, switch));
 """
 
 

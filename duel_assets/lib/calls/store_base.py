@@ -8,7 +8,8 @@ A store keeps, for a whole deployment:
 * ``leases``: one row per request in flight anywhere, renewed by its holder and reaped when the
   holder dies (its process is gone, or it stopped renewing);
 * ``holders``: who is making calls and how many of its requests wait for a slot;
-* ``budget``: per endpoint, the shared concurrency window and pacing clocks (:mod:`.flight`).
+* ``budget``: per endpoint, the shared concurrency window and pacing clocks (:mod:`.flight`);
+* ``downgrades``: per endpoint and model, the switches it refuses (:mod:`.store_downgrades`).
 
 Every decision runs in one transaction that holds the endpoint's lock, so two processes never grant
 the same slot or the same body. Subclasses supply the connection, the transaction and the DDL.
@@ -23,6 +24,7 @@ import time
 from typing import Any
 
 from . import flight
+from .store_downgrades import StoreDowngrades
 from .store_inventory import StoreInventory
 
 HOST = socket.gethostname()
@@ -52,7 +54,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class CallStoreBase(StoreInventory):
+class CallStoreBase(StoreDowngrades, StoreInventory):
     lease_ttl_s = 60.0
 
     def __init__(self) -> None:

@@ -47,13 +47,14 @@ class StoreInventory(StoreDialect):
 
     def remove_endpoint(self, endpoint: str) -> int:
         """Delete every call stored for ``endpoint`` (as :func:`..settings.endpoint_id` gives it, or
-        ``unknown``) and its pacing state; the number of calls removed. Requests in flight keep
-        their leases."""
+        ``unknown``), its pacing state and the refusals learnt from it; the number of calls removed.
+        Requests in flight keep their leases."""
         where, args = _where(endpoint)
         with self._tx(endpoint) as con:
             n = con.execute(f"SELECT count(*) FROM calls WHERE {where}", args).fetchone()[0]
             con.execute(f"DELETE FROM calls WHERE {where}", args)
             con.execute("DELETE FROM budget WHERE endpoint = ?", (endpoint,))
+            con.execute("DELETE FROM downgrades WHERE endpoint = ?", (endpoint,))
         return int(n)
 
     def has_standin_replies(self, endpoint: str) -> bool:

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, host TEXT, pid INTE
 CREATE TABLE IF NOT EXISTS budget (endpoint TEXT PRIMARY KEY, "window" DOUBLE PRECISION, last_decrease DOUBLE PRECISION,
                                    pause_until DOUBLE PRECISION, next_req DOUBLE PRECISION, next_tok DOUBLE PRECISION,
                                    learned_rpm DOUBLE PRECISION, learned_tpm DOUBLE PRECISION, probed DOUBLE PRECISION);
+CREATE TABLE IF NOT EXISTS downgrades (endpoint TEXT NOT NULL, model TEXT NOT NULL, switch TEXT NOT NULL,
+                                       value TEXT NOT NULL, reason TEXT, created DOUBLE PRECISION,
+                                       PRIMARY KEY (endpoint, model, switch));
 """
 
 
