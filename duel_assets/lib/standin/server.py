@@ -153,17 +153,18 @@ class Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict, arrived: float) -> None:
         st = self.state
         key = body_key(body)
+        # the client that sent it: its User-Agent and the names of its X-Stainless-* headers (the openai SDK's)
+        entry = {"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"), "t": time.time(),
+                 "stream": bool(body.get("stream")), "user_agent": self.headers.get("User-Agent"),
+                 "stainless": sorted(k.lower() for k in self.headers if k.lower().startswith("x-stainless-"))}
         refused = refusal(body, st.modes, self.headers.get("Authorization"))
         if refused is not None:  # a quirk model, or a refusal mode
-            st.record({"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"),
-                       "t": time.time(), "stream": bool(body.get("stream")), "status": refused[0], "refused": True})
+            st.record({**entry, "status": refused[0], "refused": True})
             self._send(*refused)
             return
         pieces = message_pieces(body)  # each message serialised once, for the estimate, usage and the prefix cache
         chars = pieces_chars(pieces)
         est = chars // 4 + int(body.get("max_tokens") or 0)
-        entry = {"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"), "t": time.time(),
-                 "stream": bool(body.get("stream"))}
         wait, limit_headers = st.admit(est)
         if wait:
             entry.update(status=429, fault="rate_limit")
