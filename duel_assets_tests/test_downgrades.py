@@ -146,3 +146,22 @@ def test_a_refusal_that_names_a_switch_by_chance_teaches_nothing_and_never_loops
     assert r.attempts == 2 and stats.calls_made == 2  # once with the seed, once without: then it stops
     assert stats.downgrades == {} and c.store.downgrades(c.endpoint_id).by_model == {}
     assert not c.cache.downgrades.of("standin-refuses-naming-seed")
+
+
+def test_the_calls_listing_shows_what_an_endpoint_refused_and_removing_the_endpoint_forgets_it(
+        fresh_standin, tmp_path, monkeypatch, capsys):
+    from duel_assets.cli import main
+
+    path = tmp_path / "home" / "cache" / "llm_calls.sqlite"
+    standin_post(fresh_standin, "/_standin/modes", {"modes": ["refuse-stream"]})
+    c = LLMCaller(Endpoint(fresh_standin.base_url, "k", "LLM"), CallsConfig(timeout_s=5), CallStore(path))
+    assert all(r.ok for r in c.run(requests(2, "listed"))[0])
+    monkeypatch.setenv("DUEL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DUEL_CALL_CACHE", raising=False)
+    assert main(["calls"]) == 0
+    out = capsys.readouterr().out
+    assert f"{c.endpoint_id} standin-generator: stream = off since " in out and "Unsupported value: 'stream'" in out
+    assert main(["calls", "--remove-endpoint", fresh_standin.base_url]) == 0
+    assert CallStore(path).downgrades(c.endpoint_id).by_model == {}
+    capsys.readouterr()
+    assert main(["calls"]) == 0 and "refused by the endpoint" not in capsys.readouterr().out
