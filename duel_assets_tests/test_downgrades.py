@@ -165,3 +165,31 @@ def test_the_calls_listing_shows_what_an_endpoint_refused_and_removing_the_endpo
     assert CallStore(path).downgrades(c.endpoint_id).by_model == {}
     capsys.readouterr()
     assert main(["calls"]) == 0 and "refused by the endpoint" not in capsys.readouterr().out
+
+
+def test_a_call_asked_again_under_its_downgraded_identity_is_merged_with_the_same_request_that_follows(fresh_standin, tmp_path):
+    """The first call learns that tools are refused and goes on as the call without them; the same
+    request asked meanwhile is that call too: it waits for its reply instead of sending it again."""
+    import asyncio
+
+    from duel_assets.lib.calls import CallStats
+
+    fresh_standin.state.latency_ms = 300
+    standin_post(fresh_standin, "/_standin/modes", {"modes": ["refuse-tools"]})
+    c = caller(fresh_standin, tmp_path)
+    req = requests(1, "merged")[0]
+
+    async def go():
+        async with c.session("merge") as call:
+            stats = CallStats()
+            first = asyncio.ensure_future(call(req, stats))
+            for _ in range(200):  # until the refusal is learnt (bounded: 2 s)
+                if c.cache.downgrades.of(req.model):
+                    break
+                await asyncio.sleep(0.01)
+            second = await asyncio.wait_for(call(req, stats), 30)
+            return await first, second, stats
+
+    a, b, stats = c.run_coroutine(go())
+    assert a.ok and b.ok and a.key == b.key and b.cached and stats.merged == 1
+    assert fresh_standin.state.stats()["answers"] == 1

@@ -51,8 +51,20 @@ class Sending:
     failed: int
     logged: set[str]
     announced: tuple
+    flights: dict[str, asyncio.Future]
 
-    async def _send(self, req: CallRequest, key: str, stats: CallStats) -> CallResult:
+    async def _send(self, req: CallRequest, key: str, stats: CallStats, fut: asyncio.Future) -> CallResult:
+        """One call (its merge future ``fut`` in the session's flights under ``key``)."""
+        aliases: list[str] = []  # other identities it took on: it answers for them too while in flight
+        try:
+            return await self._attempts(req, key, stats, fut, aliases)
+        finally:
+            for alias in aliases:
+                if self.flights.get(alias) is fut:
+                    del self.flights[alias]
+
+    async def _attempts(self, req: CallRequest, key: str, stats: CallStats, fut: asyncio.Future,
+                        aliases: list[str]) -> CallResult:
         cfg, gate = self.cfg, self.gate
         clock = CallClock(float(cfg.timeout_s), float(cfg.deadline_s))
         kind, detail, attempts, budget, steps = "client_error", "", 0, 0, 0
@@ -68,6 +80,13 @@ class Sending:
             if now_key != key:  # a switch that shapes the reply was turned down meanwhile: another call now
                 gate.release(key)
                 key = now_key
+                other = self.flights.get(key)
+                if other is not None and other is not fut:  # already on its way in this session: share its reply
+                    stats.merged += 1
+                    r = await asyncio.shield(other)
+                    return dataclasses.replace(r, cached=r.ok, attempts=attempts)
+                self.flights[key] = fut
+                aliases.append(key)
                 continue
             clock.start()
             if self.silenced.done() or clock.left() <= 0:

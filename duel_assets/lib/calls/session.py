@@ -84,7 +84,7 @@ class CallSession(Sending):
             fut = asyncio.get_running_loop().create_future()
             self.flights[key] = fut
             try:
-                r = await self._send(req, key, stats)
+                r = await self._send(req, key, stats, fut)
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     fut.cancel()
