@@ -193,3 +193,10 @@ def test_a_call_asked_again_under_its_downgraded_identity_is_merged_with_the_sam
     a, b, stats = c.run_coroutine(go())
     assert a.ok and b.ok and a.key == b.key and b.cached and stats.merged == 1
     assert fresh_standin.state.stats()["answers"] == 1
+
+
+def test_a_500_validation_error_about_no_switch_fails_the_call_at_once(fresh_standin, tmp_path):
+    req = CallRequest("king", "standin-refuses-validation", [{"role": "user", "content": "x"}], {})
+    (r,), stats = caller(fresh_standin, tmp_path).run([req])
+    assert not r.ok and r.error_kind == "http_500" and r.attempts == 1 and stats.retries == 0
+    assert "Input should be 'system', 'user' or 'assistant'" in r.error

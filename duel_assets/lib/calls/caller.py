@@ -92,7 +92,7 @@ class LLMCaller:
 
         learnt = getattr(self.store, "downgrades", None)
         if learnt is not None:
-            self.cache.downgrades = learnt(self.endpoint_id)
+            self.cache.downgrades.update(learnt(self.endpoint_id))
         session = CallSession(self, label, total)
         try:
             await session.drop_stale_standin_replies()

@@ -170,6 +170,14 @@ class Downgrades:
         else:
             mine[switch] = value
 
+    def update(self, other: Downgrades) -> None:
+        """Take in what ``other`` knows (the store, as read again): each switch ends as the further
+        down of the two."""
+        for model, switches in other.by_model.items():
+            for switch, value in switches.items():
+                if further(switch, self.of(model).get(switch), value):
+                    self.set(model, switch, value)
+
     @property
     def concurrency(self) -> int | None:
         raw = self.of(ANY_MODEL).get(CONCURRENCY)

@@ -19,7 +19,7 @@ class EndpointCalls:
     def __init__(self, store, endpoint: str):
         self.store = store  # the whole store (every endpoint): the flight rules use it as it is
         self.endpoint = endpoint  # as settings.endpoint_id gives it
-        self.downgrades = Downgrades()  # what the endpoint refuses, as of the last session's start
+        self.downgrades = Downgrades()  # what the endpoint refuses: read at each session's start, and learnt since
 
     def key(self, content_key: str) -> str:
         return call_identity(self.endpoint, content_key)

@@ -117,6 +117,8 @@ class Sending:
                     continue
                 if refusal is not None:
                     self._forget(req.model, switches)
+                    if kind == "server_error":  # a validation error: the same request is refused again
+                        kind = "http_500"
                 self._log_first(kind, detail)
                 if kind == "rate_limit":
                     stats.rate_limited += 1

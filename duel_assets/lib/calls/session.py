@@ -28,7 +28,7 @@ class CallSession(Sending):
     def __init__(self, caller, label: str, total: int):
         self.caller, self.label = caller, label
         self.cfg = caller.cfg
-        self.downgrades = caller.cache.downgrades  # what the endpoint refuses (learnt here too)
+        self.downgrades = caller.cache.downgrades  # what the endpoint refuses (the caller's: learnt here too)
         limits = limits_of(self.cfg, self.downgrades.concurrency)
         self.client = transport.client(caller.endpoint, limits.concurrency)
         self.stream = bool(getattr(self.cfg, "stream", True))

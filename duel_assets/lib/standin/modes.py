@@ -78,8 +78,9 @@ def check_modes(modes) -> list[str]:
 def refusal(body: dict, modes, authorization: str | None = None) -> tuple[int, dict] | None:
     """(status, error body) when the stand-in refuses ``body``, else None: a refusal mode, or a
     quirk model (``standin-auth-echo`` echoes the key in its error, ``standin-refuses`` is not
-    served, ``standin-refuses-naming-seed`` is not either but says "seed", ``standin-no-stream``
-    refuses to stream)."""
+    served, ``standin-refuses-naming-seed`` is not either but says "seed",
+    ``standin-refuses-validation`` answers a 500 validation error about a message,
+    ``standin-no-stream`` refuses to stream)."""
     model = body.get("model")
     if model == "standin-auth-echo":
         return 401, {"error": {"message": f"Incorrect API key provided: {authorization}"}}
@@ -87,6 +88,9 @@ def refusal(body: dict, modes, authorization: str | None = None) -> tuple[int, d
         return 400, _openai("this model is not served by this deployment (stand-in)", None)
     if model == "standin-refuses-naming-seed":  # a refusal that names a switch by chance
         return 400, _openai("the prompt is too long for this model, whatever its seed (stand-in)", None)
+    if model == "standin-refuses-validation":  # a 500 validation error about no switch (llama.cpp's way)
+        return 500, _llama_validation(("body", "messages", 0, "role"), "Input should be 'system', 'user' or 'assistant'",
+                                      "robot")
     if model == "standin-no-stream" and body.get("stream"):
         return 400, _openai("stream=true is not supported by this deployment (stand-in)", None)
     for mode in modes:
