@@ -20,7 +20,9 @@ def reqs(n: int, tag: str = "") -> list[CallRequest]:
                         {"max_tokens": 64}) for i in range(n)]
 
 
-def test_every_request_goes_through_the_openai_sdk(fresh_standin, tmp_path):
+def test_every_request_goes_through_the_openai_sdk(fresh_standin, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-of-another-account")  # the SDK's own: never sent to the endpoint
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-of-another-account")
     _, stats = caller(fresh_standin, tmp_path).run(reqs(2))
     _, whole = caller(fresh_standin, tmp_path / "whole", stream=False).run(reqs(1, "whole"))
     assert stats.completed == 2 and whole.completed == 1
@@ -29,7 +31,8 @@ def test_every_request_goes_through_the_openai_sdk(fresh_standin, tmp_path):
     for e in log:
         assert e["user_agent"] == f"AsyncOpenAI/Python {openai.__version__}", e["user_agent"]
         assert {"x-stainless-lang", "x-stainless-package-version", "x-stainless-retry-count",
-                "x-stainless-read-timeout"} <= set(e["stainless"]), e["stainless"]
+                "x-stainless-read-timeout", "authorization"} <= set(e["headers"]), e["headers"]
+        assert not {"openai-organization", "openai-project"} & set(e["headers"])
 
 
 @pytest.mark.parametrize("mode,kind,said", [

@@ -153,10 +153,10 @@ class Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict, arrived: float) -> None:
         st = self.state
         key = body_key(body)
-        # the client that sent it: its User-Agent and the names of its X-Stainless-* headers (the openai SDK's)
+        # the client that sent it: its User-Agent and the names of its headers (the openai SDK's X-Stainless-*)
         entry = {"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"), "t": time.time(),
                  "stream": bool(body.get("stream")), "user_agent": self.headers.get("User-Agent"),
-                 "stainless": sorted(k.lower() for k in self.headers if k.lower().startswith("x-stainless-"))}
+                 "headers": sorted({k.lower() for k in self.headers})}
         refused = refusal(body, st.modes, self.headers.get("Authorization"))
         if refused is not None:  # a quirk model, or a refusal mode
             st.record({**entry, "status": refused[0], "refused": True})
