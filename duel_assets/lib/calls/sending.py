@@ -41,7 +41,7 @@ class Sending:
     caller: Any  # the LLMCaller: endpoint, store, secrets, log
     cfg: Any  # CallsConfig
     label: str
-    client: Any  # openai.AsyncOpenAI
+    client: transport.Client
     gate: Gate
     downgrades: dg.Downgrades
     pending: dict[tuple[str, str], tuple[str, str]]  # (model, switch) -> (value, refusal), unconfirmed

@@ -30,7 +30,7 @@ class CallSession(Sending):
         self.cfg = caller.cfg
         self.downgrades = caller.cache.downgrades  # what the endpoint refuses (the caller's: learnt here too)
         limits = limits_of(self.cfg, self.downgrades.concurrency)
-        self.client = transport.client(caller.endpoint, limits.concurrency)
+        self.client = transport.Client(caller.endpoint, limits.concurrency)
         self.stream = bool(getattr(self.cfg, "stream", True))
         self.t0 = time.monotonic()
         self.trace: list[tuple[float, float]] = []

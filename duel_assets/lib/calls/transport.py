@@ -35,24 +35,35 @@ def _tls_context():
     return ssl.create_default_context()
 
 
-def client(endpoint: Endpoint, concurrency: int) -> openai.AsyncOpenAI:
-    """The client of one call session (it belongs to that session's event loop): connections kept
-    alive, one per call in flight (the gate bounds how many). Nothing comes from the environment:
-    no proxy variables, and none of the SDK's own (``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``) is
-    sent to the endpoint. Without a key, the base URL's user info is sent as basic auth."""
-    https = endpoint.base_url.lower().startswith("https")
-    pool = concurrency + SPARE_CONNECTIONS
-    http = openai.DefaultAioHttpClient(verify=_tls_context() if https else False, trust_env=False,
-                                       limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool))
-    headers: dict = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
-    if not endpoint.api_key:
-        user = endpoint.basic_auth
-        headers["Authorization"] = f"Basic {base64.b64encode(':'.join(user).encode()).decode()}" if user else openai.omit
-    return openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "unused", max_retries=0,
-                              http_client=http, default_headers=headers)
+class Client:
+    """The ``AsyncOpenAI`` client of one call session (it belongs to that session's event loop) and
+    the headers each of its requests adds: connections kept alive, one per call in flight (the gate
+    bounds how many). Nothing comes from the environment: no proxy variables, and none of the SDK's
+    own (``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``) is sent to the endpoint. Without a key, the base
+    URL's user info is sent as basic auth, or no ``Authorization`` at all (the SDK asks for that to
+    be said per request)."""
+
+    def __init__(self, endpoint: Endpoint, concurrency: int):
+        https = endpoint.base_url.lower().startswith("https")
+        pool = concurrency + SPARE_CONNECTIONS
+        http = openai.DefaultAioHttpClient(verify=_tls_context() if https else False, trust_env=False,
+                                           limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool))
+        self.headers: dict = {}
+        defaults: dict = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
+        if not endpoint.api_key:
+            user = endpoint.basic_auth
+            if user:
+                defaults["Authorization"] = f"Basic {base64.b64encode(':'.join(user).encode()).decode()}"
+            else:
+                self.headers["Authorization"] = openai.omit
+        self.sdk = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "unused", max_retries=0,
+                                      http_client=http, default_headers=defaults)
+
+    async def close(self) -> None:
+        await self.sdk.close()
 
 
-async def post(sdk: openai.AsyncOpenAI, body: dict, key: str, timeout: float, whole_for: float) -> tuple[dict, object]:
+async def post(client: Client, body: dict, key: str, timeout: float, whole_for: float) -> tuple[dict, object]:
     """(parsed reply, response headers) of one attempt with ``body`` (wire JSON). ``timeout``
     bounds connecting and, for a streamed reply, each silence between chunks (not the reply's
     length). A reply asked for whole is waited for up to ``whole_for`` seconds: once the body is
@@ -63,8 +74,8 @@ async def post(sdk: openai.AsyncOpenAI, body: dict, key: str, timeout: float, wh
     limits = httpx2.Timeout(timeout, read=timeout if stream else whole_for)
     try:
         async with asyncio.timeout(None if stream else whole_for), \
-                sdk.chat.completions.with_streaming_response.create(
-                    model=body["model"], messages=(), extra_body=body, extra_headers={"X-Duel-Call-Key": key},
+                client.sdk.chat.completions.with_streaming_response.create(
+                    model=body["model"], messages=(), extra_body=body, extra_headers={**client.headers, "X-Duel-Call-Key": key},
                     timeout=limits) as raw:
             kind = raw.headers.get("content-type", "")
             if not stream or "text/event-stream" not in kind:
@@ -98,11 +109,11 @@ async def _read_stream(raw) -> dict:
     return acc.result()
 
 
-async def is_standin(sdk: openai.AsyncOpenAI, timeout: float) -> bool | None:
+async def is_standin(client: Client, timeout: float) -> bool | None:
     """Whether the offline stand-in answers at the client's base URL now (``GET /models`` names it,
     or its ``X-Duel-Standin`` header is set); None when nothing answers there (the question stays open)."""
     try:
-        raw = await sdk.models.with_raw_response.list(timeout=timeout)
+        raw = await client.sdk.models.with_raw_response.list(timeout=timeout, extra_headers=client.headers)
     except openai.APIStatusError as exc:
         return bool(exc.response.headers.get("X-Duel-Standin"))
     except (openai.APIConnectionError, TimeoutError, OSError):
