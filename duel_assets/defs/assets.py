@@ -12,6 +12,7 @@ from duel_assets.defs.resources import DuelSettings, LLMResource
 from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib import checks, duel, spend, tables, verdicts
 from duel_assets.lib.calibration.evidence import gate_metadata
+from duel_assets.lib.calls.budget import BudgetReached
 from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
 from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
@@ -163,8 +164,11 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
             if role not in roles:
                 df = warehouse.get().read_partition(ROLE_ASSETS[role], key)
                 stored[role] = tables.by_turn(ROLE_ASSETS[role], df)
-    result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
-                            stored.get("king"), stored.get("challenger"), label=f"duel {key}")
+    try:
+        result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
+                                stored.get("king"), stored.get("challenger"), label=f"duel {key}")
+    except BudgetReached as e:
+        raise dg.Failure(description=str(e)) from None
     checks_selected = {(c.asset_key.to_user_string(), c.name) for c in context.selected_asset_check_keys}
     failures: list[str] = []
     for role in ("king", "challenger", "judge"):

@@ -124,7 +124,7 @@ class LLMResource(dg.ConfigurableResource):
 
     def caller(self, cfg: ChainConfig, paths: Paths, log: Callable[[str], None]) -> LLMCaller:
         return LLMCaller(self.endpoint(), cfg.calls, open_store(paths.call_cache), log=log,
-                         progress=self.settings.show_progress())
+                         progress=self.settings.show_progress(), prices=cfg.prices)
 
 
 def warehouse_io_manager(database: str | None = None) -> DuelDuckDBIOManager:

@@ -136,6 +136,7 @@ async def run_stage_async(caller, turns: list[Turn], cfg, prs: dict[str, dict], 
         rows = {role: [await gen[role][p.turn.turn_id] for p in planned[role]] for role in gen}
         wall = time.monotonic() - t0
         call.trace_into(stats["judge"])
+    call.raise_over_budget()  # every call in flight has landed (and is stored): then the step fails
     if "judge" in roles:
         rows["judge"] = [judge_row(j, o) for pairs in judged for j, o in pairs]
     for s in stats.values():

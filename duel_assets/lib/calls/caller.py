@@ -20,7 +20,7 @@ import asyncio
 import base64
 import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from ..settings import CallsConfig, Endpoint
@@ -35,13 +35,15 @@ def limits_of(cfg: CallsConfig, learnt_concurrency: int | None = None) -> flight
     more are in flight) lowers the configured one."""
     concurrency = min(cfg.concurrency, learnt_concurrency or cfg.concurrency)
     return flight.Limits(concurrency=concurrency, rpm=float(cfg.requests_per_minute or 0),
-                         tpm=float(cfg.tokens_per_minute or 0), adaptive=bool(getattr(cfg, "adaptive", True)))
+                         tpm=float(cfg.tokens_per_minute or 0), adaptive=bool(getattr(cfg, "adaptive", True)),
+                         max_usd=float(getattr(cfg, "max_usd", None) or 0.0))
 
 
 class LLMCaller:
     def __init__(self, endpoint: Endpoint, calls: CallsConfig, cache, log: Callable[[str], None] | None = None,
-                 progress: bool = False):
+                 progress: bool = False, prices: Mapping | None = None):
         self.endpoint = endpoint
+        self.prices = prices or {}  # [prices]: what calls cost, counted against calls.max_usd (:mod:`.budget`)
         self.endpoint_id = endpoint.id  # how the store records it: never a secret
         self.cfg = calls
         self.store = cache  # the call store (SQLite or PostgreSQL), every endpoint
@@ -81,6 +83,7 @@ class LLMCaller:
             results = await asyncio.gather(*(call(r, stats, hits.get(r.key)) for r in requests))
             stats.wall_s = time.monotonic() - t0
             call.trace_into(stats)
+        call.raise_over_budget()
         return list(results), stats
 
     @asynccontextmanager
@@ -95,6 +98,7 @@ class LLMCaller:
             self.cache.downgrades.update(learnt(self.endpoint_id))
         session = CallSession(self, label, total)
         try:
+            session.count_spend()
             await session.drop_stale_standin_replies()
             yield session
         finally:

@@ -26,6 +26,7 @@ from typing import Any
 from ..settings import scrub
 from . import downgrades as dg
 from . import transport
+from .budget import Pricing
 from .errors import POSSIBLY_BILLED, RETRYABLE, NoReply, RateLimitInfo, StatusError, classify
 from .gate import Gate
 from .retry import CallClock, backoff
@@ -43,6 +44,7 @@ class Sending:
     label: str
     client: transport.Client
     gate: Gate
+    pricing: Pricing
     downgrades: dg.Downgrades
     pending: dict[tuple[str, str], tuple[str, str]]  # (model, switch) -> (value, refusal), unconfirmed
     stream: bool
@@ -69,7 +71,7 @@ class Sending:
         clock = CallClock(float(cfg.timeout_s), float(cfg.deadline_s))
         kind, detail, attempts, budget, steps = "client_error", "", 0, 0, 0
         while budget < cfg.retry_budget:
-            stored = await gate.acquire(key, req.est_tokens, retry=attempts > 0)
+            stored = await gate.acquire(key, req.est_tokens, retry=attempts > 0, usd=self.pricing.worst(req))
             if stored is not None:  # completed: already, or by another process (or session) meanwhile
                 if gate.waited_elsewhere(key):
                     stats.completed_elsewhere += 1
@@ -127,7 +129,7 @@ class Sending:
                 self.heard = True
                 if parsed["usage_missing"]:
                     parsed = estimate_usage(req, parsed)
-                gate.complete(key, req.role, req.model, parsed)
+                gate.complete(key, req.role, req.model, parsed, self.pricing.paid(req.model, parsed))
                 self._announce(_limits(headers))
                 self._confirm(req.model, switches, stats)
                 stats.completed += 1

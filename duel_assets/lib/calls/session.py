@@ -13,6 +13,7 @@ import sys
 import time
 
 from . import transport
+from .budget import BudgetReached, Pricing
 from .caller import limits_of
 from .gate import Gate
 from .sending import Sending
@@ -35,6 +36,8 @@ class CallSession(Sending):
         self.t0 = time.monotonic()
         self.trace: list[tuple[float, float]] = []
         self.gate = Gate(caller.store, caller.endpoint_id, limits, on_window=self._window)
+        self.pricing = Pricing(caller.prices, limits.max_usd)
+        self.over_budget: BudgetReached | None = None  # a request the budget refused (the step fails with it)
         self.flights: dict[str, asyncio.Future] = {}
         self.announced: tuple = ()
         self.done, self.total, self.failed = 0, total, 0
@@ -43,6 +46,18 @@ class CallSession(Sending):
         self.silenced: asyncio.Future = asyncio.get_running_loop().create_future()  # set: it never will
         self.logged: set[str] = set()  # failure kinds already logged
         self.pending: dict[tuple[str, str], tuple[str, str]] = {}  # (model, switch) -> (value, refusal), unconfirmed
+
+    def count_spend(self) -> None:
+        """With a budget, the deployment's spend is counted in the store (the calls stored before it
+        was, once, at these prices)."""
+        ensure = getattr(self.caller.store, "ensure_spend", None)
+        if self.pricing.max_usd and ensure is not None:
+            ensure(self.pricing)
+
+    def raise_over_budget(self) -> None:
+        """Once every call of the session has landed: the budget's refusal, if any."""
+        if self.over_budget is not None:
+            raise self.over_budget
 
     async def drop_stale_standin_replies(self) -> None:
         """Replies the offline stand-in gave at this address are served only while the stand-in
@@ -96,6 +111,11 @@ class CallSession(Sending):
                 self.flights.pop(key, None)
             fut.set_result(r)
             return r
+        except BudgetReached as exc:  # the requests in flight land and are stored; the step fails after
+            self.over_budget = self.over_budget or exc
+            self.failed += 1
+            stats.fail("budget", str(exc))
+            return CallResult(key=req.key, ok=False, error_kind="budget", error=str(exc))
         finally:
             self._tick(stats)
 

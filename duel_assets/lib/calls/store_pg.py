@@ -23,6 +23,8 @@ ALTER TABLE calls ADD COLUMN IF NOT EXISTS standin INTEGER;
 CREATE INDEX IF NOT EXISTS calls_endpoint ON calls (endpoint, standin);
 CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, endpoint TEXT NOT NULL,
                                    expires DOUBLE PRECISION NOT NULL);
+ALTER TABLE leases ADD COLUMN IF NOT EXISTS usd DOUBLE PRECISION;
+CREATE TABLE IF NOT EXISTS spend (scope TEXT PRIMARY KEY, usd DOUBLE PRECISION NOT NULL, backfilled INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);
 CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, host TEXT, pid INTEGER, endpoint TEXT,
                                     heartbeat DOUBLE PRECISION, waiting INTEGER DEFAULT 0);

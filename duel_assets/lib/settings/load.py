@@ -70,6 +70,12 @@ def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
     if sum(cfg.metric_weights.values()) <= 0:
         out.append(f"metric_weights: got {toml_value(cfg.metric_weights)} (the weights sum to 0); "
                    "allowed: numbers >= 0 with a positive sum")
+    if cfg.calls.max_usd is not None:
+        unpriced = [m for m in dict.fromkeys([cfg.generation.model, *cfg.judges.models]) if m not in cfg.prices]
+        if unpriced:
+            out.append(f"{k('calls', 'max_usd')}: got {cfg.calls.max_usd:g} but [prices] has no entry for "
+                       f"{', '.join(toml_value(m) for m in unpriced)}; allowed: a budget only when every model "
+                       f"called has its prices, e.g. [prices.{toml_value(unpriced[0])}] prompt = 0.15, completion = 0.60")
     seen = Counter((s.format, s.path, s.split) for s in cfg.sources)
     for i, s in enumerate(cfg.sources):
         if seen[(s.format, s.path, s.split)] > 1:

@@ -120,6 +120,8 @@ class CallsConfig(Table):
     max_failure_rate: Fraction = 0.5  # above this the step fails (completed calls stay cached)
     stream: bool = True  # stream replies: timeout_s then bounds the silence between chunks, not a reply's length
     adaptive: bool = True  # halve the deployment's window on 429, grow it back as calls succeed
+    # the deployment's hard budget in USD at [prices], counted in the call store over every run; none when unset
+    max_usd: Optional[Annotated[float, Field(gt=0, le=100_000_000)]] = None
 
 
 class GateConfig(Table):
