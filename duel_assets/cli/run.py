@@ -62,6 +62,10 @@ def cmd_run(args) -> int:
     problems = unknown_partitions(keys, set(registered(inst)) | set(on_disk), paths)
     if problems and not args.sample_new:
         return errors_out(problems)
+    if getattr(args, "estimate", False):  # what it would cost, and stop (nothing registered, nothing sent)
+        from duel_assets.cli.estimate import print_estimate
+
+        return print_estimate(keys or sorted(set(registered(inst)) | set(on_disk)), paths)
     register_partitions(inst, on_disk + keys)
     targets = keys or registered(inst)
     if not targets:

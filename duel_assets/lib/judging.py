@@ -99,6 +99,11 @@ async def judge_once(call, job: JudgeJob, stats: CallStats) -> Judged:
     return Judged(r2, _parse(r2, "retry call"), True)
 
 
+def margins_of_reply(content: str | None, order: str) -> dict[str, int] | None:
+    """The challenger's per-metric margins in a judge's reply text (None when it does not parse)."""
+    return challenger_margins(parse_judge_reply(content), order)
+
+
 def margins(judged: Judged | None, order: str) -> dict[str, int] | None:
     """The challenger's per-metric margins in one parsed judgement (None when it did not parse)."""
     return None if judged is None else challenger_margins(judged.reply, order)

@@ -38,14 +38,15 @@ def price_of(prices: Mapping | None, model: str) -> dict | None:
 
 
 def usd(price: dict, prompt: int, completion: int, cached: int = 0, batch: bool = False) -> float:
-    """USD of one call's usage; ``batch``: at the batch prices (``batch_prompt``, ``batch_completion``;
-    the online ones when absent). Cached prompt tokens cost ``cached_prompt`` (else the prompt price)."""
+    """USD of one call's usage; ``batch``: at the batch prices (``batch_prompt``, ``batch_completion``,
+    ``batch_cached_prompt``; the online ones when absent). Cached prompt tokens cost the cached price,
+    else the prompt price."""
     p = price.get("prompt", 0.0)
     c = price.get("completion", 0.0)
     k = price.get("cached_prompt")
     if batch:
         p, c = price.get("batch_prompt", p), price.get("batch_completion", c)
-        k = price.get("batch_cached_prompt", k)
+        k = price.get("batch_cached_prompt")
     k = p if k is None else k
     return ((prompt - cached) * p + cached * k + completion * c) / 1e6
 

@@ -39,6 +39,11 @@ class StoreSpend(StoreDialect):
             con.execute("UPDATE spend SET usd = ?, backfilled = 1 WHERE scope = ?", (total, SCOPE))
             return total
 
+    def recent_calls(self, limit: int) -> list[tuple[str, str, str]]:
+        """(model, role, response JSON) of the ``limit`` most recently stored calls."""
+        with self._read() as con:
+            return con.execute("SELECT model, role, response FROM calls ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+
     def spent(self) -> float:
         with self._read() as con:
             row = con.execute("SELECT usd FROM spend WHERE scope = ?", (SCOPE,)).fetchone()

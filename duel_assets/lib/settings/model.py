@@ -171,6 +171,10 @@ class Price(Table):
     prompt: USDPerMTokens = 0.0
     completion: USDPerMTokens = 0.0
     cached_prompt: Optional[USDPerMTokens] = None
+    # through the provider's batch API (calls.mode = "batch"); absent: the batch cost is not estimated
+    batch_prompt: Optional[USDPerMTokens] = None
+    batch_completion: Optional[USDPerMTokens] = None
+    batch_cached_prompt: Optional[USDPerMTokens] = None  # default: batch_prompt
 
 
 def _price_tables(prices: dict[str, Price]) -> dict[str, dict[str, float]]:

@@ -1,0 +1,107 @@
+"""`duel-assets estimate`: what a run would cost before it runs, against what it then paid (stand-in over HTTP)."""
+import json
+
+import pytest
+
+from duel_assets.lib.calls.estimate import Estimate, Observed, PrefixCache, prompt_tokens
+from duel_assets.lib.llm import CallRequest
+from duel_assets_tests.conftest import materialize
+
+PRICES = {"m": {"prompt": 1.0, "completion": 4.0, "cached_prompt": 0.5, "batch_prompt": 0.5, "batch_completion": 2.0}}
+
+
+def req(*texts: str, role: str = "judge", max_tokens: int = 100) -> CallRequest:
+    return CallRequest(role, "m", [{"role": "user", "content": t} for t in texts], {"max_tokens": max_tokens})
+
+
+def test_a_prefix_seen_before_is_cached_whole_messages_at_a_time():
+    cache = PrefixCache()
+    shared = "s" * 400
+    assert cache.cached(req(shared, "a" * 40)) == 0
+    first = len(json.dumps({"content": shared, "role": "user"}))
+    assert cache.cached(req(shared, "b" * 40)) == first // 4  # the shared first message, not the second
+    assert cache.cached(CallRequest("judge", "other", [{"role": "user", "content": shared}], {})) == 0  # per model
+
+
+def test_completion_tokens_are_the_observed_mean_else_max_tokens():
+    obs = Observed.from_rows([("m", "judge", {"completion_tokens": 10}), ("m", "judge", {"completion_tokens": 30}),
+                              ("m", "king", {"completion_tokens": 100})])
+    assert obs.completion(req("x")) == (20.0, "observed")
+    assert obs.completion(req("x", role="challenger")) == (pytest.approx(140 / 3), "observed (model)")
+    assert Observed().completion(req("x", max_tokens=77)) == (77.0, "max_tokens")
+
+
+def test_stored_calls_are_free_and_skipped_shares_are_left_out():
+    est = Estimate(PRICES, Observed.from_rows([("m", "judge", {"completion_tokens": 50})]))
+    a, b = req("a" * 4000), req("b" * 4000)
+    est.add(a, {"prompt_tokens": 1000, "completion_tokens": 40, "cached_tokens": 0})
+    est.add(b, None, skip_share=0.5)
+    (row,) = est.rows()
+    assert row["calls"] == 2 and row["stored"] == 1 and row["to_pay"] == 0.5 and row["expected_skipped"] == 0.5
+    p = prompt_tokens(b)
+    assert row["online_usd"] == pytest.approx(0.5 * (p * 1.0 + 50 * 4.0) / 1e6)
+    assert row["batch_usd"] == pytest.approx(0.5 * (p * 0.5 + 50 * 2.0) / 1e6)
+    assert row["stored_paid_usd"] == pytest.approx((1000 * 1.0 + 40 * 4.0) / 1e6)
+    no_batch = Estimate({"m": {"prompt": 1.0, "completion": 1.0}}, Observed())
+    no_batch.add(a)
+    assert no_batch.totals()["batch_usd"] is None and no_batch.totals()["online_usd"] > 0
+
+
+PRICED = """
+[prices."standin-generator"]
+prompt = 0.15
+completion = 0.60
+cached_prompt = 0.075
+batch_prompt = 0.075
+batch_completion = 0.30
+
+[prices."standin-judge-1"]
+prompt = 0.60
+completion = 2.50
+cached_prompt = 0.15
+"""
+
+
+def _prompt_files(home, keys: list[str], per_file: int) -> None:
+    from duel_assets.lib.sources import BUNDLED_SOURCES, iter_rows
+    from duel_assets.lib.trajectories import cut_turns, reader_for
+
+    read = reader_for("swe_zero")
+    seen, turns = set(), []
+    for _, row in iter_rows(BUNDLED_SOURCES[0]):
+        for t in cut_turns(read(row))[0]:
+            rec = t.to_record()
+            h = json.dumps(rec["history"], sort_keys=True)
+            if h not in seen:
+                seen.add(h)
+                turns.append(rec)
+    (home / "prompt").mkdir(parents=True, exist_ok=True)
+    for i, key in enumerate(keys):
+        (home / "prompt" / f"{key}.json").write_text(json.dumps({"turns": turns[i * per_file:(i + 1) * per_file]}))
+
+
+@pytest.mark.e2e
+def test_the_estimate_is_within_15_percent_of_what_the_run_paid_and_then_shows_every_call_free(duel_env, instance):
+    from duel_assets.cli.estimate import estimate
+    from duel_assets.lib.settings import Paths
+
+    home = duel_env["home"]
+    duel_env["config"].write_text(duel_env["config"].read_text() + PRICED)
+    _prompt_files(home, ["pilot", "p1", "p2"], 6)
+    assert materialize(instance, "pilot").success  # its calls give the observed completion means
+    paths = Paths.from_env()
+    before = estimate(["p1", "p2"], paths)
+    assert before["total"]["stored"] == 0 and before["total"]["to_pay"] > 0
+    assert all(r["completion_from"] == "observed" for r in before["by_role"])
+    for key in ("p1", "p2"):
+        assert materialize(instance, key).success
+    after = estimate(["p1", "p2"], paths)
+    recorded = after["total"]["stored_paid_usd"]
+    print(f"estimated ${before['total']['online_usd']:.6f} before, recorded ${recorded:.6f} after")
+    assert after["total"]["calls"] == after["total"]["stored"] and after["total"]["online_usd"] == 0
+    assert abs(before["total"]["online_usd"] - recorded) <= 0.15 * recorded
+    # the judge has no batch prices: no batch total; the generator's batch cost is at its batch prices
+    assert before["total"]["batch_usd"] is None
+    for r in before["by_role"]:
+        assert (r["batch_usd"] is None) == (r["role"] == "judge")
+        assert r["role"] == "judge" or 0 < r["batch_usd"] < r["online_usd"]
