@@ -13,6 +13,7 @@ import sys
 import time
 
 from . import transport
+from .batch import Batcher
 from .budget import BudgetReached, Pricing
 from .caller import limits_of
 from .gate import Gate
@@ -38,6 +39,7 @@ class CallSession(Sending):
         self.gate = Gate(caller.store, caller.endpoint_id, limits, on_window=self._window)
         self.pricing = Pricing(caller.prices, limits.max_usd)
         self.over_budget: BudgetReached | None = None  # a request the budget refused (the step fails with it)
+        self.batcher = Batcher(self) if getattr(self.cfg, "mode", "online") == "batch" else None
         self.flights: dict[str, asyncio.Future] = {}
         self.announced: tuple = ()
         self.done, self.total, self.failed = 0, total, 0
@@ -99,7 +101,10 @@ class CallSession(Sending):
             fut = asyncio.get_running_loop().create_future()
             self.flights[key] = fut
             try:
-                r = await self._send(req, key, stats, fut)
+                if self.batcher is not None and self.batcher.takes(req):
+                    r = await self.batcher.call(req, key, stats)
+                else:
+                    r = await self._send(req, key, stats, fut)
             except BaseException as exc:
                 if isinstance(exc, asyncio.CancelledError):
                     fut.cancel()
@@ -135,6 +140,8 @@ class CallSession(Sending):
             self.bar.close()
         if not self.silenced.done():
             self.silenced.cancel()
+        if self.batcher is not None:
+            await self.batcher.aclose()
         await self.gate.aclose()
         await self.client.close()
 

@@ -10,6 +10,7 @@ A store keeps, for a whole deployment:
 * ``holders``: who is making calls and how many of its requests wait for a slot;
 * ``budget``: per endpoint, the shared concurrency window and pacing clocks (:mod:`.flight`);
 * ``downgrades``: per endpoint and model, the switches it refuses (:mod:`.store_downgrades`);
+* ``batches``, ``batch_requests``: provider batches and the requests each carries (:mod:`.store_batches`);
 * ``spend``: the deployment's paid cost, against ``calls.max_usd`` (:mod:`.store_spend`).
 
 Every decision runs in one transaction that holds the endpoint's lock, so two processes never grant
@@ -25,6 +26,7 @@ import time
 from typing import Any
 
 from . import flight
+from .store_batches import StoreBatches
 from .store_downgrades import StoreDowngrades
 from .store_inventory import StoreInventory
 from .store_spend import StoreSpend
@@ -56,7 +58,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-class CallStoreBase(StoreDowngrades, StoreInventory, StoreSpend):
+class CallStoreBase(StoreDowngrades, StoreInventory, StoreSpend, StoreBatches):
     lease_ttl_s = 60.0
 
     def __init__(self) -> None:

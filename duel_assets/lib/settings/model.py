@@ -122,6 +122,11 @@ class CallsConfig(Table):
     adaptive: bool = True  # halve the deployment's window on 429, grow it back as calls succeed
     # the deployment's hard budget in USD at [prices], counted in the call store over every run; none when unset
     max_usd: Optional[Annotated[float, Field(gt=0, le=100_000_000)]] = None
+    # "batch": the roles of batch_roles go through the provider's batch API (files + batches), at batch prices
+    mode: Literal["online", "batch"] = "online"
+    batch_roles: Annotated[list[Literal["king", "challenger", "judge"]], Field(min_length=1)] = ["king", "challenger", "judge"]
+    batch_retry: Literal["online", "batch"] = "online"  # how errored and expired batch requests are asked again
+    batch_poll_s: Annotated[float, Field(ge=0.01, le=3600)] = 30.0  # between two looks at a batch in flight
 
 
 class GateConfig(Table):

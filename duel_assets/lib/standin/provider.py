@@ -92,6 +92,9 @@ class StandinState:
         self.oracle = oracle  # optional: a judge of known quality (lib/calibration/oracle.JudgeOracle)
         self.initial_modes = check_modes(modes)  # refusals and broken transfers (:mod:`.modes`)
         self.lock = threading.Lock()
+        from .batches import BatchState  # the batch API's files and batches (:mod:`.batches`)
+
+        self.batch = BatchState()
         self.set_limits(rpm, tpm)
         self.reset()
 
@@ -114,6 +117,7 @@ class StandinState:
             self.counts: Counter = Counter()
             self.modes: list[str] = list(self.initial_modes)
             self.set_limits(self.rpm, self.tpm)
+        self.batch.reset()
 
     # ------------------------------------------------------------------ faults and limits
 
@@ -216,4 +220,4 @@ class StandinState:
                     "rate_limited": c["rate_limited"], "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
                     "connections": self.connections, "prompt_tokens": c["prompt_tokens"], "cached_tokens": c["cached_tokens"],
                     "faults": {k[6:]: v for k, v in c.items() if k.startswith("fault:")},
-                    "cut_streams": c["cut_streams"], "modes": list(self.modes)}
+                    "cut_streams": c["cut_streams"], "modes": list(self.modes), **self.batch.stats()}

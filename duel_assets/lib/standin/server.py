@@ -5,7 +5,8 @@ chunked, with no silence longer than ``stream_chunk_s``). Every reply says it is
 ``system_fingerprint`` is ``duel-standin-not-a-model`` and the header ``X-Duel-Standin`` is set.
 Test hooks: ``GET /_standin/log`` (every request), ``GET /_standin/stats`` (counts, see
 :mod:`.provider`), ``POST /_standin/script`` (exact faults), ``POST /_standin/modes`` (refusals and
-broken transfers, :mod:`.modes`), ``/_standin/reset``, ``/_standin/limits``; ``POST /_standin/bodies``
+broken transfers, :mod:`.modes`), ``POST /_standin/batches`` (the batch API's delay, errors and
+expiry, :mod:`.batches`), ``/_standin/reset``, ``/_standin/limits``; ``POST /_standin/bodies``
 ``{"keep": true}`` keeps every chat request's body and ``GET /_standin/bodies`` returns them (in
 process, ``state.bodies = []`` keeps them as the bytes received).
 """
@@ -17,6 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from . import batches
 from .modes import STREAM_FAULTS, check_modes, refusal, stream_fault
 from .provider import FAULT_KINDS, StandinState, body_key, message_pieces, pieces_chars
 from .replies import completion
@@ -70,6 +72,8 @@ class Handler(BaseHTTPRequestHandler):
         return json.loads(raw or b"{}")
 
     def do_GET(self):
+        if batches.handle(self, "GET"):
+            return
         if self.path in ("/health", "/"):
             self._send(200, {"ok": True, "what": "duel-assets stand-in, not a model"})
         elif self.path == "/v1/models":
@@ -122,6 +126,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         arrived = time.monotonic()
+        if batches.handle(self, "POST"):
+            return
         try:
             body = self._body()
         except (json.JSONDecodeError, ValueError):
