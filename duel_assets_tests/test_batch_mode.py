@@ -128,3 +128,14 @@ def test_a_run_killed_while_its_batch_is_in_flight_is_resumed_on_the_same_batch(
         assert s["repeats"] == 0 and s["batch_requests"] == s["distinct_bodies_answered"] == s["answers"]
     finally:
         standin_post(srv, "/_standin/batches", {"delay_s": 0.0, "error_rate": 0.0, "expire_rate": 0.0})
+
+
+def test_the_panel_bench_gives_the_cost_per_accepted_turn_online_and_through_the_batch_api(tmp_path):
+    from duel_assets.bench.llm import bench_panel
+
+    r = bench_panel(tmp_path, turns_n=30)
+    assert r["batches_created"] >= 2  # the answers, then the judges' waves
+    assert r["batch_buckets_identical"] and r["batch_accepted_turns"] == r["accepted_turns"] > 0
+    online, batch = r["cost_per_accepted_turn_online"], r["cost_per_accepted_turn_batch"]
+    assert online == r["cost_per_accepted_turn"] and 0 < batch < online
+    assert r["batch_vs_online_cost"] == pytest.approx(batch / online, abs=1e-3)

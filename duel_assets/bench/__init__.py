@@ -64,6 +64,10 @@ def report(r: dict) -> list[str]:
         f"(judge_calls_saved {r['judge_calls_saved']:.0%}, buckets identical: {r['buckets_identical']}); "
         f"{r['accepted_turns']} accepted turns, cost per accepted turn "
         + (f"${cost:.6f}" if cost is not None else "n/a") + f" (by role: {r['cost_by_role']})",
+        f"  the same partition through the batch API ({r['batches_created']} batches, at the batch prices): "
+        + (f"${r['cost_per_accepted_turn_batch']:.6f}" if r.get("cost_per_accepted_turn_batch") is not None else "n/a")
+        + f" per accepted turn ({r['batch_accepted_turns']} accepted; buckets as online: {r['batch_buckets_identical']}; "
+        f"batch/online {r['batch_vs_online_cost']})",
         f"Goodput: {r['goodput_runs']} runs at once against a {r['goodput_rpm_limit']:.0f} rpm limit: {r['goodput_answers']} answers "
         f"in {r['goodput_span_s']:.1f} s -> goodput_ratio {r['goodput_ratio']:.2f}, rate_limited_share {r['rate_limited_share']:.3f}",
         f"Whole partition through Dagster: cold {r['pipeline_cold_s']:.2f} s, warm {r['pipeline_warm_s']:.2f} s "

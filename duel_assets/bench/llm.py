@@ -186,4 +186,33 @@ def bench_panel(tmp: Path, turns_n: int = 100) -> dict:
         out.update(judge_calls=judge_total, judge_calls_skipped=skipped,
                    judge_calls_saved=round(skipped / judge_total, 4) if judge_total else 0.0,
                    buckets_identical=_buckets(full, turns, cfg) == buckets)
+        cfg.judges.skip_decided = True
+        out.update(_batch_cost(base, cfg, turns, prs, tmp, buckets, cost / accepted if accepted else None))
     return out
+
+
+def _batch_cost(base: str, cfg, turns, prs, tmp: Path, online_buckets: dict, online: float | None) -> dict:
+    """The same partition through the stand-in's batch API (a fresh call store and prefix cache):
+    cost per accepted turn at the batch prices, beside the online figure."""
+    from duel_assets.lib import duel
+    from duel_assets.lib.calls.budget import Pricing
+
+    _control(base, "/_standin/reset", {})
+    cfg.calls.mode, cfg.calls.batch_poll_s = "batch", 0.1
+    try:
+        res = duel.run_stage(_caller(base, cfg.calls, tmp / "panel_batch.sqlite"), turns, cfg, prs, 2,
+                             {"king", "challenger", "judge"}, label="panel, batch")
+    finally:
+        cfg.calls.mode = "online"
+    buckets = _buckets(res, turns, cfg)
+    accepted = sum(1 for b in buckets.values() if b in ("final", "refined"))
+    pricing = Pricing(cfg.prices)
+    allst = duel.merged_stats(list(res.stats.values()))
+    cost = sum(pricing.paid(m, {"prompt_tokens": p, "completion_tokens": c, "cached_tokens": k}, batch=True)
+               for m, (p, c, k) in allst.model_tokens.items())
+    batch = round(cost / accepted, 6) if accepted else None
+    served = standin_stats(base)
+    return {"cost_per_accepted_turn_online": None if online is None else round(online, 6),
+            "cost_per_accepted_turn_batch": batch, "batch_accepted_turns": accepted,
+            "batch_buckets_identical": buckets == online_buckets, "batches_created": served["batches_created"],
+            "batch_vs_online_cost": round(batch / online, 3) if batch and online else None}
