@@ -49,6 +49,24 @@ def test_errored_and_expired_requests_are_asked_again_and_every_body_is_paid_onc
         standin_post(fresh_standin, "/_standin/batches", {"delay_s": 0.0, "error_rate": 0.0, "expire_rate": 0.0})
 
 
+def test_the_budget_holds_batches_back_and_a_raised_cap_submits_only_the_rest(fresh_standin, tmp_path):
+    from duel_assets.lib.calls.budget import BudgetReached, Pricing
+
+    standin_post(fresh_standin, "/_standin/batches", {"delay_s": 0.05, "error_rate": 0.0, "expire_rate": 0.0})
+    reqs = _reqs(40)
+    worst = [Pricing(PRICES).worst(r) for r in reqs]
+    cap = sum(worst) / 4  # a quarter of the requests fit at their worst case, in the first batch
+    with pytest.raises(BudgetReached):
+        _caller(fresh_standin, tmp_path / "s.sqlite", max_usd=cap).run(reqs)
+    store = CallStore(tmp_path / "s.sqlite")
+    s = fresh_standin.state.stats()
+    assert 0 < store.spent() <= cap and 0 < store.count() < 40 and s["batch_answers"] == store.count()
+    results, _ = _caller(fresh_standin, tmp_path / "s.sqlite", max_usd=cap * 100).run(reqs)
+    assert all(r.ok for r in results)
+    s = fresh_standin.state.stats()
+    assert s["repeats"] == 0 and s["batch_requests"] == s["answers"] == 40
+
+
 def test_a_second_run_finds_every_result_stored(fresh_standin, tmp_path):
     standin_post(fresh_standin, "/_standin/batches", {"delay_s": 0.1, "error_rate": 0.0, "expire_rate": 0.0})
     _caller(fresh_standin, tmp_path / "s.sqlite").run(_reqs(10))

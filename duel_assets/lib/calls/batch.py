@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from . import downgrades as dg
+from .budget import BudgetReached
 from .store_batches import TERMINAL
 from .types import CallRequest, CallResult, CallStats
 from .wire import parse_reply, request_body
@@ -92,10 +93,14 @@ class Batcher:
 
     async def _submit(self, items: dict) -> None:
         await self._adopt_orphans()
-        wanted = [(key, req.role, req.model) for key, (req, _, _, _) in items.items()]
-        done, live, pending, mine = self.store.claim_for_batch(self.holder, self.endpoint, wanted)
+        pricing = self.session.pricing
+        wanted = [(key, req.role, req.model, pricing.worst(req)) for key, (req, _, _, _) in items.items()]
+        done, live, pending, mine, left = self.store.claim_for_batch(self.holder, self.endpoint, wanted, pricing.max_usd)
         for key, resp in done.items():
             self._resolve(items[key], key, resp, fresh=False)
+        for key, spent in left.items():  # the budget: never within it, or once what is in flight lands
+            if spent >= 0 and not items[key][1].done():
+                items[key][1].set_exception(BudgetReached(spent, pricing.max_usd))
         waits = {batch_id for batch_id in live.values()}
         if mine:
             assert pending is not None
@@ -105,6 +110,15 @@ class Batcher:
             self._land(items[key], key, mine=False)
         for key in mine:
             self._land(items[key], key, mine=True)
+        later = {k: items[k] for k, spent in left.items() if spent < 0}
+        if later:  # asked again once this round's batches ended (or after a poll, when none was ours)
+            if not waits:
+                await asyncio.sleep(float(getattr(self.cfg, "batch_poll_s", 30.0)))
+            for key, item in later.items():
+                self.queue[key] = item
+            self.last = time.monotonic()
+            if self.task is None or self.task.done():
+                self.task = asyncio.ensure_future(self._collect())
 
     async def _create(self, pending: str, reqs: dict[str, CallRequest]) -> str:
         sdk = self.session.client.sdk

@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, e
                                    usd REAL);
 CREATE TABLE IF NOT EXISTS spend (scope TEXT PRIMARY KEY, usd REAL NOT NULL, backfilled INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, input_file_id TEXT, status TEXT, created REAL,
-                                    holder TEXT, host TEXT);
+                                    holder TEXT, host TEXT, usd REAL);
 CREATE TABLE IF NOT EXISTS batch_requests (key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, role TEXT, model TEXT);
 CREATE INDEX IF NOT EXISTS batch_requests_batch ON batch_requests (batch_id);
 CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);

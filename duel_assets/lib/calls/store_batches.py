@@ -24,13 +24,16 @@ class StoreBatches(StoreDialect):
     def _completed(con, keys, chunk: int = 500) -> dict[str, dict]:  # the store's own (:mod:`.store_base`)
         raise NotImplementedError
 
-    def claim_for_batch(self, holder: str, endpoint: str, wanted: list[tuple[str, str, str]]
-                        ) -> tuple[dict[str, dict], dict[str, str], str | None, list[str]]:
-        """``wanted``: (key, role, model). In one transaction: (completed responses, key -> live batch
-        carrying it, the pending batch id claimed for the rest or None, the keys claimed)."""
+    def claim_for_batch(self, holder: str, endpoint: str, wanted: list[tuple[str, str, str, float]], cap: float = 0.0
+                        ) -> tuple[dict[str, dict], dict[str, str], str | None, list[str], dict[str, float]]:
+        """``wanted``: (key, role, model, worst-case USD). In one transaction: (completed responses,
+        key -> live batch carrying it, the pending batch id claimed for the rest or None, the keys
+        claimed, the keys left out by the budget ``cap`` with the paid total when they could never
+        fit, or -1 when they fit once what is in flight lands). A pending batch holds the worst case
+        of its requests until it ends."""
         from .store_base import HOST
 
-        keys = [k for k, _, _ in wanted]
+        keys = [k for k, _, _, _ in wanted]
         now = time.time()
         with self._tx(endpoint) as con:
             done = self._completed(con, keys)
@@ -49,15 +52,36 @@ class StoreBatches(StoreDialect):
                         live[key] = batch_id
             if stale:
                 con.executemany("DELETE FROM batch_requests WHERE key = ?", [(k,) for k in stale])
-            rest = [(k, r, m) for k, r, m in wanted if k not in done and k not in live]
+            rest = [w for w in wanted if w[0] not in done and w[0] not in live]
+            left: dict[str, float] = {}
+            if cap and rest:
+                rest, left = self._batch_budget(con, rest, cap)
             pending = None
             if rest:
                 pending = f"pending:{uuid.uuid4().hex}"
-                con.execute("INSERT INTO batches (id, endpoint, status, created, holder, host) VALUES (?, ?, 'submitting', ?, ?, ?)",
-                            (pending, endpoint, now, holder, HOST))
+                con.execute("INSERT INTO batches (id, endpoint, status, created, holder, host, usd) "
+                            "VALUES (?, ?, 'submitting', ?, ?, ?, ?)", (pending, endpoint, now, holder, HOST, sum(w[3] for w in rest)))
                 con.executemany("INSERT INTO batch_requests (key, batch_id, role, model) VALUES (?, ?, ?, ?)",
-                                [(k, pending, r, m) for k, r, m in rest])
-        return done, live, pending, [k for k, _, _ in rest]
+                                [(k, pending, r, m) for k, r, m, _ in rest])
+        return done, live, pending, [w[0] for w in rest], left
+
+    def _batch_budget(self, con, rest: list[tuple[str, str, str, float]], cap: float
+                      ) -> tuple[list[tuple[str, str, str, float]], dict[str, float]]:
+        row = con.execute("SELECT usd FROM spend WHERE scope = 'deployment'").fetchone()
+        spent = float(row[0]) if row else 0.0
+        leased = float(con.execute("SELECT coalesce(sum(usd), 0) FROM leases").fetchone()[0] or 0.0)
+        batched = float(con.execute(f"SELECT coalesce(sum(usd), 0) FROM batches WHERE status NOT IN ({_DONE})").fetchone()[0] or 0.0)
+        room = cap - spent - leased - batched
+        fit, left = [], {}
+        for w in rest:
+            if spent + w[3] > cap:
+                left[w[0]] = spent
+            elif w[3] <= room:
+                fit.append(w)
+                room -= w[3]
+            else:
+                left[w[0]] = -1.0
+        return fit, left
 
     def batch_uploaded(self, pending: str, input_file_id: str) -> None:
         with self._tx() as con:
@@ -66,11 +90,12 @@ class StoreBatches(StoreDialect):
     def batch_created(self, pending: str, batch_id: str, status: str = "in_progress") -> None:
         """The endpoint created ``batch_id`` for the requests claimed under ``pending``."""
         with self._tx() as con:
-            row = con.execute("SELECT endpoint, input_file_id, created, holder, host FROM batches WHERE id = ?", (pending,)).fetchone()
+            row = con.execute("SELECT endpoint, input_file_id, status, created, holder, host, usd FROM batches WHERE id = ?",
+                              (pending,)).fetchone()
             if row is None:
                 return
-            con.execute("INSERT INTO batches (id, endpoint, input_file_id, status, created, holder, host) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (id) DO NOTHING", (batch_id, row[0], row[1], status, row[2], row[3], row[4]))
+            con.execute("INSERT INTO batches (id, endpoint, input_file_id, status, created, holder, host, usd) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING", (batch_id, row[0], row[1], status, *row[3:]))
             con.execute("UPDATE batch_requests SET batch_id = ? WHERE batch_id = ?", (batch_id, pending))
             con.execute("DELETE FROM batches WHERE id = ?", (pending,))
 
