@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mode", action="append", choices=MODES, default=[], metavar="MODE",
                    help="refuse a request switch or break transfers as real servers do, repeatable: "
                         f"{', '.join(MODES)}")
+    bg = st.add_argument_group("batch API (/v1/files, /v1/batches)")
+    bg.add_argument("--batch-delay-s", type=float, default=0.0, help="seconds before a batch is done (default: 0)")
+    bg.add_argument("--batch-error-rate", type=float, default=0.0,
+                    help="share of a batch's requests that error (a 500 in its error file), 0-1 (default: 0)")
+    bg.add_argument("--batch-expire-rate", type=float, default=0.0,
+                    help="share of a batch's requests left expired (batch_expired; the batch is then expired), 0-1 (default: 0)")
     calibrate.add_standin_args(st)
     st.set_defaults(fn=_fn("serve.cmd_standin"))
     u = sub.add_parser("ui", help="Dagster UI + daemon (dagster dev) with DAGSTER_HOME under DUEL_HOME; "

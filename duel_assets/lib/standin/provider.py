@@ -78,7 +78,8 @@ class StandinState:
                  retry_after_s: float = 0.2, timeout_sleep_s: float = 30.0, log_limit: int = 1_000_000,
                  rpm: float = 0.0, tpm: float = 0.0, ms_per_prompt_token: float = 0.0,
                  ms_per_completion_token: float = 0.0, prefix_cache: bool = True, stream_chunk_s: float = 0.25,
-                 oracle=None, modes: tuple[str, ...] = ()):
+                 oracle=None, modes: tuple[str, ...] = (), batch_delay_s: float = 0.0, batch_error_rate: float = 0.0,
+                 batch_expire_rate: float = 0.0):
         self.latency_ms = latency_ms
         self.fault_rate = fault_rate
         self.faults = tuple(f for f in faults if f in FAULT_KINDS) or FAULT_KINDS
@@ -95,6 +96,7 @@ class StandinState:
         from .batches import BatchState  # the batch API's files and batches (:mod:`.batches`)
 
         self.batch = BatchState()
+        self.batch.delay_s, self.batch.error_rate, self.batch.expire_rate = batch_delay_s, batch_error_rate, batch_expire_rate
         self.set_limits(rpm, tpm)
         self.reset()
 
