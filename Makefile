@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DUEL_HOME ?= $(CURDIR)/.duel
 
-.PHONY: install demo lint test test-reliability test-ui test-scale ui bench standin constraints clean
+.PHONY: install demo lint test test-unit test-reliability test-ui test-scale ui review review-demo bench standin constraints clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,14 +23,20 @@ lint: $(STAMP)
 	$(BIN)/mypy duel_assets
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
+# The tests are tiered by folder under duel_assets_tests/: unit, integration, e2e, and the heavy
+# reliability, ui and scale, which `make test` leaves to their own targets.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not reliability and not ui and not scale"
+
+# plain logic only: no server, no Dagster instance, no subprocess
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q duel_assets_tests/unit
 
 # the heavy ones: faults across the whole graph, kill -9 and re-run, parallel writer processes
 test-reliability: $(STAMP)
 	$(BIN)/python -m pytest -q -m reliability
 
-# dagster dev + GraphQL + a real headless browser; Chromium comes from Debian's packages
+# dagster dev + GraphQL + a real headless browser (and the review page in it); Chromium comes from Debian's packages
 UI_STAMP := $(VENV)/.installed-ui-stamp
 $(UI_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev,ui]"
@@ -47,9 +53,19 @@ test-scale: $(STAMP)
 	$(BIN)/python -m pytest -q -s -m scale
 
 # UI on 3000 and, without an endpoint, the stand-in on 8765; free ports are picked (and printed)
-# when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones.
+# when those are taken. UI_ARGS="--port 3100 --standin-port 8800" asks for given ones. Dagster stops
+# with it: make passes SIGTERM on, a terminal's Ctrl-C and hang-up reach both, and
+# --stop-with-parent covers make being killed outright.
 ui: $(STAMP)
-	$(BIN)/duel-assets ui $(UI_ARGS)
+	$(BIN)/duel-assets ui --stop-with-parent $(UI_ARGS)
+
+# the review page over this DUEL_HOME's warehouse (review-demo: over the demo's) on 127.0.0.1:8800, or a
+# free port it prints; REVIEW_ARGS="--reviewer ana --port 8900" passes options
+review: $(STAMP)
+	$(BIN)/duel-assets review $(REVIEW_ARGS)
+
+review-demo: $(STAMP)
+	$(BIN)/duel-assets review --demo $(REVIEW_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/duel-assets bench

@@ -7,17 +7,18 @@ from setuptools import find_packages, setup
 # DuckDB is pinned to 1.5.5 because the DuckLake warehouse (DUEL_WAREHOUSE=ducklake:...) needs
 # the ducklake, postgres and httpfs extensions, and DuckDB downloads extensions at run time from
 # its own host, which a locked-down worker cannot reach. The pip wheels duckdb-extension-* carry
-# those extension files and exist for exactly duckdb 1.5.5 (none for 2.x); duel_assets.lib.lake
-# installs them from the wheels into a private directory and never downloads. dagster-duckdb
-# 0.29.27 accepts 1.5.5. A database file written by DuckDB 2.x cannot be opened by 1.5.5 (see
-# README "Moving an existing warehouse").
+# those extension files and exist for exactly duckdb 1.5.5 (none for 2.x);
+# duel_assets/lib/warehouse/extensions.py installs them from the wheels into a private directory
+# and never downloads. dagster-duckdb 0.29.27 accepts 1.5.5. A database file written by DuckDB 2.x
+# cannot be opened by 1.5.5 (see README "Moving an existing warehouse").
 DUCKDB = "1.5.5"
 setup(
     name="duel_assets",
     version="0.1.0",
     description="Dagster assets that duel coding-agent turns (king vs challenger) under an LLM judge panel",
     packages=find_packages(exclude=["duel_assets_tests", "duel_assets_tests.*"]),
-    package_data={"duel_assets": ["prompts/*.md", "data/*", "data/**/*"]},
+    # the LLM message templates; the review page's templates, stylesheet and script
+    package_data={"duel_assets": ["templates/messages/*.md", "data/*", "data/**/*", "templates/review/*.html", "static/review/*"]},
     include_package_data=True,
     python_requires=">=3.11",  # tomllib
     install_requires=[
@@ -47,6 +48,8 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
+            # a per-test time limit (pyproject.toml), so that a hung test fails instead of holding the suite
+            "pytest-timeout==2.4.0",
             # `make lint`
             "ruff==0.17.6",
             "mypy==2.4.1",

@@ -1,19 +1,29 @@
-"""Shared fixtures: a real stand-in over HTTP, a temp DUEL_HOME, a real Dagster instance."""
+"""Shared fixtures: a real stand-in over HTTP, a temp DUEL_HOME, a real Dagster instance.
+
+The tests are tiered by folder, and each test is marked with its folder's name: ``unit/`` (no
+server, no instance, no subprocess; `make test-unit`), ``integration/`` (the stand-in over HTTP, a
+Dagster instance, subprocesses), ``e2e/`` (the whole graph, the command line), and the heavy ones
+`make test` leaves out: ``reliability/``, ``ui/``, ``scale/`` (each with its own make target)."""
 from __future__ import annotations
 
 import json
+import sys
 import urllib.request
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from duel_assets.lib.standin import StandinServer
+from duel_assets.devtools.standin import StandinServer
 
 # the session fixture `postgres` (a throw-away PostgreSQL cluster) for any test that needs one
 pytest_plugins = ["duel_assets_tests.postgres"]
 
-SHARED_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+TESTS = Path(__file__).resolve().parent
+EXE = Path(sys.executable).parent / "duel-assets"  # the command line, as installed beside this interpreter
+REPO = TESTS.parent  # the checkout
+FIXTURES = TESTS / "fixtures"  # the test data shipped with the repository
+SHARED_SAMPLES = REPO.parent / "shared" / "samples"  # real third-party rows beside the checkout, when present
 # columns two runs of the same partition may legitimately differ in: whether a call came from the
 # cache, how many tries it took, and how much of its prompt the provider had cached (the provider's
 # cache state depends on what it saw before)
@@ -44,10 +54,30 @@ resamples = 500
 """
 
 
+TIERS = ("unit", "integration", "e2e", "reliability", "ui", "scale")
+# per-test time limits (pytest-timeout) beyond the default of pyproject.toml, by tier
+TIMEOUT_S = {"unit": 60, "reliability": 1800, "ui": 1800, "scale": 1800}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by these markers
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        tier = Path(str(item.path)).resolve().relative_to(TESTS).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in one of the tier folders {', '.join(TIERS)}")
+        item.add_marker(tier)
+        if tier in TIMEOUT_S and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(TIMEOUT_S[tier]))
+
+
 def shared_sample(*parts: str) -> Path:
+    """A real third-party sample file from ``../shared/samples`` beside the checkout. Those files are
+    not shipped with the repository (see their SOURCES.md for where each comes from): a test that reads
+    one skips, saying so, where the folder is absent."""
     p = SHARED_SAMPLES.joinpath(*parts)
     if not p.exists():
-        pytest.skip(f"{p} is not available (../shared/samples absent)")
+        pytest.skip(f"needs the real {'/'.join(parts)} from ../shared/samples beside the checkout: third-party "
+                    f"rows the repository does not ship, absent here ({p})")
     return p
 
 
@@ -125,6 +155,12 @@ def query(home: Path, sql: str, params=None) -> list[tuple]:
     from duel_assets.lib.warehouse import Warehouse
 
     return Warehouse.from_env(home).query(sql, params)
+
+
+def table_rows(value) -> list[dict]:
+    """The rows of a table metadata value (``metadata(...)[name]``) as plain dicts."""
+    assert isinstance(value, dg.TableMetadataValue), f"not a table: {value!r}"
+    return [dict(r.data) for r in value.records]
 
 
 def metadata(result, asset: str) -> dict:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from duel_assets.devtools.webserver import Webserver
 from duel_assets.lib.tables import SCHEMAS
 from duel_assets.lib.warehouse import Warehouse
-from duel_assets.lib.webserver import Webserver
 from duel_assets_tests.conftest import VOLATILE
 from duel_assets_tests.postgres import free_port
 

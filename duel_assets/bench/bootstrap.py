@@ -9,8 +9,8 @@ import numpy as np
 def bench_bootstrap() -> dict:
     """The gate's bootstrap on 100k turns whose scores take 21 values (exact multinomial path) and
     on 1M turns with ~100k distinct scores (binned path), as the all-partitions gate meets them."""
-    from duel_assets.lib.scoring import gate
     from duel_assets.lib.settings import GateConfig
+    from duel_assets.lib.verdict.gate import gate
 
     rng = np.random.default_rng(0)
     cfg = GateConfig(resamples=2000)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from duel_assets.devtools.ports import free_port
 
 LATENCY_MS = 200.0
 CONCURRENCY = 64
@@ -17,12 +18,6 @@ TRIALS = 3  # runs of the LLM stage; the median is reported
 # USD per 1M tokens (an example price list; through the batch API at half the price)
 PRICES = {"prompt": 0.60, "completion": 2.50, "cached_prompt": 0.15, "batch_prompt": 0.30, "batch_completion": 1.25,
           "batch_cached_prompt": 0.075}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -61,7 +56,7 @@ def standin_stats(base_url: str) -> dict:
 def bench_source(tmp: Path, min_turns: int) -> Path:
     """Variants of the bundled trajectories (task text tagged per variant) with >= ``min_turns``
     turns of distinct visible histories."""
-    from duel_assets.lib.sources import bundled_path
+    from duel_assets.lib.sampling.sources import bundled_path
 
     rows = [json.loads(x) for x in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
     out = tmp / "bench_source.jsonl"
@@ -106,13 +101,13 @@ timeout_s = 30
 
 def partition(tmp: Path, cfg_path: Path, key: str):
     """(config, turns, PR records by instance) of one sampled partition."""
-    from duel_assets.lib import duel
-    from duel_assets.lib.pr_records import read_pr_records
-    from duel_assets.lib.sampling import sample_for_key
+    from duel_assets.lib.duel import steps
+    from duel_assets.lib.sampling.pr_records import read_pr_records
+    from duel_assets.lib.sampling.prompt_files import turn_from_record
+    from duel_assets.lib.sampling.sampler import sample_for_key
     from duel_assets.lib.settings import load_config
-    from duel_assets.lib.trajectories import turn_from_record
 
     cfg = load_config(cfg_path)
     turns = [turn_from_record(t) for t in sample_for_key(key, cfg)["turns"]]
-    prs = duel.pr_by_instance(read_pr_records(None, sorted({t.instance_id for t in turns})))
+    prs = steps.pr_by_instance(read_pr_records(None, sorted({t.instance_id for t in turns})))
     return cfg, turns, prs

@@ -74,7 +74,7 @@ def _trial(tmp: Path, n: int, cfg, turns, prs, bodies: list[dict] | None) -> dic
     client on the same bodies (before it on odd runs, after it on even ones; the stand-in reset in
     between). The store is introduced to the endpoint first (the sequential sample on trial 0, one
     call on the others), as any earlier run of a deployment would have."""
-    from duel_assets.lib import duel
+    from duel_assets.lib.duel import answers, stage, steps
 
     with standin_process(LATENCY_MS) as base:
         out: dict = {}
@@ -83,7 +83,7 @@ def _trial(tmp: Path, n: int, cfg, turns, prs, bodies: list[dict] | None) -> dic
             _control(base, "/_standin/reset", {})
         store = tmp / f"cache{n}.sqlite"
         seq = _caller(base, cfg.calls.model_copy(update={"concurrency": 1}), store)
-        sample = duel.plan_generation("king", turns[-30:], cfg, prs, sample_index=99)
+        sample = answers.plan_generation("king", turns[-30:], cfg, prs, sample_index=99)
         t0 = time.monotonic()
         seq.run([p.request for p in (sample if n == 0 else sample[:1])], "sequential sample")
         if n == 0:
@@ -93,19 +93,19 @@ def _trial(tmp: Path, n: int, cfg, turns, prs, bodies: list[dict] | None) -> dic
         _control(base, "/_standin/bodies", {"keep": True})
         ticks = cpu_ticks()
         t0, c0 = time.monotonic(), time.process_time()
-        res = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage")
+        res = stage.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage")
         wall, cpu = time.monotonic() - t0, time.process_time() - c0
         steal = steal_share(ticks, cpu_ticks())
         sent = standin_stats(base)["requests"] - before
         out["bodies"] = _control(base, "/_standin/bodies")
         _control(base, "/_standin/bodies", {"keep": False})
         ideal = sent * (LATENCY_MS / 1000) / CONCURRENCY
-        out.update(wall=wall, cpu=cpu, steal=steal, stats=duel.merged_stats(list(res.stats.values())),
+        out.update(wall=wall, cpu=cpu, steal=steal, stats=steps.merged_stats(list(res.stats.values())),
                    sent=sent, ideal=ideal, efficiency=ideal / wall)
         if n == TRIALS - 1:  # the same partition again: every call is in the store
             mid = standin_stats(base)["requests"]
             t0 = time.monotonic()
-            duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage (warm)")
+            stage.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="LLM stage (warm)")
             out.update(warm_wall=time.monotonic() - t0, warm_calls=standin_stats(base)["requests"] - mid)
         out["repeats"] = standin_stats(base)["repeats"]
         if "plain" not in out:
@@ -150,25 +150,26 @@ def bench_efficiency(tmp: Path) -> dict:
 
 
 def _buckets(res, turns, cfg) -> dict[str, str | None]:
-    from duel_assets.lib import duel, tables
+    from duel_assets.lib import tables
+    from duel_assets.lib.verdict import verdicts
 
     judge_df = pd.DataFrame(res.rows["judge"], columns=tables.columns("judge_scores"))
     chal_df = pd.DataFrame(res.rows["challenger"], columns=tables.columns("challenger_answers"))
-    return {r["turn_id"]: r["bucket"] for r in duel.verdict_rows(judge_df, chal_df, [t.turn_id for t in turns], cfg)}
+    return {r["turn_id"]: r["bucket"] for r in verdicts.verdict_rows(judge_df, chal_df, [t.turn_id for t in turns], cfg)}
 
 
 def bench_panel(tmp: Path, turns_n: int = 100) -> dict:
-    from duel_assets.lib import duel
+    from duel_assets.lib.duel import stage, steps
 
     judges = ("standin-generator", "standin-judge-2", "standin-judge-3")
     cfg, turns, prs = partition(tmp, write_config(tmp, bench_source(tmp, turns_n), judges=judges, turns=turns_n), "panel_100")
     out: dict = {}
     with standin_process(LATENCY_MS) as base:
         caller = _caller(base, cfg.calls, tmp / "panel.sqlite")
-        res = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, skipping decided")
+        res = stage.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, skipping decided")
         buckets = _buckets(res, turns, cfg)
         st = {role: s for role, s in res.stats.items()}
-        allst = duel.merged_stats(list(st.values()))
+        allst = steps.merged_stats(list(st.values()))
         served = standin_stats(base)
         out.update(cached_prompt_share=round(allst.cached_tokens / allst.prompt_tokens, 4) if allst.prompt_tokens else None,
                    standin_cached_share=round(served["cached_tokens"] / served["prompt_tokens"], 4) if served["prompt_tokens"] else None)
@@ -181,7 +182,7 @@ def bench_panel(tmp: Path, turns_n: int = 100) -> dict:
                    tokens_by_role={r: s.prompt_tokens + s.completion_tokens for r, s in st.items()})
         skipped = st["judge"].skipped_decided
         cfg.judges.skip_decided = False  # every judge asked: the replies skipped above are bought now, the rest come from the cache
-        full = duel.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, every judge")
+        full = stage.run_stage(caller, turns, cfg, prs, 2, {"king", "challenger", "judge"}, label="panel, every judge")
         judge_total = full.stats["judge"].requested
         out.update(judge_calls=judge_total, judge_calls_skipped=skipped,
                    judge_calls_saved=round(skipped / judge_total, 4) if judge_total else 0.0,
@@ -194,20 +195,20 @@ def bench_panel(tmp: Path, turns_n: int = 100) -> dict:
 def _batch_cost(base: str, cfg, turns, prs, tmp: Path, online_buckets: dict, online: float | None) -> dict:
     """The same partition through the stand-in's batch API (a fresh call store and prefix cache):
     cost per accepted turn at the batch prices, beside the online figure."""
-    from duel_assets.lib import duel
     from duel_assets.lib.calls.budget import Pricing
+    from duel_assets.lib.duel import stage, steps
 
     _control(base, "/_standin/reset", {})
     cfg.calls.mode, cfg.calls.batch_poll_s = "batch", 0.1
     try:
-        res = duel.run_stage(_caller(base, cfg.calls, tmp / "panel_batch.sqlite"), turns, cfg, prs, 2,
+        res = stage.run_stage(_caller(base, cfg.calls, tmp / "panel_batch.sqlite"), turns, cfg, prs, 2,
                              {"king", "challenger", "judge"}, label="panel, batch")
     finally:
         cfg.calls.mode = "online"
     buckets = _buckets(res, turns, cfg)
     accepted = sum(1 for b in buckets.values() if b in ("final", "refined"))
     pricing = Pricing(cfg.prices)
-    allst = duel.merged_stats(list(res.stats.values()))
+    allst = steps.merged_stats(list(res.stats.values()))
     cost = sum(pricing.paid(m, {"prompt_tokens": p, "completion_tokens": c, "cached_tokens": k}, batch=True)
                for m, (p, c, k) in allst.model_tokens.items())
     batch = round(cost / accepted, 6) if accepted else None

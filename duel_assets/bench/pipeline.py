@@ -16,9 +16,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from duel_assets.lib.webserver import GraphQLError, Webserver
+from duel_assets.devtools.ports import free_port
+from duel_assets.devtools.webserver import GraphQLError, Webserver
 
-from .common import CONCURRENCY, LATENCY_MS, TURNS, bench_source, free_port, standin_process, standin_stats, write_config
+from .common import CONCURRENCY, LATENCY_MS, TURNS, bench_source, standin_process, standin_stats, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ["sampled_turns", "pr_records", "king_answers", "challenger_answers", "judge_scores", "duel_verdict",
@@ -30,13 +31,13 @@ def _materialize(inst, key: str, llm, home: Path) -> float:
 
     from duel_assets.defs.assets import ALL_ASSETS
     from duel_assets.defs.io_manager import DuelDuckDBIOManager
-    from duel_assets.defs.resources import DuelSettings
+    from duel_assets.defs.settings import DuelSettings
     from duel_assets.defs.warehouse import WarehouseResource
 
     warehouse = WarehouseResource(target=str(home / "warehouse.duckdb"))
     t0 = time.monotonic()
     res = dg.materialize(ALL_ASSETS, partition_key=key, instance=inst, run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-                         resources={"settings": DuelSettings(), "llm": llm, "warehouse": warehouse,
+                         resources={"settings": DuelSettings.from_environment(), "llm": llm, "warehouse": warehouse,
                                     "io_manager": DuelDuckDBIOManager(warehouse=warehouse)})
     assert res.success
     return time.monotonic() - t0
@@ -45,9 +46,10 @@ def _materialize(inst, key: str, llm, home: Path) -> float:
 def bench_warm_rerun(tmp: Path) -> dict:
     import dagster as dg
 
-    from duel_assets.defs.resources import DuelSettings, LLMResource
+    from duel_assets.defs.resources import LLMResource
+    from duel_assets.defs.settings import DuelSettings
     from duel_assets.lib.calls import CallStore, LLMCaller
-    from duel_assets.lib.settings import Paths
+    from duel_assets.lib.settings import ChainConfig, Paths
 
     home = tmp / "duel_home"
     os.environ.update(DUEL_HOME=str(home), DUEL_CONFIG=str(write_config(tmp, bench_source(tmp, TURNS), CONCURRENCY)))
@@ -88,10 +90,10 @@ def bench_warm_rerun(tmp: Path) -> dict:
                 return {w.key: memo[w.key] for w in wanted}, Decision(), set()
 
         class SkippedModel(LLMResource):
-            def caller(self, cfg, paths, log):
+            def caller(self, cfg: ChainConfig, paths: Paths, log):
                 return LLMCaller(self.endpoint(), cfg.calls, MemoryStore(), log=log)
 
-        skipped = _materialize(inst, key, SkippedModel(settings=DuelSettings()), home)
+        skipped = _materialize(inst, key, SkippedModel(settings=DuelSettings.from_environment()), home)
         out.update(pipeline_cold_s=round(cold, 3), pipeline_warm_s=round(warm, 3), pipeline_model_skipped_s=round(skipped, 3),
                    warm_rerun_calls=warm_calls, warm_rerun_ratio=round(warm / skipped, 3))
         out.update(bench_ui_run(tmp, home, key, base))
@@ -112,7 +114,7 @@ def bench_ui_run(tmp: Path, home: Path, key: str, base: str) -> dict:
     run worker) against ``duel-assets run --partition`` in a fresh process, both on one DAGSTER_HOME."""
     from dagster import DagsterInstance
 
-    from duel_assets.cli import DAGSTER_YAML
+    from duel_assets.defs.instance import DAGSTER_YAML
 
     dh = tmp / "ui_dagster_home"
     dh.mkdir(exist_ok=True)

@@ -24,7 +24,7 @@ def _kwargs(create, body: dict) -> dict:
 async def _replay(base_url: str, bodies: list[dict], concurrency: int) -> int:
     import openai
 
-    from duel_assets.lib.standin.replies import is_judge_request
+    from duel_assets.devtools.standin.replies import is_judge_request
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key="bench-key", http_client=openai.DefaultAioHttpClient())
     sem = asyncio.Semaphore(concurrency)

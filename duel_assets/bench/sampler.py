@@ -27,7 +27,7 @@ def make_big_parquet(path: Path, min_bytes: int = BIG_BYTES, row_group_rows: int
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from duel_assets.lib.sources import bundled_path
+    from duel_assets.lib.sampling.sources import bundled_path
 
     base = [json.loads(line) for line in bundled_path("swe_zero_sample.jsonl").read_text().splitlines()]
     rng = random.Random(0)

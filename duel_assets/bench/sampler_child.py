@@ -13,7 +13,8 @@ import time
 
 
 def blocks(path: str, n: int) -> tuple[list, int]:
-    from duel_assets.lib.sampling import numbered_keys, sample_for_key
+    from duel_assets.lib.sampling.sampler import sample_for_key
+    from duel_assets.lib.sampling.windows import numbered_keys
     from duel_assets.lib.settings import parse_config
 
     cfg = parse_config({"sources": [{"format": "swe_zero", "path": path}], "sampling": {"turns_per_file": 200, "seed": 3}})
@@ -24,7 +25,8 @@ def blocks(path: str, n: int) -> tuple[list, int]:
 def full(path: str, n: int, cache_dir: str) -> tuple[list, int]:
     import datasets
 
-    from duel_assets.lib.trajectories import cut_turns, read_swe_zero
+    from duel_assets.lib.sampling.cutter import cut_turns
+    from duel_assets.lib.sampling.readers import read_swe_zero
 
     df = datasets.load_dataset("parquet", data_files=path, split="train", cache_dir=cache_dir).to_pandas()
     turns = []
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> int:
     if mode == "blocks":
         import pyarrow.parquet  # noqa: F401
 
-        import duel_assets.lib.sampling  # noqa: F401
+        import duel_assets.lib.sampling.sampler  # noqa: F401
     else:
         import datasets  # noqa: F401
         import pandas  # noqa: F401

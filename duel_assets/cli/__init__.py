@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sqlite3
 import sys
 
-from duel_assets.cli import calibrate
-from duel_assets.cli.common import DAGSTER_YAML, ensure_dagster_home, register_partitions
-
-__all__ = ["DAGSTER_YAML", "build_parser", "ensure_dagster_home", "main", "register_partitions"]
-
+from duel_assets.cli import calibrate, review
 
 DEMO_DESCRIPTION = (
     "Run the whole graph on the bundled samples against the offline stand-in (its answers and verdicts are NOT "
@@ -137,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ms-per-prompt-token", type=float, default=0.0, help="extra latency per prompt token (default: 0)")
     g.add_argument("--ms-per-completion-token", type=float, default=0.0, help="extra latency per completion token (default: 0)")
     g.add_argument("--no-prefix-cache", action="store_true", help="report no cached prompt tokens")
-    from duel_assets.lib.standin.modes import MODES
+    from duel_assets.devtools.standin.modes import MODES
 
     g.add_argument("--mode", action="append", choices=MODES, default=[], metavar="MODE",
                    help="refuse a request switch or break transfers as real servers do, repeatable: "
@@ -158,8 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--port", type=int, help="UI port (default: 3000, or a free port when 3000 is taken)")
     u.add_argument("--standin-port", type=int,
                    help="stand-in port when no endpoint is set (default: 8765, or a free port when taken)")
+    u.add_argument("--stop-with-parent", action="store_true",
+                   help="stop (and stop Dagster) when the process that started this one ends, even when it is "
+                        "killed outright; `make ui` uses it")
     u.set_defaults(fn=_fn("serve.cmd_ui"))
     calibrate.add_subcommands(sub)
+    review.add_parser(sub)
     k = sub.add_parser("calls", help="list what the call store holds per endpoint and model (calls, stand-in "
                                      "replies, when stored), or remove one endpoint's calls",
                        description="List what the call store holds per endpoint and model, or remove one "
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     env.apply_environment()
+    # SIGTERM stops a command as SIGINT does (clean-up runs, exit 130), also while it waits for a lock
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return int(args.fn(args) or 0)
     except ConfigError as e:
@@ -190,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")

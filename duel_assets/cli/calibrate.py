@@ -72,7 +72,7 @@ def _stage(src: Path, home: Path, key: str, replace: bool) -> Path:
 def cmd_calibrate(args) -> int:
     from duel_assets.lib.calibration.pairs import CalibrationFileError, read_set
     from duel_assets.lib.calibration.report import load_summary, render_markdown, result_path
-    from duel_assets.lib.llm import require_endpoint
+    from duel_assets.lib.calls import require_endpoint
     from duel_assets.lib.settings import ConfigError, Paths, load_config, resolve_endpoint, validate_partition_key
 
     src = Path(args.file)
@@ -104,12 +104,13 @@ def cmd_calibrate(args) -> int:
 def _materialize(key: str, target_precision: float | None) -> int:
     import dagster as dg
 
-    from duel_assets.cli import ensure_dagster_home
+    from duel_assets.cli.common import instance as open_instance
+    from duel_assets.cli.common import interrupted
     from duel_assets.defs.calibration import CALIBRATION_FILES, judge_calibration
     from duel_assets.defs.resources import build_resources
+    from duel_assets.defs.runs import process_tags
 
-    ensure_dagster_home()
-    instance = dg.DagsterInstance.get()
+    instance = open_instance()
     if key not in instance.get_dynamic_partitions(CALIBRATION_FILES):
         instance.add_dynamic_partitions(CALIBRATION_FILES, [key])
     os.environ.setdefault("DUEL_PROGRESS", "1")
@@ -117,7 +118,9 @@ def _materialize(key: str, target_precision: float | None) -> int:
     if target_precision is not None:
         run_config["ops"] = {"judge_calibration": {"config": {"target_precision": target_precision}}}
     result = dg.materialize([judge_calibration], partition_key=key, instance=instance, resources=build_resources(),
-                            run_config=run_config, raise_on_error=False, tags={"duel/launched_by": "duel-assets calibrate"})
+                            run_config=run_config, raise_on_error=False, tags={"duel/launched_by": "duel-assets calibrate", **process_tags()})
+    if interrupted(result):  # SIGINT / SIGTERM
+        raise KeyboardInterrupt
     if result.success:
         return 0
     for ev in result.all_events:

@@ -24,10 +24,10 @@ def targets(keys: list[str], paths: Paths, with_registered: bool = True) -> list
 
 def estimate(keys: list[str], paths: Paths, cfg=None) -> dict:
     """The estimate as one JSON-able object: per role and model, totals, partitions left out."""
-    from duel_assets.lib import estimate as plan
     from duel_assets.lib.calls.estimate import OBSERVED_LIMIT, Estimate
     from duel_assets.lib.calls.scope import EndpointCalls
     from duel_assets.lib.calls.store_pg import open_store
+    from duel_assets.lib.duel import estimate as plan
 
     cfg = cfg or load_config()
     store = open_store(paths.call_cache)
@@ -57,7 +57,7 @@ def estimate(keys: list[str], paths: Paths, cfg=None) -> dict:
 
 def _skip_rows(paths: Paths) -> list[tuple]:
     """(judge, skipped by the decided-bucket rule, judgements) from the warehouse; none before any run."""
-    from duel_assets.lib import estimate as plan
+    from duel_assets.lib.duel import estimate as plan
     from duel_assets.lib.warehouse import Warehouse
 
     try:

@@ -1,5 +1,6 @@
-"""`duel-assets forget K`: remove a partition — its registration and history, its rows in every
-table of the warehouse, its files (prompt file, exports, report summaries, SFT shards, PR-record cache)."""
+"""`duel-assets forget K`: remove a partition — its registration, its runs and their events, its rows
+in every table of the warehouse, its files (prompt file, exports, report summaries, SFT shards,
+PR-record cache)."""
 from __future__ import annotations
 
 from duel_assets.cli.common import close_matches, errors_out, instance, registered
@@ -9,22 +10,12 @@ from duel_assets.lib.settings import ConfigError, Paths, load_config, validate_p
 _BUSY = ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING")
 
 
-def _busy_runs(inst, key: str) -> list[str]:
+def _runs(inst, key: str, busy: bool = False) -> list[str]:
+    """The partition's runs (tag ``dagster/partition``); with ``busy``, those queued or in progress."""
     import dagster as dg
 
-    runs = inst.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key},
-                                                statuses=[dg.DagsterRunStatus[s] for s in _BUSY]))
-    return [r.run_id for r in runs]
-
-
-def _wipe_history(inst, key: str, asset_keys) -> str:
-    """The partition's materialization history, where the event storage can remove one partition's."""
-    try:
-        for asset_key in asset_keys:
-            inst.wipe_asset_partitions(asset_key, [key])
-    except NotImplementedError:
-        return "its past runs stay in the run history (this event storage cannot wipe one partition)"
-    return "its materialization history"
+    statuses = [dg.DagsterRunStatus[s] for s in _BUSY] if busy else None
+    return inst.get_run_ids(filters=dg.RunsFilter(tags={"dagster/partition": key}, statuses=statuses))
 
 
 def _rewrite_report(paths: Paths, keys: list[str]) -> str:
@@ -45,6 +36,7 @@ def _rewrite_report(paths: Paths, keys: list[str]) -> str:
 def cmd_forget(args) -> int:
     from duel_assets.defs.assets import ALL_ASSETS
     from duel_assets.defs.partitions import PROMPT_FILES
+    from duel_assets.defs.runs import forget_runs
 
     keys = [validate_partition_key(k) for k in dict.fromkeys(args.partition)]
     from duel_assets.lib.warehouse import Warehouse
@@ -56,9 +48,9 @@ def cmd_forget(args) -> int:
     problems, plan = [], {}
     for k in keys:
         files, rows = files_of(paths, k), partition_rows(warehouse, k)
-        if k not in known and not files and not any(rows.values()):
-            problems.append(f"{k}: no such partition, and no row or file of it (close matches: {close_matches(k, known)})")
-        elif busy := _busy_runs(inst, k):
+        if k not in known and not files and not any(rows.values()) and not _runs(inst, k):
+            problems.append(f"{k}: no such partition, and no row, file or run of it (close matches: {close_matches(k, known)})")
+        elif busy := _runs(inst, k, busy=True):
             problems.append(f"{k}: {len(busy)} run(s) of it are queued or running ({', '.join(busy[:3])}); "
                             "let them finish or terminate them first")
         plan[k] = (files, rows)
@@ -68,7 +60,7 @@ def cmd_forget(args) -> int:
         n_rows = sum(rows.values())
         if args.dry_run:
             print(f"{k}: would remove {n_rows} rows in {sum(1 for n in rows.values() if n)} tables, "
-                  f"{len(files)} files{', its registration' if k in known else ''}")
+                  f"{len(files)} files, {len(_runs(inst, k))} run(s){', its registration' if k in known else ''}")
             for f in files:
                 print(f"  {f}")
             continue
@@ -76,7 +68,7 @@ def cmd_forget(args) -> int:
         partition_rows(warehouse, k, delete=True)
         if k in known:
             inst.delete_dynamic_partition(PROMPT_FILES, k)
-        history = _wipe_history(inst, k, {key for a in ALL_ASSETS for key in a.keys})
+        history = forget_runs(inst, k, {key for a in ALL_ASSETS for key in a.keys})
         print(f"{k}: removed {n_rows} rows ({', '.join(f'{t} {n}' for t, n in rows.items() if n) or 'none'}), "
               f"{len(removed)} files{', its registration' if k in known else ''}; {history}")
     if not args.dry_run:

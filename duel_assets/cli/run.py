@@ -11,6 +11,7 @@ from duel_assets.cli.common import (
     errors_out,
     exception_text,
     instance,
+    interrupted,
     register_partitions,
     registered,
     underlying_error,
@@ -46,7 +47,7 @@ def cmd_run(args) -> int:
     if problems:
         return errors_out(problems)
 
-    from duel_assets.lib.llm import require_endpoint
+    from duel_assets.lib.calls import require_endpoint
     from duel_assets.lib.watch import scan_prompt_dir
 
     ep = require_endpoint(resolve_endpoint())
@@ -87,6 +88,8 @@ def _one(key: str, inst, tags: dict, quiet: dict) -> list[str]:
                                 run_config=quiet, raise_on_error=False, tags=tags)
     except Exception as e:  # the run itself could not be recorded or started (a full disk, ...)
         return [f"[{key}] run failed: {exception_text(e)}"]
+    if interrupted(result):  # SIGINT / SIGTERM: stop here, start nothing else
+        raise KeyboardInterrupt
     if result.success:
         from duel_assets.cli.calls import refusal_lines
 
@@ -99,7 +102,7 @@ def _one(key: str, inst, tags: dict, quiet: dict) -> list[str]:
 
 def _in_children(targets: list[str], parallel: int, resample: bool, paths: Paths) -> dict[str, list[str]]:
     """Each partition in its own ``duel-assets run --partition K`` process, ``parallel`` at a time
-    (Dagster's in-process execution is not thread-safe). The bar counts partitions, and the calls
+    (Dagster's in-process execution is not thread-safe); a child gets SIGTERM when this process ends. The bar counts partitions, and the calls
     completed and in flight in the deployment's call store. Returns the failure lines of each
     failed partition."""
     import subprocess
@@ -107,6 +110,7 @@ def _in_children(targets: list[str], parallel: int, resample: bool, paths: Paths
     from tqdm import tqdm
 
     from duel_assets.lib.calls.store_pg import open_store
+    from duel_assets.lib.system.processes import guarded
 
     store = open_store(paths.call_cache)
     calls_before = store.count()
@@ -120,7 +124,7 @@ def _in_children(targets: list[str], parallel: int, resample: bool, paths: Paths
     while queue or running:
         while queue and len(running) < parallel:
             key = queue.pop(0)
-            running[key] = subprocess.Popen([*cmd, "--partition", key], env=env, stdout=subprocess.DEVNULL,
+            running[key] = subprocess.Popen(guarded([*cmd, "--partition", key]), env=env, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.PIPE, text=True)
         for key, proc in list(running.items()):
             if proc.poll() is None:
@@ -149,12 +153,14 @@ def materialize_all(inst, targets: list[str], paths: Paths, resample: bool = Fal
     flight. The calls of all of them share the deployment's concurrency bound and rate limits (the
     call store's flight rules), so overlapping partitions never sends more than one partition alone
     could. Then ``duel_report``, once."""
+    from duel_assets.defs.runs import process_tags
+
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # failures: summarized below
     if parallel > 1 and len(targets) > 1:
         failed = _in_children(targets, parallel, resample, paths)
     else:
         os.environ.setdefault("DUEL_PROGRESS", "1")  # the call layer's bar: calls done / total per stage
-        tags = {"duel/launched_by": "duel-assets run", **({"duel/resample": "true"} if resample else {})}
+        tags = {"duel/launched_by": "duel-assets run", **process_tags(), **({"duel/resample": "true"} if resample else {})}
         failed = {}
         for key in targets:
             lines = _one(key, inst, tags, quiet)
@@ -182,13 +188,16 @@ def _report(inst, paths: Paths, quiet: dict) -> bool:
 
     from duel_assets.defs.report import duel_report
     from duel_assets.defs.resources import build_resources
+    from duel_assets.defs.runs import process_tags
 
     try:
         done = dg.materialize([duel_report], instance=inst, resources=build_resources(), run_config=quiet,
-                              raise_on_error=False, tags={"duel/launched_by": "duel-assets run"})
+                              raise_on_error=False, tags={"duel/launched_by": "duel-assets run", **process_tags()})
     except Exception as e:  # the run itself could not be recorded or started
         print(f"duel_report run failed: {exception_text(e)}", file=sys.stderr)
         return False
+    if interrupted(done):  # SIGINT / SIGTERM while the report ran
+        raise KeyboardInterrupt
     if not done.success:
         for ev in done.all_events:
             if ev.is_step_failure:

@@ -4,15 +4,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
-from duel_assets.cli.common import ensure_dagster_home
+from duel_assets.cli.common import instance
 from duel_assets.lib.settings import ConfigError, Paths, mask_url, resolve_endpoint
 from duel_assets.lib.settings.preflight import validate_for_work
+from duel_assets.lib.system.processes import end_with_parent, run_own_group
 
 UI_PORT, STANDIN_PORT = 3000, 8765
+STOP_GRACE_S = 12.0  # SIGTERM to the Dagster processes, then SIGKILL to what is left
 
 
 def port_free(host: str, port: int) -> bool:
@@ -38,7 +39,7 @@ def pick_port(host: str, wanted: int | None, default: int, option: str) -> int:
 
 
 def start_standin(wanted: int | None):
-    from duel_assets.lib.standin import StandinServer
+    from duel_assets.devtools.standin import StandinServer
 
     try:
         return StandinServer(port=wanted if wanted is not None else STANDIN_PORT).start()
@@ -50,36 +51,43 @@ def start_standin(wanted: int | None):
 
 
 def cmd_ui(args) -> int:
+    """`dagster dev` (webserver, daemon, code server) in a process group of its own, which ends with
+    this command: on SIGTERM, SIGINT or SIGHUP the whole group gets SIGTERM, then SIGKILL what is left
+    after ``STOP_GRACE_S``; if this process is killed outright, `dagster dev` gets SIGTERM from the
+    kernel (parent-death signal) and stops its own children."""
+    if getattr(args, "stop_with_parent", False):
+        end_with_parent()  # `make ui`: stop when make is killed outright (SIGTERM it passes on)
     validate_for_work()
     port = pick_port(args.host, args.port, UI_PORT, "--port")
     paths = Paths.from_env().ensure()
-    home = ensure_dagster_home(paths)
+    instance(paths).dispose()  # set up the instance; runs whose process is gone are marked failed
+    home = paths.dagster_home
     env = dict(os.environ, DUEL_HOME=str(paths.home), DAGSTER_HOME=str(home))
     srv = None
     ep = resolve_endpoint()
-    if ep is None:
-        srv = start_standin(args.standin_port)
-        env["LLM_BASE_URL"], env["LLM_API_KEY"] = srv.base_url, "standin-ui-key"
-        print(f"no LLM endpoint configured: runs will use the OFFLINE STAND-IN on port {srv.port} "
-              f"({srv.base_url}; NOT a model).")
-        print("Set LLM_BASE_URL and LLM_API_KEY (or CHUTES_API_KEY) to use a real provider.")
-    else:
-        print(f"LLM endpoint: {mask_url(ep.base_url)} (from {ep.source})")
-    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
-    root = Path(__file__).resolve().parents[2]
-    cmd = [dagster, "dev", "-w", str(root / "workspace.yaml"), "-h", args.host, "-p", str(port)]
-    print(f"Dagster UI on http://{args.host}:{port}  (DAGSTER_HOME={home})", flush=True)
     try:
-        return subprocess.call(cmd, env=env, cwd=root)
-    except KeyboardInterrupt:
-        return 0
+        if ep is None:
+            srv = start_standin(args.standin_port)
+            env["LLM_BASE_URL"], env["LLM_API_KEY"] = srv.base_url, "standin-ui-key"
+            print(f"no LLM endpoint configured: runs will use the OFFLINE STAND-IN on port {srv.port} "
+                  f"({srv.base_url}; NOT a model).")
+            print("Set LLM_BASE_URL and LLM_API_KEY (or CHUTES_API_KEY) to use a real provider.")
+        else:
+            print(f"LLM endpoint: {mask_url(ep.base_url)} (from {ep.source})")
+        dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+        root = Path(__file__).resolve().parents[2]
+        cmd = [dagster, "dev", "-w", str(root / "workspace.yaml"), "-h", args.host, "-p", str(port)]
+        print(f"Dagster UI on http://{args.host}:{port}  (DAGSTER_HOME={home})", flush=True)
+        return run_own_group(cmd, env=env, cwd=root, grace_s=STOP_GRACE_S,
+                             on_stop=lambda sig: print(f"{sig}: stopping Dagster (dagster dev, webserver, daemon, "
+                                                       "code server)", file=sys.stderr, flush=True))
     finally:
         if srv:
             srv.stop()
 
 
 def cmd_standin(args) -> int:
-    from duel_assets.lib.standin import serve_forever
+    from duel_assets.devtools.standin import serve_forever
 
     if not port_free("127.0.0.1", args.port):
         raise ConfigError(f"--port {args.port}: already in use on 127.0.0.1; allowed: a free port")

@@ -28,8 +28,9 @@ def sample_files(args) -> tuple[int, list[str]]:
     of what was asked for it delivered. Returns (exit status, the keys written or kept)."""
     import json
 
-    from duel_assets.lib.prompt_store import sample_prompt_file
-    from duel_assets.lib.sampling import NothingToSample, numbered_keys
+    from duel_assets.lib.sampling.prompt_store import sample_prompt_file
+    from duel_assets.lib.sampling.sampler import NothingToSample
+    from duel_assets.lib.sampling.windows import numbered_keys
 
     cfg = validate_for_work()
     paths = Paths.from_env().ensure()
@@ -94,7 +95,7 @@ def demo_environment(home: Path, config: str) -> dict[str, str]:
 
 def cmd_demo(args) -> int:
     from duel_assets.cli.run import cmd_run
-    from duel_assets.lib.standin import StandinServer
+    from duel_assets.devtools.standin import StandinServer
 
     home = Path(args.home).expanduser().resolve() if args.home else Paths.from_env().home / "demo"
     foreign = sorted(f.name for f in (home / "prompt").glob("*.json") if not f.name.startswith(f"{DEMO_STEM}_"))
@@ -123,4 +124,6 @@ def cmd_demo(args) -> int:
     print(f"per turn:  {paths.home}/{{final,refined,defeat}}/<partition>/")
     print(f"warehouse: {paths.warehouse} (schema duel)")
     print(f"UI:        DUEL_HOME={paths.home} DAGSTER_HOME={env['DAGSTER_HOME']} DUEL_CONFIG={env['DUEL_CONFIG']} make ui")
+    review = "make review-demo" if not args.home else f"DUEL_HOME={paths.home} DUEL_CONFIG={env['DUEL_CONFIG']} make review"
+    print(f"review:    {review}  (the duels side by side, and labels for `calibrate`)")
     return rc

@@ -7,18 +7,26 @@ from typing import TypedDict
 import dagster as dg
 import pandas as pd
 
+from duel_assets.defs.metadata import metadata as readable_metadata
 from duel_assets.defs.partitions import prompt_files
-from duel_assets.defs.resources import DuelSettings, LLMResource
+from duel_assets.defs.resources import LLMResource
+from duel_assets.defs.settings import DuelSettings
 from duel_assets.defs.warehouse import WarehouseResource
-from duel_assets.lib import checks, duel, spend, tables, verdicts
+from duel_assets.lib import tables
 from duel_assets.lib.calibration.evidence import gate_metadata
 from duel_assets.lib.calls.budget import BudgetReached
+from duel_assets.lib.duel import checks, steps
+from duel_assets.lib.duel.stage import run_stage
 from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
-from duel_assets.lib.pr_records import cached_pr_records, hidden_by_instance, hidden_share
-from duel_assets.lib.prompt_files import PromptFileError
-from duel_assets.lib.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
+from duel_assets.lib.readable import Link
+from duel_assets.lib.review.running import partition_url, review_base
+from duel_assets.lib.sampling.pr_records import cached_pr_records, hidden_by_instance, hidden_share
+from duel_assets.lib.sampling.prompt_files import PromptFileError
+from duel_assets.lib.sampling.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
+from duel_assets.lib.verdict import spend, verdicts
+from duel_assets.lib.verdict.metadata import bucketing_line, spend_entries, verdict_metadata
 
 
 # keyword arguments the partitioned assets / the call outputs share, typed so that each reaches its parameter
@@ -79,6 +87,7 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
     source_skips = Counter(loaded.meta.get("skipped") or {})
     rows = tables.turn_rows(loaded.turns)
     context.add_output_metadata({
+        **settings.config_metadata(cfg),
         "turns": len(rows),
         "origin": origin,
         "prompt_file": dg.MetadataValue.path(str(pf)),
@@ -114,7 +123,7 @@ def pr_records(context: dg.AssetExecutionContext, settings: DuelSettings, sample
     share = hidden_share(sampled_turns["instance_id"], df)
     if share["instances_missing"]:
         context.log.warning(f"{share['instances_missing']} of {len(ids)} instances have no hidden record")
-    context.add_output_metadata({**share, "cache_hit": hit,
+    context.add_output_metadata({**settings.config_metadata(cfg), **share, "cache_hit": hit,
                                  "sources": [s.path for s in cfg.pr_records.specs] or ["bundled sample records"]})
     return tables.frame("pr_records", df.to_dict("records"), key)
 
@@ -165,8 +174,8 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
                 df = warehouse.get().read_partition(ROLE_ASSETS[role], key)
                 stored[role] = tables.by_turn(ROLE_ASSETS[role], df)
     try:
-        result = duel.run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
-                                stored.get("king"), stored.get("challenger"), label=f"duel {key}")
+        result = run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
+                           stored.get("king"), stored.get("challenger"), label=f"duel {key}")
     except BudgetReached as e:
         raise dg.Failure(description=str(e)) from None
     checks_selected = {(c.asset_key.to_user_string(), c.name) for c in context.selected_asset_check_keys}
@@ -175,12 +184,12 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
         if role not in roles:
             continue
         asset, rows, stats = ROLE_ASSETS[role], result.rows[role], result.stats[role]
-        md = duel.role_metadata(role, rows, stats, cfg)
+        md = {**settings.config_metadata(cfg), **steps.role_metadata(role, rows, stats, cfg)}
         if "per_judge" in md:
             md["per_judge"] = dg.MetadataValue.md(md["per_judge"])
-        reason = duel.too_many_failures(asset, stats, cfg)
+        reason = steps.too_many_failures(asset, stats, cfg)
         if role == "judge" and reason is None:
-            reason = duel.nothing_to_judge(key, result.judge_skips, len(turns), failures)
+            reason = steps.nothing_to_judge(key, result.judge_skips, len(turns), failures)
             md["not_judged_turns_by_reason"] = dict(result.judge_skips)
         if reason:
             failures.append(reason)
@@ -210,21 +219,19 @@ def duel_verdict(context: dg.AssetExecutionContext, settings: DuelSettings, samp
     g = verdicts.partition_gate(rows, cfg.gate)
     prov = verdicts.provenance(king_answers, challenger_answers, judge_scores)
     written = summary.write_partition_summary(paths, key, g, rows, prov, verdicts.bucketing(cfg))
-    md = {**verdicts.verdict_metadata(rows, judge_scores, g, prov), "bucketing": verdicts.bucketing(cfg)}
     accepted = sum(1 for r in rows if r.get("bucket") in ("final", "refined"))
     cost = spend.spend({"king": king_answers, "challenger": challenger_answers, "judge": judge_scores}, cfg.prices, accepted)
-    # the judge panel's measured quality next to the gate (lib/calibration/evidence.py), or a note
-    # that no calibration of this panel exists
-    evidence = gate_metadata(paths.home, cfg.judges.models)
-    if "judge_calibration_summary" in evidence:
-        evidence["judge_calibration_summary"] = dg.MetadataValue.md(evidence["judge_calibration_summary"])
-    yield dg.Output(tables.frame("duel_verdict", rows, key), metadata={
-        **md,
-        **cost,
-        "per_judge": dg.MetadataValue.md(md["per_judge"]),
-        "score_histogram": dg.MetadataValue.md(md["score_histogram"]),
-        **evidence,
-    })
+    md = {**settings.config_metadata(cfg),
+          **verdict_metadata(rows, judge_scores, g, prov, cfg.metric_weights),
+          "bucketing": bucketing_line(verdicts.bucketing(cfg)),
+          **spend_entries(cost),
+          # the judge panel's measured quality next to the gate (lib/calibration/evidence.py), or a note
+          # that no calibration of this panel exists
+          **gate_metadata(paths.home, cfg.judges.models)}
+    base = review_base(paths.home, cfg.review.url)  # `duel-assets review` running, or [review] url
+    if base:
+        md["review"] = Link(partition_url(base, key))
+    yield dg.Output(tables.frame("duel_verdict", rows, key), metadata=readable_metadata(md))
     nothing = outcome.delivered_nothing(key, written)
     yield dg.AssetCheckResult(
         asset_key="duel_verdict", check_name="dueled_turns", passed=nothing is None,
@@ -243,9 +250,10 @@ def exported_buckets(context: dg.AssetExecutionContext, settings: DuelSettings, 
     paths, cfg = settings.paths(), settings.config()
     records = documents.export_records(sampled_turns, king_answers, challenger_answers, judge_scores, duel_verdict, key)
     g = verdicts.partition_gate(tables.records("duel_verdict", duel_verdict), cfg.gate)
-    done = partition.export_partition(paths, key, records, cfg.export, g.verdict)
+    done = partition.export_partition(paths, key, records, cfg.export, g.verdict, cfg.locks.timeout_s)
     files = partition_files(paths, key)
     context.add_output_metadata({
+        **settings.config_metadata(cfg),
         "exported": len(done.rows),
         "by_bucket": dict(Counter(r["bucket"] for r in done.rows)),
         "sft_rows": done.sft["rows"],

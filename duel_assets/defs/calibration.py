@@ -7,7 +7,8 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from duel_assets.defs.resources import DuelSettings, LLMResource
+from duel_assets.defs.resources import LLMResource
+from duel_assets.defs.settings import DuelSettings
 from duel_assets.lib.calibration import calibration_dir
 from duel_assets.lib.calibration.judging import ROW_COLUMNS, run_panel
 from duel_assets.lib.calibration.pairs import CalibrationFileError, read_set
@@ -20,7 +21,7 @@ from duel_assets.lib.calibration.report import (
     summarise,
     threshold_lines,
 )
-from duel_assets.lib.duel import too_many_failures
+from duel_assets.lib.duel.steps import too_many_failures
 from duel_assets.lib.settings import validate_partition_key
 
 CALIBRATION_FILES = "calibration_files"  # the partitions definition's name, as the instance stores it
@@ -73,6 +74,7 @@ def judge_calibration(context: dg.AssetExecutionContext, config: CalibrationRunC
     saved = save_summary(paths.home, summary)
     th = summary["thresholds"]
     context.add_output_metadata({
+        **settings.config_metadata(cfg),
         "pairs": summary["pairs"], "skipped": summary["skipped"], "skipped_by_reason": summary["skipped_by_reason"],
         "skipped_lines": "\n".join(summary["skipped_lines"][:50]), "panel": summary["panel"],
         "labels": summary["labels"], "kinds": summary["kinds"],

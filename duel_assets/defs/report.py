@@ -5,9 +5,9 @@ import dagster as dg
 
 from duel_assets.defs.assets import duel_verdict, exported_buckets
 from duel_assets.defs.partitions import PROMPT_FILES
-from duel_assets.defs.resources import DuelSettings
+from duel_assets.defs.settings import DuelSettings
 from duel_assets.lib.export.report import write_report
-from duel_assets.lib.verdicts import standin_note
+from duel_assets.lib.verdict.verdicts import standin_note
 
 # Requested when a duel_verdict or exported_buckets partition has been updated since the report
 # last ran, and only while no partition of either is in a run or backfill still going: a backfill
@@ -35,6 +35,7 @@ def duel_report(context: dg.AssetExecutionContext, settings: DuelSettings) -> dg
     g, prov = rep.overall.to_dict(), rep.provenance
     note = standin_note(prov)
     return dg.MaterializeResult(metadata={
+        **settings.config_metadata(cfg),
         "gate_all_partitions": g["verdict"],
         "gate_all_partitions_figures": g,
         "partitions": len(keys),

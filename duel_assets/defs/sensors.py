@@ -6,7 +6,7 @@ import dagster as dg
 
 from duel_assets.defs.assets import duel_verdict, exported_buckets, pr_records, sampled_turns
 from duel_assets.defs.partitions import PROMPT_FILES, prompt_files
-from duel_assets.defs.resources import DuelSettings
+from duel_assets.defs.settings import DuelSettings
 from duel_assets.lib.watch import judging_run_key, needs_judging, scan_prompt_dir
 
 

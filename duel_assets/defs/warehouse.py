@@ -7,7 +7,9 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from duel_assets.lib.locks import DEFAULT_LOCK_TIMEOUT_S
+from duel_assets.defs.settings import DuelSettings
+from duel_assets.lib.settings import ConfigError
+from duel_assets.lib.system.locks import DEFAULT_LOCK_TIMEOUT_S
 from duel_assets.lib.warehouse import Target, Warehouse, parse_target, target_from_env
 
 
@@ -17,34 +19,36 @@ def _warehouse(target: Target, lock_timeout_s: float) -> Warehouse:
     return Warehouse(target, lock_timeout_s=lock_timeout_s)
 
 
-def configured_lock_timeout() -> float:
-    """``warehouse.lock_timeout_s`` from chain.toml, 600 s when the key is absent. A chain.toml that does
-    not parse is reported by the steps that read it (with the key at fault), not by the IO manager."""
-    from duel_assets.lib.settings import ConfigError, load_config
-
-    try:
-        section = getattr(load_config(), "warehouse", None)
-    except ConfigError:
-        return DEFAULT_LOCK_TIMEOUT_S
-    value = getattr(section, "lock_timeout_s", None)
-    return float(value) if value is not None else DEFAULT_LOCK_TIMEOUT_S
-
-
 class WarehouseResource(dg.ConfigurableResource):
     """Where the tables live: $DUEL_WAREHOUSE (a DuckDB file, `ducklake:postgres:<conninfo>` with
     $DUEL_LAKE_DATA_PATH, or `md:<db>`), else $DUEL_HOME/warehouse.duckdb. Read when a step runs,
     so a conninfo's password never becomes run config."""
 
+    settings: DuelSettings
     target: Optional[str] = Field(default=None, description="Overrides $DUEL_WAREHOUSE")
     lake_data_path: Optional[str] = Field(default=None, description="Overrides $DUEL_LAKE_DATA_PATH")
     lock_timeout_s: Optional[float] = Field(
         default=None, description="Longest wait for a local warehouse file's lock; default chain.toml "
                                   "warehouse.lock_timeout_s (600)")
 
+    def __init__(self, settings: Optional[DuelSettings] = None, **kwargs):
+        # as LLMResource: a nested resource cannot have a default_factory
+        super().__init__(settings=settings if settings is not None else DuelSettings.from_environment(), **kwargs)  # type: ignore[call-arg]
+
+    def lock_wait_s(self) -> float:
+        """``warehouse.lock_timeout_s`` of the settings' chain.toml; the default when the file does not
+        validate (the steps that read it report it, with the key at fault; the IO manager does not)."""
+        if self.lock_timeout_s is not None:
+            return float(self.lock_timeout_s)
+        try:
+            return float(self.settings.config().warehouse.lock_timeout_s)
+        except ConfigError:
+            return DEFAULT_LOCK_TIMEOUT_S
+
     def get(self) -> Warehouse:
         from duel_assets.lib.settings import env as settings_env
 
-        timeout = self.lock_timeout_s if self.lock_timeout_s is not None else configured_lock_timeout()
+        timeout = self.lock_wait_s()
         if self.target:
             target = parse_target(self.target, self.lake_data_path or settings_env.getenv("DUEL_LAKE_DATA_PATH"))
         else:

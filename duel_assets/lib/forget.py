@@ -1,5 +1,5 @@
 """Removing one partition's data: its rows in every warehouse table, its files, its place in the
-history index. No Dagster imports.
+history index.
 
 The Dagster side (the partition's registration and materialization history) is removed by
 ``duel-assets forget``, which calls these.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .export.paths import partition_files
-from .history_index import HistoryIndex
+from .sampling.history_index import HistoryIndex
 from .settings import BUCKETS, Paths, validate_partition_key
 from .warehouse import Warehouse
 from .warehouse.connect import scalar

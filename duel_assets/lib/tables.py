@@ -1,4 +1,4 @@
-"""Column schemas of the seven tables and the one row codec. No Dagster imports.
+"""Column schemas of the seven tables and the one row codec.
 
 The IO manager creates each table from its schema (so an empty partition still yields a typed
 table), adds columns a newer version declares, and inserts by name (never by position).
@@ -16,8 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from .sampling.prompt_files import turn_from_record
 from .settings import METRICS
-from .trajectories import Turn, turn_from_record
+from .turn import Turn
 
 JSON = "JSON"  # logical type: VARCHAR in DuckDB, a Python list/dict in rows
 

@@ -1,4 +1,4 @@
-"""Decisions the sensors make, as plain functions over plain data. No Dagster imports."""
+"""Decisions the sensors make, as plain functions over plain data."""
 from __future__ import annotations
 
 from pathlib import Path

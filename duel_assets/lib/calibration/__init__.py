@@ -1,6 +1,6 @@
 """Judge calibration: labelled duels, the panel measured on them, and the evidence the gate carries.
 
-No Dagster imports. Modules:
+Modules:
 
 * ``pairs``: the labelled-duel JSONL format (reader that counts and names every bad line, writer);
 * ``steps`` / ``counterparts`` / ``make``: building a labelled set from real trajectory turns, each

@@ -1,4 +1,4 @@
-"""Counterparts of a dataset step whose inferiority is known by construction. No Dagster imports.
+"""Counterparts of a dataset step whose inferiority is known by construction.
 
 Each kind turns one real turn (history + the dataset's own next step) into an answer that is
 worse in a way that does not need a judge to see, or — for ``tie`` — into the same step reworded.
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from ..protocol import tool_index
+from ..duel.protocol import tool_index
 from ..settings import METRICS
-from ..trajectories import Turn
+from ..turn import Turn
 from . import steps as S
 from .mutations import dangling_pipe, reword, unbalanced_quote
 

@@ -1,16 +1,16 @@
-"""The gate's evidence: the latest calibration of the current judge panel. No Dagster imports.
+"""The gate's evidence: the latest calibration of the current judge panel.
 
 ``latest_calibration(home, panel)`` reads the summaries under ``$DUEL_HOME/calibration/results/``
 and returns the newest whose panel is the configured one (same judges, any order), or None. Its
-``lines()`` are ready for report.md and the dataset card; ``gate_metadata(home, panel)`` is the
-``judge_calibration`` entry for ``duel_verdict``'s metadata.
+``lines()`` are ready for report.md and the dataset card; ``gate_metadata(home, panel)`` gives the
+``judge_calibration`` entries of ``duel_verdict``'s metadata.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..files import read_json
+from ..system.files import read_json
 from . import results_dir
 
 
@@ -64,6 +64,12 @@ class CalibrationEvidence:
     def metadata(self) -> dict:
         return asdict(self)
 
+    def line(self) -> str:
+        """One line: which set, how many pairs, when, and where the judges were asked."""
+        return (f"{self.key}: {self.pairs} labelled pairs, {self.created_at}, panel {', '.join(self.panel)} at "
+                f"{answered_by(asdict(self))}; accuracy {self._num(self.accuracy)}{self._ci(self.accuracy_ci)}, "
+                f"kappa {self._num(self.kappa)}{self._ci(self.kappa_ci)}")
+
 
 def _panel_key(panel) -> tuple[str, ...]:
     return tuple(sorted(set(panel or [])))
@@ -90,8 +96,15 @@ def latest_calibration(home: Path, panel: list[str]) -> CalibrationEvidence | No
 
 
 def gate_metadata(home: Path, panel: list[str]) -> dict:
-    """``{"judge_calibration": ...}``: the evidence, or a note saying none exists for this panel."""
+    """The evidence as readable metadata (:mod:`..readable`): ``judge_calibration`` (one line, or a note
+    saying none exists for this panel), its figures as numbers and ``judge_calibration_summary``."""
+    from ..readable import Markdown
+
     ev = latest_calibration(home, panel)
     if ev is None:
         return {"judge_calibration": f"none for panel {', '.join(panel)} (run `duel-assets calibrate FILE`)"}
-    return {"judge_calibration": ev.metadata(), "judge_calibration_summary": "\n".join(ev.lines())}
+    return {"judge_calibration": ev.line(), "judge_calibration_pairs": ev.pairs,
+            "judge_calibration_accuracy": ev.accuracy, "judge_calibration_kappa": ev.kappa,
+            "judge_calibration_position_consistency": ev.position_consistency,
+            "judge_calibration_parse_rate": ev.parse_rate,
+            "judge_calibration_summary": Markdown("\n".join(ev.lines()))}

@@ -1,10 +1,10 @@
-"""The configured panel on a labelled set, both orders, through the duel's own call path. No Dagster imports.
+"""The configured panel on a labelled set, both orders, through the duel's own call path.
 
 Every (pair, judge) is judged twice: ``a_first`` (``a`` shown as answer A, ``b`` as B) and
-``b_first`` (swapped). The prompt is the duel's judge prompt (``prompts.judge_messages`` with the
+``b_first`` (swapped). The request is the duel's judge request (``messages.judge_messages`` with the
 pair's history and ``pr_record``), the call goes through the duel's ``LLMCaller`` and its content
 cache with the duel's judge parameters, an unparseable reply gets the duel's one stricter retry,
-and replies are parsed by ``scoring.parse_judge_reply``. So a calibration measures the judges as
+and replies are parsed by ``verdict.replies.parse_judge_reply``. So a calibration measures the judges as
 the duel uses them, and a calibration run after a duel (or before it) pays only for calls it has
 not made yet.
 
@@ -17,11 +17,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from .. import prompts
-from ..judging import Judged, JudgeJob, judge_once, judge_params
-from ..llm import CallRequest, CallStats
-from ..scoring import CHALLENGER_FIRST, KING_FIRST, sides
+from ..calls import CallRequest, CallStats
+from ..duel import messages
+from ..duel.judging import Judged, JudgeJob, judge_once, judge_params
 from ..settings import METRICS, ChainConfig
+from ..verdict.replies import CHALLENGER_FIRST, KING_FIRST, sides
 from .pairs import LabelledPair
 
 ORDERS = {"a_first": KING_FIRST, "b_first": CHALLENGER_FIRST}
@@ -41,7 +41,7 @@ class CalibrationRun:
 
 
 def render(msg: dict) -> str:
-    return prompts.render_answer(msg.get("content"), msg.get("tool_calls"))
+    return messages.render_answer(msg.get("content"), msg.get("tool_calls"))
 
 
 def jobs_for_pair(pair: LabelledPair, cfg: ChainConfig, panel: list[str]) -> list[JudgeJob]:
@@ -51,9 +51,9 @@ def jobs_for_pair(pair: LabelledPair, cfg: ChainConfig, panel: list[str]) -> lis
     for judge in panel:
         for name, order in ORDERS.items():
             first, second = (ra, rb) if name == "a_first" else (rb, ra)
-            msgs = prompts.judge_messages(turn, pair.pr_record, first, second, cfg.judges.max_history_chars)
+            msgs = messages.judge_messages(turn, pair.pr_record, first, second, cfg.judges.max_history_chars)
             req = CallRequest("judge", judge, msgs, judge_params(cfg, judge, bool(turn.tools)),
-                              tools=prompts.request_tools(turn.tools),
+                              tools=messages.request_tools(turn.tools),
                               tag=f"calibration|{pair.id}|{judge}|{name}")
             jobs.append(JudgeJob(pair.id, judge, order, "a", req))
     return jobs

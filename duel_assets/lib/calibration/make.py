@@ -1,4 +1,4 @@
-"""Building a labelled set from real trajectory turns (``duel-assets make-calibration``). No Dagster imports.
+"""Building a labelled set from real trajectory turns (``duel-assets make-calibration``).
 
 The turns are those the sampler sees (every usable turn of small local sources, the bundled samples
 by default; numbered sample windows of large or hub sources), each distinct history + step once. A pair is the turn's own next
@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..pr_records import read_pr_records
-from ..sampling import build_pool, effective_sources, numbered_keys, sample_for_key, shares, source_mode
+from ..sampling.pr_records import read_pr_records
+from ..sampling.prompt_files import turn_from_record
+from ..sampling.sampler import build_pool, effective_sources, sample_for_key, shares, source_mode
+from ..sampling.windows import numbered_keys
 from ..settings import ChainConfig
-from ..trajectories import Turn, turn_from_record
+from ..turn import Turn
 from .counterparts import KINDS, TIE, Counterpart, Ctx, context, counterpart
 from .pairs import LabelledPair
 

@@ -1,7 +1,7 @@
-"""From judgements to verdicts: each judge, the panel's majority, and the duel score's own rule. No Dagster imports.
+"""From judgements to verdicts: each judge, the panel's majority, and the duel score's own rule.
 
 A pair is scored as a duel turn in which ``b`` plays the challenger and ``a`` the opponent, with
-``scoring.score_turn`` and the configured metric weights: a score above 50 is the verdict ``"B"``
+``verdict.scores.score_turn`` and the configured metric weights: a score above 50 is the verdict ``"B"``
 (``b`` is better), below 50 ``"A"``, exactly 50 ``"tie"``. Applied to
 
 * one judge's judgements (its parsed orders averaged per metric): that judge's verdict;
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from ..scoring import score_turn
 from ..settings import METRICS, MetricName
+from ..verdict.scores import score_turn
 from .judging import ORDERS
 from .pairs import LabelledPair
 

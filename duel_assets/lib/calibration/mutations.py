@@ -1,4 +1,4 @@
-"""Small text mutations that make a counterpart: shell syntax errors and rewordings. No Dagster imports."""
+"""Small text mutations that make a counterpart: shell syntax errors and rewordings."""
 from __future__ import annotations
 
 import re

@@ -1,5 +1,5 @@
 """A judge of known quality for the offline stand-in (``standin --judge-accuracy P --position-bias Q
---labels FILE``), so that the calibration's own measurement can be tested. Not a model. No Dagster imports.
+--labels FILE``), so that the calibration's own measurement can be tested. Not a model.
 
 A judge request is matched to a labelled pair by its ``<answer_A>`` / ``<answer_B>`` blocks (rendered
 exactly as the duel renders answers, in the request's last message) and, when several pairs share
@@ -30,7 +30,7 @@ import json
 import re
 from pathlib import Path
 
-from .. import prompts
+from ..duel.messages import render_answer, shared_prefix
 from ..settings import METRICS
 from .pairs import LabelledPair, read_set
 
@@ -81,7 +81,7 @@ class JudgeOracle:
         self.accuracy, self.position_bias, self.seed = accuracy, position_bias, seed
         self.index: dict[tuple[str, str], list[tuple[LabelledPair, bool]]] = {}
         for p in pairs:
-            ra, rb = (prompts.render_answer(m.get("content"), m.get("tool_calls")).strip() for m in (p.a, p.b))
+            ra, rb = (render_answer(m.get("content"), m.get("tool_calls")).strip() for m in (p.a, p.b))
             self.index.setdefault((ra, rb), []).append((p, True))
             if rb != ra:
                 self.index.setdefault((rb, ra), []).append((p, False))
@@ -105,7 +105,7 @@ class JudgeOracle:
         # the same answers in several pairs: the pair whose history the request starts with (a
         # history trimmed for the judges keeps its first messages)
         shown = _history(messages)
-        return max(cands, key=lambda c: _shared_messages(prompts.shared_prefix(c[0].as_turn()), shown))
+        return max(cands, key=lambda c: _shared_messages(shared_prefix(c[0].as_turn()), shown))
 
     def verdict(self, body: dict) -> dict | None:
         """The judge reply JSON for a request about a labelled pair, or None."""

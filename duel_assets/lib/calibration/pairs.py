@@ -1,4 +1,4 @@
-"""The labelled-duel format: one JSON object per line. No Dagster imports.
+"""The labelled-duel format: one JSON object per line.
 
 A pair line holds ``history`` (OpenAI chat messages), optional ``tools`` (function tools), ``a`` and
 ``b`` (assistant messages: ``content`` and/or ``tool_calls``; a plain string stands for
@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bounded import BadJSON, InputRefused, lines, loads, open_regular
-from ..files import replacing
+from ..sampling.prompt_files import turn_from_record
 from ..settings import METRICS
-from ..trajectories import Turn, turn_from_record
+from ..system.bounded import BadJSON, InputRefused, lines, loads, open_regular
+from ..system.files import replacing
+from ..turn import Turn
 
 HEADER_KEY = "calibration_set"
 LABELS = ("A", "B", "tie")

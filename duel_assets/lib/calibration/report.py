@@ -1,5 +1,4 @@
 """The calibration summary (what ``calibrate --json`` prints), its Markdown form, and where it is kept.
-No Dagster imports.
 
 The top-level figures are the **duel rule**'s (the verdict the duel score itself gives, see
 ``measures``): the panel as the gate and the buckets use it. ``majority`` and ``per_judge`` hold the
@@ -14,26 +13,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..files import read_json, write_json_atomic
 from ..settings import ChainConfig
+from ..system.files import read_json, write_json_atomic
 from . import results_dir
 from .evidence import answered_by
 from .judging import CalibrationRun
 from .measures import DUEL_RULE, MAJORITY, rater_verdicts
 from .pairs import CalibrationSet
 from .stats import figures
-from .thresholds import DEFAULT_TARGET_PRECISION, suggest_thresholds
+from .thresholds import suggest_thresholds
 
 FIGURES = ("accuracy", "accuracy_with_ties", "kappa", "position_consistency", "parse_rate", "tie_rate")
 
 
-def _calibration_setting(cfg: ChainConfig, name: str, default):
-    """``[calibration] <name>`` of chain.toml when the configuration has it, else ``default``."""
-    return getattr(getattr(cfg, "calibration", None), name, default)
-
-
 def target_precision(cfg: ChainConfig) -> float:
-    return float(_calibration_setting(cfg, "target_precision", DEFAULT_TARGET_PRECISION))
+    return cfg.calibration.target_precision
 
 
 def _tokens(run: CalibrationRun, cfg: ChainConfig) -> dict:
@@ -57,7 +51,7 @@ def summarise(cset: CalibrationSet, run: CalibrationRun, cfg: ChainConfig, key: 
               target: float | None = None, resamples: int | None = None) -> dict:
     pairs = cset.pairs
     raters = rater_verdicts(pairs, run.rows, run.panel, cfg.metric_weights)
-    n_boot = resamples or int(_calibration_setting(cfg, "resamples", cfg.gate.resamples))
+    n_boot = resamples or cfg.gate.resamples
     duel = figures(raters[DUEL_RULE], pairs, n_boot)
     target = target_precision(cfg) if target is None else target
     return {

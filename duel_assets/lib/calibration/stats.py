@@ -1,4 +1,4 @@
-"""Agreement figures of one rater against the labels, each with a bootstrap 95% interval. No Dagster imports.
+"""Agreement figures of one rater against the labels, each with a bootstrap 95% interval.
 
 * ``accuracy``: over pairs labelled ``A`` or ``B`` that the rater gave a verdict, the share whose
   verdict equals the label (a ``tie`` verdict there counts as wrong); ``accuracy_with_ties``: over
@@ -20,8 +20,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..scoring import bootstrap_means
 from ..settings import METRICS
+from ..verdict.gate import bootstrap_means
 from .measures import RaterVerdicts
 from .pairs import LabelledPair
 

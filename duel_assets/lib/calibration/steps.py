@@ -1,4 +1,4 @@
-"""Assistant steps made readable and rebuilt in the turn's own protocol. No Dagster imports.
+"""Assistant steps made readable and rebuilt in the turn's own protocol.
 
 A :class:`Step` is one assistant move: its THOUGHT, and its action — a shell command (a bash block,
 or the ``command`` argument of a shell tool such as ``bash`` / ``execute_bash``) or another tool
@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..protocol import SUBMIT_MARKERS, SUBMIT_TOOLS, check_bash_block, is_submit_command, split_reasoning, tool_index
+from ..duel.protocol import SUBMIT_MARKERS, SUBMIT_TOOLS, check_bash_block, is_submit_command, split_reasoning, tool_index
 
 _FENCE_RE = re.compile(r"```(bash|mswea_bash_command)")
 # file paths as agents write them: a/b.ext, ./a/b.ext, /testbed/a/b.ext

@@ -1,4 +1,4 @@
-"""Duel-score thresholds from a calibration: how high must a score be to trust "challenger better"? No Dagster imports.
+"""Duel-score thresholds from a calibration: how high must a score be to trust "challenger better"?
 
 Every pair with a duel-rule score is a duel turn in which ``b`` is the challenger; it is a
 *positive* when its label is ``"B"`` (``b`` really better; ``A`` and ``tie`` are negatives). For a

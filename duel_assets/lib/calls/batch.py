@@ -1,5 +1,5 @@
 """Calls through the provider's batch API (``calls.mode = "batch"``), via the ``openai`` package's
-files and batches. No Dagster imports.
+files and batches.
 
 * requests of the roles in ``calls.batch_roles`` are collected while the stage plans them (until
   none has come for :data:`COLLECT_S`): the stage's waves (answers, then the first judges, then the

@@ -1,4 +1,4 @@
-"""The deployment's hard budget (``calls.max_usd``): what a call costs, at worst and as paid. No Dagster imports.
+"""The deployment's hard budget (``calls.max_usd``): what a call costs, at worst and as paid.
 
 * paid: the usage of every completed call priced at ``[prices]`` when it lands, added up in the call
   store in the same transaction that stores the call (:mod:`.store_spend`), so every process and run

@@ -1,4 +1,4 @@
-"""Many OpenAI-compatible chat calls, each distinct request paid for once per deployment. No Dagster imports.
+"""Many OpenAI-compatible chat calls, each distinct request paid for once per deployment.
 
 * one event loop per batch (per asset step); one ``openai`` client per call session on the SDK's
   aiohttp transport, one keep-alive connection per call in flight (:mod:`.transport`);
@@ -24,20 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from ..settings import CallsConfig, Endpoint
-from . import flight
 from .scope import EndpointCalls
 from .types import CallRequest, CallResult, CallStats
 
 GC_YOUNG_THRESHOLD = 20_000  # allocations between collections of the youngest generation, during a batch
-
-def limits_of(cfg: CallsConfig, learnt_concurrency: int | None = None) -> flight.Limits:
-    """The flight limits of ``cfg``; a concurrency learnt from the endpoint (it cuts streams when
-    more are in flight) lowers the configured one."""
-    concurrency = min(cfg.concurrency, learnt_concurrency or cfg.concurrency)
-    return flight.Limits(concurrency=concurrency, rpm=float(cfg.requests_per_minute or 0),
-                         tpm=float(cfg.tokens_per_minute or 0), adaptive=bool(getattr(cfg, "adaptive", True)),
-                         max_usd=float(getattr(cfg, "max_usd", None) or 0.0))
-
 
 class LLMCaller:
     def __init__(self, endpoint: Endpoint, calls: CallsConfig, cache, log: Callable[[str], None] | None = None,

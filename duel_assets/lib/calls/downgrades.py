@@ -1,4 +1,4 @@
-"""What an endpoint refuses, learnt from its refusals, and the request bodies that avoid it. No Dagster imports.
+"""What an endpoint refuses, learnt from its refusals, and the request bodies that avoid it.
 
 A refusal (HTTP 400 or 422, or a 500 whose body is a validation error) that names one of the
 request's switches is answered by asking again with that switch one step down:

@@ -1,4 +1,4 @@
-"""What went wrong with one attempt, and what the provider said about its limits. No Dagster imports."""
+"""What went wrong with one attempt, and what the provider said about its limits."""
 from __future__ import annotations
 
 import asyncio

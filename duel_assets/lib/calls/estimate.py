@@ -1,4 +1,4 @@
-"""What calls will cost before they are made: tokens and USD per role and model. No Dagster imports.
+"""What calls will cost before they are made: tokens and USD per role and model.
 
 * prompt tokens: the rendered messages (and tools) as sent, about 4 characters a token;
 * cached prompt tokens: the longest run of whole messages (after the tools) that an earlier request

@@ -1,4 +1,4 @@
-"""The deployment's flight rules as plain data: who may send what, and when. No Dagster imports.
+"""The deployment's flight rules as plain data: who may send what, and when.
 
 A store (SQLite on one machine, PostgreSQL for many workers) keeps one lease per request in flight
 anywhere in the deployment and one budget row per endpoint. :func:`decide` is the rule both stores
@@ -168,3 +168,12 @@ def on_headers(b: Budget, now: float, limit_requests: int | None, limit_tokens: 
         b.pause_until = max(b.pause_until, now + wait)
         changed = True
     return changed
+
+
+def limits_of(cfg, learnt_concurrency: int | None = None) -> Limits:
+    """The flight limits of ``cfg`` (``calls``); a concurrency learnt from the endpoint (it cuts streams when
+    more are in flight) lowers the configured one."""
+    concurrency = min(cfg.concurrency, learnt_concurrency or cfg.concurrency)
+    return Limits(concurrency=concurrency, rpm=float(cfg.requests_per_minute or 0),
+                         tpm=float(cfg.tokens_per_minute or 0), adaptive=cfg.adaptive,
+                         max_usd=float(cfg.max_usd or 0.0))

@@ -1,4 +1,4 @@
-"""This process's side of the deployment's flight rules: requests wait here for a slot. No Dagster imports.
+"""This process's side of the deployment's flight rules: requests wait here for a slot.
 
 Requests queue in arrival order. One pump task asks the store, in one transaction for many keys at
 a time, which of them are already completed (anywhere), which may be sent now (a lease, within the

@@ -1,5 +1,4 @@
 """The retry policy of one call: what is retried, how long an attempt may take, when the call gives up.
-No Dagster imports.
 
 * retried: 429, 5xx and 408, timeouts, broken connections, garbage replies and streams cut
   before their ``finish_reason``, within ``calls.retry_budget`` attempts, after an exponential

@@ -1,4 +1,4 @@
-"""One endpoint's side of a call store. No Dagster imports.
+"""One endpoint's side of a call store.
 
 Callers look calls up by request (or by a request's content key, ``CallRequest.key``); the store
 keeps them under the call's identity, content and endpoint (:func:`.types.call_identity`), so a

@@ -1,4 +1,4 @@
-"""One call over the wire: its attempts, and what the endpoint's answers teach. No Dagster imports.
+"""One call over the wire: its attempts, and what the endpoint's answers teach.
 
 * attempts within ``calls.retry_budget`` and the call's deadline (:mod:`.retry`), each holding a
   slot of the deployment's budget while (and only while) it is in flight (:mod:`.gate`); a 429

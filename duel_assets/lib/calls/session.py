@@ -1,4 +1,4 @@
-"""One call session (one step's event loop): calls merged, counted and traced. No Dagster imports.
+"""One call session (one step's event loop): calls merged, counted and traced.
 
 ``await session(request, stats, cached=None)`` makes (or serves from the cache) one call: a call
 already in flight in this session with the same identity is waited for, not sent again; the rest
@@ -12,10 +12,9 @@ import dataclasses
 import sys
 import time
 
-from . import transport
+from . import flight, transport
 from .batch import Batcher
 from .budget import BudgetReached, Pricing
-from .caller import limits_of
 from .gate import Gate
 from .sending import Sending
 from .types import CallRequest, CallResult, CallStats
@@ -31,15 +30,15 @@ class CallSession(Sending):
         self.caller, self.label = caller, label
         self.cfg = caller.cfg
         self.downgrades = caller.cache.downgrades  # what the endpoint refuses (the caller's: learnt here too)
-        limits = limits_of(self.cfg, self.downgrades.concurrency)
+        limits = flight.limits_of(self.cfg, self.downgrades.concurrency)
         self.client = transport.Client(caller.endpoint, limits.concurrency)
-        self.stream = bool(getattr(self.cfg, "stream", True))
+        self.stream = self.cfg.stream
         self.t0 = time.monotonic()
         self.trace: list[tuple[float, float]] = []
         self.gate = Gate(caller.store, caller.endpoint_id, limits, on_window=self._window)
         self.pricing = Pricing(caller.prices, limits.max_usd)
         self.over_budget: BudgetReached | None = None  # a request the budget refused (the step fails with it)
-        self.batcher = Batcher(self) if getattr(self.cfg, "mode", "online") == "batch" else None
+        self.batcher = Batcher(self) if self.cfg.mode == "batch" else None
         self.flights: dict[str, asyncio.Future] = {}
         self.announced: tuple = ()
         self.done, self.total, self.failed = 0, total, 0

@@ -1,4 +1,4 @@
-"""The call store on one machine: one SQLite file in WAL mode. No Dagster imports.
+"""The call store on one machine: one SQLite file in WAL mode.
 
 ``$DUEL_HOME/cache/llm_calls.sqlite`` is shared by every process that makes calls on the machine:
 ``duel-assets run`` in several terminals, the runs of a backfill, the UI's runs. It holds every reply

@@ -1,4 +1,4 @@
-"""The call store's logic, in SQL both SQLite and PostgreSQL speak. No Dagster imports.
+"""The call store's logic, in SQL both SQLite and PostgreSQL speak.
 
 A store keeps, for a whole deployment:
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from typing import Any
@@ -28,10 +27,9 @@ from typing import Any
 from . import flight
 from .store_batches import StoreBatches
 from .store_downgrades import StoreDowngrades
-from .store_inventory import StoreInventory
+from .store_inventory import HOST, StoreInventory, pid_alive
 from .store_spend import StoreSpend
 
-HOST = socket.gethostname()
 BUDGET_COLS = ("window", "last_decrease", "pause_until", "next_req", "next_tok", "learned_rpm", "learned_tpm", "probed")
 _QUOTED = ", ".join(f'"{c}"' for c in BUDGET_COLS)
 # requests in flight to the endpoint, this holder's, other holders waiting, other holders contending
@@ -48,14 +46,6 @@ def _row(key: str, role: str, model: str, now: float, response: dict, endpoint: 
     return (key, role, model, now, json.dumps(response, ensure_ascii=False), endpoint, int(bool(response.get("standin"))))
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class CallStoreBase(StoreDowngrades, StoreInventory, StoreSpend, StoreBatches):

@@ -1,4 +1,4 @@
-"""What a call store remembers of provider batches (:mod:`.batch`). No Dagster imports.
+"""What a call store remembers of provider batches (:mod:`.batch`).
 
 ``batches``: one row per batch submitted (or being submitted) to an endpoint, with its input file
 and status; ``batch_requests``: which batch carries each request. A request is in at most one live
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from .store_inventory import StoreDialect
+from .store_inventory import HOST, StoreDialect, pid_alive
 
 TERMINAL = ("completed", "expired", "failed", "cancelled")
 _DONE = ", ".join(f"'{s}'" for s in TERMINAL)
@@ -31,8 +31,6 @@ class StoreBatches(StoreDialect):
         claimed, the keys left out by the budget ``cap`` with the paid total when they could never
         fit, or -1 when they fit once what is in flight lands). A pending batch holds the worst case
         of its requests until it ends."""
-        from .store_base import HOST
-
         keys = [k for k, _, _, _ in wanted]
         now = time.time()
         with self._tx(endpoint) as con:
@@ -108,8 +106,6 @@ class StoreBatches(StoreDialect):
     def orphaned_submissions(self, endpoint: str) -> list[tuple[str, str | None]]:
         """(pending id, input file id) of submissions whose holder on this host is gone, or that
         stayed unfinished for an hour."""
-        from .store_base import HOST, pid_alive
-
         with self._read() as con:
             rows = con.execute("SELECT id, input_file_id, holder, host, created FROM batches WHERE endpoint = ? "
                                "AND status = 'submitting'", (endpoint,)).fetchall()

@@ -1,4 +1,4 @@
-"""What a call store remembers of each endpoint's refusals (:mod:`.downgrades`). No Dagster imports.
+"""What a call store remembers of each endpoint's refusals (:mod:`.downgrades`).
 
 One row per endpoint, model and switch: the value the switch is turned down to, the refusal that
 taught it (in the provider's words) and when. A row only ever moves further down, so processes

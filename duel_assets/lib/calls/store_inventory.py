@@ -1,15 +1,28 @@
-"""What a call store holds, per endpoint and model, and removing an endpoint's calls. No Dagster imports.
+"""What a call store holds, per endpoint and model, and removing an endpoint's calls.
 
 Also the dialect every store supplies (:class:`StoreDialect`): a transaction and a read, in SQL
-both SQLite and PostgreSQL speak.
+both SQLite and PostgreSQL speak; and how a store tells a holder of this host whose process is gone.
 """
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 UNKNOWN = "unknown"  # calls stored before the endpoint was part of a call's identity
+HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class StoreDialect:

@@ -1,5 +1,5 @@
 """The call store for many workers: PostgreSQL (``DUEL_CALL_CACHE=postgresql://...`` or a libpq keyword
-conninfo, ``host=... dbname=...``). No Dagster imports.
+conninfo, ``host=... dbname=...``).
 
 The same tables and the same decisions as the SQLite store (:mod:`.store_base`), so a call is paid
 once per deployment rather than once per worker: completed calls are inserted if absent by content

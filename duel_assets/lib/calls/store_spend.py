@@ -1,4 +1,4 @@
-"""What a call store counts of the deployment's spend (:mod:`.budget`). No Dagster imports.
+"""What a call store counts of the deployment's spend (:mod:`.budget`).
 
 ``spend`` holds one row: the USD paid for every completed call, added in the transaction that stores
 the call. The first session with a budget counts the calls stored before (at today's prices) once.

@@ -1,5 +1,5 @@
 """One attempt over the wire, through the ``openai`` package: the client, the POST and how long it
-may take. No Dagster imports.
+may take.
 
 One ``AsyncOpenAI`` client per call session on the SDK's aiohttp transport (``openai[aiohttp]``),
 its own retries off: the call layer retries, paces and leases (:mod:`.retry`, :mod:`.gate`). A

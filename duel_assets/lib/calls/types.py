@@ -1,4 +1,4 @@
-"""What a call is, what it returned, and what a batch of calls cost. No Dagster imports."""
+"""What a call is, what it returned, and what a batch of calls cost."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible wire format: request bodies, replies and streamed replies. No Dagster imports.
+"""The OpenAI-compatible wire format: request bodies, replies and streamed replies.
 
 Replies are read as plain JSON, not into typed response models: providers add fields of their own
 (``reasoning_content``, ``reasoning``, cache counters), and building typed models for every reply
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from ..protocol import split_reasoning
+from ..duel.protocol import split_reasoning
 from .types import CallRequest
 
 STANDIN_FINGERPRINT = "duel-standin-not-a-model"

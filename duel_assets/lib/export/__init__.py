@@ -1,4 +1,4 @@
-"""What the pipeline writes besides the warehouse. No Dagster imports.
+"""What the pipeline writes besides the warehouse.
 
 * ``paths``: every file of one partition, derived from its exact key;
 * ``summary``: the partition summary and turn detail (``duel_verdict`` writes them) and the export

@@ -1,14 +1,14 @@
-"""The SFT export's dataset card (``export/README.md``) and which partitions it holds. No Dagster imports."""
+"""The SFT export's dataset card (``export/README.md``) and which partitions it holds."""
 from __future__ import annotations
 
 from collections import Counter
 
-from ..files import write_text_atomic
-from ..licenses import source_license
-from ..scoring import Gate
+from ..sampling.readers.licenses import source_license
+from ..sampling.sources import BUNDLED_SOURCES
 from ..settings import ChainConfig, Paths
-from ..sources import BUNDLED_SOURCES
-from ..verdicts import bucketing, merge_provenance, standin_note
+from ..system.files import write_text_atomic
+from ..verdict.gate import Gate
+from ..verdict.verdicts import bucketing, merge_provenance, standin_note
 from .layouts import SOURCE_ENCODINGS
 from .markdown import bucketing_lines, gate_lines, gate_table, models_line
 from .sft import NO_LICENSE, gated_out, prune_shards

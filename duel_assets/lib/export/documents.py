@@ -1,15 +1,14 @@
-"""One JSON document per exported turn, under ``<bucket>/<key>/``. No Dagster imports."""
+"""One JSON document per exported turn, under ``<bucket>/<key>/``."""
 from __future__ import annotations
 
 import pandas as pd
 
 from .. import tables
-from ..files import write_json_atomic
 from ..settings import BUCKETS, METRICS, Paths
+from ..system.files import write_json_atomic
+from ..turn import DOCUMENT_FIELDS
 from .paths import partition_files
 
-TURN_FIELDS = ("instance_id", "repo", "source", "protocol", "step", "history", "reference", "tools", "license",
-               "reward", "source_meta")
 ANSWER_FIELDS = ("model", "served_model", "standin", "content", "reasoning", "tool_calls", "action", "format_ok",
                  "format_reason", "leak_suspect", "leak_evidence")
 
@@ -42,7 +41,7 @@ def export_records(turns_df: pd.DataFrame, king_df: pd.DataFrame, chal_df: pd.Da
             "score": v["score"], "opponent": v.get("opponent"),
             "per_metric": {m: v.get(f"{m}_win") for m in METRICS},
             "per_judge": v.get("per_judge") or {},
-            "turn": {k: t.get(k) for k in TURN_FIELDS},
+            "turn": {k: t.get(k) for k in DOCUMENT_FIELDS},
             "king": _answer(kings.get(tid)),
             "challenger": _answer(chals.get(tid)),
             "judge_reasons": reasons.get(tid, []),

@@ -1,4 +1,4 @@
-"""A training row's messages in the ``openai`` or the ``source`` layout. No Dagster imports.
+"""A training row's messages in the ``openai`` or the ``source`` layout.
 
 The visible history comes first; the challenger's answer (the duel's winner) is the target. Each
 encoder returns ``(messages, tools, target_index)``: ``messages[target_index:]`` is the target and
@@ -10,7 +10,7 @@ tool_call_id, name, train}``; a ``<think>`` block inside an assistant message's 
 for every tool) is kept as JSON text so that one parquet schema holds every shard.
 
 ``source``: ``messages`` and ``tools`` are JSON text in the encoding of the turn's source format
-(``SOURCE_ENCODINGS``); the project's readers (``lib/trajectories.py``) read such a row back.
+(``SOURCE_ENCODINGS``); the project's readers (``lib/sampling/readers/``) read such a row back.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .. import protocol
+from ..duel import protocol
 
 SOURCE_ENCODINGS = {
     "coderforge": "CoderForge-Preview: OpenAI chat messages (`tool_calls` with JSON-string `arguments`, tool "

@@ -1,4 +1,4 @@
-"""Markdown pieces shared by report.md and the dataset card. No Dagster imports."""
+"""Markdown pieces shared by report.md and the dataset card."""
 from __future__ import annotations
 
 

@@ -1,5 +1,5 @@
 """What a run delivered, one line per partition, and which partitions delivered nothing: read from
-the partitions' summaries and export manifests. No Dagster imports."""
+the partitions' summaries and export manifests."""
 from __future__ import annotations
 
 from ..settings import Paths

@@ -1,4 +1,4 @@
-"""Every file of one partition, named from its exact key. No Dagster imports.
+"""Every file of one partition, named from its exact key.
 
 Each kind of file lives in its own folder with one name per key (``<key>.json``, ``train-<key>.*``,
 or a folder ``<key>/``), so no key's names can be another key's: ``x`` and ``x.turns`` get

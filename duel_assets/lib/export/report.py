@@ -1,4 +1,4 @@
-"""report.md and the export's card over all partitions: ``duel_report``'s work. No Dagster imports."""
+"""report.md and the export's card over all partitions: ``duel_report``'s work."""
 from __future__ import annotations
 
 import os
@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..files import write_text_atomic
-from ..locks import file_lock
-from ..scoring import Gate, gate
 from ..settings import BUCKETS, METRICS, ChainConfig, GateConfig, Paths
-from ..verdicts import bucketing, merge_provenance, standin_note
+from ..system.files import write_text_atomic
+from ..system.locks import file_lock
+from ..verdict.gate import Gate, gate
+from ..verdict.verdicts import bucketing, merge_provenance, standin_note
 from .card import write_card
 from .markdown import bucketing_lines, fmt, gate_lines, gate_table, models_line
 from .paths import export_lock_path
@@ -103,7 +103,7 @@ class Report:
 def write_report(paths: Paths, keys: list[str], cfg: ChainConfig, mode: int) -> Report:
     """report.md and the SFT export's card from the partitions' summaries and manifests (small
     files); shards of partitions that are not in the export are removed."""
-    with file_lock(export_lock_path(paths)):
+    with file_lock(export_lock_path(paths), cfg.locks.timeout_s, what="export", setting="locks.timeout_s"):
         summaries = read_summaries(paths, keys)
         manifests = {k: m for k in summaries if (m := read_manifest(paths, k)) is not None}
         g = overall_gate(summaries, cfg.gate)

@@ -1,4 +1,4 @@
-"""The SFT export's rows and its per-partition shards. No Dagster imports.
+"""The SFT export's rows and its per-partition shards.
 
 One shard pair per partition (``export/data/train-<key>.parquet``, ``export/jsonl/train-<key>.jsonl``),
 written from that partition's own rows under one schema per layout, so ``datasets`` reads every
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from ..files import replacing, write_text_atomic
 from ..settings import ExportConfig, Paths
+from ..system.files import replacing, write_text_atomic
 from .layouts import openai_layout, source_layout
 from .paths import SHARD, partition_files
 

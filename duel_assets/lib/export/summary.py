@@ -1,14 +1,15 @@
-"""The small per-partition files the all-partitions report reads. No Dagster imports.
+"""The small per-partition files the all-partitions report reads.
 
 One writer per file: ``duel_verdict`` writes a partition's summary and turn detail,
 ``exported_buckets`` its export manifest; ``duel_report`` only reads them.
 """
 from __future__ import annotations
 
-from ..files import read_json, write_json_atomic
-from ..scoring import Gate, bucket_counts, excluded_counts
 from ..settings import METRICS, Paths
-from ..verdicts import gate_scores
+from ..system.files import read_json, write_json_atomic
+from ..verdict.buckets import bucket_counts, excluded_counts
+from ..verdict.gate import Gate
+from ..verdict.verdicts import gate_scores
 from .paths import partition_files
 
 

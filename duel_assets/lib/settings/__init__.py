@@ -1,4 +1,4 @@
-"""Paths, environment and `chain.toml` configuration. No Dagster imports.
+"""Paths, environment and `chain.toml` configuration.
 
 ``base`` (errors, keys, vocabularies), ``model`` (the typed tables), ``load`` (reading and checking
 chain.toml), ``env`` (the only reader of the environment), ``paths``, ``preflight`` (checks a
@@ -33,6 +33,7 @@ from .model import (
                    LeakageConfig,
                    PRRecordsConfig,
                    PRRecordSpec,
+                   ReviewConfig,
                    SamplingConfig,
                    SourceSpec,
                    WarehouseConfig,
@@ -45,7 +46,7 @@ __all__ = [
     "BucketConfig",
     "CalibrationConfig", "CallsConfig", "ChainConfig", "ChecksConfig", "ConfigError", "Endpoint", "ExportConfig",
     "FiltersConfig", "GateConfig", "GenerationConfig", "HiddenInfoConfig", "JudgeConfig", "LeakageConfig", "MetricName", "Paths",
-    "PRRecordSpec", "PRRecordsConfig", "SamplingConfig", "SourceSpec", "WarehouseConfig", "call_store_kind", "config_path",
+    "PRRecordSpec", "PRRecordsConfig", "ReviewConfig", "SamplingConfig", "SourceSpec", "WarehouseConfig", "call_store_kind", "config_path",
     "duel_home", "duel_mode", "endpoint_id", "load_config", "mask_url", "parse_config", "redact", "resolve_endpoint",
     "scrub", "secret_values",
     "validate_partition_key",

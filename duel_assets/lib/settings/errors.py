@@ -133,6 +133,10 @@ def _shown(loc: list, spelling: dict[str, str], pr_form: str | None) -> list:
 def error_line(err: ErrorDetails, root: type[BaseModel], spelling: dict[str, str], pr_form: str | None) -> str:
     loc = [p for p in err["loc"] if p != "[key]"]
     kind, given = err["type"], err.get("input")
+    if isinstance(given, str) and "://" in given:  # an address: its user info and query values are not repeated
+        from .env import mask_url
+
+        given = mask_url(given)
     shown = key_path(_shown(loc, spelling, pr_form))
     internal = key_path(loc)
     if kind == "extra_forbidden" or err["loc"][-1:] == ("[key]",):

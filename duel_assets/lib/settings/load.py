@@ -2,14 +2,15 @@
 together, and one error line per problem (all problems at once)."""
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
 import tomllib
 from pydantic import ValidationError
 
-from ..bounded import InputRefused, read_bounded
+from ..system.bounded import InputRefused, read_bounded
 from . import env
 from .base import ConfigError
 from .errors import error_line, key_path, toml_value
@@ -113,13 +114,18 @@ def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> bytes:
     if not path.exists():
         raise ConfigError(f"{label(str(path))}: no such file", str(path))
     try:
-        text = read_bounded(path, "configuration file", MAX_CONFIG_BYTES).decode("utf-8")
+        return read_bounded(path, "configuration file", MAX_CONFIG_BYTES)
     except InputRefused as e:
         raise ConfigError(f"{label(str(path))}: {e}", str(path)) from None
+
+
+def _toml(path: Path, data: bytes) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{label(str(path))}: cannot be read ({e})", str(path)) from None
     try:
@@ -130,9 +136,29 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{label(str(path))}: not valid TOML: nested deeper than the parser allows", str(path)) from None
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    return _toml(path, _read(path))
+
+
+# (file, sha256 of its bytes) -> the configuration parsed from them: a file is parsed once per process
+# for the same bytes, however many steps, resources and commands of the process load it
+_PARSED: OrderedDict[tuple[str, str], ChainConfig] = OrderedDict()
+_PARSED_KEPT = 8
+
+
 def load_config(path: Path | str | None = None) -> ChainConfig:
-    """``path``, else ``$DUEL_CONFIG``, else ``./chain.toml``, else the built-in defaults."""
+    """``path``, else ``$DUEL_CONFIG``, else ``./chain.toml``, else the built-in defaults.
+
+    Every call reads the file (a changed file is seen at once) and returns a configuration of its
+    own; bytes already parsed in this process are not parsed again."""
     p = Path(path) if path else env.config_path()
     if p is None:
         return ChainConfig()
-    return parse_config(read_toml(p), origin=str(p.resolve()))
+    data = _read(p)
+    key = (str(p.resolve()), hashlib.sha256(data).hexdigest())
+    cfg = _PARSED.get(key)
+    if cfg is None:
+        cfg = _PARSED[key] = parse_config(_toml(p, data), origin=key[0])
+        while len(_PARSED) > _PARSED_KEPT:
+            _PARSED.popitem(last=False)
+    return cfg.model_copy(deep=True)

@@ -166,8 +166,39 @@ class WarehouseConfig(Table):
     lock_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0  # how long a writer waits for the warehouse lock
 
 
+class LocksConfig(Table):
+    # how long a command waits for another process's lock on the history index, the export and
+    # the Dagster instance's first set-up (at most a day: no wait is endless)
+    timeout_s: Annotated[float, Field(gt=0, le=86400)] = 600.0
+
+
 class CalibrationConfig(Table):
     target_precision: Probability = 0.9
+
+
+class ReviewConfig(Table):
+    """Where the review page (`duel-assets review`) is reached, for links to it from elsewhere."""
+
+    url: Optional[str] = None  # e.g. "http://127.0.0.1:8800": duel_verdict's metadata links to it
+
+    @field_validator("url")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(v)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if (parts is None or not port_ok or parts.scheme not in ("http", "https") or not parts.hostname
+                or parts.username is not None or parts.password is not None or parts.query or parts.fragment
+                or any(c.isspace() for c in v)):
+            raise ValueError('an http:// or https:// address with a host and no user name, password, query or '
+                             'fragment (e.g. "http://127.0.0.1:8800")')
+        return v.rstrip("/")
 
 
 class Price(Table):
@@ -207,7 +238,9 @@ class ChainConfig(Table):
     export: ExportConfig = Field(default_factory=ExportConfig)
     hidden_info: HiddenInfoConfig = Field(default_factory=HiddenInfoConfig)
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    locks: LocksConfig = Field(default_factory=LocksConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     metric_weights: dict[MetricName, Annotated[float, Field(ge=0, le=1000)]] = {m: 1.0 for m in METRICS}
     excluded_instance_ids: list[Name] = []
     prices: PriceTables = {}  # model -> prices per 1M tokens

@@ -1,4 +1,4 @@
-"""URLs and connection strings without their secrets, and what a value names. No Dagster imports.
+"""URLs and connection strings without their secrets, and what a value names.
 
 * :func:`endpoint_id`: an LLM endpoint as it is stored and shown: the base URL normalised (scheme
   and host lower-case, the default port dropped, no trailing slash), never its user info or query;

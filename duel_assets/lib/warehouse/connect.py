@@ -1,4 +1,4 @@
-"""Opening DuckDB on each kind of warehouse. No Dagster imports.
+"""Opening DuckDB on each kind of warehouse.
 
 A local file is opened directly (a file written by a newer DuckDB gets a one-line error saying
 what to do). A DuckLake is attached to an in-memory DuckDB with the extensions installed from the

@@ -1,4 +1,4 @@
-"""One handle on the warehouse: connection, lock and dialect. No Dagster imports.
+"""One handle on the warehouse: connection, lock and dialect.
 
 The IO manager, the judging-only read and the tests all go through :class:`Warehouse`; it hides
 whether the tables live in a local DuckDB file, a DuckLake (catalog in PostgreSQL, data files on
@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from ..locks import DEFAULT_LOCK_TIMEOUT_S, file_lock
+from ..system.locks import DEFAULT_LOCK_TIMEOUT_S, file_lock
 from .connect import LAKE_ALIAS, open_lake, open_local, scalar, sql_str
 from .target import DUCKLAKE, LOCAL, MOTHERDUCK, Target, WarehouseError, parse_target, target_from_env
 

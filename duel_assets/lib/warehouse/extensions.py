@@ -1,4 +1,4 @@
-"""DuckDB extensions from pip wheels, never from the network. No Dagster imports.
+"""DuckDB extensions from pip wheels, never from the network.
 
 DuckDB fetches extensions (ducklake, postgres, httpfs) from its own host at run time, which a
 locked-down worker cannot reach. The wheels ``duckdb-extension-<name>`` (pinned in setup.py to the
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..locks import file_lock
+from ..system.locks import file_lock
 from .target import WarehouseError
 
 EXTENSIONS = ("ducklake", "postgres", "httpfs")

@@ -1,4 +1,4 @@
-"""What ``DUEL_WAREHOUSE`` names, and how to show it without its secrets. No Dagster imports.
+"""What ``DUEL_WAREHOUSE`` names, and how to show it without its secrets.
 
 * unset, or a path: a local DuckDB file (default ``$DUEL_HOME/warehouse.duckdb``), one writer at a
   time behind an inter-process file lock;

@@ -1,0 +1,81 @@
+"""The call store in PostgreSQL (DUEL_CALL_CACHE=postgresql://...) keeps the SQLite store's
+guarantees for many workers: a completed call is never paid twice, failures are never stored, a
+body in flight in one worker is not sent by another, and the concurrency bound holds for all."""
+import threading
+
+import pytest
+
+from duel_assets.lib.calls import CallRequest, LLMCaller
+from duel_assets.lib.calls.store_pg import PgCallStore, open_store
+from duel_assets.lib.settings import CallsConfig, Endpoint
+from duel_assets_tests.conftest import standin_post
+
+
+@pytest.fixture
+def dsn(postgres, request):
+    db = postgres.database(f"calls_{request.node.name[:40].lower()}")
+    url = db.url("postgresql")
+    store = PgCallStore(url)
+    with store._tx() as con:
+        con.execute("TRUNCATE calls, leases, holders, budget, downgrades")
+    store.close()
+    return url
+
+
+def _caller(srv, url, **cfg) -> LLMCaller:
+    return LLMCaller(Endpoint(srv.base_url, "k", "LLM"), CallsConfig(timeout_s=5, backoff_base_s=0.01, **cfg), open_store(url))
+
+
+def test_workers_sharing_one_postgres_store_pay_each_body_once(fresh_standin, dsn):
+    fresh_standin.state.latency_ms = 150
+    reqs = [CallRequest("judge", "standin-judge-1", [{"role": "user", "content": f"shared {i}"}], {}) for i in range(12)]
+    out = []
+
+    def worker():
+        out.append(_caller(fresh_standin, dsn, concurrency=4).run(reqs))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.ok for results, _ in out for r in results)
+    stats = fresh_standin.state.stats()
+    assert stats["answers"] == 12 and stats["repeats"] == 0 and stats["max_in_flight"] <= 4, stats
+    # a fourth worker, later: everything from the store, nothing sent
+    n = stats["requests"]
+    (results, st) = _caller(fresh_standin, dsn, concurrency=4).run(reqs)
+    assert st.cache_hits == 12 and fresh_standin.state.stats()["requests"] == n
+
+
+def test_failures_are_never_stored_and_a_store_is_insert_if_absent(fresh_standin, dsn):
+    bad = CallRequest("king", "standin-always-500", [{"role": "user", "content": "x"}], {})
+    (r,), _ = _caller(fresh_standin, dsn, retry_budget=2).run([bad])
+    store = PgCallStore(dsn)
+    assert not r.ok and store.get(bad.key) is None and store.count() == 0
+    assert store.put("k1", "king", "m", {"content": "first"}) and not store.put("k1", "king", "m", {"content": "second"})
+    assert store.get("k1") == {"content": "first"} and store.get_many(["k1", "nope"]) == {"k1": {"content": "first"}}
+    store.close()
+
+
+def test_a_refusal_learnt_by_two_workers_at_once_is_stored_once_and_the_next_starts_downgraded(fresh_standin, dsn):
+    standin_post(fresh_standin, "/_standin/modes", {"modes": ["refuse-stream"]})
+    out = []
+
+    def worker(tag):
+        reqs = [CallRequest("king", "standin-generator", [{"role": "user", "content": f"{tag} {i}"}], {}) for i in range(6)]
+        out.append(_caller(fresh_standin, dsn, concurrency=4).run(reqs))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.ok for results, _ in out for r in results)
+    assert sum(st.downgrades["stream"] for _, st in out) == 1  # both learnt it; one stored (and counted) it
+    store = PgCallStore(dsn)
+    assert store.downgrades(Endpoint(fresh_standin.base_url, "k", "LLM").id).of("standin-generator") == {"stream": "off"}
+    store.close()
+    n = len(fresh_standin.state.log)
+    (r,), st = _caller(fresh_standin, dsn).run([CallRequest("king", "standin-generator", [{"role": "user", "content": "c"}], {})])
+    assert r.ok and st.downgrades == {} and not [e for e in fresh_standin.state.log[n:] if e.get("refused") or e["stream"]]
