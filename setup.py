@@ -10,7 +10,7 @@ from setuptools import find_packages, setup
 # those extension files and exist for exactly duckdb 1.5.5 (none for 2.x);
 # duel_assets/lib/warehouse/extensions.py installs them from the wheels into a private directory
 # and never downloads. dagster-duckdb 0.29.27 accepts 1.5.5. A database file written by DuckDB 2.x
-# cannot be opened by 1.5.5 (see README "Moving an existing warehouse").
+# cannot be opened by 1.5.5 (see docs/operations.md, "Moving an existing warehouse").
 DUCKDB = "1.5.5"
 setup(
     name="duel_assets",
@@ -39,6 +39,8 @@ setup(
         "openai[aiohttp]>=3.54,<4",
         "aiohttp>=3.14.4,<4",
         "datasets>=3.0",
+        # MinHash / LSH for near-duplicate turns and benchmark problem statements (lib/curation/)
+        "datasketch>=2.0,<3",
         "tabulate>=0.9",
         "tqdm>=4.66",
         # `duel-assets ui` and a deployment's webserver

@@ -14,7 +14,7 @@ import signal
 import sqlite3
 import sys
 
-from duel_assets.cli import calibrate, review
+from duel_assets.cli import calibrate, publish, review
 
 DEMO_DESCRIPTION = (
     "Run the whole graph on the bundled samples against the offline stand-in (its answers and verdicts are NOT "
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample N turns into prompt files of <= 200 and register them",
                        description="Sample turns from the configured sources into prompt files of at most 200 turns "
                                    "($DUEL_HOME/prompt/<stem>_<N>_<i>.json) and register each as a partition. No LLM "
-                                   "call is made. Exits 1 when it delivers no turn.")
+                                   "call is made. Exits 3 when it delivers no turn.")
     s.add_argument("--prompts", type=_positive, help="number of turns (default: sampling.prompts)")
     s.add_argument("--per-file", type=_per_file, help="turns per prompt file, 1-200 (default: sampling.turns_per_file)")
     s.add_argument("--stem", default="prompts", help="file name stem: files are <stem>_<N>_<i>.json (default: prompts)")
@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="register new prompt files and materialize the whole graph",
                        description="Register new prompt files as partitions, materialize the whole graph for each "
                                    "partition (its LLM calls are paid for), then duel_report. Ends with one line per "
-                                   "partition (turns dueled, buckets, exclusions, gate); exits 1 when a step fails or "
-                                   "a partition dueled no turn.")
+                                   "partition (turns dueled, buckets, exclusions, gate); exits 1 when a step fails, 3 "
+                                   "when a partition dueled no turn.")
     r.add_argument("--partition", action="append", metavar="KEY",
                    help="partition key (repeatable; default: all); a key with neither a prompt file nor a "
                         "registered partition is refused unless --sample-new is given")
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(fn=_fn("serve.cmd_ui"))
     calibrate.add_subcommands(sub)
     review.add_parser(sub)
+    publish.add_parser(sub)
     k = sub.add_parser("calls", help="list what the call store holds per endpoint and model (calls, stand-in "
                                      "replies, when stored), or remove one endpoint's calls",
                        description="List what the call store holds per endpoint and model, or remove one "
@@ -171,9 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "recorded); the next run pays for them again")
     k.set_defaults(fn=_fn("calls.cmd_calls"))
     b = sub.add_parser("bench", help="run the benchmarks and print ratios",
-                       description="Run the benchmarks on this machine (sampler, LLM stage against the stand-in, "
-                                   "writes, gate) and print their ratios.")
+                       description="Run the benchmarks on this machine (sampler, decontamination and near-duplicates, "
+                                   "LLM stage against the stand-in, writes, gate) and print their ratios.")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    b.add_argument("--only", action="append", metavar="PART",
+                   choices=("llm", "panel", "goodput", "pipe", "sampler", "curation", "bootstrap"),
+                   help="run only this part (repeatable): llm, panel, goodput, pipe, sampler, curation, bootstrap")
     b.set_defaults(fn=_fn("common.cmd_bench"))
     _describe(sub)
     return p

@@ -144,7 +144,7 @@ def add_subcommands(sub) -> None:
                        description="Run the configured judge panel on a labelled set (its calls are paid for) and "
                                    "report how often it is right, per judge and per kind, with suggested bucket "
                                    "thresholds.")
-    c.add_argument("file", help="labelled-duel JSONL file (README: Calibrating the judges)")
+    c.add_argument("file", help="labelled-duel JSONL file (docs/calibration.md)")
     c.add_argument("--key", help="partition key (default: the file name without .jsonl)")
     c.add_argument("--replace", action="store_true", help="replace a different set already staged under the same key")
     c.add_argument("--target-precision", type=float,

@@ -168,4 +168,4 @@ def exception_text(exc: BaseException) -> str:
 def cmd_bench(args) -> int:
     from duel_assets.bench import main as bench_main
 
-    return bench_main(as_json=args.json)
+    return bench_main(as_json=args.json, only=args.only)

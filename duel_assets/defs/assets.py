@@ -21,10 +21,12 @@ from duel_assets.lib.export import documents, outcome, partition, summary
 from duel_assets.lib.export.paths import partition_files
 from duel_assets.lib.readable import Link
 from duel_assets.lib.review.running import partition_url, review_base
+from duel_assets.lib.sampling.curation import records as curation_records
 from duel_assets.lib.sampling.pr_records import cached_pr_records, hidden_by_instance, hidden_share
 from duel_assets.lib.sampling.prompt_files import PromptFileError
 from duel_assets.lib.sampling.prompt_store import RESAMPLE_TAG, ensure_prompt_file, load_partition
 from duel_assets.lib.settings import ConfigError, validate_partition_key
+from duel_assets.lib.system.files import write_json_atomic
 from duel_assets.lib.verdict import spend, verdicts
 from duel_assets.lib.verdict.metadata import bucketing_line, spend_entries, verdict_metadata
 
@@ -86,6 +88,9 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
         raise dg.Failure(description=str(e)) from None
     source_skips = Counter(loaded.meta.get("skipped") or {})
     rows = tables.turn_rows(loaded.turns)
+    at_load = loaded.meta.get("decontamination_at_load") or {}
+    curation = curation_records.partition_record(loaded.meta, at_load, len(rows))
+    write_json_atomic(partition_files(paths, key).curation, curation)
     context.add_output_metadata({
         **settings.config_metadata(cfg),
         "turns": len(rows),
@@ -101,6 +106,10 @@ def sampled_turns(context: dg.AssetExecutionContext, settings: DuelSettings) -> 
         "by_license": dict(Counter(t.license or "(none in row)" for t in loaded.turns)),
         "with_row_hidden_info": sum(1 for t in loaded.turns if t.hidden),
         "trimmed_histories": sum(t.trimmed for t in loaded.turns),
+        # decontamination: rows the sampler dropped, and turns this load excluded (no call is made for them) or tagged
+        "contaminated_excluded": sum(1 for t in loaded.turns if t.excluded_reason),
+        "contaminated_by_benchmark": curation_records.metadata_counts(curation),
+        "curation_record": dg.MetadataValue.path(str(partition_files(paths, key).curation)),
     })
     return tables.frame("sampled_turns", rows, key)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .export.paths import partition_files
+from .sampling.curation.near_dup_index import NearDupIndex
 from .sampling.history_index import HistoryIndex
 from .settings import BUCKETS, Paths, validate_partition_key
 from .warehouse import Warehouse
@@ -46,7 +47,7 @@ def files_of(paths: Paths, key: str) -> list[Path]:
     pf = partition_files(paths, key)
     cache = paths.pr_records_cache(key)
     out = [paths.prompt_file(key), cache, cache.with_suffix(".json"), pf.summary, pf.turns, pf.manifest,
-           pf.parquet, pf.jsonl]
+           pf.parquet, pf.jsonl, pf.curation, pf.trajectory_turns]
     for b in BUCKETS:
         d = pf.bucket_dir(b)
         if d.is_dir():
@@ -66,4 +67,5 @@ def remove_files(paths: Paths, key: str) -> list[Path]:
         if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
     HistoryIndex(paths.home).forget(key)
+    NearDupIndex(paths.home).release(key)
     return files

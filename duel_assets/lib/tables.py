@@ -40,7 +40,7 @@ DECLARED: dict[str, list[tuple[str, str]]] = {
         ("history", JSON), ("reference", JSON), ("tools", JSON), ("outcome", "VARCHAR"),
         ("trimmed", "BOOLEAN"), ("history_messages", "INTEGER"), ("history_chars", "BIGINT"),
         ("license", "VARCHAR"), ("reward", "DOUBLE"), ("source_meta", JSON), ("hidden", JSON),
-        ("history_hash", "VARCHAR"),
+        ("history_hash", "VARCHAR"), ("contamination", JSON), ("excluded_reason", "VARCHAR"),
     ],
     "pr_records": [
         ("prompt_file", "VARCHAR"), ("instance_id", "VARCHAR"), ("repo", "VARCHAR"), ("base_commit", "VARCHAR"),

@@ -2,14 +2,15 @@
 import json
 import subprocess
 import sys
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
-from duel_assets.lib.sampling import sampler
-from duel_assets.lib.sampling.blocks import parquet_blocks
+from duel_assets.lib.sampling import blocks, sampler
+from duel_assets.lib.sampling.blocks import ReadAhead, block_rows, load_local_block, parquet_blocks
 from duel_assets.lib.sampling.sampler import sample_for_key, source_mode
 from duel_assets.lib.sampling.sources import bundled_path
 from duel_assets.lib.settings import ConfigError, parse_config
@@ -55,6 +56,42 @@ def test_parquet_block_windows_read_only_their_blocks(parquet_source):
     assert len(trajs) == len(set(trajs))
     again = sample_for_key("prompts_60_001", cfg)
     assert [t["turn_id"] for t in again["turns"]] == ids[1]
+
+
+def test_blocks_are_read_ahead_only_when_the_window_needs_them(parquet_source, monkeypatch):
+    loads = []
+
+    def recording(block):
+        loads.append((block.index, threading.current_thread().name))
+        return load_local_block(block)
+
+    asked, ahead = [], []
+
+    class Recording(ReadAhead):
+        def rows(self, block, then=None):
+            asked.append(block.index)
+            if then is not None:
+                ahead.append(then.index)
+            return super().rows(block, then)
+
+    monkeypatch.setattr(blocks, "load_local_block", recording)
+    monkeypatch.setattr(sampler, "ReadAhead", Recording)
+    cfg = config(parquet_source)  # 20 turns a window, 8 rows a block: 3 blocks, the first two cannot fill it
+    first, other = sample_for_key("prompts_60_000", cfg), sample_for_key("a-key", cfg)
+    read = first["sources"][0]["blocks_read"] + other["sources"][0]["blocks_read"]
+    assert len(loads) == len(asked) == read and read >= 6  # no block read that the windows did not use
+    assert len(ahead) >= 4 and set(ahead) <= set(asked)  # each window read its later blocks ahead
+    assert {name for _, name in loads} == {"block-reader_0"}  # read off the sampling thread
+
+
+def test_read_ahead_returns_each_blocks_own_rows(parquet_source):
+    bs = parquet_blocks(parquet_source)
+    direct = [block_rows(b, load_local_block(b)) for b in bs[:3]]
+    with ReadAhead() as ahead:
+        assert ahead.rows(bs[0], then=bs[1]) == direct[0]
+        assert ahead.rows(bs[2], then=bs[1]) == direct[2]  # the block read ahead was not the one asked for
+        assert ahead.rows(bs[1]) == direct[1]
+    assert direct[0] != direct[1]
 
 
 def test_a_rewritten_parquet_file_is_listed_again(tmp_path):

@@ -1,4 +1,4 @@
-"""deploy/capacity.py's projection: the call count and wall time README "Capacity" quotes."""
+"""deploy/capacity.py's projection: the call count and wall time docs/operations.md "Capacity" quotes."""
 import importlib.util
 
 from duel_assets_tests.conftest import REPO

@@ -87,13 +87,6 @@ def test_strict_types_never_coerce():
             parse_config(bad)
 
 
-def test_readme_toml_blocks_all_parse():
-    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    assert blocks, "the README has a chain.toml example"
-    for block in blocks:
-        parse_config(tomllib.loads(block), "README.md")
-
-
 def test_shipped_examples_load():
     demo = load_config(ROOT / "duel_assets" / "data" / "demo_chain.toml")
     assert demo.judges.models == ["standin-judge-1", "standin-judge-2"]

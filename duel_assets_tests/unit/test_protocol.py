@@ -1,4 +1,6 @@
 import json
+import random
+import re
 
 import pytest
 
@@ -60,3 +62,17 @@ def test_tool_calls_rules():
     assert p.check_tool_calls("", two, TOOLS).reason == "multiple_actions"
     assert p.check_tool_calls("", [], TOOLS).reason == "empty_reply"
     assert p.check_answer("bash_block", "x", [call("execute_bash", {"command": "ls"})], None).reason == "unexpected_tool_call"
+
+
+FENCED = re.compile(r"```(?:bash|mswea_bash_command)[ \t]*\n(.*?)\n?```", re.DOTALL)  # the rule as a regular expression
+PIECES = ["```", "``", "`", "bash", "mswea_bash_command", "\n", " ", "\t", "ls", "THOUGHT: ", "<", "x"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_bash_blocks_finds_what_the_fence_regex_finds(seed):
+    rng = random.Random(seed)
+    for _ in range(500):
+        text = "".join(rng.choice(PIECES) for _ in range(rng.randrange(0, 30)))
+        want = [(m.start(), m.start(1), m.end(1)) for m in FENCED.finditer(text)]
+        assert p.bash_blocks(text, limit=len(want) + 1) == want, repr(text)
+        assert p.bash_blocks(text) == want[:2], repr(text)

@@ -13,6 +13,7 @@ from duel_assets.lib.sampling.readers import (
     read_sera_rectified,
     split_parallel_calls,
 )
+from duel_assets.lib.sampling.readers.provenance import META_MAX_CHARS, source_meta
 from duel_assets.lib.sampling.sampler import build_pool
 from duel_assets.lib.settings import parse_config
 from duel_assets.lib.turn import BadRecord
@@ -179,3 +180,22 @@ def test_folder_of_traj_json_files(tmp_path):
     assert pool.skipped == {"non_utf8": 1}
     sub = next(t for t in pool.turns if t.step == 1)
     assert sub.outcome == "submitted" and protocol.is_submit_command(protocol.check_bash_block(sub.reference["content"]).action)
+
+
+def test_source_meta_keeps_exactly_the_fields_whose_json_fits():
+    def json_len(v):
+        return len(json.dumps(v, ensure_ascii=False, default=str))
+
+    row = {"ctl_fits": "\x01" * ((META_MAX_CHARS - 2) // 6), "ctl_over": "\x01" * ((META_MAX_CHARS - 2) // 6 + 1),
+           "plain_edge": "é" * (META_MAX_CHARS - 2), "plain_over": "a" * (META_MAX_CHARS - 1), "quotes": '"' * 1100,
+           "huge_int": 10 ** 3000, "int": -(10 ** 99), "float": 1.5e300, "flag": True, "none": None,
+           "nested": {"a": ["x" * 3000]}, "small_list": [1, "two", None], "consumed": "y" * 9000}
+    meta = source_meta(row, ("consumed",))
+    for k, v in row.items():
+        if k == "consumed":
+            assert k not in meta and k not in meta["_omitted"]
+        elif json_len(v) > META_MAX_CHARS:
+            assert meta["_omitted"][k] == json_len(v) and k not in meta, k
+        else:
+            assert meta[k] == v and k not in meta["_omitted"], k
+    assert set(meta["_omitted"]) == {"ctl_over", "plain_over", "quotes", "huge_int", "nested"}

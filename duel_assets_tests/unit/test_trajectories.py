@@ -88,8 +88,12 @@ def test_trim_history_keeps_task_and_marks_the_cut():
 
 
 def test_an_export_document_carries_fields_of_the_turn_type():
-    from duel_assets.lib.turn import DOCUMENT_FIELDS, TURN_FIELDS, Turn
+    from dataclasses import fields
 
-    assert set(DOCUMENT_FIELDS) < set(TURN_FIELDS)
+    from duel_assets.lib.turn import DOCUMENT_FIELDS, OPTIONAL_FIELDS, TURN_FIELDS, Turn
+
+    assert set(DOCUMENT_FIELDS) < {f.name for f in fields(Turn)} == set(TURN_FIELDS) | set(OPTIONAL_FIELDS)
     t = Turn("t1", "i1", None, "src", "t", 0, "bash_block", [{"role": "user", "content": "x"}], {"role": "assistant"})
     assert list(t.to_record()) == list(TURN_FIELDS) and t.to_record()["history_hash"] == t.history_hash
+    t.contamination = ["swe-bench-lite:instance_id"]  # the optional fields are in a record only when set
+    assert list(t.to_record()) == [*TURN_FIELDS, "contamination"]

@@ -45,6 +45,9 @@ def plan_generation(role: str, turns: list[Turn], cfg: ChainConfig, prs: dict[st
     prs = prs or {}
     out = []
     for t in turns:
+        if t.excluded_reason:  # contaminated: matches a benchmark whose policy is drop
+            out.append(Planned(t, None, t.excluded_reason, t.excluded_reason))
+            continue
         if t.instance_id in excluded:
             out.append(Planned(t, None, "excluded_instance_id", EXCLUDED_INSTANCE))
             continue

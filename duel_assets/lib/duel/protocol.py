@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-_BLOCK_RE = re.compile(r"```(?:bash|mswea_bash_command)[ \t]*\n(.*?)\n?```", re.DOTALL)
+_FENCE_OPEN_RE = re.compile(r"```(?:bash|mswea_bash_command)[ \t]*\n")
 _ANY_FENCE_RE = re.compile(r"```")
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
 _THOUGHT_PREFIX_RE = re.compile(r"\A\s*THOUGHT\s*:\s*", re.IGNORECASE)
@@ -52,7 +52,24 @@ def split_reasoning(text: str | None) -> tuple[str, str]:
 
 
 def has_control_tokens(text: str | None) -> bool:
-    return bool(text and CONTROL_TOKEN_RE.search(text))
+    return bool(text and "<" in text and CONTROL_TOKEN_RE.search(text))  # every token starts with "<"
+
+
+def bash_blocks(text: str, limit: int = 2) -> list[tuple[int, int, int]]:
+    """The first ``limit`` fenced bash blocks, as (start, command start, command end): an opening
+    fence, then the command up to the first closing fence after it (less one newline before it).
+    What ``re.finditer(r"```(?:bash|mswea_bash_command)[ \\t]*\\n(.*?)\\n?```", text, re.DOTALL)``
+    finds, with the closing fence found by ``str.find``."""
+    out: list[tuple[int, int, int]] = []
+    pos = 0
+    while len(out) < limit:
+        m = _FENCE_OPEN_RE.search(text, pos)
+        close = text.find("```", m.end()) if m else -1
+        if m is None or close < 0:  # no closing fence after this opening: none after any later one
+            break
+        out.append((m.start(), m.end(), close - 1 if close > m.end() and text[close - 1] == "\n" else close))
+        pos = close + 3
+    return out
 
 
 def check_bash_block(text: str | None) -> FormatCheck:
@@ -61,14 +78,14 @@ def check_bash_block(text: str | None) -> FormatCheck:
         return FormatCheck(False, "empty_reply", "", "")
     if has_control_tokens(text):
         return FormatCheck(False, "control_tokens", text, "")
-    blocks = list(_BLOCK_RE.finditer(text))
+    blocks = bash_blocks(text)
     if not blocks:
         return FormatCheck(False, "no_action", text.strip(), "")
     if len(blocks) > 1:
-        return FormatCheck(False, "multiple_actions", text[: blocks[0].start()].strip(), "")
-    block = blocks[0]
-    thought = _THOUGHT_PREFIX_RE.sub("", text[: block.start()]).strip()
-    command = block.group(1).strip("\n")
+        return FormatCheck(False, "multiple_actions", text[: blocks[0][0]].strip(), "")
+    start, body, end = blocks[0]
+    thought = _THOUGHT_PREFIX_RE.sub("", text[:start]).strip()
+    command = text[body:end].strip("\n")
     if not command.strip():
         return FormatCheck(False, "empty_action", thought, "")
     return FormatCheck(True, None, thought, command)

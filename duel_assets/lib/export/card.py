@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..sampling.curation import records as curation_records
 from ..sampling.readers.licenses import source_license
 from ..sampling.sources import BUNDLED_SOURCES
 from ..settings import ChainConfig, Paths
@@ -11,7 +12,9 @@ from ..verdict.gate import Gate
 from ..verdict.verdicts import bucketing, merge_provenance, standin_note
 from .layouts import SOURCE_ENCODINGS
 from .markdown import bucketing_lines, gate_lines, gate_table, models_line
-from .sft import NO_LICENSE, gated_out, prune_shards
+from .sft import COLUMNS, NO_LICENSE, gated_out, prune_shards
+from .trajectory_card import trajectory_card_lines, trajectory_layout_lines, trajectory_target_lines
+from .trajectory_shards import remove_shards, write_shards
 
 
 def select(summaries: dict[str, dict], manifests: dict[str, dict], cfg: ChainConfig) -> tuple[list[str], dict[str, str]]:
@@ -27,6 +30,8 @@ def select(summaries: dict[str, dict], manifests: dict[str, dict], cfg: ChainCon
         elif (sft.get("layout"), sft.get("reasoning")) != (ex.layout, ex.reasoning):
             excluded[key] = (f"written as layout {sft.get('layout')!r} / reasoning {sft.get('reasoning')!r}: "
                              "materialize its exported_buckets again")
+        elif sft.get("columns", 1) != COLUMNS:
+            excluded[key] = "written before the shards had their current columns: materialize its exported_buckets again"
         elif gated_out(s["gate"]["verdict"], ex.require_gate):
             excluded[key] = "gate REJECT"
         else:
@@ -35,7 +40,9 @@ def select(summaries: dict[str, dict], manifests: dict[str, dict], cfg: ChainCon
 
 
 def _layout_lines(layout: str, reasoning: str, sources: list[str]) -> list[str]:
-    if layout == "openai":
+    if layout == "trajectory":
+        lines = trajectory_layout_lines()
+    elif layout == "openai":
         lines = [
             "Layout `openai`: `messages` is a list of OpenAI chat messages `{role, content, reasoning_content, "
             "tool_calls, tool_call_id, name, train}`; each tool call is `{id, type: \"function\", function: {name, "
@@ -59,6 +66,8 @@ def _layout_lines(layout: str, reasoning: str, sources: list[str]) -> list[str]:
 
 
 def _target_lines(layout: str) -> list[str]:
+    if layout == "trajectory":
+        return trajectory_target_lines()
     where = "the last message" if layout == "openai" else "the decoded `messages` from `target_index` on"
     return [
         f"The target is {where}: `target_index` is the index of its first message and only target messages have "
@@ -95,12 +104,18 @@ def _in_export(key: str, g: dict, included: list[str], excluded: dict[str, str])
 
 
 def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall: Gate, included: list[str],
-                excluded: dict[str, str], cfg: ChainConfig, prov: dict, evidence: list[str] | None = None) -> str:
+                excluded: dict[str, str], cfg: ChainConfig, prov: dict, evidence: list[str] | None = None,
+                curation: list[str] | None = None, trajectories: dict | None = None) -> str:
     by: dict[str, Counter[str]] = {what: Counter() for what in ("source", "bucket", "protocol", "source_license")}
     for k in included:
         for what, counter in by.items():
             counter.update(manifests[k]["sft"].get(f"by_{what}") or {})
     rows = sum(manifests[k]["sft"]["rows"] for k in included)
+    what = "training turns: each row is a coding-agent history and, as the target, a challenger answer that"
+    if trajectories is not None:  # rows are whole trajectories; the counts below are theirs
+        rows, what = trajectories["rows"], "trajectories with at least one exported turn; their trained messages are answers that"
+        by["source"], by["protocol"] = Counter(trajectories["by_source"]), Counter(trajectories["by_protocol"])
+        by["source_license"] = Counter(trajectories["by_source_license"])
     sources: dict[str, list[str]] = {}
     for s in cfg.sources or BUNDLED_SOURCES:
         sources.setdefault(s.format, []).append(s.path)
@@ -113,8 +128,7 @@ def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall:
         "---", "configs:", "- config_name: default", "  data_files:", "  - split: train", "    path: data/*.parquet",
         "---", "", "# duel_assets SFT export", "",
         *([f"**{note}** These rows are for trying the pipeline, not for training.", ""] if note else []),
-        f"{rows} training turns: each row is a coding-agent history and, as the target, a challenger answer that "
-        f"{won} (buckets: {', '.join(cfg.export.buckets)}). {models_line(prov)}", "",
+        f"{rows} {what} {won} (buckets: {', '.join(cfg.export.buckets)}). {models_line(prov)}", "",
         *(["Load: `datasets.load_dataset(\"<this folder>\")` (one parquet shard per prompt file under `data/`), or the "
            "JSON Lines shards under `jsonl/`."] if rows else
           ["Nothing to load: the export holds no row yet (the table under \"Gate\" says which partitions are in it and "
@@ -129,6 +143,8 @@ def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall:
         *(bucketing_lines({k: summaries[k] for k in included}, bucketing(cfg), "every partition in the export")
           if included else bucketing_lines(summaries, bucketing(cfg))), "",
         *_licence_lines(dict(by["source_license"]), sources), "",
+        *([*trajectory_card_lines(trajectories, cfg.export), ""] if trajectories is not None else []),
+        *([*curation, ""] if curation else []),
         "## Gate", "", *gate_lines(overall.to_dict()), "", *([*evidence, ""] if evidence else []),
         *gate_table(summaries, "in export", lambda k, g: _in_export(k, g, included, excluded)),
     ]
@@ -136,12 +152,20 @@ def render_card(summaries: dict[str, dict], manifests: dict[str, dict], overall:
 
 
 def write_card(paths: Paths, summaries: dict[str, dict], manifests: dict[str, dict], overall: Gate, cfg: ChainConfig,
-               prov: dict, evidence: list[str] | None = None) -> dict:
+               prov: dict, evidence: list[str] | None = None, records: dict[str, dict] | None = None) -> dict:
     """The export's README (dataset card); shards of partitions that are not in the export are removed
     (those not exported yet are left to their own run)."""
     included, excluded = select(summaries, manifests, cfg)
     pruned = prune_shards(paths, set(included) | {k for k, why in excluded.items() if why == "not exported yet"})
-    write_text_atomic(paths.export_dir / "README.md", render_card(summaries, manifests, overall, included, excluded, cfg, prov, evidence))
-    return {"rows": sum(manifests[k]["sft"]["rows"] for k in included), "partitions_included": included,
+    trajectories = write_shards(paths, included, cfg.export) if cfg.export.layout == "trajectory" else None
+    if trajectories is None:
+        pruned += remove_shards(paths)
+    # decontamination and near-duplicates of the partitions in the export
+    curation = curation_records.markdown(curation_records.summarise({k: r for k, r in (records or {}).items()
+                                                                     if k in included}), cfg)
+    write_text_atomic(paths.export_dir / "README.md", render_card(summaries, manifests, overall, included, excluded, cfg,
+                                                                  prov, evidence, curation, trajectories))
+    rows = trajectories["rows"] if trajectories is not None else sum(manifests[k]["sft"]["rows"] for k in included)
+    return {"rows": rows, "trajectories": trajectories, "partitions_included": included,
             "partitions_excluded": excluded, "pruned": pruned, "layout": cfg.export.layout,
             "reasoning": cfg.export.reasoning}

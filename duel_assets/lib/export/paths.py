@@ -44,6 +44,8 @@ class PartitionFiles:
     parquet: Path  # export/data/train-<key>.parquet (exported_buckets)
     jsonl: Path  # export/jsonl/train-<key>.jsonl (exported_buckets)
     home: Path
+    curation: Path  # report/curation/<key>.json: decontamination and near-duplicates (sampled_turns)
+    trajectory_turns: Path  # report/trajectory_turns/<key>.json: the partition's turns for trajectory rows (exported_buckets)
 
     def bucket_dir(self, bucket: str) -> Path:
         """``<bucket>/<key>/``: this partition's export documents of one bucket."""
@@ -63,6 +65,8 @@ def partition_files(paths: Paths, key: str) -> PartitionFiles:
         manifest=report / "exports" / f"{key}.json",
         parquet=export / "data" / f"train-{key}.parquet",
         jsonl=export / "jsonl" / f"train-{key}.jsonl",
+        curation=report / "curation" / f"{key}.json",
+        trajectory_turns=report / "trajectory_turns" / f"{key}.json",
     )
 
 

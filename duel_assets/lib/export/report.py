@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..sampling.curation import records as curation_records
 from ..settings import BUCKETS, METRICS, ChainConfig, GateConfig, Paths
-from ..system.files import write_text_atomic
+from ..system.files import read_json, write_text_atomic
 from ..system.locks import file_lock
 from ..verdict.gate import Gate, gate
 from ..verdict.verdicts import bucketing, merge_provenance, standin_note
 from .card import write_card
 from .markdown import bucketing_lines, fmt, gate_lines, gate_table, models_line
-from .paths import export_lock_path
+from .paths import export_lock_path, partition_files
 from .summary import read_manifest, read_summaries, read_turns
 
 REPORT_TURNS_MAX = 2000  # rows of report.md's turn table; the tables hold every turn
@@ -30,7 +31,8 @@ def overall_gate(summaries: dict[str, dict], cfg: GateConfig) -> Gate:
 
 def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of=None, files_of=None,
                   prov: dict | None = None, generated_at: str | None = None, max_turns: int = REPORT_TURNS_MAX,
-                  home: Path | None = None, evidence: list[str] | None = None, bucketing: dict | None = None) -> str:
+                  home: Path | None = None, evidence: list[str] | None = None, bucketing: dict | None = None,
+                  curation: list[str] | None = None) -> str:
     """report.md. ``turns_of(key)`` gives a partition's turn detail and ``files_of(key)`` its exported
     files; they are called only until the turn table is full, so the report costs the same at a
     million turns as at a thousand."""
@@ -55,6 +57,7 @@ def render_report(summaries: dict[str, dict], overall: Gate, mode: int, turns_of
         *(["", *evidence] if evidence else []),
         "", "## Gate per partition", "",
         *gate_table(summaries, "reason", lambda k, g: "; ".join(g.get("reasons", [])) or "-"),
+        *(["", *curation] if curation else []),
         "", "## Turns", "",
         "| partition | turn | score | bucket | file | " + " | ".join(METRICS) + " |",
         "|---|---|---:|---|---|" + "---:|" * len(METRICS),
@@ -85,8 +88,8 @@ def calibration_lines(paths: Paths, panel: list[str]) -> list[str]:
 
     ev = latest_calibration(paths.home, panel)
     if ev is None:
-        return [f"Judge panel calibration: none for this panel ({', '.join(panel)}); see the README, "
-                "\"Calibrating the judges\"."]
+        return [f"Judge panel calibration: none for this panel ({', '.join(panel)}); measure it "
+                "with `duel-assets calibrate` (docs/calibration.md)."]
     return ev.lines()
 
 
@@ -109,9 +112,11 @@ def write_report(paths: Paths, keys: list[str], cfg: ChainConfig, mode: int) -> 
         g = overall_gate(summaries, cfg.gate)
         prov = merge_provenance([s.get("provenance") or {} for s in summaries.values()])
         evidence = calibration_lines(paths, list(cfg.judges.models))
+        records = {k: r for k in summaries if (r := read_json(partition_files(paths, k).curation)) is not None}
         text = render_report(summaries, g, mode, turns_of=lambda k: read_turns(paths, k),
                              files_of=lambda k: (manifests.get(k) or {}).get("files"), prov=prov, home=paths.home,
-                             evidence=evidence, bucketing=bucketing(cfg))
+                             evidence=evidence, bucketing=bucketing(cfg),
+                             curation=curation_records.markdown(curation_records.summarise(records), cfg))
         write_text_atomic(paths.report, text)
-        sft = write_card(paths, summaries, manifests, g, cfg, prov, evidence)
+        sft = write_card(paths, summaries, manifests, g, cfg, prov, evidence, records)
     return Report(paths.report, text, g, sft, prov, paths.export_dir / "README.md")

@@ -13,8 +13,10 @@ from ..settings import ExportConfig, Paths
 from ..system.files import replacing, write_text_atomic
 from .layouts import openai_layout, source_layout
 from .paths import SHARD, partition_files
+from .trajectory_shards import turn_records
 
-LAYOUTS = ("openai", "source")
+LAYOUTS = ("openai", "source", "trajectory")
+COLUMNS = 2  # the shards' columns: 2 added contamination; a partition written with others is exported again
 REASONING = ("keep", "drop")
 NO_LICENSE = "(none in the row)"
 
@@ -33,6 +35,7 @@ def sft_row(doc: dict, layout: str = "openai", reasoning: str = "keep") -> dict:
         "opponent": doc.get("opponent"), "license": turn.get("license"), "reward": turn.get("reward"),
         "source_meta": json.dumps(meta, ensure_ascii=False) if meta else None,
         "model": chal.get("model"), "served_model": chal.get("served_model"), "standin": bool(chal.get("standin")),
+        "contamination": turn.get("contamination") or None,
     }
 
 
@@ -45,7 +48,7 @@ def shard_schema(layout: str):
             ("instance_id", pa.string()), ("turn_id", pa.string()), ("prompt_file", pa.string()),
             ("bucket", pa.string()), ("score", pa.float64()), ("opponent", pa.string()), ("license", pa.string()),
             ("reward", pa.float64()), ("source_meta", pa.string()), ("model", pa.string()),
-            ("served_model", pa.string()), ("standin", pa.bool_())]
+            ("served_model", pa.string()), ("standin", pa.bool_()), ("contamination", pa.list_(pa.string()))]
     if layout == "source":
         return pa.schema([("messages", pa.string()), ("tools", pa.string()), *meta])
     call = pa.struct([("id", pa.string()), ("type", pa.string()),
@@ -72,9 +75,14 @@ def write_partition_sft(paths: Paths, key: str, records: list[dict], cfg: Export
 
     files = partition_files(paths, key)
     excluded = gated_out(gate_verdict, cfg.require_gate)
-    rows = [] if excluded else [sft_row(r["document"], cfg.layout, cfg.reasoning) for r in records
-                                if r["bucket"] in cfg.buckets]
-    if excluded or not rows:  # no shard rather than an empty one (datasets cannot read an empty parquet)
+    trajectory = cfg.layout == "trajectory"  # rows are built over all partitions by the report (trajectory_shards)
+    if trajectory and not excluded:
+        turn_records(paths, key, records)
+    elif not excluded:
+        files.trajectory_turns.unlink(missing_ok=True)
+    rows = [] if excluded else [sft_row(r["document"], "openai" if trajectory else cfg.layout, cfg.reasoning)
+                                for r in records if r["bucket"] in cfg.buckets]
+    if excluded or not rows or trajectory:  # no shard rather than an empty one (datasets cannot read an empty parquet)
         for f in (files.parquet, files.jsonl):
             f.unlink(missing_ok=True)
     else:
@@ -82,7 +90,7 @@ def write_partition_sft(paths: Paths, key: str, records: list[dict], cfg: Export
             pq.write_table(pa.Table.from_pylist(rows, schema=shard_schema(cfg.layout)), tmp)
         write_text_atomic(files.jsonl, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return {"rows": len(rows), "excluded": excluded, "gate": gate_verdict, "layout": cfg.layout,
-            "reasoning": cfg.reasoning,
+            "reasoning": cfg.reasoning, "columns": COLUMNS, "weight": cfg.weight, "truncate": cfg.truncate_after_last_trained,
             **{f"by_{w}": dict(Counter(r[w] for r in rows)) for w in ("source", "bucket", "protocol")},
             "by_license": dict(Counter(r["license"] or NO_LICENSE for r in rows)),
             "by_source_license": dict(Counter(f"{r['source']}\t{r['license'] or NO_LICENSE}" for r in rows)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -99,18 +99,70 @@ def jsonl_blocks(path: Path, lines_per_block: int, cache_dir: Path | None = None
     return blocks
 
 
-def read_local_block(block: Block) -> Iterator[object]:
-    """The rows of a block of a local file (a remote block is read by :mod:`.hub`)."""
+def load_local_block(block: Block) -> object:
+    """What a block of a local file holds, read but not yet decoded into rows: a parquet row group
+    as an Arrow table, or a JSONL block's bytes (a remote block is read by :mod:`.hub`)."""
     if block.kind == "parquet":
         # one row group, one column chunk each: Arrow's thread pool only adds work and memory here
-        yield from _open_parquet(block.path).read_row_group(block.index, use_threads=False).to_pylist()
-        return
+        return _open_parquet(block.path).read_row_group(block.index, use_threads=False)
     with open(block.path, "rb") as fh:
         fh.seek(block.start)
-        data = fh.read(block.end - block.start)
-    for line in data.split(b"\n"):
-        if line.strip():
-            yield parse_json_line(line)
+        return fh.read(block.end - block.start)
+
+
+def block_rows(block: Block, loaded: object) -> list:
+    """The rows of a block :func:`load_local_block` has read."""
+    if block.kind == "parquet":
+        return loaded.to_pylist()  # type: ignore[attr-defined]
+    return [parse_json_line(line) for line in loaded.split(b"\n") if line.strip()]  # type: ignore[attr-defined]
+
+
+_reader: ThreadPoolExecutor | None = None
+
+
+def _reset_reader() -> None:
+    global _reader
+    _reader = None
+
+
+os.register_at_fork(after_in_child=_reset_reader)  # a forked child starts without the parent's thread
+
+
+def _read_in_background(block: Block) -> Future:
+    """Every local block is read by one long-lived thread: Arrow's allocator keeps a heap per thread,
+    so one reading thread holds no more memory than reading in the caller's own thread did."""
+    global _reader
+    if _reader is None:
+        _reader = ThreadPoolExecutor(1, thread_name_prefix="block-reader")
+    return _reader.submit(load_local_block, block)
+
+
+class ReadAhead:
+    """Local blocks read one ahead: while the caller cuts a block's rows into turns, the block it
+    will certainly read next is being read (Arrow and file reads release the GIL). At most one block
+    is held beyond the one being cut."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[Block, Future] | None = None
+
+    def rows(self, block: Block, then: Block | None = None) -> list:
+        """``block``'s rows; ``then``, the block the caller reads next for sure, is read meanwhile."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] != block:
+            pending[1].exception()  # a read of a block no longer wanted ends first
+            pending = None
+        now = pending[1] if pending is not None else _read_in_background(block)
+        if then is not None:
+            self._pending = (then, _read_in_background(then))
+        return block_rows(block, now.result())
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pending is not None:
+            self._pending[1].exception()
+            self._pending = None
 
 
 def blocks_for(files: list[Path], lines_per_block: int, cache_dir: Path | None) -> list[Block]:

@@ -9,10 +9,13 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..duel import protocol as proto
 from ..settings import ChainConfig, SourceSpec
 from ..turn import BadRecord, Trajectory, Turn, visible
+from .curation.decontaminate import decide, decontaminator
+from .curation.trajectory_store import whole_trajectory
 from .readers import reader_for
 from .row_filter import RowFilter, compile_where, trajectory_fields
 from .sources import BadRow
@@ -65,6 +68,8 @@ def cut_turns(traj: Trajectory, max_history_chars: int = 120_000, max_obs_chars:
 
 
 WHERE_BATCH = 64
+DECONTAMINATION_BATCH = 256
+DROPPED_LISTED = 200
 
 
 @dataclass
@@ -74,6 +79,9 @@ class Pool:
     rows_read: int = 0
     trajectories: int = 0
     where_unseen: list[str] = field(default_factory=list)  # fields the where predicate names that no row had
+    dropped: list[dict] = field(default_factory=list)  # rows skipped as contaminated (the first few, by id)
+    sources: dict[str, dict] = field(default_factory=dict)  # traj_id -> whole trajectory ([export] layout trajectory)
+    clusters: Any = None  # the near-duplicate clusters a whole-source pool was reduced with
 
 
 def filter_reason(traj, cfg: ChainConfig, excluded: set[str]) -> str | None:
@@ -99,6 +107,8 @@ class Cutter:
         self.pool = pool
         self.where = where if where is not None else compile_where(cfg.filters.where)
         self.excluded = set(cfg.excluded_instance_ids) | set(cfg.filters.excluded_ids)
+        self.decon = decontaminator(cfg)
+        self.keep_sources = cfg.export.layout == "trajectory"
 
     def _trajectory(self, row):
         self.pool.rows_read += 1
@@ -117,41 +127,63 @@ class Cutter:
         traj.source_meta = {**traj.source_meta, "source_path": self.spec.path}
         return traj
 
-    def _cut(self, traj, per_trajectory: int | None) -> list[Turn]:
+    def _cut(self, traj, per_trajectory: int | None, tags: tuple[str, ...] = ()) -> list[Turn]:
         self.pool.trajectories += 1
         select = None
         if per_trajectory is not None:
             seed = f"{self.cfg.sampling.seed}:{traj.traj_id}"
             select = lambda steps: steps if len(steps) <= per_trajectory else random.Random(seed).sample(steps, per_trajectory)
-        turns, skips = cut_turns(traj, self.cfg.sampling.max_history_chars, self.cfg.sampling.max_observation_chars, select)
+        s = self.cfg.sampling
+        turns, skips = cut_turns(traj, s.max_history_chars, s.max_observation_chars, select)
         self.pool.skipped.update(skips)
+        for t in turns:
+            t.contamination = list(tags) or None
+        if self.keep_sources and turns:
+            self.pool.sources[traj.traj_id] = whole_trajectory(traj, s.max_history_chars, s.max_observation_chars)
         return turns
+
+    def _contaminated(self, traj) -> tuple[str, ...] | None:
+        """None when a ``drop`` benchmark matches (the row is skipped and counted), else the tags."""
+        if self.decon is None:
+            return ()
+        decision = decide(self.decon.check(traj.instance_id, traj.repo, traj.messages, traj.source_meta, traj.hidden))
+        if decision.excluded_reason:
+            self.pool.skipped[decision.excluded_reason] += 1
+            if len(self.pool.dropped) < DROPPED_LISTED:
+                self.pool.dropped.append({"traj_id": traj.traj_id, "instance_id": traj.instance_id,
+                                          "excluded_reason": decision.excluded_reason})
+            return None
+        return decision.tags
 
     def turns(self, rows: Iterable, per_trajectory: int | None = None) -> Iterator[list[Turn]]:
         """The usable turns of each row in turn (with ``per_trajectory``, at most that many per
         trajectory, seeded by it, and only those are built). Rows are read ahead by a small batch
         so the ``where`` predicate runs once per batch."""
         batch: list = []
-        where = self.where
+        size = WHERE_BATCH if self.where is not None else DECONTAMINATION_BATCH  # PR records are looked up per batch
         for row in rows:
             traj = self._trajectory(row)
             if traj is None:
                 continue
-            if where is None:
+            if self.where is None and self.decon is None:
                 yield self._cut(traj, per_trajectory)
                 continue
             batch.append(traj)
-            if len(batch) >= WHERE_BATCH:
-                yield from self._flush(where, batch, per_trajectory)
+            if len(batch) >= size:
+                yield from self._flush(batch, per_trajectory)
                 batch = []
-        if where is not None and batch:
-            yield from self._flush(where, batch, per_trajectory)
+        if batch:
+            yield from self._flush(batch, per_trajectory)
 
-    def _flush(self, where: RowFilter, batch: list, per_trajectory: int | None) -> Iterator[list[Turn]]:
-        for traj, keep in zip(batch, where.keep_many([trajectory_fields(t) for t in batch])):
+    def _flush(self, batch: list, per_trajectory: int | None) -> Iterator[list[Turn]]:
+        where = self.where
+        keeps = where.keep_many([trajectory_fields(t) for t in batch]) if where is not None else [True] * len(batch)
+        if self.decon is not None:
+            self.decon.prefetch([(t.instance_id, t.repo) for t, k in zip(batch, keeps) if k])
+        for traj, keep in zip(batch, keeps):
             if keep is None:
                 self.pool.skipped["filtered_where_error"] += 1
             elif not keep:
                 self.pool.skipped["filtered_where"] += 1
-            else:
-                yield self._cut(traj, per_trajectory)
+            elif (tags := self._contaminated(traj)) is not None:
+                yield self._cut(traj, per_trajectory, tags)

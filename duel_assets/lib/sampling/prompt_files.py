@@ -160,7 +160,14 @@ def turn_from_record(rec: Any, max_history_chars: int = 0, max_obs_chars: int = 
     step = int(step) if isinstance(step, float) and step.is_integer() else step
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise BadRecord("invalid_step", repr(step)[:40])
+    tags = _json_field(rec, "contamination", list, None)
+    if tags is not None and not all(isinstance(x, str) for x in tags):
+        raise BadRecord("invalid_contamination")
+    excluded = rec.get("excluded_reason")
+    if excluded is not None and not isinstance(excluded, str):
+        raise BadRecord("invalid_excluded_reason")
     return Turn(
+        contamination=tags or None, excluded_reason=excluded or None,
         turn_id=rec["turn_id"], instance_id=str(rec["instance_id"]), repo=rec.get("repo"),
         source=rec.get("source", "unknown"), traj_id=rec.get("traj_id", rec["turn_id"]),
         step=step, protocol=protocol, history=history, reference=ref, tools=tools,

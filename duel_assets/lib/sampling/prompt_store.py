@@ -7,6 +7,10 @@ from pathlib import Path
 
 from ..settings import ChainConfig
 from ..system.files import write_json_atomic
+from .curation.near_dup_index import NearDupIndex
+from .curation.records import recheck
+from .curation.trajectory_store import TrajectoryStore
+from .curation.window import Curation
 from .history_index import HistoryIndex
 from .prompt_files import LoadedPromptFile, PromptFileError, load_prompt_file
 from .row_filter import compile_where
@@ -29,9 +33,13 @@ def sample_prompt_file(home: Path, path: Path, key: str, cfg: ChainConfig, pools
     with index.locked():
         if resample:
             index.release(key)
-        payload = sample_for_key(key, cfg, pools, cache_dir, taken=index.taken_by_others(key))
+            NearDupIndex(home).release(key)
+        cur = Curation(cfg, key, home)
+        payload = sample_for_key(key, cfg, pools, cache_dir, taken=index.taken_by_others(key), cur=cur)
         write_json_atomic(path, payload)
         index.claim(key, [(t["history_hash"], t["turn_id"]) for t in payload["turns"]])
+        cur.commit()  # near-duplicate signatures of its turns
+        TrajectoryStore(home).put(cur.trajectories)
     return payload
 
 
@@ -59,9 +67,11 @@ def load_partition(home: Path, path: Path, key: str, cfg: ChainConfig) -> Loaded
     index = HistoryIndex(home, cfg.locks.timeout_s)
     with index.locked():
         dup = set(index.claim(key, [(t.history_hash, t.turn_id) for t in loaded.turns], exact=True))
+        NearDupIndex(home).release(key, keep={t.history_hash for t in loaded.turns})
     if dup:
         loaded.skipped = loaded.skipped + Counter(duplicate_history=len(dup))
         loaded.turns = [t for i, t in enumerate(loaded.turns) if i not in dup]
+    loaded.meta["decontamination_at_load"] = recheck(loaded.turns, cfg)  # sets excluded_reason / contamination
     if not loaded.turns:
         raise PromptFileError(f"prompt file {path} has no valid turn (duplicate_history: {len(dup)}: every history "
                               "is already held by another prompt file)")

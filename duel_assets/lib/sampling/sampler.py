@@ -27,7 +27,8 @@ from pathlib import Path
 
 from ..settings import ChainConfig, ConfigError, SourceSpec, validate_partition_key
 from ..turn import Turn
-from .blocks import Block, blocks_for, read_local_block, total_bytes
+from .blocks import Block, ReadAhead, blocks_for, total_bytes
+from .curation.window import CURATION_SKIPS, Curation, Taker, cluster_pool, pool_key, section
 from .cutter import Cutter, Pool
 from .prompt_files import PROMPT_FILE_VERSION
 from .row_filter import compile_where
@@ -62,15 +63,19 @@ def _seed(cfg: ChainConfig, spec: SourceSpec) -> str:
 def source_pool(spec: SourceSpec, cfg: ChainConfig) -> Pool:
     """Every usable turn of one (small) source, each history once, shuffled by the seed."""
     pool = Pool(turns=[])
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
+    by_id = cfg.near_duplicates.enabled  # then the smallest turn id of a history stays, whatever the rows' order
     cut = Cutter(spec, cfg, pool)
     for turns in cut.turns(row for _, row in iter_rows(spec)):
         for t in turns:
             if t.history_hash in seen:  # another rollout of the instance shares this history
                 pool.skipped["duplicate_history"] += 1
+                if by_id and t.turn_id < pool.turns[seen[t.history_hash]].turn_id:
+                    pool.turns[seen[t.history_hash]] = t
                 continue
-            seen.add(t.history_hash)
+            seen[t.history_hash] = len(pool.turns)
             pool.turns.append(t)
+    pool.turns, pool.clusters = cluster_pool(pool.turns, cfg, pool.skipped)  # one turn per near-duplicate cluster
     random.Random(_seed(cfg, spec)).shuffle(pool.turns)
     pool.where_unseen = cut.where.unseen_columns() if cut.where is not None else []
     return pool
@@ -119,37 +124,13 @@ class SourceWindow:
     turns: list[Turn]
     info: dict
     skipped: Counter
+    dropped: list[dict]  # rows skipped as contaminated, by id
 
 
-class _Taker:
-    """Collects a window's turns: each history once, none another prompt file holds."""
-
-    def __init__(self, count: int, taken: Taken | None):
-        self.count, self.taken = count, taken
-        self.chosen: list[Turn] = []
-        self.seen: set[str] = set()
-        self.skipped: Counter = Counter()
-
-    @property
-    def full(self) -> bool:
-        return len(self.chosen) >= self.count
-
-    def offer(self, turns: list[Turn]) -> None:
-        fresh = [t for t in turns if t.history_hash not in self.seen]
-        self.skipped["duplicate_history"] += len(turns) - len(fresh)
-        held = self.taken([t.history_hash for t in fresh]) if self.taken and fresh else set()
-        for t in fresh:
-            if self.full:
-                return
-            if t.history_hash in held or t.history_hash in self.seen:
-                self.skipped["duplicate_history"] += 1
-                continue
-            self.seen.add(t.history_hash)
-            self.chosen.append(t)
-
-
-def _pool_window(key: str, per_file: int, count: int, pool: Pool, taken: Taken | None) -> SourceWindow:
-    take = _Taker(count, taken)
+def _pool_window(key: str, per_file: int, count: int, pool: Pool, taken: Taken | None, cur: Curation) -> SourceWindow:
+    take = Taker(count, taken, cur, pool.sources)
+    if cur.screen and pool.clusters:
+        cur.screen.known = pool.clusters.sigs
     visited = 0
     order = list(scan_order(key, per_file, len(pool.turns)))
     for i in range(0, len(order), 256):
@@ -163,11 +144,11 @@ def _pool_window(key: str, per_file: int, count: int, pool: Pool, taken: Taken |
             "rows_read": pool.rows_read, "shortfall": count - len(take.chosen)}
     if pool.where_unseen:
         info["where_columns_never_seen"] = pool.where_unseen
-    return SourceWindow(take.chosen, info, pool.skipped + take.skipped)
+    return SourceWindow(take.chosen, info, pool.skipped + take.skipped, pool.dropped)
 
 
 def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, count: int, blocks: list[Block],
-                  mode: str, taken: Taken | None) -> SourceWindow:
+                  mode: str, taken: Taken | None, cur: Curation) -> SourceWindow:
     if not blocks:
         raise ConfigError(f"source {spec.path!r} has no readable blocks")
     seed = _seed(cfg, spec)
@@ -178,19 +159,28 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
     per_window = max(1, math.ceil(1.5 * per_file / (avg_rows * tpt)))  # blocks reserved for one window
     pool = Pool(turns=[])
     cut = Cutter(spec, cfg, pool)
-    take = _Taker(count, taken)
+    take = Taker(count, taken, cur, pool.sources)
+    clusters = cur.clusters()
+    before = Counter(clusters.skipped) if clusters else Counter()
     read: list[Block] = []
-    for j in scan_order(key, per_window, len(blocks)):
-        if take.full or len(read) >= per_window * MAX_WINDOW_FACTOR:
-            break
-        b = blocks[order[j]]
-        read.append(b)
-        rows = list(_read_block(b))
-        random.Random(f"{seed}:{path_identity(b.path)}:{b.index}").shuffle(rows)
-        for turns in cut.turns(rows, tpt):
-            take.offer(turns)
-            if take.full:
-                break
+    limit = per_window * MAX_WINDOW_FACTOR
+    positions = scan_order(key, per_window, len(blocks))
+    j = next(positions, None)
+    with ReadAhead() as ahead:
+        while j is not None and not take.full and len(read) < limit:
+            b = blocks[order[j]]
+            read.append(b)
+            j = next(positions, None)
+            # the next block is read for sure when this one cannot fill the window (<= tpt turns a row)
+            then = blocks[order[j]] if j is not None and len(read) < limit and count - len(take.chosen) > b.rows * tpt else None
+            rows = _read_remote_block(b) if b.remote else ahead.rows(b, then)
+            random.Random(f"{seed}:{path_identity(b.path)}:{b.index}").shuffle(rows)
+            # with [near_duplicates], the block's turns are reduced to one per cluster before any is taken
+            batches = cut.turns(rows, tpt) if clusters is None else [clusters.keep([t for ts in cut.turns(rows, tpt) for t in ts])]
+            for turns in batches:
+                take.offer(turns)
+                if take.full:
+                    break
     start = window_start(key, per_window, len(blocks))
     info = {"mode": mode, "blocks_total": len(blocks), "blocks_read": len(read), "block_window": [start, start + per_window],
             "block_bytes": sum(b.size for b in read), "files_read": len({b.path for b in read}),
@@ -200,15 +190,14 @@ def _block_window(key: str, spec: SourceSpec, cfg: ChainConfig, per_file: int, c
         info["blocks"] = [[b.path, b.index] for b in read]
     if cut.where is not None and cut.where.unseen_columns():
         info["where_columns_never_seen"] = cut.where.unseen_columns()
-    return SourceWindow(take.chosen, info, pool.skipped + take.skipped)
+    near = (clusters.skipped - before) if clusters else Counter()  # near-duplicates in this window's blocks
+    return SourceWindow(take.chosen, info, pool.skipped + take.skipped + near, pool.dropped)
 
 
-def _read_block(b: Block):
-    if b.remote:
-        from .hub import read_remote_row_group
+def _read_remote_block(b: Block) -> list:
+    from .hub import read_remote_row_group
 
-        return read_remote_row_group(b.path, b.index)
-    return read_local_block(b)
+    return read_remote_row_group(b.path, b.index)
 
 
 def source_blocks(spec: SourceSpec, cfg: ChainConfig, mode: str, cache_dir: Path | None) -> list[Block]:
@@ -220,10 +209,12 @@ def source_blocks(spec: SourceSpec, cfg: ChainConfig, mode: str, cache_dir: Path
 
 
 def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_dir: Path | None = None,
-                   taken: Taken | None = None) -> dict:
+                   taken: Taken | None = None, cur: Curation | None = None) -> dict:
     """The prompt file payload for ``key``. ``pools`` caches whole-source pools between keys;
     ``cache_dir`` keeps JSONL newline indexes (``line_index/``) and remote parquet footers
-    (``parquet_footers/``); ``taken`` says which histories other prompt files already hold. Raises
+    (``parquet_footers/``); ``taken`` says which histories other prompt files already hold; ``cur``
+    (:class:`.curation.window.Curation`) screens near-duplicates against a ``DUEL_HOME`` and collects
+    whole trajectories. Raises
     :class:`NothingToSample` when no unused turn is left for the key."""
     validate_partition_key(key)
     compile_where(cfg.filters.where)  # a bad predicate fails before any source is read
@@ -236,19 +227,25 @@ def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_
     groups: list[list[Turn]] = []
     infos: list[dict] = []
     skipped: Counter[str] = Counter()
+    cur = cur or Curation(cfg, key)
+    dropped: list[dict] = []
     for spec, pf, n in zip(specs, per_file_shares, count_shares):
         mode = source_mode(spec, cfg)
         if mode == "pool":
-            ck = (spec.format, spec.path, spec.split, cfg.sampling.seed, cfg.filters.where)
+            ck = (spec.format, spec.path, spec.split, cfg.sampling.seed, cfg.filters.where, pool_key(cfg))
             if ck not in pools:
                 pools[ck] = source_pool(spec, cfg)
-            w = _pool_window(key, pf, n, pools[ck], taken)
+            w = _pool_window(key, pf, n, pools[ck], taken, cur)
         else:
-            w = _block_window(key, spec, cfg, pf, n, source_blocks(spec, cfg, mode, cache_dir), mode, taken)
+            w = _block_window(key, spec, cfg, pf, n, source_blocks(spec, cfg, mode, cache_dir), mode, taken, cur)
         groups.append(w.turns)
         infos.append({"format": spec.format, "path": spec.path, "weight": spec.weight, "requested": n,
                       "turns": len(w.turns), **w.info})
+        curated = {k: v for k, v in w.skipped.items() if k.startswith("contaminated:") or k in CURATION_SKIPS}
+        if curated:
+            infos[-1]["curation_skips"] = curated  # a pool's are the whole source's, in each of its files
         skipped.update(w.skipped)
+        dropped += w.dropped
     chosen = _interleave(groups, weights, f"{cfg.sampling.seed}:{key}")
     if not chosen:
         unseen = sorted({c for i in infos for c in i.get("where_columns_never_seen", [])})
@@ -266,5 +263,6 @@ def sample_for_key(key: str, cfg: ChainConfig, pools: dict | None = None, cache_
         "sources": infos,
         "rows_read": sum(i.get("rows_read", 0) for i in infos),
         "skipped": dict(skipped),
+        **section(cfg, chosen, skipped, dropped),
         "turns": [t.to_record() for t in chosen],
     }

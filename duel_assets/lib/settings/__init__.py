@@ -8,6 +8,7 @@ when no file exists.
 """
 from .base import (
     BUCKETS,
+    MATCH_WAYS,
     METRICS,
     PARTITION_KEY_PATTERN,
     PR_RECORD_FORMATS,
@@ -19,30 +20,33 @@ from .base import (
 from .env import CHUTES_BASE_URL, Endpoint, config_path, duel_home, duel_mode, mask_url, resolve_endpoint, scrub, secret_values
 from .load import ALIASES, load_config, parse_config
 from .model import (
-                   BucketConfig,
-                   CalibrationConfig,
-                   CallsConfig,
-                   ChainConfig,
-                   ChecksConfig,
-                   ExportConfig,
-                   FiltersConfig,
-                   GateConfig,
-                   GenerationConfig,
-                   HiddenInfoConfig,
-                   JudgeConfig,
-                   LeakageConfig,
-                   PRRecordsConfig,
-                   PRRecordSpec,
-                   ReviewConfig,
-                   SamplingConfig,
-                   SourceSpec,
-                   WarehouseConfig,
+    BenchmarkSpec,
+    BucketConfig,
+    CalibrationConfig,
+    CallsConfig,
+    ChainConfig,
+    ChecksConfig,
+    DecontaminationConfig,
+    ExportConfig,
+    FiltersConfig,
+    GateConfig,
+    GenerationConfig,
+    HiddenInfoConfig,
+    JudgeConfig,
+    LeakageConfig,
+    NearDuplicatesConfig,
+    PRRecordsConfig,
+    PRRecordSpec,
+    ReviewConfig,
+    SamplingConfig,
+    SourceSpec,
+    WarehouseConfig,
 )
 from .paths import Paths
 from .secrets import call_store_kind, endpoint_id, redact
 
 __all__ = [
-    "ALIASES", "BUCKETS", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "PR_RECORD_FORMATS", "SOURCE_FORMATS",
+    "ALIASES", "BUCKETS", "MATCH_WAYS", "BenchmarkSpec", "DecontaminationConfig", "NearDuplicatesConfig", "CHUTES_BASE_URL", "METRICS", "PARTITION_KEY_PATTERN", "PR_RECORD_FORMATS", "SOURCE_FORMATS",
     "BucketConfig",
     "CalibrationConfig", "CallsConfig", "ChainConfig", "ChecksConfig", "ConfigError", "Endpoint", "ExportConfig",
     "FiltersConfig", "GateConfig", "GenerationConfig", "HiddenInfoConfig", "JudgeConfig", "LeakageConfig", "MetricName", "Paths",

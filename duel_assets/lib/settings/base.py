@@ -11,10 +11,13 @@ SourceFormat = Literal["swe_zero", "mini_swe_agent", "swe_agent", "coderforge", 
 PRRecordFormat = Literal["auto", "swe_rebench", "swe_smith", "swe_bench", "sera"]  # which columns hold a record
 MetricName = Literal["correctness", "grounding", "progress", "protocol", "efficiency"]
 Bucket = Literal["final", "refined", "defeat"]
+# how a turn matches a benchmark instance, strongest first
+MatchWay = Literal["instance_id", "repo_commit", "repo_window", "patch_overlap", "problem_statement"]
 SOURCE_FORMATS: tuple[SourceFormat, ...] = get_args(SourceFormat)
 PR_RECORD_FORMATS: tuple[PRRecordFormat, ...] = get_args(PRRecordFormat)
 METRICS: tuple[MetricName, ...] = get_args(MetricName)
 BUCKETS: tuple[Bucket, ...] = get_args(Bucket)
+MATCH_WAYS: tuple[MatchWay, ...] = get_args(MatchWay)
 
 
 class ConfigError(ValueError):

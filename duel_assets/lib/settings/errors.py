@@ -107,7 +107,9 @@ def describe(ann: Any, meta: list) -> str:
     if ann is float:
         return "a number" + (f" {bounds}" if bounds else "")
     if ann is str:
-        pattern = any(getattr(m, "pattern", None) for m in meta)
+        pattern = next((m.pattern for m in meta if getattr(m, "pattern", None)), None)
+        if pattern and pattern != r"\S":
+            return f"a string matching {pattern}"
         return "a non-empty string" if pattern else "a string"
     if get_origin(ann) is list:
         least = next((m.min_length for m in meta if isinstance(m, at.MinLen)), 0)

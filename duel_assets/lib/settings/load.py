@@ -77,6 +77,9 @@ def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
             out.append(f"{k('calls', 'max_usd')}: got {cfg.calls.max_usd:g} but [prices] has no entry for "
                        f"{', '.join(toml_value(m) for m in unpriced)}; allowed: a budget only when every model "
                        f"called has its prices, e.g. [prices.{toml_value(unpriced[0])}] prompt = 0.15, completion = 0.60")
+    for name, n in Counter(b.name for b in cfg.decontamination.benchmarks).items():
+        if n > 1:
+            out.append(f"decontamination.benchmarks: got name {toml_value(name)} {n} times; allowed: each name once")
     seen = Counter((s.format, s.path, s.split) for s in cfg.sources)
     for i, s in enumerate(cfg.sources):
         if seen[(s.format, s.path, s.split)] > 1:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from .base import METRICS, Bucket, MetricName, PRRecordFormat, SourceFormat
+from .base import MATCH_WAYS, METRICS, Bucket, MatchWay, MetricName, PRRecordFormat, SourceFormat
 
 Probability = Annotated[float, Field(gt=0, lt=1)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -154,8 +154,40 @@ class ChecksConfig(Table):
 class ExportConfig(Table):
     buckets: Annotated[list[Bucket], Field(min_length=1)] = ["final", "refined"]
     require_gate: bool = True  # only partitions whose gate is ACCEPT
-    layout: Literal["openai", "source"] = "openai"  # SFT rows as OpenAI chat messages, or in the source's own encoding
+    # one turn per row as OpenAI chat messages or in the source's own encoding, or one source trajectory per row
+    layout: Literal["openai", "source", "trajectory"] = "openai"
     reasoning: Literal["keep", "drop"] = "keep"  # assistant messages' reasoning in the SFT rows
+    weight: Literal["none", "score"] = "none"  # trajectory rows: each trained message's weight = duel score / 100
+    truncate_after_last_trained: bool = False  # trajectory rows end at their last trained message
+
+
+class BenchmarkSpec(Table):
+    """A benchmark's instance list, read like a source (local JSONL / JSON / parquet, hub name, hf:// URL)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]  # matches are named contaminated:<name>:<way>
+    path: Name
+    split: Name = "test"
+    revision: Optional[Name] = None  # a hub dataset's branch, tag or commit
+    policy: Literal["drop", "tag"] = "drop"
+
+
+class DecontaminationConfig(Table):
+    benchmarks: Annotated[list[BenchmarkSpec], Field(max_length=64)] = []
+    ways: Annotated[list[MatchWay], Field(min_length=1)] = list(MATCH_WAYS)
+    window_days: Annotated[float, Field(ge=0, le=3650)] = 30.0  # repo_window: PRs created this close to the instance's
+    problem_threshold: Annotated[float, Field(gt=0, le=1)] = 0.8  # estimated Jaccard of word 5-shingles
+    num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
+    pr_records: bool = True  # look turns' PR records up in [[pr_records]] for base commit, date and patch
+    max_instances: Annotated[int, Field(ge=1, le=10_000_000)] = 2_000_000  # rows read per benchmark
+
+
+class NearDuplicatesConfig(Table):
+    enabled: bool = False
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.8  # estimated Jaccard of the task and of the recent steps + move
+    last_steps: Annotated[int, Field(ge=0, le=50)] = 2  # k: history steps (a move and its observation) in the signature
+    num_perm: Annotated[int, Field(ge=16, le=1024)] = 64
+    max_per_instance: Annotated[int, Field(ge=0, le=1_000_000)] = 0  # 0: no cap
+    max_per_repo: Annotated[int, Field(ge=0, le=100_000_000)] = 0  # 0: no cap
 
 
 class HiddenInfoConfig(Table):
@@ -236,6 +268,8 @@ class ChainConfig(Table):
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
+    near_duplicates: NearDuplicatesConfig = Field(default_factory=NearDuplicatesConfig)
     hidden_info: HiddenInfoConfig = Field(default_factory=HiddenInfoConfig)
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     locks: LocksConfig = Field(default_factory=LocksConfig)

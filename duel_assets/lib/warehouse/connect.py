@@ -46,7 +46,7 @@ def open_local(path: str, read_only: bool) -> duckdb.DuckDBPyConnection:
             if newer:
                 raise WarehouseError(
                     f"{path} was written by a newer DuckDB (storage version {newer.group(1)}) than the DuckDB "
-                    f"{duckdb.__version__} installed here: move it as README 'Moving an existing warehouse' says "
+                    f"{duckdb.__version__} installed here: move it as docs/operations.md 'Moving an existing warehouse' says "
                     "(EXPORT DATABASE with DuckDB 2, IMPORT DATABASE here), or move it aside and re-run "
                     "(cached calls cost nothing)") from None
             if "lock" not in str(e).lower() or attempt == 7:

@@ -37,6 +37,16 @@ def _plain(value: Any) -> Any:
     return str(value)  # dates, decimals
 
 
+def _surely_fits(v: Any) -> bool:
+    """Whether ``v``'s JSON is within :data:`META_MAX_CHARS` without writing it: a scalar, or a
+    string short enough even if every character became a six-character escape."""
+    if v is None or isinstance(v, (bool, float)):
+        return True
+    if isinstance(v, int):
+        return -(10 ** 100) < v < 10 ** 100
+    return isinstance(v, str) and 6 * len(v) + 2 <= META_MAX_CHARS
+
+
 def source_meta(row: dict, consumed: Iterable[str], extra: dict | None = None) -> dict:
     """The row's fields outside ``consumed`` (and outside loader-added ``_`` keys), small ones kept."""
     skip = set(consumed)
@@ -48,6 +58,9 @@ def source_meta(row: dict, consumed: Iterable[str], extra: dict | None = None) -
         if k in skip or k.startswith("_") or k in meta:
             continue
         v = _plain(v)
+        if _surely_fits(v):
+            meta[k] = v
+            continue
         size = len(json.dumps(v, ensure_ascii=False, default=str))
         if size > META_MAX_CHARS:
             omitted[k] = size

@@ -1,0 +1,87 @@
+"""The PR records of some instances, with the fields decontamination needs.
+
+The same sources as the ``pr_records`` asset (``[[pr_records]]`` in order, else the bundled
+records), read the same way (DuckDB, the id filter pushed into the scan), but with the record's
+creation time as well: ``repo``, ``base_commit``, ``created_at``, the patch and the problem statement,
+whichever of them a source has. A local source's connection and columns are kept for the process
+(the lookups of one sampling come per batch of rows), re-opened when its files change.
+"""
+from __future__ import annotations
+
+import threading
+
+import duckdb
+
+from ...settings import ConfigError, PRRecordSpec, env
+from ..pr_records import _scan_sql, pr_query
+from ..sources import BUNDLED_PR_RECORDS, resolve_local
+
+FIELDS = ("repo", "base_commit", "created_at", "patch", "target_patch", "problem_statement")
+_OPEN: dict[str, tuple[tuple, duckdb.DuckDBPyConnection, str, list[str]]] = {}  # local path -> (stamp, con, scan, columns)
+_LOCK = threading.Lock()
+
+
+def _open(path: str, scan: str, remote: bool) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    con = duckdb.connect(":memory:")
+    try:
+        if remote:
+            con.execute("INSTALL httpfs; LOAD httpfs;")
+            token = env.hf_token()
+            if token:
+                con.execute("CREATE SECRET hf_token (TYPE huggingface, TOKEN ?)", [token])
+        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        if "instance_id" not in cols:
+            raise ConfigError(f"PR records at {path!r} have no instance_id column")
+    except BaseException:
+        con.close()
+        raise
+    return con, [c for c in FIELDS if c in cols]
+
+
+def _query(path: str, ids: list[str]) -> dict[str, dict]:
+    files = resolve_local(path)
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files) if files else None
+    with _LOCK:
+        try:
+            kept = _OPEN.pop(path, None)
+            if kept is not None and (stamp is None or kept[0] != stamp):
+                kept[1].close()
+                kept = None
+            if kept is None:
+                scan, remote = _scan_sql(path)
+                con, present = _open(path, scan, remote)
+            else:
+                con, scan, present = kept[1], kept[2], kept[3]
+            try:
+                select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in present) or "NULL AS none"
+                rows = con.execute(pr_query(scan, select, ids)).fetchall()
+            finally:
+                if stamp is None:
+                    con.close()
+                else:
+                    while len(_OPEN) >= 8:
+                        _OPEN.pop(next(iter(_OPEN)))[1].close()
+                    _OPEN[path] = (stamp, con, scan, present)
+        except duckdb.Error as e:
+            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise ConfigError(f"PR records at {path!r} cannot be read: {first}") from None
+    by_lower = {i.lower(): i for i in ids}
+    out: dict[str, dict] = {}
+    for r in rows:
+        key = by_lower.get(str(r[0]).lower())
+        if key and key not in out:
+            rec = {c: v for c, v in zip(present, r[1:]) if v is not None}
+            rec.setdefault("patch", rec.pop("target_patch", None))
+            out[key] = rec
+    return out
+
+
+def lookup_records(specs: list[PRRecordSpec] | None, ids: list[str]) -> dict[str, dict]:
+    """instance id -> its record's fields, from the first source that has the id."""
+    out: dict[str, dict] = {}
+    for spec in specs or [PRRecordSpec(path=BUNDLED_PR_RECORDS)]:
+        rest = [i for i in ids if i not in out]
+        if not rest:
+            break
+        out.update(_query(spec.path, rest))
+    return out
