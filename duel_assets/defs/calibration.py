@@ -65,7 +65,7 @@ def judge_calibration(context: dg.AssetExecutionContext, config: CalibrationRunC
     if not cset.pairs:
         raise dg.Failure(description=f"{path}: no valid labelled pair ({len(cset.skips)} lines skipped: "
                                      f"{cset.skipped_by_reason()})")
-    run = run_panel(llm.caller(cfg, paths, context.log.info), cset.pairs, cfg, label=f"calibration {key}")
+    run = run_panel(llm.caller(cfg, paths, context.log.info, judges_only=True), cset.pairs, cfg, label=f"calibration {key}")
     failed = too_many_failures("judge_calibration", run.stats, cfg)
     if failed:
         raise dg.Failure(description=failed + ". Completed calls are cached: a re-run pays only for the rest.")
