@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import tables
 from .answers import Planned, answer_row, generation_params, history_text, plan_generation  # noqa: F401
-from .judging import Judged, JudgeJob, judge_jobs_for_turn, judge_once, judge_params, judge_row  # noqa: F401
+from .judging import Judged, JudgeJob, judge_jobs_for_turn, judge_once, judge_params, judge_row, parse_rates  # noqa: F401
 from .llm import CallStats
 from .settings import ChainConfig
 from .stage import ROLES, StageResult, run_stage, run_stage_async  # noqa: F401
@@ -65,6 +65,8 @@ def role_metadata(role: str, rows: list[dict], stats: CallStats, cfg: ChainConfi
             "parsed": sum(bool(r["parsed"]) for r in rows),
             "parse_rate": round(sum(bool(r["parsed"]) for r in judged) / len(judged), 4) if judged else None,
             "retried": sum(bool(r["retried"]) for r in rows),
+            "structured": cfg.judges.structured,
+            "parse_rate_by_judge_and_format": parse_rates(rows),
             "not_judged_by_reason": skipped,
             "per_judge": markdown_table(per_judge_stats(pd.DataFrame(rows, columns=columns("judge_scores")))),
         })
