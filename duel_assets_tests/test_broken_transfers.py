@@ -84,3 +84,19 @@ def test_an_endpoint_that_cuts_concurrent_streams_gets_a_lower_concurrency_and_k
     assert cut >= 1 and all(r.ok for r in results) and stats.broken_streams == 0 and stats.downgrades == {}
     st = fresh_standin.state.stats()
     assert st["max_in_flight"] == 1 and st["cut_streams"] == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode,kind", [("html", "garbage"), ("close-mid-stream", "broken_stream"),
+                                       ("cut-without-done", "broken_stream")])
+def test_a_partition_against_an_endpoint_that_never_replies_whole_fails_counted_and_stores_nothing(duel_env, instance, mode, kind):
+    from duel_assets_tests.conftest import materialize
+
+    standin_post(duel_env["standin"], "/_standin/modes", {"modes": [mode]})
+    res = materialize(instance, "p", raise_on_error=False)
+    assert not res.success
+    failure = next(e for e in res.all_events if e.is_step_failure and e.step_key == "duel_calls")
+    msg = failure.event_specific_data.error.message
+    for asset in ("king_answers", "challenger_answers"):  # every call failed, each counted under its kind
+        assert f"{asset}: 6/6 calls failed" in msg and f"by kind {{'{kind}': 6}}" in msg, msg
+    assert CallStore(duel_env["home"] / "cache" / "llm_calls.sqlite").count() == 0  # nothing stored
