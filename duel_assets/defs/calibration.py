@@ -27,7 +27,7 @@ CALIBRATION_FILES = "calibration_files"  # the partitions definition's name, as 
 calibration_files = dg.DynamicPartitionsDefinition(name=CALIBRATION_FILES)
 
 _TEXT = {"pair_id", "kind", "label", "judge", "order", "parse_error", "winner", "reason", "raw_reply", "error_kind",
-         "error", "call_key", "calibration_file"}
+         "error", "call_key", "calibration_file", "reply_format"}
 _FLAGS = {"parsed", "retried", "cached"}
 
 
