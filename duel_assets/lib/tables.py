@@ -56,6 +56,7 @@ DECLARED: dict[str, list[tuple[str, str]]] = {
         ("winner", "VARCHAR"), ("reason", "VARCHAR"), ("raw_reply", "VARCHAR"), ("error_kind", "VARCHAR"),
         ("error", "VARCHAR"), ("prompt_tokens", "BIGINT"), ("completion_tokens", "BIGINT"), ("call_key", "VARCHAR"),
         ("cached_tokens", "BIGINT"), ("served_model", "VARCHAR"), ("standin", "BOOLEAN"), ("usage_estimated", "BOOLEAN"),
+        ("reply_format", "VARCHAR"),  # json_schema, json_object (the structured output asked for) or text
     ],
     "duel_verdict": [
         ("prompt_file", "VARCHAR"), ("turn_id", "VARCHAR"), ("opponent", "VARCHAR"), ("parsed", "BOOLEAN"),

@@ -1,6 +1,8 @@
 """Whole partitions against endpoints with a real server's quirks: switches refused, streams
 without usage, streams cut by a concurrent request. Each partition completes with real answers;
-what was learnt is counted in the step's metadata and kept for the next process."""
+what was learnt is counted in the step's metadata and kept for the next process. Against an
+endpoint that never replies whole (a 200 HTML page, a stream closed mid-way or ended without
+[DONE]) the partition fails, every call counted under its kind, and nothing is stored."""
 import os
 import subprocess
 import sys
@@ -114,3 +116,16 @@ def test_a_partition_completes_against_an_endpoint_that_cuts_concurrent_streams(
     assert store.downgrades(endpoint_id(srv.base_url)).concurrency == 1
     calls = store.items()  # every stored call is a whole reply: none of the cut ones
     assert calls and all(r["finish_reason"] and (r["content"] or r["tool_calls"]) for _, r in calls)
+
+
+@pytest.mark.parametrize("mode,kind", [("html", "garbage"), ("close-mid-stream", "broken_stream"),
+                                       ("cut-without-done", "broken_stream")])
+def test_a_partition_against_an_endpoint_that_never_replies_whole_fails_counted_and_stores_nothing(duel_env, instance, mode, kind):
+    standin_post(duel_env["standin"], "/_standin/modes", {"modes": [mode]})
+    res = materialize(instance, "p", raise_on_error=False)
+    assert not res.success
+    failure = next(e for e in res.all_events if e.is_step_failure and e.step_key == "duel_calls")
+    msg = failure.event_specific_data.error.message
+    for asset in ("king_answers", "challenger_answers"):  # every call failed, each counted under its kind
+        assert f"{asset}: 6/6 calls failed" in msg and f"by kind {{'{kind}': 6}}" in msg, msg
+    assert CallStore(duel_env["home"] / "cache" / "llm_calls.sqlite").count() == 0  # nothing stored

@@ -14,7 +14,7 @@ from duel_assets_tests.conftest import standin_post
 TOOLS = [{"type": "function", "function": {"name": "bash", "description": "run a command",
                                            "parameters": {"type": "object", "properties": {"command": {"type": "string"}}}}}]
 SCHEMA = {"type": "object", "properties": {"winner": {"type": "string"}}}
-JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA, "strict": True}}
+JSON_SCHEMA = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": SCHEMA}}
 # llama-cpp-python 0.3.36's answer to a json_schema response format, as measured
 LLAMA_500 = json.dumps({"error": {"message": "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
                                              "'response_format', 'type'), 'msg': \"Input should be 'text' or "

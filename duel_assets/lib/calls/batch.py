@@ -43,6 +43,7 @@ class Batcher:
         self.jobs: set[asyncio.Task] = set()
         self.holder = session.gate.holder
         self.adopted = False
+        self.formats: dict[str, str | None] = {}  # key -> the structured output its body asks for (stored with the reply)
 
     def takes(self, req: CallRequest) -> bool:
         return getattr(self.cfg, "mode", "online") == "batch" and req.role in getattr(self.cfg, "batch_roles", ())
@@ -93,6 +94,8 @@ class Batcher:
 
     async def _submit(self, items: dict) -> None:
         await self._adopt_orphans()
+        bodies = {key: self._body(req) for key, (req, _, _, _) in items.items()}
+        self.formats.update({key: dg.reply_format(body) for key, body in bodies.items()})
         pricing = self.session.pricing
         wanted = [(key, req.role, req.model, pricing.worst(req)) for key, (req, _, _, _) in items.items()]
         done, live, pending, mine, left = self.store.claim_for_batch(self.holder, self.endpoint, wanted, pricing.max_usd)
@@ -104,7 +107,7 @@ class Batcher:
         waits = {batch_id for batch_id in live.values()}
         if mine:
             assert pending is not None
-            waits.add(await self._create(pending, {k: items[k][0] for k in mine}))
+            waits.add(await self._create(pending, {k: bodies[k] for k in mine}))
         await asyncio.gather(*(self._poll(b) for b in waits))
         for key in live:
             self._land(items[key], key, mine=False)
@@ -120,12 +123,16 @@ class Batcher:
             if self.task is None or self.task.done():
                 self.task = asyncio.ensure_future(self._collect())
 
-    async def _create(self, pending: str, reqs: dict[str, CallRequest]) -> str:
+    def _body(self, req: CallRequest) -> dict:
+        """The body a request goes with, downgraded as the endpoint wants (never streamed)."""
+        body = request_body(req)
+        dg.apply(body, dg.for_request(self.session.downgrades.of(req.model), req.params))
+        return body
+
+    async def _create(self, pending: str, bodies: dict[str, dict]) -> str:
         sdk = self.session.client.sdk
         lines = []
-        for key, req in reqs.items():
-            body = request_body(req)
-            dg.apply(body, dict(self.session.downgrades.of(req.model)))
+        for key, body in bodies.items():
             lines.append(json.dumps({"custom_id": key, "method": "POST", "url": ENDPOINT_PATH, "body": body},
                                     ensure_ascii=False))
         try:
@@ -136,7 +143,7 @@ class Batcher:
             self.store.batch_abandoned(pending)
             raise
         self.store.batch_created(pending, b.id, b.status)
-        self.caller.log(f"{self.session.label}: batch {b.id} submitted ({len(reqs)} requests)")
+        self.caller.log(f"{self.session.label}: batch {b.id} submitted ({len(bodies)} requests)")
         return b.id
 
     def _poll(self, batch_id: str) -> asyncio.Task:
@@ -172,7 +179,7 @@ class Batcher:
         if not key or key not in rows or resp.get("status_code") != 200:
             return
         role, model = rows[key]
-        parsed = {**parse_reply(resp.get("body") or {}), "batch": True}
+        parsed = {**parse_reply(resp.get("body") or {}), "batch": True, "reply_format": self.formats.get(key)}
         self.store.put(key, role, model, parsed, self.endpoint, self.session.pricing.paid(model, parsed, batch=True))
 
     def _land(self, item: tuple, key: str, mine: bool) -> None:

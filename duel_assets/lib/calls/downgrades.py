@@ -5,7 +5,8 @@ request's switches is answered by asking again with that switch one step down:
 
 * ``stream`` -> off: the reply is asked for whole;
 * ``stream_options`` -> off: no usage chunk asked for (usage is then estimated);
-* ``response_format``: ``json_schema`` -> ``json_object`` with the schema beside it -> off;
+* ``response_format``: ``json_schema`` -> ``json_object`` with the schema beside it -> off (not off
+  when the schema is ``strict``: :func:`format_required`);
 * ``tool_choice`` -> off; ``tools`` -> off (``tool_choice`` with it);
 * ``seed`` -> off.
 
@@ -82,6 +83,29 @@ def next_value(switch: str, body: dict) -> str:
         if isinstance(rf, dict) and rf.get("type") == "json_schema":
             return "json_object"
     return OFF
+
+
+def format_required(params: dict) -> bool:
+    """Whether a request's ``response_format`` may not be turned off: a ``json_schema`` marked
+    ``strict`` (structured output required) goes down to ``json_object`` with its schema, no further."""
+    rf = params.get("response_format")
+    js = rf.get("json_schema") if isinstance(rf, dict) else None
+    return isinstance(js, dict) and js.get("strict") is True
+
+
+def for_request(switches: dict[str, str], params: dict) -> dict[str, str]:
+    """The downgrades a request goes with: those learnt for its model, a required response format
+    kept at ``json_object`` (:func:`format_required`)."""
+    if switches.get("response_format") == OFF and format_required(params):
+        return {**switches, "response_format": "json_object"}  # as low as a required format goes
+    return dict(switches)
+
+
+def reply_format(body: dict) -> str | None:
+    """The structured-output mode a body as sent asks for (``json_schema``, ``json_object``), or None."""
+    rf = body.get("response_format")
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    return kind if kind in ("json_schema", "json_object") else None
 
 
 def refused_switch(status: int, text: str, body: dict) -> str | None:

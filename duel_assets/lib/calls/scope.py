@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .downgrades import Downgrades, apply, identity_key
+from .downgrades import Downgrades, apply, for_request, identity_key
 from .types import CallRequest, call_identity
 from .wire import request_body
 
@@ -29,7 +29,7 @@ class EndpointCalls:
         switch of its body that shapes the reply, that of the body it gets instead."""
         if isinstance(item, str):
             return item
-        switches = self.downgrades.of(item.model)
+        switches = for_request(self.downgrades.of(item.model), item.params)
         if not switches:
             return item.key
         return identity_key(item.key, apply(request_body(item), switches))

@@ -111,7 +111,8 @@ class Sending:
                     self._cut(detail, bound)
                 refusal = exc if isinstance(exc, StatusError) and dg.is_refusal(exc.status, exc.text) else None
                 # learnt before the slot is given back: the requests it lets go are sent downgraded
-                downgraded = refusal is not None and steps < MAX_DOWNGRADE_STEPS and self._refused(req.model, refusal, body)
+                downgraded = refusal is not None and steps < MAX_DOWNGRADE_STEPS and self._refused(
+                    req.model, refusal, body, dg.format_required(req.params))
                 gate.release(key)
                 if downgraded:
                     steps += 1
@@ -129,6 +130,7 @@ class Sending:
                 self.heard = True
                 if parsed["usage_missing"]:
                     parsed = estimate_usage(req, parsed)
+                parsed["reply_format"] = dg.reply_format(body)  # stored with the reply: how it was asked for
                 gate.complete(key, req.role, req.model, parsed, self.pricing.paid(req.model, parsed))
                 self._announce(_limits(headers))
                 self._confirm(req.model, switches, stats)
@@ -164,7 +166,7 @@ class Sending:
     def _body(self, req: CallRequest) -> tuple[dict, dict[str, str], str]:
         """(the body to send now, the downgrades it went with, the call's identity for it)."""
         body = request_body(req, stream=self.stream)
-        switches = dict(self.downgrades.of(req.model))
+        switches = dg.for_request(self.downgrades.of(req.model), req.params)
         changed = dg.apply(body, switches)
         return body, switches, self.caller.cache.key(dg.identity_key(req.key, changed))
 
@@ -178,13 +180,15 @@ class Sending:
             raise NoReply(self.silenced.result())
         return post.result()
 
-    def _refused(self, model: str, exc: StatusError, body: dict) -> bool:
+    def _refused(self, model: str, exc: StatusError, body: dict, format_required: bool = False) -> bool:
         """Turn down the switch a refusal names (for this session at once); False when it names none
-        the body used."""
+        the body used, or only a required response format."""
         switch = next((s for s in dg.named_switches(exc.text) if dg.uses(body, s)), None)
         if switch is None:
             return False
         value = dg.next_value(switch, body)
+        if switch == "response_format" and value == dg.OFF and format_required:
+            return False
         if dg.further(switch, self.downgrades.of(model).get(switch), value):
             self.downgrades.set(model, switch, value)
             self.pending[(model, switch)] = (value, scrub(f"HTTP {exc.status}: {exc.message}", self.caller.secrets))

@@ -80,7 +80,8 @@ class CallSession(Sending):
         step = max(1, len(self.trace) // points)
         stats.window_trace = self.trace[::step] + ([self.trace[-1]] if self.trace and len(self.trace) % step != 1 else [])
 
-    def expect(self, n: int) -> None:
+    def expect(self, n: int, role: str = "", model: str = "") -> None:
+        """``n`` more calls for the progress count (``role`` and ``model`` say where a routed session sends them)."""
         self.total += n
         if self.bar is not None:
             self.bar.total = self.total

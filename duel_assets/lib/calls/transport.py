@@ -37,9 +37,9 @@ def _tls_context():
 
 class Client:
     """The ``AsyncOpenAI`` client of one call session (it belongs to that session's event loop) and
-    the headers each of its requests adds: connections kept alive, one per call in flight (the gate
-    bounds how many). Nothing comes from the environment: no proxy variables, and none of the SDK's
-    own (``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``) is sent to the endpoint. Without a key, the base
+    the headers each of its requests adds (the endpoint's extra ones among them): connections kept
+    alive, one per call in flight (the gate bounds how many). Nothing comes from the environment: no
+    proxy variables, and none of the SDK's own (``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``) is sent to the endpoint. Without a key, the base
     URL's user info is sent as basic auth, or no ``Authorization`` at all (the SDK asks for that to
     be said per request)."""
 
@@ -49,7 +49,7 @@ class Client:
         http = openai.DefaultAioHttpClient(verify=_tls_context() if https else False, trust_env=False,
                                            limits=httpx2.Limits(max_connections=pool, max_keepalive_connections=pool))
         self.headers: dict = {}
-        defaults: dict = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
+        defaults: dict = {**dict(endpoint.headers), "OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
         if not endpoint.api_key:
             user = endpoint.basic_auth
             if user:

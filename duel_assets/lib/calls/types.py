@@ -72,6 +72,7 @@ class CallResult:
     usage_estimated: bool = False  # so the tokens are estimated from the text
     served_model: str | None = None
     standin: bool = False  # answered by the offline stand-in, not a model
+    reply_format: str | None = None  # the structured output asked for (json_schema, json_object), None: free text
     error_kind: str | None = None
     error: str | None = None
     attempts: int = 0

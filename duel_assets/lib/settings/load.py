@@ -11,7 +11,7 @@ import tomllib
 from pydantic import ValidationError
 
 from ..system.bounded import InputRefused, read_bounded
-from . import env
+from . import endpoints, env
 from .base import ConfigError
 from .errors import error_line, key_path, toml_value
 from .model import ChainConfig
@@ -86,7 +86,7 @@ def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
             out.append(f"sources[{i}]: got {s.format} {toml_value(s.path)} (split {s.split}) more than once; "
                        "allowed: each source once (use weight to favour one)")
             seen[(s.format, s.path, s.split)] = 1
-    return out
+    return out + endpoints.cross_checks(cfg, k)
 
 
 def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:
