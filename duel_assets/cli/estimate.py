@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from duel_assets.lib.settings import ConfigError, Paths, env, load_config
+from duel_assets.lib.settings import ConfigError, Paths, endpoints, env, load_config
 
 
 def targets(keys: list[str], paths: Paths, with_registered: bool = True) -> list[str]:
@@ -25,22 +25,25 @@ def targets(keys: list[str], paths: Paths, with_registered: bool = True) -> list
 def estimate(keys: list[str], paths: Paths, cfg=None) -> dict:
     """The estimate as one JSON-able object: per role and model, totals, partitions left out."""
     from duel_assets.lib.calls.estimate import OBSERVED_LIMIT, Estimate
-    from duel_assets.lib.calls.scope import EndpointCalls
     from duel_assets.lib.calls.store_pg import open_store
     from duel_assets.lib.duel import estimate as plan
 
     cfg = cfg or load_config()
     store = open_store(paths.call_cache)
     try:
-        endpoint = env.resolve_endpoint()
         observed = plan.observed_from(store.recent_calls(OBSERVED_LIMIT))
-        scope = None
-        if endpoint is not None:
-            scope = EndpointCalls(store, endpoint.id)
-            scope.downgrades.update(store.downgrades(endpoint.id))
+        scopes = _scopes(store, cfg)
 
         def lookup(reqs):
-            return scope.get_many(reqs) if scope is not None and reqs else {}
+            """The stored calls among ``reqs``, each looked up at the endpoint its role calls."""
+            groups: dict = {}
+            for r in reqs:
+                groups.setdefault(endpoints.route(cfg, r.role, r.model), []).append(r)
+            out: dict = {}
+            for name, group in groups.items():
+                if name in scopes:
+                    out.update(scopes[name].get_many(group))
+            return out
 
         est = Estimate(cfg.prices, observed)
         plans, left_out = plan.load_plans(paths.home, keys, cfg, paths.prompt_file, paths.pr_records_cache)
@@ -51,8 +54,26 @@ def estimate(keys: list[str], paths: Paths, cfg=None) -> dict:
         store.close()
     return {"partitions": [p.key for p in plans], "turns": sum(len(p.turns) for p in plans),
             "turns_held_elsewhere": sum(p.duplicates for p in plans), "not_estimated": left_out,
-            "endpoint": endpoint.id if endpoint is not None else None, "by_role": est.rows(), "total": est.totals(),
+            "endpoint": ", ".join(s.endpoint for s in scopes.values()) or None, "by_role": est.rows(), "total": est.totals(),
             "decided_skip_share": shares}
+
+
+def _scopes(store, cfg) -> dict:
+    """The call store as each endpoint the chain's roles use sees it, by endpoint name (one whose URL
+    is not set has none: nothing is stored for it)."""
+    from duel_assets.lib.calls.scope import EndpointCalls
+
+    out = {}
+    for name in endpoints.used(cfg):
+        spec = cfg.endpoints.get(name)
+        try:
+            ep = env.resolve_endpoint() if spec is None else endpoints.spec_endpoint(name, spec)
+        except ConfigError:
+            ep = None
+        if ep is not None:
+            out[name] = EndpointCalls(store, ep.id)
+            out[name].downgrades.update(store.downgrades(ep.id))
+    return out
 
 
 def _skip_rows(paths: Paths) -> list[tuple]:

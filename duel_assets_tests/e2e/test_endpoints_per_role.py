@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 
+from duel_assets.cli.estimate import estimate
 from duel_assets.devtools.standin import StandinServer
 from duel_assets.lib.calls import CallStore
-from duel_assets.lib.settings import endpoint_id
+from duel_assets.lib.settings import Paths, endpoint_id
 from duel_assets_tests.conftest import CANARY_KEY, materialize, metadata, query
 
 JUDGE_KEY = "sk-second-endpoint-canary-41d2"
@@ -61,10 +62,13 @@ def test_roles_reach_their_own_endpoints_each_within_its_own_bounds(duel_env, in
         assert store.budget(endpoint_id(slow.base_url)).learned_rpm == 240
         assert store.budget(endpoint_id(first.base_url)).learned_rpm == 0
         assert first_stats["rate_limited"] == 0 and metadata(res, "king_answers")["llm_rate_limited"] == 0
-        # a second run buys nothing from either
+        # a second run buys nothing from either, and the estimate finds every call stored at its endpoint
         before = (first.state.stats()["requests"], slow.state.stats()["requests"])
         assert materialize(instance, "p").success
         assert (first.state.stats()["requests"], slow.state.stats()["requests"]) == before
+        est = estimate(["p"], Paths.from_env())
+        assert est["total"]["calls"] == est["total"]["stored"] > 0 and est["total"]["to_pay"] == 0
+        assert est["endpoint"] == f"{endpoint_id(first.base_url)}, {endpoint_id(slow.base_url)}"
 
 
 def test_config_lists_each_endpoint_with_its_roles_and_no_secret(duel_env):
