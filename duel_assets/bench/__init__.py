@@ -74,6 +74,11 @@ def _llm(r: dict) -> list[str]:
         f"(client CPU {r['llm_client_cpu_s']:.2f} s); median of {len(r['llm_efficiency_trials'])} runs: "
         f"{', '.join(f'{e:.3f}' for e in r['llm_efficiency_trials'])}; share of the machine's CPU time taken by its host "
         f"meanwhile: {', '.join('n/a' if s is None else f'{s:.0%}' for s in r['llm_cpu_steal_share_trials'])}",
+        f"  a plain AsyncOpenAI + semaphore client on the same {r['plain_sdk_calls']} bodies and stand-in: efficiency "
+        f"{r['plain_sdk_efficiency']:.2f} ({', '.join(f'{e:.3f}' for e in r['plain_sdk_efficiency_trials'])}) -> "
+        f"llm_vs_plain_sdk {r['llm_vs_plain_sdk']:.2f} (per run: {', '.join(f'{x:.2f}' for x in r['llm_vs_plain_sdk_trials'])}); "
+        f"client CPU per call {r['llm_client_cpu_ms_per_call']:.2f} ms vs {r['plain_sdk_client_cpu_ms_per_call']:.2f} ms; "
+        f"host's share meanwhile: {', '.join('n/a' if s is None else f'{s:.0%}' for s in r['plain_sdk_cpu_steal_share_trials'])}",
         f"  sequential: {r['sequential_per_call_s'] * 1000:.0f} ms/call measured on 30 calls -> {r['sequential_projected_s']:.0f} s "
         f"-> speedup {r['speedup_vs_sequential']:.1f}x; warm re-run: {r['llm_warm_calls']} model calls, {r['llm_warm_wall_s']:.2f} s; "
         f"repeated bodies at the endpoint: {r['llm_repeats']}"]
@@ -86,7 +91,11 @@ def _panel(r: dict) -> list[str]:
         f"provider's prefix cache; {r['judge_calls_skipped']}/{r['judge_calls']} judge calls skipped as decided "
         f"(judge_calls_saved {r['judge_calls_saved']:.0%}, buckets identical: {r['buckets_identical']}); "
         f"{r['accepted_turns']} accepted turns, cost per accepted turn "
-        + (f"${cost:.6f}" if cost is not None else "n/a") + f" (by role: {r['cost_by_role']})"]
+        + (f"${cost:.6f}" if cost is not None else "n/a") + f" (by role: {r['cost_by_role']})",
+        f"  the same partition through the batch API ({r['batches_created']} batches, at the batch prices): "
+        + (f"${r['cost_per_accepted_turn_batch']:.6f}" if r.get("cost_per_accepted_turn_batch") is not None else "n/a")
+        + f" per accepted turn ({r['batch_accepted_turns']} accepted; buckets as online: {r['batch_buckets_identical']}; "
+        f"batch/online {r['batch_vs_online_cost']})"]
 
 
 def _goodput(r: dict) -> list[str]:

@@ -15,7 +15,9 @@ LATENCY_MS = 200.0
 CONCURRENCY = 64
 TURNS = 200
 TRIALS = 3  # runs of the LLM stage; the median is reported
-PRICES = {"prompt": 0.60, "completion": 2.50, "cached_prompt": 0.15}  # USD per 1M tokens (an example price list)
+# USD per 1M tokens (an example price list; through the batch API at half the price)
+PRICES = {"prompt": 0.60, "completion": 2.50, "cached_prompt": 0.15, "batch_prompt": 0.30, "batch_completion": 1.25,
+          "batch_cached_prompt": 0.075}
 
 
 @contextmanager
@@ -71,8 +73,8 @@ def write_config(tmp: Path, source: Path, concurrency: int = CONCURRENCY, judges
                  turns: int = TURNS, skip_decided: bool = True) -> Path:
     cfg = tmp / "bench_chain.toml"
     panel = ", ".join(f'"{j}"' for j in judges)
-    prices = "".join(f'\n[prices."{m}"]\nprompt = {PRICES["prompt"]}\ncompletion = {PRICES["completion"]}\n'
-                     f'cached_prompt = {PRICES["cached_prompt"]}\n' for m in dict.fromkeys(("standin-generator", *judges)))
+    prices = "".join(f'\n[prices."{m}"]\n' + "".join(f"{k} = {v}\n" for k, v in PRICES.items())
+                     for m in dict.fromkeys(("standin-generator", *judges)))
     cfg.write_text(f"""
 [[sources]]
 format = "swe_zero"

@@ -90,7 +90,7 @@ def bench_warm_rerun(tmp: Path) -> dict:
                 return {w.key: memo[w.key] for w in wanted}, Decision(), set()
 
         class SkippedModel(LLMResource):
-            def caller(self, cfg: ChainConfig, paths: Paths, log):
+            def caller(self, cfg: ChainConfig, paths: Paths, log, judges_only: bool = False):
                 return LLMCaller(self.endpoint(), cfg.calls, MemoryStore(), log=log)
 
         skipped = _materialize(inst, key, SkippedModel(settings=DuelSettings.from_environment()), home)

@@ -90,9 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--parallel", type=_positive, default=2, metavar="N",
                    help="partitions run at once (default: 2): one's start-up and verdicts overlap another's calls; "
                         "their calls share calls.concurrency and the rate limits")
+    r.add_argument("--estimate", action="store_true",
+                   help="print what the run would cost (as `duel-assets estimate` does) and stop: nothing is sent")
     r.add_argument("--no-report", action="store_true",
                    help="do not materialize duel_report at the end (what the processes of a --parallel run do)")
     r.set_defaults(fn=_fn("run.cmd_run"))
+    e = sub.add_parser("estimate", help="what a run would cost: calls, tokens and USD per role, online and batch",
+                       description="Print what `duel-assets run` would cost for the partitions it would touch, before "
+                                   "anything is sent: calls, prompt / cached / completion tokens and USD at [prices] per "
+                                   "role and model, online and at the batch prices. Calls already in the call store "
+                                   "cost nothing and are shown as such; completion tokens are the store's observed "
+                                   "means for the model, else max_tokens.")
+    e.add_argument("--partition", action="append", metavar="KEY",
+                   help="partition key (repeatable; default: every registered partition and prompt file)")
+    e.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    e.set_defaults(fn=_fn("estimate.cmd_estimate"))
     f = sub.add_parser("forget", help="remove partitions: registration, history, warehouse rows and files",
                        description="Remove partitions: their registration, their histories in the history index, "
                                    "their rows in every warehouse table and their files; then rewrite report.md and "
@@ -122,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ms-per-prompt-token", type=float, default=0.0, help="extra latency per prompt token (default: 0)")
     g.add_argument("--ms-per-completion-token", type=float, default=0.0, help="extra latency per completion token (default: 0)")
     g.add_argument("--no-prefix-cache", action="store_true", help="report no cached prompt tokens")
+    from duel_assets.devtools.standin.modes import MODES
+
+    g.add_argument("--mode", action="append", choices=MODES, default=[], metavar="MODE",
+                   help="refuse a request switch or break transfers as real servers do, repeatable: "
+                        f"{', '.join(MODES)}")
+    bg = st.add_argument_group("batch API (/v1/files, /v1/batches)")
+    bg.add_argument("--batch-delay-s", type=float, default=0.0, help="seconds before a batch is done (default: 0)")
+    bg.add_argument("--batch-error-rate", type=float, default=0.0,
+                    help="share of a batch's requests that error (a 500 in its error file), 0-1 (default: 0)")
+    bg.add_argument("--batch-expire-rate", type=float, default=0.0,
+                    help="share of a batch's requests left expired (batch_expired; the batch is then expired), 0-1 (default: 0)")
     calibrate.add_standin_args(st)
     st.set_defaults(fn=_fn("serve.cmd_standin"))
     u = sub.add_parser("ui", help="Dagster UI + daemon (dagster dev) with DAGSTER_HOME under DUEL_HOME; "

@@ -73,24 +73,24 @@ def cmd_calibrate(args) -> int:
     from duel_assets.lib.calibration.pairs import CalibrationFileError, read_set
     from duel_assets.lib.calibration.report import load_summary, render_markdown, result_path
     from duel_assets.lib.calls import require_endpoint
-    from duel_assets.lib.settings import ConfigError, Paths, load_config, resolve_endpoint, validate_partition_key
+    from duel_assets.lib.settings import ConfigError, Paths, endpoints, load_config, validate_partition_key
 
     src = Path(args.file)
     paths = Paths.from_env().ensure()
     try:
-        load_config()
+        cfg = load_config()
         key = validate_partition_key(args.key or key_for(src))
         cset = read_set(src)
         if not cset.pairs:
             first = f"; first: {cset.skips[0]}" if cset.skips else ""
             return _err(f"{src}: no valid labelled pair ({len(cset.skips)} lines skipped: {cset.skipped_by_reason()}{first})")
-        ep = require_endpoint(resolve_endpoint())
+        ids = ", ".join(require_endpoint(ep).id for ep in endpoints.resolve_used(cfg, judges_only=True).values())
         staged = _stage(src, paths.home, key, args.replace)
     except (ConfigError, CalibrationFileError, FileExistsError) as e:
         return _err(str(e))
     for s in cset.skips:
         print(f"skipped {src} {s}", file=sys.stderr)
-    print(f"calibrating {len(cset.pairs)} pairs of {staged} (partition {key}) against {ep.id}", file=sys.stderr)
+    print(f"calibrating {len(cset.pairs)} pairs of {staged} (partition {key}) against {ids}", file=sys.stderr)
     rc = _materialize(key, args.target_precision)
     if rc:
         return rc

@@ -34,8 +34,15 @@ def cmd_calls(args) -> int:
             print(f"removed {n} calls of {target}: the next run pays for them again")
             return 0
         rows = store.holdings()
+        learnt = store.downgrade_rows()
     finally:
         store.close()
+    if learnt:  # what an endpoint refused: its calls go without it (--remove-endpoint forgets it too)
+        print("refused by the endpoint (learnt from its refusals):")
+    for d in learnt:
+        what = f"at most {d['value']} request(s) in flight" if d["switch"] == "concurrency" else f"{d['switch']} = {d['value']}"
+        print(f"  {d['endpoint']} {'(every model)' if d['model'] == '*' else d['model']}: {what} since "
+              f"{_when(d['created'])} ({d['reason']})")
     if not rows:
         print("no calls stored")
         return 0

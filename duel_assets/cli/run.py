@@ -16,7 +16,7 @@ from duel_assets.cli.common import (
     registered,
     underlying_error,
 )
-from duel_assets.lib.settings import ConfigError, Paths, mask_url, resolve_endpoint, validate_partition_key
+from duel_assets.lib.settings import ConfigError, Paths, endpoints, load_config, mask_url, validate_partition_key
 from duel_assets.lib.settings.preflight import validate_for_work
 
 
@@ -50,12 +50,21 @@ def cmd_run(args) -> int:
     from duel_assets.lib.calls import require_endpoint
     from duel_assets.lib.watch import scan_prompt_dir
 
-    ep = require_endpoint(resolve_endpoint())
+    try:
+        cfg = load_config()
+        used = endpoints.resolve_used(cfg)
+    except ConfigError as e:
+        return errors_out(e.errors)
     paths = Paths.from_env().ensure()
-    print(f"LLM endpoint: {mask_url(ep.base_url)} (from {ep.source})")
-    if not ep.api_key and not getattr(args, "no_report", False):  # once: not again in each --parallel process
-        print(f"warning: {ep.source} is set and no API key is: requests are sent without one (fine for the "
-              f"stand-in or a local server; a provider answers 401). Set {missing_key_var(ep.source)}.", file=sys.stderr)
+    for name, found in used.items():
+        ep = require_endpoint(found)
+        roles = "" if list(used) == [endpoints.DEFAULT] else f" [{name}: {', '.join(endpoints.roles_of(cfg, name))}]"
+        print(f"LLM endpoint{roles}: {mask_url(ep.base_url)} (from {ep.source})")
+        if not ep.api_key and not getattr(args, "no_report", False):  # once: not again in each --parallel process
+            spec = cfg.endpoints.get(name)
+            var = (spec.api_key_env or f"api_key_env of [endpoints.{name}]") if spec else missing_key_var(ep.source)
+            print(f"warning: {ep.source} is set and no API key is: requests are sent without one (fine for the "
+                  f"stand-in or a local server; a provider answers 401). Set {var}.", file=sys.stderr)
     inst = instance(paths)
     on_disk, refused = scan_prompt_dir(paths.prompt_dir)
     for name in refused:
@@ -63,6 +72,10 @@ def cmd_run(args) -> int:
     problems = unknown_partitions(keys, set(registered(inst)) | set(on_disk), paths)
     if problems and not args.sample_new:
         return errors_out(problems)
+    if getattr(args, "estimate", False):  # what it would cost, and stop (nothing registered, nothing sent)
+        from duel_assets.cli.estimate import print_estimate
+
+        return print_estimate(keys or sorted(set(registered(inst)) | set(on_disk)), paths)
     register_partitions(inst, on_disk + keys)
     targets = keys or registered(inst)
     if not targets:

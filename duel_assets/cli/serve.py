@@ -96,7 +96,8 @@ def cmd_standin(args) -> int:
     faults = tuple(args.faults.split(",")) if args.faults else ()
     kwargs = dict(latency_ms=args.latency_ms, fault_rate=args.fault_rate, rpm=args.rpm, tpm=args.tpm,
                   ms_per_prompt_token=args.ms_per_prompt_token, ms_per_completion_token=args.ms_per_completion_token,
-                  prefix_cache=not args.no_prefix_cache)
+                  prefix_cache=not args.no_prefix_cache, modes=tuple(args.mode), batch_delay_s=args.batch_delay_s,
+                  batch_error_rate=args.batch_error_rate, batch_expire_rate=args.batch_expire_rate)
     kwargs.update(standin_kwargs(args))  # the judge oracle, with --labels
     if faults:
         kwargs["faults"] = faults

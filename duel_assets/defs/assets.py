@@ -14,6 +14,7 @@ from duel_assets.defs.settings import DuelSettings
 from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib import tables
 from duel_assets.lib.calibration.evidence import gate_metadata
+from duel_assets.lib.calls.budget import BudgetReached
 from duel_assets.lib.duel import checks, steps
 from duel_assets.lib.duel.stage import run_stage
 from duel_assets.lib.export import documents, outcome, partition, summary
@@ -181,8 +182,11 @@ def duel_calls(context: dg.AssetExecutionContext, settings: DuelSettings, llm: L
             if role not in roles:
                 df = warehouse.get().read_partition(ROLE_ASSETS[role], key)
                 stored[role] = tables.by_turn(ROLE_ASSETS[role], df)
-    result = run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
-                            stored.get("king"), stored.get("challenger"), label=f"duel {key}")
+    try:
+        result = run_stage(llm.caller(cfg, paths, context.log.info), turns, cfg, prs, mode, roles,
+                           stored.get("king"), stored.get("challenger"), label=f"duel {key}")
+    except BudgetReached as e:
+        raise dg.Failure(description=str(e)) from None
     checks_selected = {(c.asset_key.to_user_string(), c.name) for c in context.selected_asset_check_keys}
     failures: list[str] = []
     for role in ("king", "challenger", "judge"):

@@ -28,7 +28,7 @@ CALIBRATION_FILES = "calibration_files"  # the partitions definition's name, as 
 calibration_files = dg.DynamicPartitionsDefinition(name=CALIBRATION_FILES)
 
 _TEXT = {"pair_id", "kind", "label", "judge", "order", "parse_error", "winner", "reason", "raw_reply", "error_kind",
-         "error", "call_key", "calibration_file"}
+         "error", "call_key", "calibration_file", "reply_format"}
 _FLAGS = {"parsed", "retried", "cached"}
 
 
@@ -66,7 +66,7 @@ def judge_calibration(context: dg.AssetExecutionContext, config: CalibrationRunC
     if not cset.pairs:
         raise dg.Failure(description=f"{path}: no valid labelled pair ({len(cset.skips)} lines skipped: "
                                      f"{cset.skipped_by_reason()})")
-    run = run_panel(llm.caller(cfg, paths, context.log.info), cset.pairs, cfg, label=f"calibration {key}")
+    run = run_panel(llm.caller(cfg, paths, context.log.info, judges_only=True), cset.pairs, cfg, label=f"calibration {key}")
     failed = too_many_failures("judge_calibration", run.stats, cfg)
     if failed:
         raise dg.Failure(description=failed + ". Completed calls are cached: a re-run pays only for the rest.")

@@ -13,8 +13,9 @@ from duel_assets.defs.io_manager import DuelDuckDBIOManager
 from duel_assets.defs.settings import DuelSettings
 from duel_assets.defs.warehouse import WarehouseResource
 from duel_assets.lib.calls import LLMCaller
+from duel_assets.lib.calls.routes import RoutedCaller
 from duel_assets.lib.calls.store_pg import open_store
-from duel_assets.lib.settings import ChainConfig, ConfigError, Endpoint, Paths
+from duel_assets.lib.settings import ChainConfig, ConfigError, Endpoint, Paths, endpoints
 
 
 class LLMResource(dg.ConfigurableResource):
@@ -39,9 +40,21 @@ class LLMResource(dg.ConfigurableResource):
             key = ""
         return Endpoint.of(self.base_url, key, "resource")
 
-    def caller(self, cfg: ChainConfig, paths: Paths, log: Callable[[str], None]) -> LLMCaller:
-        return LLMCaller(self.endpoint(), cfg.calls, open_store(paths.call_cache), log=log,
-                         progress=self.settings.show_progress())
+    def caller(self, cfg: ChainConfig, paths: Paths, log: Callable[[str], None],
+               judges_only: bool = False) -> LLMCaller | RoutedCaller:
+        """The caller of the environment's endpoint; with ``[endpoints]`` / ``[roles]`` in chain.toml,
+        one caller per endpoint a role uses, each call sent to its role's (one call store, one budget
+        and one set of prices for all)."""
+        store, progress = open_store(paths.call_cache), self.settings.show_progress()
+        if not endpoints.is_routed(cfg):
+            return LLMCaller(self.endpoint(), cfg.calls, store, log=log, progress=progress, prices=cfg.prices)
+        callers = {}
+        for name in endpoints.used(cfg, judges_only):
+            spec = cfg.endpoints.get(name)
+            ep = self.endpoint() if spec is None else endpoints.spec_endpoint(name, spec)
+            callers[name] = LLMCaller(ep, endpoints.limits(cfg, name), store, log=log, progress=progress,
+                                      prices=cfg.prices)
+        return RoutedCaller(callers, lambda role, model: endpoints.route(cfg, role, model))
 
 
 def warehouse_io_manager(database: str | None = None) -> DuelDuckDBIOManager:

@@ -30,6 +30,7 @@ _ANSWER = [
     ("completion_tokens", "BIGINT"), ("usage", JSON), ("cached", "BOOLEAN"), ("attempts", "INTEGER"),
     ("call_key", "VARCHAR"), ("error_kind", "VARCHAR"), ("error", "VARCHAR"),
     ("cached_tokens", "BIGINT"), ("excluded_reason", "VARCHAR"), ("served_model", "VARCHAR"), ("standin", "BOOLEAN"),
+    ("usage_estimated", "BOOLEAN"),
 ]
 
 DECLARED: dict[str, list[tuple[str, str]]] = {
@@ -54,7 +55,8 @@ DECLARED: dict[str, list[tuple[str, str]]] = {
         *[(f"{m}_{side}", "INTEGER") for m in METRICS for side in ("challenger", "opponent")],
         ("winner", "VARCHAR"), ("reason", "VARCHAR"), ("raw_reply", "VARCHAR"), ("error_kind", "VARCHAR"),
         ("error", "VARCHAR"), ("prompt_tokens", "BIGINT"), ("completion_tokens", "BIGINT"), ("call_key", "VARCHAR"),
-        ("cached_tokens", "BIGINT"), ("served_model", "VARCHAR"), ("standin", "BOOLEAN"),
+        ("cached_tokens", "BIGINT"), ("served_model", "VARCHAR"), ("standin", "BOOLEAN"), ("usage_estimated", "BOOLEAN"),
+        ("reply_format", "VARCHAR"),  # json_schema, json_object (the structured output asked for) or text
     ],
     "duel_verdict": [
         ("prompt_file", "VARCHAR"), ("turn_id", "VARCHAR"), ("opponent", "VARCHAR"), ("parsed", "BOOLEAN"),

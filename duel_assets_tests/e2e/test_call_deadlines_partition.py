@@ -48,16 +48,16 @@ def test_refusals_reach_the_step_log_the_failure_message_and_the_run_summary(due
 
     import dagster as dg
 
-    said = "stream=true is not supported by this deployment (stand-in)"
+    said = "this model is not served by this deployment (stand-in)"
     cfg = duel_env["config"]
     chain = cfg.read_text()
     # answers refused: the step fails, its message in the provider's words
-    cfg.write_text(chain.replace('model = "standin-generator"', 'model = "standin-no-stream"'))
+    cfg.write_text(chain.replace('model = "standin-generator"', 'model = "standin-refuses"'))
     res = materialize(instance, "p", raise_on_error=False)
     failure = next(e for e in res.all_events if e.is_step_failure and e.step_key == "duel_calls")
     assert f"first http_400: StatusError: HTTP 400: {said}" in failure.event_specific_data.error.message
     # judgements refused but tolerated: the run succeeds, and says so on the terminal and in the step's log
-    cfg.write_text(chain.replace('models = ["standin-judge-1"]', 'models = ["standin-no-stream"]')
+    cfg.write_text(chain.replace('models = ["standin-judge-1"]', 'models = ["standin-refuses"]')
                    .replace("timeout_s = 5", "timeout_s = 5\nmax_failure_rate = 1.0"))
     env = {**os.environ, "DUEL_PROGRESS": "0"}
     out = subprocess.run([str(Path(sys.executable).parent / "duel-assets"), "run", "--partition", "q", "--sample-new"],

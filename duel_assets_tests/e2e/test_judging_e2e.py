@@ -23,7 +23,8 @@ def test_position_biased_judge_cannot_move_scores(duel_env, instance):
 def test_unparseable_judge_retries_once_then_counts_as_failure(duel_env, instance):
     set_judges(duel_env["config"], ["standin-judge-1", "standin-judge-garbage"])
     cfg = duel_env["config"]  # every judge asked, even where the first one already fixed the bucket
-    cfg.write_text(cfg.read_text().replace("[judges]", "[judges]\nskip_decided = false"))
+    # free text (structured output would make the garbage judge answer the schema's JSON)
+    cfg.write_text(cfg.read_text().replace("[judges]", "[judges]\nskip_decided = false\nstructured = false"))
     res = materialize(instance, "p")
     home = duel_env["home"]
     rows = dict(query(home, "SELECT judge, count(*) FILTER (WHERE parsed) FROM duel.judge_scores GROUP BY 1"))
@@ -35,6 +36,8 @@ def test_unparseable_judge_retries_once_then_counts_as_failure(duel_env, instanc
     assert all(p and jp == 1 and jt == 2 and "garbage" not in pj for p, jp, jt, pj in verdict)
     md = metadata(res, "judge_scores")
     assert md["parse_rate"] == 0.5 and md["retried"] == 12
+    assert md["parse_rate_by_judge_and_format"] == {"standin-judge-1": {"text": {"judged": 12, "parsed": 12, "rate": 1.0}},
+                                                    "standin-judge-garbage": {"text": {"judged": 12, "parsed": 0, "rate": 0.0}}}
     checks = {c.check_name: c for c in res.get_asset_check_evaluations()}
     assert not checks["parse_rate"].passed and checks["format_ok_rate"].passed
 

@@ -31,6 +31,8 @@ def test_calibrate_a_user_written_file(oracle_env, capsys):
     assert s["pairs"] == 8 and s["labels"] == {"A": 1, "B": 5, "tie": 2}
     assert s["accuracy"] == s["kappa"] == s["position_consistency"] == s["parse_rate"] == 1.0
     assert s["per_judge"]["standin-judge-1"]["accuracy"] == 1.0 and s["tie_rate"] == 0.25
+    # the judges asked for the reply's schema (judges.structured = "auto"), each judgement parsed
+    assert s["parse_rate_by_judge_and_format"] == {"standin-judge-1": {"json_schema": {"judged": 16, "parsed": 16, "rate": 1.0}}}
     assert set(s["per_metric"]) == {"correctness", "grounding", "progress", "protocol"}
     assert all(v["agreement"] == 1.0 for v in s["per_metric"].values())
     assert s["skipped"] == 6 and s["skipped_by_reason"]["invalid_json"] == 1

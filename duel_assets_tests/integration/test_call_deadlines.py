@@ -91,10 +91,10 @@ def test_a_refusal_is_shown_in_the_providers_words_once_per_kind(fresh_standin, 
     lines: list[str] = []
     cfg = CallsConfig(timeout_s=5, retry_budget=3, backoff_base_s=0.01)
     caller = LLMCaller(Endpoint(fresh_standin.base_url, "k", "LLM"), cfg, CallStore(tmp_path / "c.sqlite"), log=lines.append)
-    reqs = [CallRequest("king", "standin-no-stream", [{"role": "user", "content": f"x {i}"}], {}) for i in range(5)]
+    reqs = [CallRequest("king", "standin-refuses", [{"role": "user", "content": f"x {i}"}], {}) for i in range(5)]
     results, stats = caller.run(reqs)
     assert not any(r.ok for r in results) and stats.failures == {"http_400": 5} and stats.calls_made == 5
-    said = "stream=true is not supported by this deployment (stand-in)"
+    said = "this model is not served by this deployment (stand-in)"
     assert said in stats.first_errors["http_400"] and all(said in r.error for r in results)
     assert sum("first http_400" in line and said in line for line in lines) == 1, lines
     assert said in stats.failure_summary()

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 
 from duel_assets.devtools.ports import free_port
-from duel_assets.devtools.standin.server import StandinServer
+from duel_assets.devtools.standin import StandinServer
 from duel_assets.devtools.webserver import Webserver
 from duel_assets.lib.system import processes
 from duel_assets.lib.system.locks import holder

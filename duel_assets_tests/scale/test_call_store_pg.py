@@ -8,6 +8,7 @@ import pytest
 from duel_assets.lib.calls import CallRequest, LLMCaller
 from duel_assets.lib.calls.store_pg import PgCallStore, open_store
 from duel_assets.lib.settings import CallsConfig, Endpoint
+from duel_assets_tests.conftest import standin_post
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def dsn(postgres, request):
     url = db.url("postgresql")
     store = PgCallStore(url)
     with store._tx() as con:
-        con.execute("TRUNCATE calls, leases, holders, budget")
+        con.execute("TRUNCATE calls, leases, holders, budget, downgrades")
     store.close()
     return url
 
@@ -55,3 +56,26 @@ def test_failures_are_never_stored_and_a_store_is_insert_if_absent(fresh_standin
     assert store.put("k1", "king", "m", {"content": "first"}) and not store.put("k1", "king", "m", {"content": "second"})
     assert store.get("k1") == {"content": "first"} and store.get_many(["k1", "nope"]) == {"k1": {"content": "first"}}
     store.close()
+
+
+def test_a_refusal_learnt_by_two_workers_at_once_is_stored_once_and_the_next_starts_downgraded(fresh_standin, dsn):
+    standin_post(fresh_standin, "/_standin/modes", {"modes": ["refuse-stream"]})
+    out = []
+
+    def worker(tag):
+        reqs = [CallRequest("king", "standin-generator", [{"role": "user", "content": f"{tag} {i}"}], {}) for i in range(6)]
+        out.append(_caller(fresh_standin, dsn, concurrency=4).run(reqs))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.ok for results, _ in out for r in results)
+    assert sum(st.downgrades["stream"] for _, st in out) == 1  # both learnt it; one stored (and counted) it
+    store = PgCallStore(dsn)
+    assert store.downgrades(Endpoint(fresh_standin.base_url, "k", "LLM").id).of("standin-generator") == {"stream": "off"}
+    store.close()
+    n = len(fresh_standin.state.log)
+    (r,), st = _caller(fresh_standin, dsn).run([CallRequest("king", "standin-generator", [{"role": "user", "content": "c"}], {})])
+    assert r.ok and st.downgrades == {} and not [e for e in fresh_standin.state.log[n:] if e.get("refused") or e["stream"]]

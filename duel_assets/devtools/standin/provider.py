@@ -8,8 +8,10 @@
 * latency: a fixed part plus optional parts per prompt and per completion token;
 * a prefix cache per model: the prompt tokens of the longest prefix (tools, then whole messages)
   already seen are reported as ``usage.prompt_tokens_details.cached_tokens``;
+* modes: refusals of request switches and broken transfers (:mod:`.modes`);
 * counts: requests, answers, distinct bodies answered and **repeats** (an answer to a body already
-  answered: money paid twice), requests in flight and their maximum, 429s, connections.
+  answered: money paid twice), requests in flight and their maximum, 429s, connections, streams
+  cut by a request that arrived meanwhile.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import threading
 import time
 from collections import Counter, OrderedDict
 
+from .batch_state import BatchState
+from .modes import check_modes
 from .replies import h
 
 FAULT_KINDS = ("429", "500", "timeout", "garbage")
@@ -75,7 +79,8 @@ class StandinState:
                  retry_after_s: float = 0.2, timeout_sleep_s: float = 30.0, log_limit: int = 1_000_000,
                  rpm: float = 0.0, tpm: float = 0.0, ms_per_prompt_token: float = 0.0,
                  ms_per_completion_token: float = 0.0, prefix_cache: bool = True, stream_chunk_s: float = 0.25,
-                 oracle=None):
+                 oracle=None, modes: tuple[str, ...] = (), batch_delay_s: float = 0.0, batch_error_rate: float = 0.0,
+                 batch_expire_rate: float = 0.0):
         self.latency_ms = latency_ms
         self.fault_rate = fault_rate
         self.faults = tuple(f for f in faults if f in FAULT_KINDS) or FAULT_KINDS
@@ -87,7 +92,10 @@ class StandinState:
         self.prefix_cache = prefix_cache
         self.stream_chunk_s = stream_chunk_s  # the longest silence inside a streamed reply
         self.oracle = oracle  # optional: a judge of known quality (lib/calibration/oracle.JudgeOracle)
+        self.initial_modes = check_modes(modes)  # refusals and broken transfers (:mod:`.modes`)
         self.lock = threading.Lock()
+        self.batch = BatchState()  # the batch API's files and batches (:mod:`.batches`)
+        self.batch.delay_s, self.batch.error_rate, self.batch.expire_rate = batch_delay_s, batch_error_rate, batch_expire_rate
         self.set_limits(rpm, tpm)
         self.reset()
 
@@ -108,7 +116,9 @@ class StandinState:
             self.max_in_flight = 0
             self.prefixes: OrderedDict = OrderedDict()
             self.counts: Counter = Counter()
+            self.modes: list[str] = list(self.initial_modes)
             self.set_limits(self.rpm, self.tpm)
+        self.batch.reset()
 
     # ------------------------------------------------------------------ faults and limits
 
@@ -182,6 +192,11 @@ class StandinState:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.counts["requests"] += 1
 
+    def arrivals(self) -> int:
+        """Chat requests that have arrived so far."""
+        with self.lock:
+            return self.counts["requests"]
+
     def finished(self) -> None:
         with self.lock:
             self.in_flight -= 1
@@ -205,4 +220,5 @@ class StandinState:
                     "repeats": sum(n - 1 for n in self.answered.values() if n > 1),
                     "rate_limited": c["rate_limited"], "in_flight": self.in_flight, "max_in_flight": self.max_in_flight,
                     "connections": self.connections, "prompt_tokens": c["prompt_tokens"], "cached_tokens": c["cached_tokens"],
-                    "faults": {k[6:]: v for k, v in c.items() if k.startswith("fault:")}}
+                    "faults": {k[6:]: v for k, v in c.items() if k.startswith("fault:")},
+                    "cut_streams": c["cut_streams"], "modes": list(self.modes), **self.batch.stats()}

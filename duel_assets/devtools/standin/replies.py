@@ -111,6 +111,8 @@ def _judge_content(body: dict, model: str, verdict: dict | None) -> tuple[str, s
         verdict["scores"] = {m: {"A": 9, "B": 3} for m in verdict["scores"]}
         verdict["winner"] = "A"
     content = json.dumps(verdict)
+    if isinstance(body.get("response_format"), dict):  # structured output asked for: the schema's JSON, as a grammar gives
+        return content, finish
     if model == "standin-judge-garbage":
         content = "I think both answers are fine overall."
     elif model == "standin-judge-fenced":

@@ -4,23 +4,28 @@
 chunked, with no silence longer than ``stream_chunk_s``). Every reply says it is not a model: the
 ``system_fingerprint`` is ``duel-standin-not-a-model`` and the header ``X-Duel-Standin`` is set.
 Test hooks: ``GET /_standin/log`` (every request), ``GET /_standin/stats`` (counts, see
-:mod:`.provider`), ``POST /_standin/script`` (exact faults), ``/_standin/reset``, ``/_standin/limits``; in process,
-``state.bodies = []`` keeps every chat request's body as the bytes received.
+:mod:`.provider`), ``POST /_standin/script`` (exact faults), ``POST /_standin/modes`` (refusals and
+broken transfers, :mod:`.modes`), ``POST /_standin/batches`` (the batch API's delay, errors and
+expiry, :mod:`.batches`), ``/_standin/reset``, ``/_standin/limits``; ``POST /_standin/bodies``
+``{"keep": true}`` keeps every chat request's body and ``GET /_standin/bodies`` returns them (in
+process, ``state.bodies = []`` keeps them as the bytes received).
 """
 from __future__ import annotations
 
 import json
 import math
-import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from . import batches
+from .modes import STREAM_FAULTS, check_modes, refusal, stream_fault
 from .provider import FAULT_KINDS, StandinState, body_key, message_pieces, pieces_chars
-from .replies import completion, stream_events
+from .replies import completion
+from .streaming import write_stream
 
 
-class _Handler(BaseHTTPRequestHandler):
+class Handler(BaseHTTPRequestHandler):
     server_version = "duel-standin/1 (not a model)"
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes: avoid the 40 ms delayed-ACK stall
@@ -67,6 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
         return json.loads(raw or b"{}")
 
     def do_GET(self):
+        if batches.handle(self, "GET"):
+            return
         if self.path in ("/health", "/"):
             self._send(200, {"ok": True, "what": "duel-assets stand-in, not a model"})
         elif self.path == "/v1/models":
@@ -77,6 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, payload)
         elif self.path == "/_standin/stats":
             self._send(200, self.state.stats())
+        elif self.path == "/_standin/bodies":
+            with self.state.lock:
+                kept = list(self.state.bodies or [])
+            self._send(200, None, raw=b"[" + b",".join(kept) + b"]")
         else:
             self._send(404, {"error": {"message": "not found"}})
 
@@ -84,14 +95,26 @@ class _Handler(BaseHTTPRequestHandler):
         st = self.state
         if self.path == "/_standin/script":
             faults = [str(x) for x in body.get("faults", [])]
-            unknown = [f for f in faults if f != "ok" and f not in FAULT_KINDS]
+            unknown = [f for f in faults if f != "ok" and f not in (*FAULT_KINDS, *STREAM_FAULTS)]
             if unknown:
-                self._send(400, {"error": {"message": f"unknown fault {unknown[0]!r}: one of ok, {', '.join(FAULT_KINDS)}"}})
+                self._send(400, {"error": {"message": f"unknown fault {unknown[0]!r}: one of ok, "
+                                                      f"{', '.join((*FAULT_KINDS, *STREAM_FAULTS))}"}})
                 return
             with st.lock:
                 st.script.extend(faults)
                 n = len(st.script)
             self._send(200, {"queued": n})
+        elif self.path == "/_standin/modes":
+            try:
+                st.modes = check_modes(body.get("modes", []))
+            except ValueError as e:
+                self._send(400, {"error": {"message": str(e)}})
+                return
+            self._send(200, {"modes": st.modes})
+        elif self.path == "/_standin/bodies":
+            with st.lock:
+                st.bodies = [] if body.get("keep") else None
+            self._send(200, {"keep": bool(body.get("keep"))})
         elif self.path == "/_standin/reset":
             st.reset()
             self._send(200, {"ok": True})
@@ -103,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         arrived = time.monotonic()
+        if batches.handle(self, "POST"):
+            return
         try:
             body = self._body()
         except (json.JSONDecodeError, ValueError):
@@ -134,18 +159,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict, arrived: float) -> None:
         st = self.state
         key = body_key(body)
-        if body.get("model") == "standin-auth-echo":  # a provider that echoes the key in its error
-            self._send(401, {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}})
-            return
-        if body.get("model") == "standin-no-stream" and body.get("stream"):  # a deployment that refuses streaming
-            self._send(400, {"error": {"message": "stream=true is not supported by this deployment (stand-in)",
-                                       "type": "invalid_request_error"}})
+        # the client that sent it: its User-Agent and the names of its headers (the openai SDK's X-Stainless-*)
+        entry = {"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"), "t": time.time(),
+                 "stream": bool(body.get("stream")), "user_agent": self.headers.get("User-Agent"),
+                 "headers": sorted({k.lower() for k in self.headers})}
+        refused = refusal(body, st.modes, self.headers.get("Authorization"))
+        if refused is not None:  # a quirk model, or a refusal mode
+            st.record({**entry, "status": refused[0], "refused": True})
+            self._send(*refused)
             return
         pieces = message_pieces(body)  # each message serialised once, for the estimate, usage and the prefix cache
         chars = pieces_chars(pieces)
         est = chars // 4 + int(body.get("max_tokens") or 0)
-        entry = {"key": key, "call_key": self.headers.get("X-Duel-Call-Key"), "model": body.get("model"), "t": time.time(),
-                 "stream": bool(body.get("stream"))}
         wait, limit_headers = st.admit(est)
         if wait:
             entry.update(status=429, fault="rate_limit")
@@ -154,12 +179,18 @@ class _Handler(BaseHTTPRequestHandler):
                        headers={**limit_headers, "Retry-After": f"{wait:.3f}", "retry-after-ms": str(math.ceil(wait * 1000))})
             return
         fault = "500" if body.get("model") == "standin-always-500" else st.decide(key)
+        if fault is None and "html" in st.modes:
+            fault = "garbage"
+        if fault is None and body.get("stream"):
+            fault = stream_fault(st.modes)
+        if fault in STREAM_FAULTS and not body.get("stream"):
+            fault = "close"  # a reply asked for whole, cut: the connection closes before its end
         entry["fault"] = fault
         if fault:
             with st.lock:
                 st.counts[f"fault:{fault}"] += 1
         resp: dict | None = None
-        if fault is None:  # the reply is made inside the latency window, ready to go
+        if fault is None or (fault in STREAM_FAULTS and body.get("stream")):  # made inside the latency window
             resp, with_usage = completion(body, st.oracle.verdict if st.oracle is not None else None, key=key, prompt_chars=chars)
             usage = resp["usage"]
             usage["prompt_tokens_details"] = {"cached_tokens": st.cached_tokens(body, pieces)}
@@ -169,7 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             latency = st.latency_s(0, 0)
         if resp is not None and body.get("stream"):
-            self._stream(resp, entry, key, arrived, latency, limit_headers)
+            write_stream(self, resp, entry, key, arrived, latency, limit_headers, fault=fault,
+                         usage="stream-no-usage" not in st.modes, cut_concurrent="cut-concurrent" in st.modes)
             return
         self._hold(arrived, latency)
         if fault == "429":
@@ -189,7 +221,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "garbage":
             entry.update(status=200, garbage=True)
             st.record(entry)
-            self._send(200, None, raw=b"<html>upstream garbage", content_type="text/html")
+            self._send(200, None, raw=b"<html><body>upstream garbage (stand-in)</body></html>", content_type="text/html")
+        elif fault == "close":  # a whole reply cut: its length announced, half of it sent, the connection closed
+            entry.update(status=200)
+            st.record(entry)
+            self._leaving()
+            self._head(200, None, length=100)
+            self.wfile.write(b'{"id": "cut", "choices": [')
+            self.close_connection = True
         else:
             assert resp is not None  # no fault: scripted faults are checked when queued
             entry["status"] = 200
@@ -205,96 +244,3 @@ class _Handler(BaseHTTPRequestHandler):
         rest = latency - (time.monotonic() - since)
         if rest > 0:
             time.sleep(rest)
-
-    def _stream(self, resp: dict, entry: dict, key: str, arrived: float, latency: float, headers: dict) -> None:
-        """The reply as server-sent events spread over the latency window: one write every
-        ``stream_chunk_s`` (the events due by then, coalesced, as a server's socket would send them),
-        the last at ``latency``; a client that leaves mid-stream is not billed for the rest."""
-        st = self.state
-        writes = max(1, math.ceil(latency / st.stream_chunk_s)) if latency > 0 else 1
-        events = stream_events(resp, writes)
-        lines = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
-        per = -(-len(lines) // writes)
-        groups = [b"".join(lines[i:i + per]) for i in range(0, len(lines), per)]
-        entry["status"] = 200
-        try:
-            for i, chunk in enumerate(groups):
-                self._hold(arrived, latency * (i + 1) / len(groups))
-                last = i == len(groups) - 1
-                if last:  # the whole reply is made: billed, and counted before the client can see its end
-                    usage = resp.get("usage", {})
-                    st.answered_body(key, usage.get("prompt_tokens", 0),
-                                     usage.get("prompt_tokens_details", {}).get("cached_tokens", 0))
-                    st.record(entry)
-                if i == 0:
-                    self._head(200, headers, content_type="text/event-stream")
-                if last:
-                    self._leaving()
-                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" + (b"0\r\n\r\n" if last else b""))
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            if "abandoned" not in entry and entry not in st.log:
-                entry["abandoned"] = True
-                st.record(entry)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # read by listen() at bind time: a burst of 64+ connects must not drop SYNs
-
-    def handle_error(self, request, client_address):
-        """A client that resets its connection is one line on stderr, not a traceback."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)):
-            print(f"stand-in: client {client_address[0]}:{client_address[1]} closed the connection "
-                  f"({type(exc).__name__})", file=sys.stderr)
-            return
-        print(f"stand-in: error serving {client_address[0]}:{client_address[1]}: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-
-class StandinServer:
-    """Runs the stand-in in a background thread: ``with StandinServer() as s: s.base_url``."""
-
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", **state_kwargs: Any):
-        import threading
-
-        self.state = StandinState(**state_kwargs)
-        self.httpd = _Server((host, port), _Handler)
-        self.httpd.state = self.state  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="duel-standin", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self.httpd.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> StandinServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> StandinServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-
-def serve_forever(port: int, **state_kwargs: Any) -> None:
-    srv = StandinServer(port=port, **state_kwargs)
-    st = srv.state
-    limits = f" rpm={st.rpm:g} tpm={st.tpm:g}" if st.rpm or st.tpm else ""
-    print(f"duel-assets stand-in (NOT a model) on {srv.base_url}  latency={st.latency_ms}ms "
-          f"fault_rate={st.fault_rate}{limits}", flush=True)
-    try:
-        srv.httpd.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.httpd.server_close()

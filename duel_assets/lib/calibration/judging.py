@@ -27,7 +27,7 @@ from .pairs import LabelledPair
 ORDERS = {"a_first": KING_FIRST, "b_first": CHALLENGER_FIRST}
 ROW_COLUMNS = ["pair_id", "kind", "label", "judge", "order", "parsed", "parse_error", "retried", "winner",
                *[f"{m}_{side}" for m in METRICS for side in ("a", "b")], "reason", "raw_reply", "error_kind", "error",
-               "prompt_tokens", "completion_tokens", "cached", "call_key"]
+               "prompt_tokens", "completion_tokens", "cached", "call_key", "reply_format"]
 
 
 @dataclass
@@ -66,7 +66,7 @@ def judgement_row(pair: LabelledPair, job: JudgeJob, judged: Judged) -> dict:
            "parsed": rep.parsed, "parse_error": rep.error, "retried": judged.retried, "winner": None,
            "reason": rep.reason or None, "raw_reply": r.content, "error_kind": r.error_kind, "error": r.error,
            "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens, "cached": r.cached,
-           "call_key": r.key}
+           "call_key": r.key, "reply_format": r.reply_format or ("text" if r.ok else None)}
     b_side, a_side = sides(job.order)  # b is the challenger, a the opponent
     if rep.parsed:
         assert rep.scores is not None  # a parsed reply has its scores

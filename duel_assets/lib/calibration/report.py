@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..duel.judging import parse_rates
 from ..settings import ChainConfig
 from ..system.files import read_json, write_json_atomic
 from . import results_dir
@@ -68,6 +69,7 @@ def summarise(cset: CalibrationSet, run: CalibrationRun, cfg: ChainConfig, key: 
         "per_judge": {j: figures(raters[j], pairs, n_boot) for j in run.panel},
         "thresholds": suggest_thresholds(raters[DUEL_RULE].scores, [p.label for p in pairs], target,
                                          cfg.buckets.final, cfg.buckets.refined),
+        "parse_rate_by_judge_and_format": parse_rates(run.rows),
         "tokens": _tokens(run, cfg),
         "calls": run.stats.as_metadata(),
         "resamples": n_boot,

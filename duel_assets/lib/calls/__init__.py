@@ -1,10 +1,11 @@
 """The LLM call layer: requests, the deployment's flight rules, the call store, the wire format."""
 from ..settings import ConfigError, Endpoint
+from .caller import LLMCaller
 from .errors import RETRYABLE, RateLimitInfo, classify
-from .session import CallSession, LLMCaller
+from .session import CallSession
 from .store import CallStore
 from .types import CallRequest, CallResult, CallStats, call_key
-from .wire import Garbage, StreamedReply, parse_reply, request_body
+from .wire import BrokenStream, Garbage, StreamedReply, parse_reply, request_body
 
 
 def require_endpoint(endpoint: Endpoint | None) -> Endpoint:
@@ -17,5 +18,5 @@ def require_endpoint(endpoint: Endpoint | None) -> Endpoint:
     return endpoint
 
 
-__all__ = ["CallRequest", "CallResult", "CallSession", "CallStats", "CallStore", "Garbage", "LLMCaller", "RETRYABLE",
+__all__ = ["BrokenStream", "CallRequest", "CallResult", "CallSession", "CallStats", "CallStore", "Garbage", "LLMCaller", "RETRYABLE",
            "RateLimitInfo", "StreamedReply", "call_key", "classify", "parse_reply", "request_body", "require_endpoint"]

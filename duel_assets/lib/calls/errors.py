@@ -9,13 +9,15 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
+import httpx2
+import openai
 
-from .wire import Garbage
+from .wire import BrokenStream, Garbage
 
 MAX_RETRY_AFTER_S = 600.0
-RETRYABLE = ("rate_limit", "server_error", "timeout", "connection", "garbage")
+RETRYABLE = ("rate_limit", "server_error", "timeout", "connection", "garbage", "broken_stream")
 # kinds after which the provider may have finished (and billed) the request we gave up on
-POSSIBLY_BILLED = ("timeout", "connection", "garbage")
+POSSIBLY_BILLED = ("timeout", "connection", "garbage", "broken_stream")
 
 
 def retry_after_seconds(headers) -> float | None:
@@ -91,7 +93,8 @@ class RateLimitInfo:
 
 def provider_message(text: str) -> str:
     """What an error body says, in the provider's words: ``error.message`` (OpenAI and most
-    compatible servers), ``message`` or ``detail``; else the body itself, on one line."""
+    compatible servers), ``message`` or ``detail`` (a validation error's ``loc: msg`` list too);
+    else the body itself, on one line."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, ValueError):
@@ -101,6 +104,9 @@ def provider_message(text: str) -> str:
         for found in ((err.get("message") if isinstance(err, dict) else err), data.get("message"), data.get("detail")):
             if isinstance(found, str) and found.strip():
                 return " ".join(found.split())
+        detail = data.get("detail")  # a validation error's list: [{"loc": ["body", "tools"], "msg": ...}]
+        if isinstance(detail, list) and detail and all(isinstance(d, dict) for d in detail):
+            return "; ".join(f"{'.'.join(map(str, d.get('loc') or []))}: {d.get('msg')}" for d in detail)
     return " ".join(str(text).split())
 
 
@@ -125,10 +131,26 @@ def _causes(exc: BaseException | None):
         exc = exc.__cause__ or exc.__context__
 
 
+def _transport_kind(exc: BaseException) -> str | None:
+    """timeout or connection, from the first error of the socket layer in the chain: the SDK's and
+    its HTTP client's wrappers name every broken connection (refused, reset, server gone) a connect
+    timeout, so what happened is read from what they wrap; their own type only when nothing is."""
+    for e in _causes(exc):
+        if isinstance(e, (asyncio.TimeoutError, TimeoutError)):  # aiohttp's timeouts are these too
+            return "timeout"
+        if isinstance(e, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)):
+            return "connection"
+    if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
+        return "timeout"
+    if isinstance(exc, (openai.APIConnectionError, httpx2.TransportError)):
+        return "connection"
+    return None
+
+
 def classify(exc: BaseException) -> tuple[str, float | None]:
     """(kind, server-suggested delay) of an exception from one attempt. A transport error is a
-    timeout when a timeout is anywhere in its chain (read or connect silence), else the connection
-    broke (refused, reset, a reply cut short)."""
+    timeout when the socket went silent (connecting or reading), else the connection broke
+    (refused, reset); a streamed reply cut before its end is a ``broken_stream``."""
     if isinstance(exc, StatusError):
         if exc.status == 429:
             return "rate_limit", retry_after_seconds(exc.headers)
@@ -137,10 +159,8 @@ def classify(exc: BaseException) -> tuple[str, float | None]:
         return f"http_{exc.status}", None
     if isinstance(exc, NoReply):
         return "no_reply", None
+    if isinstance(exc, BrokenStream):
+        return "broken_stream", None
     if isinstance(exc, (Garbage, json.JSONDecodeError, UnicodeDecodeError)):
         return "garbage", None
-    if any(isinstance(e, (asyncio.TimeoutError, TimeoutError)) for e in _causes(exc)):
-        return "timeout", None
-    if isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)):
-        return "connection", None
-    return "client_error", None
+    return _transport_kind(exc) or "client_error", None

@@ -30,6 +30,7 @@ class Limits:
     rpm: float = 0.0  # configured requests per minute (0: none)
     tpm: float = 0.0  # configured tokens per minute (0: none)
     adaptive: bool = True
+    max_usd: float = 0.0  # the deployment's hard budget (calls.max_usd; 0: none), see :mod:`.budget`
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Budget:
 class Wanted:
     key: str
     tokens: int = 0
+    usd: float = 0.0  # its worst-case cost (:mod:`.budget`), held by its lease while in flight
 
 
 @dataclass
@@ -57,6 +59,8 @@ class Decision:
     wake_at: float | None = None  # when asking again can grant something (pacing or a pause)
     full: bool = False  # stopped at the concurrency bound: ask again when a slot frees
     shared: bool = False  # other holders have requests in flight (their slots free without telling us)
+    refused: list[str] = field(default_factory=list)  # can never start within the budget
+    spent: float = 0.0  # the deployment's paid cost, when a budget applies
 
 
 def rates(limits: Limits, b: Budget) -> tuple[float, float]:
@@ -164,3 +168,12 @@ def on_headers(b: Budget, now: float, limit_requests: int | None, limit_tokens: 
         b.pause_until = max(b.pause_until, now + wait)
         changed = True
     return changed
+
+
+def limits_of(cfg, learnt_concurrency: int | None = None) -> Limits:
+    """The flight limits of ``cfg`` (``calls``); a concurrency learnt from the endpoint (it cuts streams when
+    more are in flight) lowers the configured one."""
+    concurrency = min(cfg.concurrency, learnt_concurrency or cfg.concurrency)
+    return Limits(concurrency=concurrency, rpm=float(cfg.requests_per_minute or 0),
+                         tpm=float(cfg.tokens_per_minute or 0), adaptive=cfg.adaptive,
+                         max_usd=float(cfg.max_usd or 0.0))

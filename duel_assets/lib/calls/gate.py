@@ -16,6 +16,7 @@ import uuid
 from collections import OrderedDict
 
 from . import flight
+from .budget import BudgetReached
 
 POLL_S = 0.05  # while other processes hold the slots or the bodies we want
 
@@ -38,16 +39,17 @@ class Gate:
         self.on_window = on_window  # callback(window) when the shared window changes
         self._window: float | None = None
 
-    async def acquire(self, key: str, tokens: int, retry: bool = False) -> dict | None:
+    async def acquire(self, key: str, tokens: int, retry: bool = False, usd: float = 0.0) -> dict | None:
         """Wait for a slot for ``key``: None when this process may send it (it holds the lease), or
         the stored response when the call is completed (already, or by another holder meanwhile:
         :meth:`waited_elsewhere` tells which). A ``retry`` goes to the head of the queue: its call's
-        deadline is already running."""
+        deadline is already running. ``usd``: the request's worst-case cost; with a budget
+        (``limits.max_usd``) a request that can never fit raises :class:`.budget.BudgetReached`."""
         if not self._registered:
             self.store.register(self.holder, self.endpoint)
             self._registered = True
         fut = asyncio.get_running_loop().create_future()
-        self.waiting[key] = (flight.Wanted(key, tokens), fut)
+        self.waiting[key] = (flight.Wanted(key, tokens, usd), fut)
         if retry:
             self.waiting.move_to_end(key, last=False)
         self._wake.set()
@@ -77,8 +79,8 @@ class Gate:
             return True
         return False
 
-    def complete(self, key: str, role: str, model: str, response: dict) -> bool:
-        stored = self.store.complete(self.holder, self.endpoint, key, role, model, response, self.limits)
+    def complete(self, key: str, role: str, model: str, response: dict, usd: float | None = None) -> bool:
+        stored = self.store.complete(self.holder, self.endpoint, key, role, model, response, self.limits, usd)
         self.held.discard(key)
         self._wake.set()  # a slot of ours is free
         return stored
@@ -131,6 +133,8 @@ class Gate:
                 self._resolve(key, response)
             for key in decision.granted:
                 self._resolve(key, None)
+            for key in decision.refused:
+                self._resolve(key, BudgetReached(decision.spent, self.limits.max_usd))
             self.elsewhere = {k for k in held if k in self.waiting}
             self.seen_elsewhere |= self.elsewhere
             window = getattr(self.store, "last_window", {}).get(self.endpoint)
@@ -139,7 +143,7 @@ class Gate:
             self._renew()
             if not self.waiting:
                 break
-            if (done or decision.granted) and not decision.full and decision.wake_at is None:
+            if (done or decision.granted or decision.refused) and not decision.full and decision.wake_at is None:
                 await asyncio.sleep(0)  # let the granted requests go out, then ask for more
                 continue
             # nothing more can start now: wait for one of our slots to free (complete/release wake
@@ -152,11 +156,14 @@ class Gate:
             except asyncio.TimeoutError:
                 pass
 
-    def _resolve(self, key: str, response: dict | None) -> None:
+    def _resolve(self, key: str, response: dict | BudgetReached | None) -> None:
         item = self.waiting.pop(key, None)
         self.elsewhere.discard(key)
         if item is not None and not item[1].done():
-            item[1].set_result(response)
+            if isinstance(response, BudgetReached):
+                item[1].set_exception(response)
+            else:
+                item[1].set_result(response)
 
     def _renew(self) -> None:
         now = time.time()

@@ -1,9 +1,11 @@
 """The retry policy of one call: what is retried, how long an attempt may take, when the call gives up.
 
-* retried: 429, 5xx and 408, timeouts, broken connections and garbage replies, within
-  ``calls.retry_budget`` attempts, after an exponential backoff with full jitter (or the server's
-  ``Retry-After``); any other status (400, 401, 404, ...) fails the call at once with the
-  provider's message;
+* retried: 429, 5xx and 408, timeouts, broken connections, garbage replies and streams cut
+  before their ``finish_reason``, within ``calls.retry_budget`` attempts, after an exponential
+  backoff with full jitter (or the server's ``Retry-After``); any other status (400, 401, 404,
+  ...), and a 500 whose body is a validation error, fails the call at once with the provider's
+  message, unless it refuses a switch of the request (:mod:`.downgrades`: asked again at once,
+  downgraded);
 * ``calls.timeout_s`` bounds connecting and, for a streamed reply, each silence between chunks; a
   timed-out attempt's successor gets twice the timeout, up to ``TIMEOUT_GROWTH`` x ``timeout_s``;
 * a reply asked for whole (``calls.stream = false``) is not given up at ``timeout_s``: once the

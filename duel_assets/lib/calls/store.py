@@ -22,12 +22,20 @@ from .store_base import CallStoreBase
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, role TEXT, model TEXT, created REAL, response TEXT,
                                   endpoint TEXT, standin INTEGER);
-CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, endpoint TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, endpoint TEXT NOT NULL, expires REAL NOT NULL,
+                                   usd REAL);
+CREATE TABLE IF NOT EXISTS spend (scope TEXT PRIMARY KEY, usd REAL NOT NULL, backfilled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, input_file_id TEXT, status TEXT, created REAL,
+                                    holder TEXT, host TEXT, usd REAL);
+CREATE TABLE IF NOT EXISTS batch_requests (key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, role TEXT, model TEXT);
+CREATE INDEX IF NOT EXISTS batch_requests_batch ON batch_requests (batch_id);
 CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);
 CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, host TEXT, pid INTEGER, endpoint TEXT, heartbeat REAL,
                                     waiting INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS budget (endpoint TEXT PRIMARY KEY, "window" REAL, last_decrease REAL, pause_until REAL,
                                    next_req REAL, next_tok REAL, learned_rpm REAL, learned_tpm REAL, probed REAL);
+CREATE TABLE IF NOT EXISTS downgrades (endpoint TEXT NOT NULL, model TEXT NOT NULL, switch TEXT NOT NULL,
+                                       value TEXT NOT NULL, reason TEXT, created REAL, PRIMARY KEY (endpoint, model, switch));
 """
 
 
@@ -77,13 +85,13 @@ class CallStore(CallStoreBase):
         _retry_locked(self._add_endpoint_column)
 
     def _add_endpoint_column(self) -> None:
-        """A store made before the endpoint was recorded gets the columns (its calls stay unattributed)."""
-        columns = {row[1] for row in self._con.execute("PRAGMA table_info(calls)")}
-        for name, kind in (("endpoint", "TEXT"), ("standin", "INTEGER")):
-            if name in columns:
+        """A store made before the endpoint (or a lease's worst-case cost) was recorded gets the
+        columns (its calls stay unattributed)."""
+        for table, name, kind in (("calls", "endpoint", "TEXT"), ("calls", "standin", "INTEGER"), ("leases", "usd", "REAL")):
+            if name in {row[1] for row in self._con.execute(f"PRAGMA table_info({table})")}:
                 continue
             try:
-                self._con.execute(f"ALTER TABLE calls ADD COLUMN {name} {kind}")
+                self._con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
             except sqlite3.OperationalError as e:
                 if "duplicate column" not in str(e):  # another process added it meanwhile
                     raise

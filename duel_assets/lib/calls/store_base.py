@@ -8,7 +8,10 @@ A store keeps, for a whole deployment:
 * ``leases``: one row per request in flight anywhere, renewed by its holder and reaped when the
   holder dies (its process is gone, or it stopped renewing);
 * ``holders``: who is making calls and how many of its requests wait for a slot;
-* ``budget``: per endpoint, the shared concurrency window and pacing clocks (:mod:`.flight`).
+* ``budget``: per endpoint, the shared concurrency window and pacing clocks (:mod:`.flight`);
+* ``downgrades``: per endpoint and model, the switches it refuses (:mod:`.store_downgrades`);
+* ``batches``, ``batch_requests``: provider batches and the requests each carries (:mod:`.store_batches`);
+* ``spend``: the deployment's paid cost, against ``calls.max_usd`` (:mod:`.store_spend`).
 
 Every decision runs in one transaction that holds the endpoint's lock, so two processes never grant
 the same slot or the same body. Subclasses supply the connection, the transaction and the DDL.
@@ -17,15 +20,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from typing import Any
 
 from . import flight
-from .store_inventory import StoreInventory
+from .store_batches import StoreBatches
+from .store_downgrades import StoreDowngrades
+from .store_inventory import HOST, StoreInventory, pid_alive
+from .store_spend import StoreSpend
 
-HOST = socket.gethostname()
 BUDGET_COLS = ("window", "last_decrease", "pause_until", "next_req", "next_tok", "learned_rpm", "learned_tpm", "probed")
 _QUOTED = ", ".join(f'"{c}"' for c in BUDGET_COLS)
 # requests in flight to the endpoint, this holder's, other holders waiting, other holders contending
@@ -42,17 +46,9 @@ def _row(key: str, role: str, model: str, now: float, response: dict, endpoint: 
     return (key, role, model, now, json.dumps(response, ensure_ascii=False), endpoint, int(bool(response.get("standin"))))
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
-class CallStoreBase(StoreInventory):
+class CallStoreBase(StoreDowngrades, StoreInventory, StoreSpend, StoreBatches):
     lease_ttl_s = 60.0
 
     def __init__(self) -> None:
@@ -85,10 +81,14 @@ class CallStoreBase(StoreInventory):
             out.update({k: json.loads(v) for k, v in con.execute(q, part).fetchall()})
         return out
 
-    def put(self, key: str, role: str, model: str, response: dict[str, Any], endpoint: str | None = None) -> bool:
-        """Insert-if-absent; True when this call stored it."""
+    def put(self, key: str, role: str, model: str, response: dict[str, Any], endpoint: str | None = None,
+            usd: float | None = None) -> bool:
+        """Insert-if-absent (``usd``: what it cost, added to the spend when stored); True when this
+        call stored it."""
         with self._tx() as con:
             cur = con.execute(INSERT_CALL, _row(key, role, model, time.time(), response, endpoint))
+            if cur.rowcount == 1:
+                self.add_spend(con, usd)
             return cur.rowcount == 1
 
     def items(self) -> list[tuple[str, dict]]:
@@ -163,11 +163,18 @@ class CallStoreBase(StoreInventory):
             self._window_full[endpoint] = b.window >= limits.concurrency
             self.last_window[endpoint] = flight.effective_window(limits, b)
             before = (b.next_req, b.next_tok)
-            decision = flight.decide([w for w in rest if w.key not in held], limits, b, now, int(live), int(mine),
+            candidates = [w for w in rest if w.key not in held]
+            refused: list[str] = []
+            spent = 0.0
+            if limits.max_usd:
+                candidates, refused, spent = self._within_budget(con, candidates, limits.max_usd)
+            decision = flight.decide(candidates, limits, b, now, int(live), int(mine),
                                      int(contenders) + 1, bool(others_waiting))
+            decision.refused, decision.spent = refused, spent
             if decision.granted:
-                con.executemany("INSERT INTO leases (key, holder, endpoint, expires) VALUES (?, ?, ?, ?)",
-                                [(k, holder, endpoint, now + self.lease_ttl_s) for k in decision.granted])
+                worst = {w.key: w.usd for w in candidates}
+                con.executemany("INSERT INTO leases (key, holder, endpoint, expires, usd) VALUES (?, ?, ?, ?, ?)",
+                                [(k, holder, endpoint, now + self.lease_ttl_s, worst[k]) for k in decision.granted])
             if (b.next_req, b.next_tok) != before:
                 self._save_budget(con, endpoint, b)
             waiting = len(rest) - len(decision.granted) if waiting_after is None else waiting_after
@@ -177,13 +184,15 @@ class CallStoreBase(StoreInventory):
         return done, decision, held
 
     def complete(self, holder: str, endpoint: str, key: str, role: str, model: str, response: dict,
-                 limits: flight.Limits) -> bool:
-        """Store a completed call and release its lease (one transaction); additive increase of the
-        window. True when this call stored it."""
+                 limits: flight.Limits, usd: float | None = None) -> bool:
+        """Store a completed call and release its lease (one transaction), its cost ``usd`` added to
+        the spend; additive increase of the window. True when this call stored it."""
         now = time.time()
         quiet = self._probed.get(endpoint) and (not limits.adaptive or self._window_full.get(endpoint))
         with self._tx(endpoint) as con:  # never in the middle of another holder's claim
             cur = con.execute(INSERT_CALL, _row(key, role, model, now, response, endpoint))
+            if cur.rowcount == 1:
+                self.add_spend(con, usd)
             con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (key, holder))
             if not quiet:
                 b = self._budget(con, endpoint)

@@ -1,15 +1,28 @@
 """What a call store holds, per endpoint and model, and removing an endpoint's calls.
 
 Also the dialect every store supplies (:class:`StoreDialect`): a transaction and a read, in SQL
-both SQLite and PostgreSQL speak.
+both SQLite and PostgreSQL speak; and how a store tells a holder of this host whose process is gone.
 """
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 UNKNOWN = "unknown"  # calls stored before the endpoint was part of a call's identity
+HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class StoreDialect:
@@ -47,13 +60,14 @@ class StoreInventory(StoreDialect):
 
     def remove_endpoint(self, endpoint: str) -> int:
         """Delete every call stored for ``endpoint`` (as :func:`..settings.endpoint_id` gives it, or
-        ``unknown``) and its pacing state; the number of calls removed. Requests in flight keep
-        their leases."""
+        ``unknown``), its pacing state and the refusals learnt from it; the number of calls removed.
+        Requests in flight keep their leases."""
         where, args = _where(endpoint)
         with self._tx(endpoint) as con:
             n = con.execute(f"SELECT count(*) FROM calls WHERE {where}", args).fetchone()[0]
             con.execute(f"DELETE FROM calls WHERE {where}", args)
             con.execute("DELETE FROM budget WHERE endpoint = ?", (endpoint,))
+            con.execute("DELETE FROM downgrades WHERE endpoint = ?", (endpoint,))
         return int(n)
 
     def has_standin_replies(self, endpoint: str) -> bool:

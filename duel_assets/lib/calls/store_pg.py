@@ -23,12 +23,21 @@ ALTER TABLE calls ADD COLUMN IF NOT EXISTS standin INTEGER;
 CREATE INDEX IF NOT EXISTS calls_endpoint ON calls (endpoint, standin);
 CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL, endpoint TEXT NOT NULL,
                                    expires DOUBLE PRECISION NOT NULL);
+ALTER TABLE leases ADD COLUMN IF NOT EXISTS usd DOUBLE PRECISION;
+CREATE TABLE IF NOT EXISTS spend (scope TEXT PRIMARY KEY, usd DOUBLE PRECISION NOT NULL, backfilled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, input_file_id TEXT, status TEXT,
+                                    created DOUBLE PRECISION, holder TEXT, host TEXT, usd DOUBLE PRECISION);
+CREATE TABLE IF NOT EXISTS batch_requests (key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, role TEXT, model TEXT);
+CREATE INDEX IF NOT EXISTS batch_requests_batch ON batch_requests (batch_id);
 CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);
 CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, host TEXT, pid INTEGER, endpoint TEXT,
                                     heartbeat DOUBLE PRECISION, waiting INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS budget (endpoint TEXT PRIMARY KEY, "window" DOUBLE PRECISION, last_decrease DOUBLE PRECISION,
                                    pause_until DOUBLE PRECISION, next_req DOUBLE PRECISION, next_tok DOUBLE PRECISION,
                                    learned_rpm DOUBLE PRECISION, learned_tpm DOUBLE PRECISION, probed DOUBLE PRECISION);
+CREATE TABLE IF NOT EXISTS downgrades (endpoint TEXT NOT NULL, model TEXT NOT NULL, switch TEXT NOT NULL,
+                                       value TEXT NOT NULL, reason TEXT, created DOUBLE PRECISION,
+                                       PRIMARY KEY (endpoint, model, switch));
 """
 
 

@@ -44,11 +44,17 @@ class CallRequest:
                         params=self.params, sample_index=self.sample_index)
 
     @cached_property
+    def prompt_estimate(self) -> int:
+        """The prompt's tokens, estimated: about 4 characters a token (message texts and tools)."""
+        chars = sum(len(c) if isinstance(c := m.get("content"), str) else len(json.dumps(c)) if c else 0
+                    for m in self.messages)
+        return (chars + (len(json.dumps(self.tools)) if self.tools else 0)) // 4
+
+    @cached_property
     def est_tokens(self) -> int:
         """What a provider's tokens-per-minute limit charges before the call: prompt (~4 characters a
         token) plus the completion budget."""
-        chars = sum(len(m.get("content") or "") for m in self.messages)
-        return chars // 4 + int(self.params.get("max_tokens") or 0)
+        return self.prompt_estimate + int(self.params.get("max_tokens") or 0)
 
 
 @dataclass
@@ -62,9 +68,11 @@ class CallResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens the provider served from its prefix cache
-    usage_missing: bool = False
+    usage_missing: bool = False  # the endpoint sent no usage
+    usage_estimated: bool = False  # so the tokens are estimated from the text
     served_model: str | None = None
     standin: bool = False  # answered by the offline stand-in, not a model
+    reply_format: str | None = None  # the structured output asked for (json_schema, json_object), None: free text
     error_kind: str | None = None
     error: str | None = None
     attempts: int = 0
@@ -78,7 +86,7 @@ class CallResult:
 
 _COUNTERS = ("requested", "calls_made", "completed", "cache_hits", "merged", "completed_elsewhere", "retries",
              "possibly_billed_retries", "slow_replies", "rate_limited", "usage_missing", "length_finishes",
-             "empty_content", "skipped_decided", "identical_answers", "resamples")
+             "empty_content", "skipped_decided", "identical_answers", "resamples", "broken_streams")
 
 
 @dataclass
@@ -105,6 +113,9 @@ class CallStats:
     skipped_decided: int = 0  # judge calls not sent: the turn's bucket was already fixed
     identical_answers: int = 0  # turns whose answers were the same action: a tie without judges
     resamples: int = 0  # malformed answers asked for again (next sample index)
+    broken_streams: int = 0  # streamed replies cut before their finish_reason (retried, never stored)
+    downgrades: Counter = field(default_factory=Counter)  # switches learnt to be refused, by switch
+    downgrades_in_effect: dict = field(default_factory=dict)  # model -> {switch: value} the calls went with
     wall_s: float = 0.0
     model_tokens: dict = field(default_factory=dict)  # model -> [prompt, completion, cached] of new calls
     window_trace: list = field(default_factory=list)  # [(seconds since start, concurrency window)]
@@ -123,6 +134,9 @@ class CallStats:
         for kind, text in other.first_errors.items():
             self.first_errors.setdefault(kind, text)
         self.retry_kinds.update(other.retry_kinds)
+        self.downgrades.update(other.downgrades)
+        for model, switches in other.downgrades_in_effect.items():
+            self.downgrades_in_effect.setdefault(model, {}).update(switches)
         for m, toks in other.model_tokens.items():
             self.add_tokens(m, *toks)
         self.wall_s = max(self.wall_s, other.wall_s)
@@ -168,6 +182,8 @@ class CallStats:
             "llm_failures_by_kind": dict(self.failures),
             "llm_first_error_by_kind": dict(self.first_errors),
             "llm_retries_by_kind": dict(self.retry_kinds),
+            "llm_downgrades": dict(self.downgrades),
+            "llm_downgrades_in_effect": self.downgrades_in_effect,
             "llm_prompt_tokens": self.prompt_tokens,
             "llm_completion_tokens": self.completion_tokens,
             "llm_cached_prompt_tokens": self.cached_tokens,

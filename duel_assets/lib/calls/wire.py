@@ -18,6 +18,11 @@ class Garbage(Exception):
     """The endpoint answered 200 with something that is not a chat completion."""
 
 
+class BrokenStream(Exception):
+    """A streamed reply that ended (or whose connection closed) before its ``finish_reason``: a
+    broken transfer, never a completed reply, whatever ``[DONE]`` said."""
+
+
 def request_body(req: CallRequest, stream: bool = False) -> dict:
     """The ``/chat/completions`` JSON body. Messages, tools and sampling parameters are already in
     wire format and posted as they are. A re-sample (``sample_index`` > 0) carries ``seed`` so that it
@@ -44,6 +49,15 @@ def _usage(usage) -> dict:
     return {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
             "completion_tokens": int(usage.get("completion_tokens") or 0),
             "cached_tokens": int(cached or 0), "usage_missing": False}
+
+
+def estimate_usage(req: CallRequest, parsed: dict) -> dict:
+    """Tokens of a reply that came without usage, estimated from the text (about 4 characters a
+    token), and flagged ``usage_estimated``: its cost is never silently zero."""
+    calls = json.dumps(parsed.get("tool_calls")) if parsed.get("tool_calls") else ""
+    text = len(parsed.get("content") or "") + len(parsed.get("reasoning") or "") + len(calls)
+    return {**parsed, "prompt_tokens": req.prompt_estimate, "completion_tokens": -(-text // 4),
+            "cached_tokens": 0, "usage_estimated": True}
 
 
 def _answer(content, separate) -> tuple[str, str | None]:
@@ -159,8 +173,9 @@ class StreamedReply:
                 self.finish_reason = choice["finish_reason"]
 
     def result(self) -> dict:
-        if not self.events:
-            raise Garbage("stream carried no completion")
+        if self.finish_reason is None:
+            raise BrokenStream(f"stream ended without a finish_reason ({'after' if self.done else 'without'} [DONE]; "
+                               f"{self.events} events, {sum(map(len, self.content))} characters)")
         calls = [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": "".join(c["args"])}}
                  for _, c in sorted(self.calls.items())]
         message = {"content": "".join(self.content), "reasoning_content": "".join(self.reasoning),

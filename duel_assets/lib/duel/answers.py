@@ -96,6 +96,7 @@ def answer_row(role: str, p: Planned, r: CallResult | None, prs: dict[str, dict]
             content=r.content, reasoning=r.reasoning, tool_calls=r.tool_calls, action=check.action,
             format_ok=check.ok and reason is None, format_reason=reason, finish_reason=r.finish_reason,
             prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens, cached_tokens=r.cached_tokens,
+            usage_estimated=r.usage_estimated,  # the endpoint sent no usage: the tokens are estimated from the text
             usage=None if r.usage_missing else {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                                                 "cached_tokens": r.cached_tokens},
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..calls import CallRequest, CallResult, CallStats
-from ..settings import ChainConfig
+from ..settings import METRICS, ChainConfig
 from ..turn import Turn
 from ..verdict.replies import CHALLENGER_FIRST, KING_FIRST, JudgeReply, challenger_margins, parse_judge_reply, side_scores, sides
 from . import messages
@@ -14,10 +14,33 @@ IDENTICAL = "identical_answers"
 DECIDED = "decided_without_this_judge"
 
 
+def reply_schema() -> dict:
+    """The JSON schema of a judge's reply (what :func:`..verdict.replies.parse_judge_reply` reads)."""
+    side = {"type": "integer", "minimum": 0, "maximum": 10}
+    metric = {"type": "object", "properties": {"A": side, "B": side}, "required": ["A", "B"], "additionalProperties": False}
+    scores = {"type": "object", "properties": {m: metric for m in METRICS}, "required": list(METRICS),
+              "additionalProperties": False}
+    return {"type": "object", "additionalProperties": False, "required": ["scores", "winner", "reason"],
+            "properties": {"scores": scores, "winner": {"type": "string", "enum": ["A", "B", "tie"]},
+                           "reason": {"type": "string"}}}
+
+
+def reply_format(structured) -> dict | None:
+    """``response_format`` for ``judges.structured``: ``json_schema`` with the reply's schema, marked
+    ``strict`` when structured output is required (``true``: never asked in free text); None for ``false``."""
+    if structured is False:
+        return None
+    schema = {"name": "judge_reply", "schema": reply_schema(), **({"strict": True} if structured is True else {})}
+    return {"type": "json_schema", "json_schema": schema}
+
+
 def judge_params(cfg: ChainConfig, judge: str, with_tools: bool = False) -> dict:
     params: dict = {"temperature": cfg.judges.temperature, "max_tokens": cfg.judges.token_limits.get(judge, cfg.judges.max_tokens)}
     if with_tools:  # the turn's tools stay in the shared prefix; the judge answers in text
         params["tool_choice"] = "none"
+    rf = reply_format(cfg.judges.structured)
+    if rf is not None:
+        params["response_format"] = rf
     return params
 
 
@@ -100,6 +123,11 @@ async def judge_once(call, job: JudgeJob, stats: CallStats) -> Judged:
     return Judged(r2, _parse(r2, "retry call"), True)
 
 
+def margins_of_reply(content: str | None, order: str) -> dict[str, int] | None:
+    """The challenger's per-metric margins in a judge's reply text (None when it does not parse)."""
+    return challenger_margins(parse_judge_reply(content), order)
+
+
 def margins(judged: Judged | None, order: str) -> dict[str, int] | None:
     """The challenger's per-metric margins in one parsed judgement (None when it did not parse)."""
     return None if judged is None else challenger_margins(judged.reply, order)
@@ -113,10 +141,28 @@ def judge_row(job: JudgeJob, judged: Judged | None) -> dict:
     r, rep = judged.result, judged.reply
     row.update(parsed=rep.parsed, parse_error=rep.error, retried=judged.retried, raw_reply=r.content,
                reason=rep.reason, call_key=r.key, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens,
-               cached_tokens=r.cached_tokens, served_model=r.served_model, standin=r.standin,
-               error_kind=r.error_kind, error=r.error)
+               cached_tokens=r.cached_tokens, usage_estimated=r.usage_estimated, served_model=r.served_model, standin=r.standin,
+               error_kind=r.error_kind, error=r.error, reply_format=r.reply_format or ("text" if r.ok else None))
     if rep.parsed:
         row.update(side_scores(rep, job.order))
         c_side, o_side = sides(job.order)
         row["winner"] = {c_side: "challenger", o_side: "opponent", "tie": "tie"}.get(rep.winner or "", None)
     return row
+
+
+def parse_rates(rows: list[dict]) -> dict[str, dict[str, dict]]:
+    """Parsed judgements per judge and per reply format (json_schema, json_object, text; "no reply"
+    for failed calls): ``{judge: {format: {"judged": n, "parsed": k, "rate": k / n}}}``. Judgements
+    not asked (skipped) are left out."""
+    out: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        if r.get("error_kind") == "skipped":
+            continue
+        cell = out.setdefault(str(r.get("judge")), {}).setdefault(r.get("reply_format") or "no reply",
+                                                                  {"judged": 0, "parsed": 0})
+        cell["judged"] += 1
+        cell["parsed"] += int(bool(r.get("parsed")))
+    for formats in out.values():
+        for cell in formats.values():
+            cell["rate"] = round(cell["parsed"] / cell["judged"], 4)
+    return out

@@ -56,7 +56,8 @@ async def _judge_turn(call, jobs: list[JudgeJob], cfg: ChainConfig, stats: CallS
     for n, wave in enumerate(plan):
         batch = [j for j in live if j.judge in wave]
         stats.requested += len(batch)
-        call.expect(len(batch))
+        for judge in wave:
+            call.expect(sum(j.judge == judge for j in batch), "judge", judge)
         for j, judged in zip(batch, await asyncio.gather(*(judge_once(call, j, stats) for j in batch))):
             outcome[id(j)] = judged
         if n + 1 < len(plan):
@@ -90,7 +91,7 @@ async def _answer(call, role: str, p: Planned, first, cfg: ChainConfig, prs, mod
         p = resample(p, s)
         stats.requested += 1
         stats.resamples += 1
-        call.expect(1)
+        call.expect(1, role, cfg.generation.model)
         row = answer_row(role, p, await call(p.request, stats), prs)
     if role == "king" and mode == 2 and malformed(row):
         row["excluded_reason"] = KING_MALFORMED
@@ -112,8 +113,8 @@ async def run_stage_async(caller, turns: list[Turn], cfg: ChainConfig, prs: dict
                 plan += chunk
                 reqs = [(p.turn.turn_id, p.request) for p in chunk if p.request is not None]
                 stats[role].requested += len(reqs)
-                call.expect(len(reqs))
-                hits = caller.cache.get_many([req.key for _, req in reqs])
+                call.expect(len(reqs), role, cfg.generation.model)
+                hits = caller.cache.get_many([req for _, req in reqs])
                 first = {tid: asyncio.ensure_future(call(req, stats[role], hits.get(req.key))) for tid, req in reqs}
                 gen[role].update({p.turn.turn_id: asyncio.ensure_future(
                     _answer(call, role, p, first.get(p.turn.turn_id), cfg, prs, mode, stats[role])) for p in chunk})
@@ -133,6 +134,7 @@ async def run_stage_async(caller, turns: list[Turn], cfg: ChainConfig, prs: dict
         rows = {role: [await gen[role][p.turn.turn_id] for p in planned[role]] for role in gen}
         wall = time.monotonic() - t0
         call.trace_into(stats["judge"])
+    call.raise_over_budget()  # every call in flight has landed (and is stored): then the step fails
     if "judge" in roles:
         rows["judge"] = [judge_row(j, o) for pairs in judged for j, o in pairs]
     for s in stats.values():

@@ -11,6 +11,7 @@ from ..calls import CallStats
 from ..settings import ChainConfig
 from ..tables import columns
 from ..verdict.verdicts import markdown_table, per_judge_stats
+from .judging import parse_rates
 
 
 def pr_by_instance(df: pd.DataFrame) -> dict[str, dict]:
@@ -58,6 +59,8 @@ def role_metadata(role: str, rows: list[dict], stats: CallStats, cfg: ChainConfi
             "parsed": sum(bool(r["parsed"]) for r in rows),
             "parse_rate": round(sum(bool(r["parsed"]) for r in judged) / len(judged), 4) if judged else None,
             "retried": sum(bool(r["retried"]) for r in rows),
+            "structured": cfg.judges.structured,
+            "parse_rate_by_judge_and_format": parse_rates(rows),
             "not_judged_by_reason": skipped,
             "per_judge": markdown_table(per_judge_stats(pd.DataFrame(rows, columns=columns("judge_scores")))),
         })

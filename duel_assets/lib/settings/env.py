@@ -90,13 +90,15 @@ class Endpoint:
     api_key: str = field(repr=False)  # never printed
     source: str  # the variable that chose it, e.g. "LLM_BASE_URL"
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)  # the URL's user info, never printed
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # extra headers of each request
 
     @classmethod
-    def of(cls, url: str, api_key: str, source: str) -> Endpoint:
+    def of(cls, url: str, api_key: str, source: str, headers: Mapping[str, str] | None = None) -> Endpoint:
         """The endpoint of a base URL as configured: ``user:password@`` in it is taken out of the
         URL and kept as credentials (sent as HTTP basic auth when there is no API key)."""
         bare, userinfo = split_userinfo(url.strip())
-        return cls(base_url=bare.rstrip("/"), api_key=api_key, source=source, basic_auth=userinfo)
+        return cls(base_url=bare.rstrip("/"), api_key=api_key, source=source, basic_auth=userinfo,
+                   headers=tuple((headers or {}).items()))
 
     @property
     def id(self) -> str:

@@ -11,7 +11,7 @@ import tomllib
 from pydantic import ValidationError
 
 from ..system.bounded import InputRefused, read_bounded
-from . import env
+from . import endpoints, env
 from .base import ConfigError
 from .errors import error_line, key_path, toml_value
 from .model import ChainConfig
@@ -71,6 +71,12 @@ def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
     if sum(cfg.metric_weights.values()) <= 0:
         out.append(f"metric_weights: got {toml_value(cfg.metric_weights)} (the weights sum to 0); "
                    "allowed: numbers >= 0 with a positive sum")
+    if cfg.calls.max_usd is not None:
+        unpriced = [m for m in dict.fromkeys([cfg.generation.model, *cfg.judges.models]) if m not in cfg.prices]
+        if unpriced:
+            out.append(f"{k('calls', 'max_usd')}: got {cfg.calls.max_usd:g} but [prices] has no entry for "
+                       f"{', '.join(toml_value(m) for m in unpriced)}; allowed: a budget only when every model "
+                       f"called has its prices, e.g. [prices.{toml_value(unpriced[0])}] prompt = 0.15, completion = 0.60")
     for name, n in Counter(b.name for b in cfg.decontamination.benchmarks).items():
         if n > 1:
             out.append(f"decontamination.benchmarks: got name {toml_value(name)} {n} times; allowed: each name once")
@@ -80,7 +86,7 @@ def _cross_checks(cfg: ChainConfig, spelling: dict[str, str]) -> list[str]:
             out.append(f"sources[{i}]: got {s.format} {toml_value(s.path)} (split {s.split}) more than once; "
                        "allowed: each source once (use weight to favour one)")
             seen[(s.format, s.path, s.split)] = 1
-    return out
+    return out + endpoints.cross_checks(cfg, k)
 
 
 def parse_config(data: dict[str, Any], origin: str = "<dict>") -> ChainConfig:

@@ -105,6 +105,8 @@ class JudgeConfig(Table):
     position_swap: bool = True
     max_history_chars: Annotated[int, Field(ge=0, le=10_000_000)] = 0  # 0: the judges read the answers' own history (a shared, cacheable prefix)
     skip_decided: bool = True  # skip the remaining judges once a turn's verdict cannot change
+    # ask for the judge-reply JSON schema: "auto" (json_schema, then what the endpoint takes), true, false
+    structured: Literal["auto"] | bool = "auto"
 
 
 class CallsConfig(Table):
@@ -120,6 +122,40 @@ class CallsConfig(Table):
     max_failure_rate: Fraction = 0.5  # above this the step fails (completed calls stay cached)
     stream: bool = True  # stream replies: timeout_s then bounds the silence between chunks, not a reply's length
     adaptive: bool = True  # halve the deployment's window on 429, grow it back as calls succeed
+    # the deployment's hard budget in USD at [prices], counted in the call store over every run; none when unset
+    max_usd: Optional[Annotated[float, Field(gt=0, le=100_000_000)]] = None
+    # "batch": the roles of batch_roles go through the provider's batch API (files + batches), at batch prices
+    mode: Literal["online", "batch"] = "online"
+    batch_roles: Annotated[list[Literal["king", "challenger", "judge"]], Field(min_length=1)] = ["king", "challenger", "judge"]
+    batch_retry: Literal["online", "batch"] = "online"  # how errored and expired batch requests are asked again
+    batch_poll_s: Annotated[float, Field(ge=0.01, le=3600)] = 30.0  # between two looks at a batch in flight
+
+
+EnvName = Annotated[str, Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")]  # a variable's name, or ""
+
+
+class EndpointSpec(Table):
+    """``[endpoints.<name>]``: an OpenAI-compatible endpoint some roles use. Its URL is given (``base_url``)
+    or named (``base_url_env``); its key is only ever named (``api_key_env``; "" sends none). Limits left
+    out are those of ``[calls]``."""
+
+    base_url: str = ""
+    base_url_env: EnvName = ""
+    api_key_env: EnvName = ""
+    headers: dict[str, str] = {}  # extra headers sent with each request
+    concurrency: Optional[Annotated[int, Field(ge=1, le=1024)]] = None
+    requests_per_minute: Optional[Annotated[float, Field(ge=0, le=1_000_000)]] = None
+    tokens_per_minute: Optional[Annotated[float, Field(ge=0, le=1_000_000_000)]] = None
+
+
+class RolesConfig(Table):
+    """Which endpoint each role calls (a name of ``[endpoints]``); "" (or ``"default"``) is the
+    endpoint of the environment (LLM_*, CHUTES_*, OPENAI_*)."""
+
+    king: str = ""
+    challenger: str = ""
+    judge: str = ""  # every judge not named in ``judges``
+    judges: dict[Name, str] = {}  # judge model -> endpoint
 
 
 class GateConfig(Table):
@@ -232,6 +268,10 @@ class Price(Table):
     prompt: USDPerMTokens = 0.0
     completion: USDPerMTokens = 0.0
     cached_prompt: Optional[USDPerMTokens] = None
+    # through the provider's batch API (calls.mode = "batch"); absent: the batch cost is not estimated
+    batch_prompt: Optional[USDPerMTokens] = None
+    batch_completion: Optional[USDPerMTokens] = None
+    batch_cached_prompt: Optional[USDPerMTokens] = None  # default: batch_prompt
 
 
 def _price_tables(prices: dict[str, Price]) -> dict[str, dict[str, float]]:
@@ -252,6 +292,8 @@ class ChainConfig(Table):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     judges: JudgeConfig = Field(default_factory=JudgeConfig)
     calls: CallsConfig = Field(default_factory=CallsConfig)
+    endpoints: dict[str, EndpointSpec] = {}  # name -> endpoint (names checked in .endpoints)
+    roles: RolesConfig = Field(default_factory=RolesConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     buckets: BucketConfig = Field(default_factory=BucketConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from . import env
+from . import endpoints, env
 from .errors import key_path, toml_value
 from .load import label
 from .model import ChainConfig, PRRecordsConfig, PRRecordSpec, Table
@@ -93,6 +93,8 @@ def config_rows(cfg: ChainConfig) -> list[Row]:
                     rows.append(Row(k, text, origin([name], here)))
             elif isinstance(v, Table):
                 walk(v, loc + [name], here)
+            elif name == "endpoints":  # listed above with the roles that use them, header values not shown
+                rows.append(Row("endpoints", ", ".join(v) or "none (the environment's)", origin([name], here)))
             elif name == "sources":
                 for i, s in enumerate(v):
                     rows.append(Row(f"sources[{i}]", f"{s.format} {s.path} (split {s.split}, weight {s.weight:g})",
@@ -126,8 +128,22 @@ def render(rows: list[Row]) -> str:
     return "\n".join(f"  {r.key:<{width}}  {r.value:<{vwidth}}  ({r.origin})" for r in rows)
 
 
+def endpoint_rows(cfg: ChainConfig) -> list[Row]:
+    """Each endpoint with the roles that call it: URL without credentials, key and headers not shown."""
+    rows = []
+    for d in endpoints.describe(cfg):
+        where = "environment" if d.name == endpoints.DEFAULT and d.name not in cfg.endpoints else f"[endpoints.{d.name}]"
+        rows += [Row(d.name, d.url, where), Row(f"{d.name} key", d.key, where),
+                 Row(f"{d.name} roles", ", ".join(d.roles) or "none", "[roles]"),
+                 Row(f"{d.name} limits", d.limits, where)]
+        if d.headers != "none":
+            rows.append(Row(f"{d.name} headers", d.headers, where))
+    return rows
+
+
 def describe_all(cfg: ChainConfig, paths: Paths | None = None) -> str:
     parts = ["environment:", render(environment_rows(paths)),
+             "", "endpoints (roles -> endpoint):", render(endpoint_rows(cfg)),
              "", "what runs will use:", render(summary_rows(cfg)),
              "", "chain.toml, every key:", render(config_rows(cfg))]
     return "\n".join(parts)
