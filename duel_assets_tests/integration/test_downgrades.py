@@ -32,6 +32,9 @@ def test_a_refusal_names_the_switch_in_each_servers_own_way():
     words = json.dumps({"error": {"message": "Unrecognized request argument supplied: stream_options"}})
     assert named_switches(words) == ["stream_options"]
     assert named_switches('{"error": {"message": "include_usage is not supported"}}') == ["stream_options"]
+    vllm = json.dumps({"object": "error", "message": '"auto" tool choice requires --enable-auto-tool-choice and '
+                       "--tool-call-parser to be set", "type": "BadRequestError", "param": None, "code": 400})
+    assert named_switches(vllm) == ["tool_choice"] and is_refusal(400, vllm)
     assert named_switches('{"error": {"message": "upstream timed out; streaming is fine"}}') == []
     assert not is_refusal(500, '{"error": {"message": "internal error: stream crashed"}}')  # a crash, not a refusal
     assert not is_refusal(401, openai_stream) and not is_refusal(429, openai_stream)

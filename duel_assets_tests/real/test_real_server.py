@@ -1,10 +1,12 @@
 """A real model server: llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct (a
-real 135M model), installed by ``make test-real`` in ``.venv-real``. One partition of 8 turns runs
-end to end with king, challenger and two judges on it, two calls in flight; then the judges are
+real 135M model), installed by ``make test-real`` in ``.venv-real``. One partition of 8 tool-calling
+turns (the CoderForge fixture, so that the server's tool calls can be in protocol) runs end to end
+in DUEL_MODE 2 with king, challenger and two judges on it, two calls in flight; then the judges are
 asked again in free text over the same turns (the rate beside the structured one), and a re-run
 of the partition buys nothing. The wall time is printed."""
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -23,13 +25,24 @@ CHAT_FORMAT = "chatml-function-calling"  # tool calls with tool_choice "auto" or
 TABLES = ("sampled_turns", "pr_records", "king_answers", "challenger_answers", "judge_scores", "duel_verdict",
           "exported_buckets")
 CALL_ASSETS = ("king_answers", "challenger_answers", "judge_scores")
+JUDGES = (MODEL, f"{MODEL}-second")  # two judges, both the server's one model
 # small replies keep the run short (the model is slow on a loaded 2-core machine); histories are
-# trimmed so that a judge's prompt fits the server's context
+# trimmed so that a judge's prompt fits the server's context (the tools alone take 1,759 characters).
+# Replies are asked for whole: chatml-function-calling cannot stream a reply to tool_choice "auto"
+# (the server fails the stream after its 200, and the connection closes with no event)
+FIX = Path(__file__).resolve().parent / "fixtures"
 CHAIN = """
+[[sources]]
+format = "coderforge"
+path = "{fixtures}/coderforge_sample.jsonl"
+
+[pr_records]
+path = "{fixtures}/tool_pr_records.jsonl"
+
 [sampling]
 turns_per_file = 8
 seed = 3
-max_history_chars = 1200
+max_history_chars = 2000
 max_observation_chars = 300
 
 [generation]
@@ -39,7 +52,7 @@ max_tokens = 64
 max_resamples = 0
 
 [judges]
-models = ["smollm2", "smollm2-second"]
+models = {judges}
 max_tokens = 160
 position_swap = false
 skip_decided = false
@@ -47,6 +60,7 @@ structured = {structured}
 
 [calls]
 concurrency = 2
+stream = false
 timeout_s = 300
 deadline_s = 1200
 retry_budget = 4
@@ -131,7 +145,8 @@ def test_a_partition_end_to_end_on_a_real_model(llama_server, tmp_path, monkeypa
     t0 = time.monotonic()
     home, cfg = tmp_path / "duel", tmp_path / "chain.toml"
     home.mkdir()
-    cfg.write_text(CHAIN.format(structured='"auto"'))
+    (tmp_path / "dagster_home").mkdir()
+    cfg.write_text(CHAIN.format(fixtures=FIX, judges=json.dumps(list(JUDGES)), structured='"auto"'))
     for var in ("LLM_API_KEY", "CHUTES_BASE_URL", "CHUTES_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "DUEL_MODE",
                 "DUEL_PROGRESS", "DUEL_WAREHOUSE", "DUEL_CALL_CACHE"):
         monkeypatch.delenv(var, raising=False)
@@ -147,14 +162,32 @@ def test_a_partition_end_to_end_on_a_real_model(llama_server, tmp_path, monkeypa
             assert n > 0, f"{table} has no rows"
         (turns,), = query(home, "SELECT count(*) FROM duel.sampled_turns")
         assert turns >= 8
+        # every answer is a reply the server completed (none lost in transfer, none failed); most are
+        # a tool call in protocol. The rest are the server's own empty replies: asked with
+        # tool_choice "auto", chatml-function-calling lets the model pick a tool or a message, and
+        # its grammar for the message admits no text (SmolLM2 picks the message, at temperature 0,
+        # on some turns of the fixture): stopped, with tokens generated, classified empty_reply
+        answered = {}
         for table in ("king_answers", "challenger_answers"):
-            (n, failed, empty), = query(home, f"SELECT count(*), count(error_kind), count(*) FILTER (WHERE coalesce(content, '') = '' "
-                                              f"AND tool_calls IS NULL) FROM duel.{table}")
-            assert n == turns and failed == 0 and empty == 0, table
-        # the server's model answered every call, and every call's usage is the server's or estimated and flagged
+            (n, failed, unfinished, in_protocol, empty, empty_but_classified), = query(home, (
+                "SELECT count(*), count(error_kind), count(*) FILTER (WHERE finish_reason IS NULL OR "
+                "coalesce(completion_tokens, 0) = 0), count(*) FILTER (WHERE format_ok AND tool_calls IS NOT NULL), "
+                "count(*) FILTER (WHERE coalesce(content, '') = '' AND tool_calls IS NULL), "
+                "count(*) FILTER (WHERE coalesce(content, '') = '' AND tool_calls IS NULL AND finish_reason = 'stop' "
+                f"AND format_reason = 'empty_reply') FROM duel.{table}"))
+            assert n == turns and failed == 0 and unfinished == 0, (table, n, failed, unfinished)
+            assert 2 * in_protocol >= turns and empty == empty_but_classified, (table, in_protocol, empty)
+            answered[table] = (in_protocol, empty)
+        (dueled,), = query(home, "SELECT count(DISTINCT turn_id) FROM duel.judge_scores WHERE parsed")
+        assert 2 * dueled >= turns
+        # the server's model answered every call, and every call's usage is the server's or estimated and
+        # flagged. The server serves its one model under any name asked for and names a whole reply's
+        # model as asked: the second judge's calls come back as "smollm2-second"
         for table in CALL_ASSETS:
-            served = {m for (m,) in query(home, f"SELECT DISTINCT served_model FROM duel.{table} WHERE error_kind IS NULL")}
-            assert served == {MODEL}, (table, served)
+            asked = "judge" if table == "judge_scores" else "model"
+            served = dict(query(home, f"SELECT DISTINCT {asked}, served_model FROM duel.{table} WHERE error_kind IS NULL"))
+            expected = dict(zip(JUDGES, JUDGES)) if table == "judge_scores" else {MODEL: MODEL}
+            assert served == expected, (table, served)
             (no_usage,), = query(home, f"SELECT count(*) FROM duel.{table} WHERE error_kind IS NULL AND "
                                        "(coalesce(prompt_tokens, 0) = 0 OR coalesce(completion_tokens, 0) = 0) "
                                        "AND NOT coalesce(usage_estimated, false)")
@@ -167,8 +200,9 @@ def test_a_partition_end_to_end_on_a_real_model(llama_server, tmp_path, monkeypa
 
         # the judges again, in free text, over the same turns and answers (bought above: from the call store)
         home2 = tmp_path / "free_text"
-        home2.mkdir()
-        cfg.write_text(CHAIN.format(structured="false"))
+        (home2 / "prompt").mkdir(parents=True)
+        shutil.copy(home / "prompt" / "real.json", home2 / "prompt" / "real.json")  # the same turns
+        cfg.write_text(CHAIN.format(fixtures=FIX, judges=json.dumps(list(JUDGES)), structured="false"))
         monkeypatch.setenv("DUEL_HOME", str(home2))
         monkeypatch.setenv("DUEL_CALL_CACHE", str(home / "cache" / "llm_calls.sqlite"))
         free = materialize(instance, "real")
@@ -179,7 +213,7 @@ def test_a_partition_end_to_end_on_a_real_model(llama_server, tmp_path, monkeypa
         free_text = _rate(free_rates, ("text",))
 
         # the first partition again: nothing bought
-        cfg.write_text(CHAIN.format(structured='"auto"'))
+        cfg.write_text(CHAIN.format(fixtures=FIX, judges=json.dumps(list(JUDGES)), structured='"auto"'))
         monkeypatch.setenv("DUEL_HOME", str(home))
         monkeypatch.delenv("DUEL_CALL_CACHE")
         again = materialize(instance, "real")
@@ -187,6 +221,8 @@ def test_a_partition_end_to_end_on_a_real_model(llama_server, tmp_path, monkeypa
         assert {a: metadata(again, a)["llm_calls_made"] for a in CALL_ASSETS} == {a: 0 for a in CALL_ASSETS}
     wall = time.monotonic() - t0
     print(f"\nreal server {endpoint_id(llama_server)} ({MODEL}, {CHAT_FORMAT}): {turns} turns, concurrency 2")
+    print("  answers with a tool call in protocol: " + ", ".join(f"{t} {a[0]}/{turns} ({a[1]} empty from the server)"
+                                                               for t, a in answered.items()) + f"; {dueled} turns judged")
     print(f"  judge parse rate: structured {structured[0]}/{structured[1]} = {structured[2]:.2f}   "
           f"free text {free_text[0]}/{free_text[1]} = {free_text[2]:.2f}")
     print(f"  per judge and format: structured {json.dumps(rates)}  free text {json.dumps(free_rates)}")

@@ -56,7 +56,12 @@ def test_every_request_about_a_turn_starts_with_the_same_bytes():
     # judges carry them without being able to call them
     assert all(r.tools == TOOLS for r in every)
     assert all(r.params.get("tool_choice") == "none" for r in judges)
-    assert all("tool_choice" not in r.params for r in (king.request, chal.request))
+    # king and challenger are asked for a tool call outright (what the API defaults to with tools; a
+    # llama.cpp server with a function-calling chat format answers in text unless asked)
+    assert all(r.params.get("tool_choice") == "auto" and _wire(r).count(b'"tool_choice":"auto"') == 1
+               for r in (king.request, chal.request))
+    bash_turn = Turn("t2", "acme__widgets-1", None, "swe_zero", "tr1", 2, "bash_block", turn.history[:2], {})
+    assert "tool_choice" not in plan_generation("king", [bash_turn], cfg, prs)[0].request.params
 
     # the history, byte for byte, in every request of every role
     history = _messages_bytes(king.request, n)

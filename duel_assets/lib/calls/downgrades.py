@@ -29,7 +29,8 @@ ANY_MODEL = "*"  # the endpoint as a whole (its concurrency)
 CONCURRENCY = "concurrency"
 OFF = "off"
 _ALIASES = {"include_usage": "stream_options", "json_schema": "response_format", "functions": "tools",
-            "function_call": "tool_choice", "parallel_tool_calls": "tool_choice"}
+            "function_call": "tool_choice", "parallel_tool_calls": "tool_choice",
+            "tool choice": "tool_choice"}  # vLLM: '"auto" tool choice requires --enable-auto-tool-choice ...'
 _WORDS = re.compile(r"\b(" + "|".join(sorted({*SWITCHES, *_ALIASES}, key=len, reverse=True)) + r")\b")
 # a pydantic error repeated in a message: 'loc': ('body', 'response_format', 'type')
 _LOC = re.compile(r"""['"]loc['"]\s*:\s*[(\[]\s*['"]body['"]\s*,\s*['"](\w+)['"]""")

@@ -18,8 +18,11 @@ NO_HIDDEN_INFO = "no_hidden_info"
 KING_MALFORMED = "king_malformed"
 
 
-def generation_params(cfg: ChainConfig) -> dict:
-    return {"temperature": cfg.generation.temperature, "max_tokens": cfg.generation.max_tokens}
+def generation_params(cfg: ChainConfig, with_tools: bool = False) -> dict:
+    params: dict = {"temperature": cfg.generation.temperature, "max_tokens": cfg.generation.max_tokens}
+    if with_tools:  # the API's default said outright: some servers offer tool calls only when asked
+        params["tool_choice"] = "auto"
+    return params
 
 
 @dataclass
@@ -58,7 +61,8 @@ def plan_generation(role: str, turns: list[Turn], cfg: ChainConfig, prs: dict[st
             out.append(Planned(t, None, "duel_mode_1_uses_reference"))
             continue
         msgs = messages.king_messages(t) if role == "king" else messages.challenger_messages(t, prs.get(t.instance_id))
-        out.append(Planned(t, CallRequest(role=role, model=cfg.generation.model, messages=msgs, params=generation_params(cfg),
+        params = generation_params(cfg, with_tools=bool(t.tools))
+        out.append(Planned(t, CallRequest(role=role, model=cfg.generation.model, messages=msgs, params=params,
                                           tools=messages.request_tools(t.tools), sample_index=sample_index,
                                           tag=t.turn_id)))
     return out
