@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 
 from duel_assets.lib.settings import endpoint_id
-from duel_assets_tests.conftest import materialize, metadata, query
+from duel_assets_tests.conftest import FIXTURES, materialize, metadata, query
 
 REAL = Path(__file__).resolve().parents[2] / ".venv-real"
 MODEL = "smollm2"  # the server's alias for the model: what it reports as the model that answered
@@ -30,7 +30,7 @@ JUDGES = (MODEL, f"{MODEL}-second")  # two judges, both the server's one model
 # trimmed so that a judge's prompt fits the server's context (the tools alone take 1,759 characters).
 # Replies are asked for whole: chatml-function-calling cannot stream a reply to tool_choice "auto"
 # (the server fails the stream after its 200, and the connection closes with no event)
-FIX = Path(__file__).resolve().parent / "fixtures"
+FIX = FIXTURES  # the CoderForge test fixture and its PR records
 CHAIN = """
 [[sources]]
 format = "coderforge"
