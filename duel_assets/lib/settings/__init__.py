@@ -17,13 +17,13 @@ from .base import (
     MetricName,
     validate_partition_key,
 )
+from .calls_model import CallsConfig
 from .env import CHUTES_BASE_URL, Endpoint, config_path, duel_home, duel_mode, mask_url, resolve_endpoint, scrub, secret_values
 from .load import ALIASES, load_config, parse_config
 from .model import (
     BenchmarkSpec,
     BucketConfig,
     CalibrationConfig,
-    CallsConfig,
     ChainConfig,
     ChecksConfig,
     DecontaminationConfig,

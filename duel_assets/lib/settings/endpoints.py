@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from . import env
 from .base import ConfigError
-from .model import CallsConfig, ChainConfig, EndpointSpec
+from .calls_model import CallsConfig, EndpointSpec
+from .model import ChainConfig
 
 DEFAULT = "default"  # the environment's endpoint
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")

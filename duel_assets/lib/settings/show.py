@@ -6,8 +6,9 @@ from typing import NamedTuple
 
 from . import endpoints, env
 from .errors import key_path, toml_value
+from .fields import Table
 from .load import label
-from .model import ChainConfig, PRRecordsConfig, PRRecordSpec, Table
+from .model import ChainConfig, PRRecordsConfig, PRRecordSpec
 from .paths import Paths
 from .secrets import call_store_kind
 
