@@ -24,10 +24,11 @@ import threading
 import time
 from typing import Any
 
+from ..system.processes import pid_alive
 from . import flight
 from .store_batches import StoreBatches
 from .store_downgrades import StoreDowngrades
-from .store_inventory import HOST, StoreInventory, pid_alive
+from .store_inventory import HOST, StoreInventory
 from .store_spend import StoreSpend
 
 BUDGET_COLS = ("window", "last_decrease", "pause_until", "next_req", "next_tok", "learned_rpm", "learned_tpm", "probed")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from .store_inventory import HOST, StoreDialect, pid_alive
+from ..system.processes import pid_alive
+from .store_inventory import HOST, StoreDialect
 
 TERMINAL = ("completed", "expired", "failed", "cancelled")
 _DONE = ", ".join(f"'{s}'" for s in TERMINAL)

@@ -5,7 +5,6 @@ both SQLite and PostgreSQL speak; and how a store tells a holder of this host wh
 """
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,16 +12,6 @@ from typing import Any
 
 UNKNOWN = "unknown"  # calls stored before the endpoint was part of a call's identity
 HOST = socket.gethostname()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class StoreDialect:

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from ..system.files import read_json, write_json_atomic
+from ..system.processes import pid_alive
 
 
 def running_path(home: Path) -> Path:
@@ -47,22 +48,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_url(home: Path) -> str | None:
     rec = read_json(running_path(home))
     if not isinstance(rec, dict) or not isinstance(rec.get("url"), str) or not isinstance(rec.get("pid"), int):
         return None
     if rec.get("host") == socket.gethostname():
-        return rec["url"] if _alive(rec["pid"]) else None
+        return rec["url"] if pid_alive(rec["pid"]) else None
     return None if is_loopback(urlsplit(rec["url"]).hostname or "") else rec["url"]
 
 

@@ -114,14 +114,23 @@ def _exec_guarded(args: list[str]) -> None:
     os.execvp(argv[0], argv)
 
 
-def group_alive(pgid: int) -> bool:
+def _signal_reaches(send: Callable[[int, int], None], target: int) -> bool:
+    """Whether signal 0 finds ``target`` (one that exists but is not ours counts as alive)."""
     try:
-        os.killpg(pgid, 0)
+        send(target, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
     return True
+
+
+def pid_alive(pid: int) -> bool:
+    return _signal_reaches(os.kill, pid)
+
+
+def group_alive(pgid: int) -> bool:
+    return _signal_reaches(os.killpg, pgid)
 
 
 def stop_group(pgid: int, grace_s: float = 10.0, reap=None, poll_s: float = 0.1) -> bool:
