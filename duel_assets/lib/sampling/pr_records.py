@@ -102,16 +102,21 @@ def _select(cols: set[str], fmt: str, source: str) -> str:
     return ", ".join(parts)
 
 
+def scan_columns(con: duckdb.DuckDBPyConnection, scan: str, remote: bool) -> set[str]:
+    """The columns of ``scan`` on ``con``, after setting the connection up for the hub when ``remote``."""
+    if remote:
+        con.execute("INSTALL httpfs; LOAD httpfs;")
+        token = env.hf_token()
+        if token:
+            con.execute("CREATE SECRET hf_token (TYPE huggingface, TOKEN ?)", [token])
+    return {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+
+
 def _query_source(source: str, fmt: str, ids: list[str]) -> dict[str, dict]:
     scan, remote = _scan_sql(source)
     con = duckdb.connect(":memory:")
     try:
-        if remote:
-            con.execute("INSTALL httpfs; LOAD httpfs;")
-            token = env.hf_token()
-            if token:
-                con.execute("CREATE SECRET hf_token (TYPE huggingface, TOKEN ?)", [token])
-        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        cols = scan_columns(con, scan, remote)
         rows = con.execute(pr_query(scan, _select(cols, fmt, source), ids)).fetchall()
     except duckdb.Error as e:
         first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)

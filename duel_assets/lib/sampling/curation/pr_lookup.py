@@ -12,8 +12,8 @@ import threading
 
 import duckdb
 
-from ...settings import ConfigError, PRRecordSpec, env
-from ..pr_records import _scan_sql, pr_query
+from ...settings import ConfigError, PRRecordSpec
+from ..pr_records import _scan_sql, pr_query, scan_columns
 from ..sources import BUNDLED_PR_RECORDS, resolve_local
 
 FIELDS = ("repo", "base_commit", "created_at", "patch", "target_patch", "problem_statement")
@@ -24,12 +24,7 @@ _LOCK = threading.Lock()
 def _open(path: str, scan: str, remote: bool) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     con = duckdb.connect(":memory:")
     try:
-        if remote:
-            con.execute("INSTALL httpfs; LOAD httpfs;")
-            token = env.hf_token()
-            if token:
-                con.execute("CREATE SECRET hf_token (TYPE huggingface, TOKEN ?)", [token])
-        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()}
+        cols = scan_columns(con, scan, remote)
         if "instance_id" not in cols:
             raise ConfigError(f"PR records at {path!r} have no instance_id column")
     except BaseException:
