@@ -47,22 +47,10 @@ def run_all(only: list[str] | None = None) -> dict:
 
 
 def report(r: dict) -> list[str]:
-    lines: list[str] = []
-    if "llm_calls" in r:
-        lines += _llm(r)
-    if "panel_turns" in r:
-        lines += _panel(r)
-    if "goodput_ratio" in r:
-        lines += _goodput(r)
-    if "pipeline_cold_s" in r:
-        lines += _pipe(r)
-    if "sampler_turns" in r:
-        lines += _sampler(r)
-    if "decontam_time_ratio" in r:
-        lines += _curation(r)
-    if "bootstrap_turns" in r:
-        lines += _bootstrap(r)
-    return lines
+    """The text lines of each part the results hold, in the parts' order."""
+    sections = (("llm_calls", _llm), ("panel_turns", _panel), ("goodput_ratio", _goodput), ("pipeline_cold_s", _pipe),
+                ("sampler_turns", _sampler), ("decontam_time_ratio", _curation), ("bootstrap_turns", _bootstrap))
+    return [line for key, lines in sections if key in r for line in lines(r)]
 
 
 def _llm(r: dict) -> list[str]:

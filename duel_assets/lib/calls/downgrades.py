@@ -19,9 +19,10 @@ models (:data:`ANY_MODEL`), learnt the same way.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
+
+from .errors import json_body, provider_message
 
 SWITCHES = ("stream_options", "response_format", "tool_choice", "tools", "seed", "stream")  # most specific first
 CONTENT = frozenset({"response_format", "tool_choice", "tools", "seed"})  # part of a call's identity
@@ -51,10 +52,7 @@ def named_switches(text: str) -> list[str]:
     """The switches an error body names: its ``error.param``, a validation error's ``loc``, else
     the words of its message; in the order found, without repeats."""
     names: list[str] = []
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        data = None
+    data = json_body(text)
     if isinstance(data, dict):
         err = data.get("error")
         if isinstance(err, dict) and isinstance(err.get("param"), str):
@@ -67,8 +65,6 @@ def named_switches(text: str) -> list[str]:
     names += _LOC.findall(text)
     found = [s for s in map(_switch, names) if s]
     if not found:
-        from .errors import provider_message
-
         found = [s for s in map(_switch, _WORDS.findall(provider_message(text))) if s]
     return list(dict.fromkeys(found))
 

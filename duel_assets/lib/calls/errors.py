@@ -91,14 +91,19 @@ class RateLimitInfo:
                    reset_tokens_s=duration_seconds(headers.get("x-ratelimit-reset-tokens")))
 
 
+def json_body(text: str) -> object:
+    """An error body as JSON, or None when it is not JSON."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return None
+
+
 def provider_message(text: str) -> str:
     """What an error body says, in the provider's words: ``error.message`` (OpenAI and most
     compatible servers), ``message`` or ``detail`` (a validation error's ``loc: msg`` list too);
     else the body itself, on one line."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        data = None
+    data = json_body(text)
     if isinstance(data, dict):
         err = data.get("error")
         for found in ((err.get("message") if isinstance(err, dict) else err), data.get("message"), data.get("detail")):
