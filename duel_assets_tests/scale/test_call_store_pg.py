@@ -79,3 +79,44 @@ def test_a_refusal_learnt_by_two_workers_at_once_is_stored_once_and_the_next_sta
     n = len(fresh_standin.state.log)
     (r,), st = _caller(fresh_standin, dsn).run([CallRequest("king", "standin-generator", [{"role": "user", "content": "c"}], {})])
     assert r.ok and st.downgrades == {} and not [e for e in fresh_standin.state.log[n:] if e.get("refused") or e["stream"]]
+
+
+def test_a_worker_starting_while_another_claims_takes_no_table_lock(postgres, dsn):
+    """A run's store opens while another worker's claim transaction has read ``leases``: it opens at
+    once and the claim goes on (no DDL on a current schema — ``ALTER TABLE ... IF NOT EXISTS`` would
+    wait for an exclusive lock, and PostgreSQL would end one of the two as a deadlock)."""
+    import psycopg2
+
+    busy = psycopg2.connect(dsn)
+    try:
+        cur = busy.cursor()
+        cur.execute("SELECT count(*) FROM leases")  # a claim's first read: its lock held until commit
+        opened: list[PgCallStore] = []
+        t = threading.Thread(target=lambda: opened.append(PgCallStore(dsn)), daemon=True)
+        t.start()
+        t.join(timeout=15)
+        assert not t.is_alive() and opened, "opening the store waited on a worker's transaction"
+        cur.execute("SELECT count(*) FROM calls")  # the claim's second read still goes through
+        assert cur.fetchone() == (0,)
+        busy.commit()
+        opened[0].close()
+    finally:
+        busy.rollback()
+        busy.close()
+
+
+def test_a_store_missing_a_column_is_brought_up_to_date(postgres, dsn):
+    import psycopg2
+
+    con = psycopg2.connect(dsn)
+    with con, con.cursor() as cur:
+        cur.execute("ALTER TABLE leases DROP COLUMN usd")
+        cur.execute("DROP INDEX calls_endpoint")
+    con.close()
+    store = PgCallStore(dsn)
+    with store._read() as ex:
+        cols = {c for (c,) in ex.execute("SELECT column_name FROM information_schema.columns "
+                                         "WHERE table_name = 'leases'").fetchall()}
+        idx = {i for (i,) in ex.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'calls'").fetchall()}
+    store.close()
+    assert "usd" in cols and "calls_endpoint" in idx

@@ -8,6 +8,7 @@ decisions of every worker.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,6 +40,22 @@ CREATE TABLE IF NOT EXISTS downgrades (endpoint TEXT NOT NULL, model TEXT NOT NU
                                        value TEXT NOT NULL, reason TEXT, created DOUBLE PRECISION,
                                        PRIMARY KEY (endpoint, model, switch));
 """
+# what SCHEMA makes, to see whether a database already has it all
+_TABLES = set(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA))
+_COLUMNS = set(re.findall(r"ALTER TABLE (\w+) ADD COLUMN IF NOT EXISTS (\w+)", SCHEMA))
+_INDEXES = set(re.findall(r"CREATE INDEX IF NOT EXISTS (\w+)", SCHEMA))
+
+
+def _schema_current(con) -> bool:
+    """Whether every table, added column and index of SCHEMA is there, read from the catalog alone:
+    it takes no lock on the tables (``ALTER TABLE ... IF NOT EXISTS`` takes an exclusive one even when
+    the column exists, which deadlocks with a worker's claim reading ``leases`` then ``calls``)."""
+    tables = {t for (t,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                        "WHERE table_schema = current_schema()").fetchall()}
+    columns = set(con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                              "WHERE table_schema = current_schema()").fetchall())
+    indexes = {i for (i,) in con.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()").fetchall()}
+    return _TABLES <= tables and _COLUMNS <= columns and _INDEXES <= indexes
 
 
 class _Exec:
@@ -69,9 +86,12 @@ class PgCallStore(CallStoreBase):
             raise ConfigError(f"DUEL_CALL_CACHE: cannot connect to PostgreSQL {redact(dsn)}: {reason}") from None
         self._con.autocommit = False
         with self._tx() as con:
+            if _schema_current(con):  # every worker's start, while others claim: no DDL, no table lock
+                return
             con.execute("SELECT pg_advisory_xact_lock(hashtext('duel_call_store_schema'))")
-            for stmt in filter(str.strip, SCHEMA.split(";")):
-                con.execute(stmt)
+            if not _schema_current(con):  # first use, or an older schema: one worker at a time
+                for stmt in filter(str.strip, SCHEMA.split(";")):
+                    con.execute(stmt)
 
     @contextmanager
     def _tx(self, endpoint: str | None = None) -> Iterator[_Exec]:
