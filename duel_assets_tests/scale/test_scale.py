@@ -69,6 +69,12 @@ def deployment(postgres, standin, tmp_path_factory):
     standin.state.latency_ms = 0.0
 
 
+def _failures(log: Path) -> list[str]:
+    """What the daemon's runs logged on a step's failure: the first lines of each error."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return ["\n".join(lines[i: i + 8]) for i, line in enumerate(lines) if "STEP_FAILURE" in line]
+
+
 def _only(snap: dict, keys: list[str]) -> dict:
     return {t: [r for r in rows if any(f"'{k}'" in r for k in keys)] for t, rows in snap.items()}
 
@@ -128,7 +134,8 @@ def test_backfill_through_webserver_and_daemon_into_ducklake(deployment):
         runs = s.backfill_runs(bid)
     wall = time.monotonic() - t0
     d["standin"].state.latency_ms = 0.0
-    assert status == "COMPLETED_SUCCESS", (status, [(r["runId"], r["status"]) for r in runs])
+    assert status == "COMPLETED_SUCCESS", (status, [(r["runId"], r["status"]) for r in runs if r["status"] != "SUCCESS"],
+                                           _failures(d["tmp"] / "dagster-daemon.log"))
     assert sorted(next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition") for r in runs) == BACKFILLED
     assert all(r["status"] == "SUCCESS" for r in runs)
     most = max_overlap([(r["startTime"], r["endTime"]) for r in runs])
