@@ -67,6 +67,8 @@ def _connection(path: Path) -> sqlite3.Connection:
     try:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")  # WAL stays consistent after a crash; a lost last commit is re-sampled
+        con.execute("PRAGMA cache_size=-65536")  # 64 MiB: the hash index's pages stay read between windows
+        con.execute("PRAGMA wal_autocheckpoint=8192")  # a page written by many windows is copied back once
         con.executescript(
             "CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
             "prompt_file TEXT NOT NULL, instance_id TEXT, repo TEXT, num_perm INTEGER, sig BLOB, bands BLOB);"
@@ -132,9 +134,14 @@ class NearDupIndex:
             last = con.execute("SELECT coalesce(max(id), 0) FROM turns").fetchone()[0]
             con.executemany("INSERT OR IGNORE INTO turns (hash, prompt_file, instance_id, repo, num_perm, sig, bands) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            bands = sorted((int(k), i) for i, blob in con.execute("SELECT id, bands FROM turns WHERE id > ?", (last,))
-                           for k in np.frombuffer(blob, dtype=np.int64))
-            con.executemany(f"INSERT OR IGNORE INTO {LEVELS[0][0]} VALUES (?, ?)", bands)
+            new = con.execute("SELECT id, bands FROM turns WHERE id > ?", (last,)).fetchall()
+            keys = [np.frombuffer(blob, dtype=np.int64) for _, blob in new]
+            if keys:
+                band = np.concatenate(keys)
+                turn = np.repeat(np.array([i for i, _ in new], dtype=np.int64), [len(k) for k in keys])
+                order = np.lexsort((turn, band))  # in (band, turn) order: the pages of the tree in turn
+                con.executemany(f"INSERT OR IGNORE INTO {LEVELS[0][0]} VALUES (?, ?)",
+                                np.stack([band[order], turn[order]], axis=1).tolist())
             _settle(con)
 
     def release(self, key: str, keep: set[str] | None = None) -> int:
