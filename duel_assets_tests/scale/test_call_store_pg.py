@@ -120,3 +120,49 @@ def test_a_store_missing_a_column_is_brought_up_to_date(postgres, dsn):
         idx = {i for (i,) in ex.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'calls'").fetchall()}
     store.close()
     assert "usd" in cols and "calls_endpoint" in idx
+
+
+def test_a_store_write_that_postgresql_ends_as_a_deadlock_is_made_again(postgres, dsn):
+    """A real deadlock: another transaction holds the spend row and then inserts the call this
+    store is storing. PostgreSQL rolls one of them back; the store's write is made again and
+    neither the call nor its cost is lost or counted twice."""
+    import time
+
+    import psycopg2
+
+    store = PgCallStore(dsn)
+    store.put("seed", "king", "m", {"content": "s"}, usd=1.0)  # the spend row exists
+    other = psycopg2.connect(dsn)
+    outcome: dict = {}
+    try:
+        cur = other.cursor()
+        cur.execute("UPDATE spend SET usd = usd + 10")  # holds the spend row
+
+        def write():
+            try:
+                outcome["stored"] = store.put("k", "king", "m", {"content": "mine"}, usd=2.0)
+            except Exception as e:  # the test reports what the store raised
+                outcome["error"] = repr(e)
+
+        t = threading.Thread(target=write, daemon=True)
+        t.start()
+        time.sleep(0.5)  # the store has inserted "k" and waits for the spend row
+        try:
+            cur.execute("INSERT INTO calls (key, role, model, created, response) VALUES ('k', 'king', 'm', 0, "
+                        "'{\"content\": \"theirs\"}') ON CONFLICT (key) DO NOTHING")  # waits for the store's "k"
+            other.commit()
+            theirs = cur.rowcount == 1
+        except psycopg2.errors.DeadlockDetected:  # PostgreSQL chose this side instead
+            other.rollback()
+            theirs = False
+        t.join(timeout=30)
+    finally:
+        other.close()
+    assert "error" not in outcome and not t.is_alive(), outcome
+    assert outcome["stored"] is not theirs  # exactly one of the two stored "k"
+    got = store.get("k")
+    with store._read() as ex:
+        usd = ex.execute("SELECT usd FROM spend").fetchone()[0]
+    store.close()
+    assert got == ({"content": "theirs"} if theirs else {"content": "mine"})
+    assert usd == 1.0 + (10.0 if theirs else 0.0) + (2.0 if outcome["stored"] else 0.0)

@@ -8,7 +8,9 @@ decisions of every worker.
 """
 from __future__ import annotations
 
+import functools
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -73,7 +75,38 @@ class _Exec:
         return self.cur
 
 
+RETRIES = 4  # a decision that PostgreSQL rolled back to end a deadlock is made again, this many times at most
+
+
+def _retried(method):
+    """``method`` (one transaction) made again when PostgreSQL rolls it back whole to end a deadlock
+    or a serialization conflict with another worker's transaction (SQLSTATE class 40)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        from psycopg2.errors import TransactionRollbackError
+
+        for attempt in range(RETRIES + 1):
+            try:
+                return method(self, *args, **kwargs)
+            except TransactionRollbackError:
+                if attempt == RETRIES:
+                    raise
+                self._waiting.clear()  # what the store last heard of waiting holders: written again
+                time.sleep(0.05 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    return run
+
+
 class PgCallStore(CallStoreBase):
+    claim = _retried(CallStoreBase.claim)
+    complete = _retried(CallStoreBase.complete)
+    put = _retried(CallStoreBase.put)
+    register = _retried(CallStoreBase.register)
+    unregister = _retried(CallStoreBase.unregister)
+    renew = _retried(CallStoreBase.renew)
+
     def __init__(self, dsn: str):
         super().__init__()
         import psycopg2  # from dagster-postgres
