@@ -4,7 +4,8 @@ conninfo, ``host=... dbname=...``).
 The same tables and the same decisions as the SQLite store (:mod:`.store_base`), so a call is paid
 once per deployment rather than once per worker: completed calls are inserted if absent by content
 key, failures never stored; a transaction-scoped advisory lock per endpoint serialises the flight
-decisions of every worker.
+decisions of every worker; a worker opening the store changes the schema only when it is not current,
+and a decision PostgreSQL rolls back to end a deadlock is made again (:func:`_retried`).
 """
 from __future__ import annotations
 
