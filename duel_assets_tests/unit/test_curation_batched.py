@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from duel_assets.lib.sampling.curation import decontaminate, near_dup, shingles
+from duel_assets.lib.sampling.curation import decontaminate, linking, near_dup, shingles
 from duel_assets.lib.sampling.curation.near_dup import Clusters, signatures
 from duel_assets.lib.sampling.cutter import cut_turns
 from duel_assets.lib.sampling.readers.mini_swe_agent import read_swe_zero
@@ -100,14 +100,14 @@ def _old_keep(turns, cfg: NearDuplicatesConfig) -> list:
     for i in range(len(sigs)):
         for j in {j for k in _old_band_keys(sigs[i], nb, nr) for j in bands.get(k, ())}:
             if sigs[i].near(sigs[j], cfg.threshold):
-                a, b = near_dup._root(parent, i), near_dup._root(parent, j)
+                a, b = linking.root(parent, i), linking.root(parent, j)
                 if a != b:
                     parent[max(a, b)] = min(a, b)
         for k in _old_band_keys(sigs[i], nb, nr):
             bands.setdefault(k, []).append(i)
     best: dict[int, int] = {}
     for i in range(len(sigs)):
-        r = near_dup._root(parent, i)
+        r = linking.root(parent, i)
         if r not in best or sigs[i].key < sigs[best[r]].key:
             best[r] = i
     return [sigs, [turns[i] for i in sorted(best.values())]]
@@ -115,7 +115,10 @@ def _old_keep(turns, cfg: NearDuplicatesConfig) -> list:
 
 @pytest.mark.parametrize("seed", range(10))
 def test_batched_signatures_and_clusters_are_the_one_at_a_time_ones(seed, monkeypatch):
-    monkeypatch.setattr(near_dup, "_PAIRS", [1, 7, 1 << 20][seed % 3])  # a band's pairs at once, or a few at a time
+    # a band's pairs checked at once or a few at a time, alone or with the other small bands'
+    monkeypatch.setattr(linking, "PAIRS", [1, 7, 1 << 20][seed % 3])
+    monkeypatch.setattr(linking, "SMALL", [1, 2, 8][seed // 3 % 3])
+    monkeypatch.setattr(linking, "CELLS", [1, 50, 1 << 22][seed % 2])
     cfg = NearDuplicatesConfig(enabled=True, threshold=random.Random(seed).choice([0.5, 0.8, 0.9]),
                                last_steps=random.Random(seed).choice([1, 2]))
     turns = _turns(seed)

@@ -34,6 +34,7 @@ import numpy as np
 
 from ...settings import NearDuplicatesConfig
 from ...turn import Turn
+from .linking import link, root
 from .shingles import _permutations, joined_minhash_values, minhash_values, shingle_array
 
 MESSAGE_CHARS = 2000
@@ -179,36 +180,6 @@ def signature(turn: Turn, cfg: NearDuplicatesConfig) -> Signature:
     return signatures([turn], cfg)[0]
 
 
-def _root(parent: dict[int, int], i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
-_PAIRS = 1 << 20  # pairs compared at once
-_SMALL = 8  # a band of at most this many turns: its pairs are checked with the other small bands'
-
-
-def _pairs(n: int):
-    """The index pairs ``i < j`` of ``range(n)``, about :data:`_PAIRS` at a time."""
-    if n * (n - 1) // 2 <= _PAIRS:
-        yield np.triu_indices(n, 1)
-        return
-    rows = max(1, _PAIRS // n)
-    for lo in range(0, n - 1, rows):
-        x, y = [], []
-        for i in range(lo, min(n - 1, lo + rows)):
-            x.append(np.full(n - i - 1, i))
-            y.append(np.arange(i + 1, n))
-        yield np.concatenate(x), np.concatenate(y)
-
-
-def _similar(values: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: float) -> np.ndarray:
-    """Per pair, whether the share of equal MinHash values reaches ``threshold`` (:meth:`Signature.near`)."""
-    return np.count_nonzero(values[x] == values[y], axis=1) / values.shape[1] >= threshold
-
-
 class Clusters:
     """Near-duplicates among turns seen together, and against the ones kept before (one window or pool)."""
 
@@ -233,7 +204,7 @@ class Clusters:
         parent = self._linked(sigs, fresh)
         best: dict[int, int] = {}
         for i in fresh:
-            r = _root(parent, i)
+            r = root(parent, i)
             if r not in best or sigs[i].key < sigs[best[r]].key:
                 best[r] = i
         chosen = sorted(best.values())
@@ -243,45 +214,9 @@ class Clusters:
         return [turns[i] for i in chosen]
 
     def _linked(self, sigs: list[Signature], fresh: list[int]) -> dict[int, int]:
-        """Union-find parents of the clusters of ``fresh``: the connected near pairs among turns that
-        share a band, checked with numpy — a large band's pairs at once, the pairs of all small bands
-        together — but for pairs already in one cluster (nothing to learn: the same clusters as
-        checking every pair)."""
-        parent = {i: i for i in fresh}
         b, r = band_params(self.cfg.threshold, self.cfg.num_perm)
-        groups: dict[bytes, list[int]] = {}
-        for i in fresh:
-            for k in sigs[i].band_rows(b, r):
-                groups.setdefault(k, []).append(i)
-        shared = [g for g in groups.values() if len(g) > 1]
-        if not shared:
-            return parent
-        values = np.stack([s.steps_values for s in sigs]), np.stack([s.task_values for s in sigs])
-        small: set[tuple[int, int]] = set()
-        for members in shared:
-            if len(members) <= _SMALL:
-                small.update((members[x], members[y]) for x in range(len(members)) for y in range(x + 1, len(members)))
-                continue
-            roots = np.array([_root(parent, i) for i in members])
-            if (roots == roots[0]).all():
-                continue
-            m = np.asarray(members)
-            for x, y in _pairs(len(m)):
-                other = roots[x] != roots[y]
-                self._join(parent, values, m[x[other]], m[y[other]])
-        pairs = [(i, j) for i, j in sorted(small) if _root(parent, i) != _root(parent, j)]
-        if pairs:
-            x, y = np.array(pairs).T
-            self._join(parent, values, x, y)
-        return parent
-
-    def _join(self, parent: dict[int, int], values: tuple[np.ndarray, np.ndarray], x: np.ndarray, y: np.ndarray) -> None:
-        """Join the clusters of each pair ``x[k], y[k]`` that is near in both signatures."""
-        near = _similar(values[0], x, y, self.cfg.threshold) & _similar(values[1], x, y, self.cfg.threshold)
-        for i, j in zip(x[near].tolist(), y[near].tolist()):
-            ri, rj = _root(parent, i), _root(parent, j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
+        return link([s.band_rows(b, r) for s in sigs], [s.steps_values for s in sigs], [s.task_values for s in sigs],
+                    fresh, self.cfg.threshold)
 
     def remember(self, s: Signature) -> None:
         if s.key not in self.kept_sigs:
