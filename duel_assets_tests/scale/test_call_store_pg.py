@@ -17,7 +17,7 @@ def dsn(postgres, request):
     url = db.url("postgresql")
     store = PgCallStore(url)
     with store._tx() as con:
-        con.execute("TRUNCATE calls, leases, holders, budget, downgrades")
+        con.execute("TRUNCATE calls, leases, holders, budget, downgrades, spend")
     store.close()
     return url
 
@@ -146,7 +146,11 @@ def test_a_store_write_that_postgresql_ends_as_a_deadlock_is_made_again(postgres
 
         t = threading.Thread(target=write, daemon=True)
         t.start()
-        time.sleep(0.5)  # the store has inserted "k" and waits for the spend row
+        deadline = time.monotonic() + 20
+        while not _waiting_on_a_lock(dsn):  # the store has inserted "k" and waits for the spend row
+            assert time.monotonic() < deadline, "the store's write never waited for the spend row"
+            time.sleep(0.05)
+        deadlocked = False
         try:
             cur.execute("INSERT INTO calls (key, role, model, created, response) VALUES ('k', 'king', 'm', 0, "
                         "'{\"content\": \"theirs\"}') ON CONFLICT (key) DO NOTHING")  # waits for the store's "k"
@@ -154,11 +158,12 @@ def test_a_store_write_that_postgresql_ends_as_a_deadlock_is_made_again(postgres
             theirs = cur.rowcount == 1
         except psycopg2.errors.DeadlockDetected:  # PostgreSQL chose this side instead
             other.rollback()
-            theirs = False
+            theirs, deadlocked = False, True
         t.join(timeout=30)
     finally:
         other.close()
     assert "error" not in outcome and not t.is_alive(), outcome
+    assert deadlocked or store.retries == 1  # there was a deadlock, and the store's side was made again
     assert outcome["stored"] is not theirs  # exactly one of the two stored "k"
     got = store.get("k")
     with store._read() as ex:
@@ -166,3 +171,18 @@ def test_a_store_write_that_postgresql_ends_as_a_deadlock_is_made_again(postgres
     store.close()
     assert got == ({"content": "theirs"} if theirs else {"content": "mine"})
     assert usd == 1.0 + (10.0 if theirs else 0.0) + (2.0 if outcome["stored"] else 0.0)
+
+
+def _waiting_on_a_lock(dsn: str) -> bool:
+    """Whether a session of this database waits for a lock (asked on a connection of its own: a
+    transaction sees one snapshot of ``pg_stat_activity``)."""
+    import psycopg2
+
+    con = psycopg2.connect(dsn)
+    try:
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            return cur.fetchone()[0] > 0
+    finally:
+        con.close()

@@ -87,7 +87,8 @@ class CallStore(CallStoreBase):
     def _add_endpoint_column(self) -> None:
         """A store made before the endpoint (or a lease's worst-case cost) was recorded gets the
         columns (its calls stay unattributed)."""
-        for table, name, kind in (("calls", "endpoint", "TEXT"), ("calls", "standin", "INTEGER"), ("leases", "usd", "REAL")):
+        for table, name, kind in (("calls", "endpoint", "TEXT"), ("calls", "standin", "INTEGER"), ("leases", "usd", "REAL"),
+                                  ("batches", "usd", "REAL")):
             if name in {row[1] for row in self._con.execute(f"PRAGMA table_info({table})")}:
                 continue
             try:

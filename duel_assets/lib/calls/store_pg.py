@@ -5,7 +5,7 @@ The same tables and the same decisions as the SQLite store (:mod:`.store_base`),
 once per deployment rather than once per worker: completed calls are inserted if absent by content
 key, failures never stored; a transaction-scoped advisory lock per endpoint serialises the flight
 decisions of every worker; a worker opening the store changes the schema only when it is not current,
-and a decision PostgreSQL rolls back to end a deadlock is made again (:func:`_retried`).
+and a write PostgreSQL rolls back to end a deadlock is made again (:func:`_retried`).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS spend (scope TEXT PRIMARY KEY, usd DOUBLE PRECISION N
 CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, input_file_id TEXT, status TEXT,
                                     created DOUBLE PRECISION, holder TEXT, host TEXT, usd DOUBLE PRECISION);
 CREATE TABLE IF NOT EXISTS batch_requests (key TEXT PRIMARY KEY, batch_id TEXT NOT NULL, role TEXT, model TEXT);
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS usd DOUBLE PRECISION;
 CREATE INDEX IF NOT EXISTS batch_requests_batch ON batch_requests (batch_id);
 CREATE INDEX IF NOT EXISTS leases_holder ON leases (holder);
 CREATE TABLE IF NOT EXISTS holders (holder TEXT PRIMARY KEY, host TEXT, pid INTEGER, endpoint TEXT,
@@ -76,7 +77,7 @@ class _Exec:
         return self.cur
 
 
-RETRIES = 4  # a decision that PostgreSQL rolled back to end a deadlock is made again, this many times at most
+RETRIES = 4  # a write that PostgreSQL rolled back to end a deadlock is made again, this many times at most
 
 
 def _retried(method):
@@ -93,20 +94,28 @@ def _retried(method):
             except TransactionRollbackError:
                 if attempt == RETRIES:
                     raise
-                self._waiting.clear()  # what the store last heard of waiting holders: written again
+                self._forget_shortcuts()
                 time.sleep(0.05 * 2 ** attempt)
         raise AssertionError("unreachable")
 
     return run
 
 
+# every write of the store: each is one transaction, rolled back whole before it is made again
+RETRIED = ("put", "register", "unregister", "renew", "claim", "complete", "release", "feedback", "ensure_spend",
+           "claim_for_batch", "batch_uploaded", "batch_created", "batch_abandoned", "batch_status", "downgrade")
+
+
 class PgCallStore(CallStoreBase):
-    claim = _retried(CallStoreBase.claim)
-    complete = _retried(CallStoreBase.complete)
-    put = _retried(CallStoreBase.put)
-    register = _retried(CallStoreBase.register)
-    unregister = _retried(CallStoreBase.unregister)
-    renew = _retried(CallStoreBase.renew)
+    retries = 0  # decisions made again after PostgreSQL rolled them back
+
+    def _forget_shortcuts(self) -> None:
+        """After a rollback: what this process remembered from the rolled-back transaction is read again."""
+        self.retries += 1
+        self._waiting.clear()
+        self._probed.clear()
+        self._window_full.clear()
+        self._last_reap = 0.0
 
     def __init__(self, dsn: str):
         super().__init__()
@@ -152,6 +161,10 @@ class PgCallStore(CallStoreBase):
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+
+for _name in RETRIED:
+    setattr(PgCallStore, _name, _retried(getattr(CallStoreBase, _name)))
 
 
 def open_store(location: str):
