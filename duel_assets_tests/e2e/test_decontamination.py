@@ -176,3 +176,29 @@ def test_pr_records_are_read_again_when_their_file_changes(tmp_path):
     path.write_text(json.dumps({**rec, "base_commit": "b" * 40}) + "\n" + json.dumps({**rec, "instance_id": "acme__cache-6"}) + "\n")
     got = lookup_records(spec, ["acme__cache-5", "acme__cache-6"])
     assert got["acme__cache-5"]["base_commit"] == "b" * 40 and set(got) == {"acme__cache-5", "acme__cache-6"}
+
+
+def test_a_small_source_read_whole_answers_as_the_filtered_query(tmp_path, monkeypatch):
+    """Ids as given and lower-cased, repeated ids (the first row wins), ids asked in two cases, a
+    missing field and a null id: the in-memory lookup of a small source gives what the query gives."""
+    from duel_assets.lib.sampling.curation import pr_lookup
+    from duel_assets.lib.settings import PRRecordSpec
+
+    rows = [{"instance_id": "Acme__Cache-1", "repo": "acme/cache", "patch": "p1"},
+            {"instance_id": "acme__cache-1", "repo": "acme/cache", "patch": "p1-lower"},
+            {"instance_id": "acme__cache-2", "repo": "acme/cache", "problem_statement": "s2"},
+            {"instance_id": "acme__cache-2", "repo": "acme/other", "patch": "late"},
+            {"instance_id": None, "repo": "acme/none"},
+            {"instance_id": "ACME__CACHE-3", "repo": "acme/cache", "target_patch": "t3"}]
+    path = tmp_path / "prs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = [PRRecordSpec(path=str(path))]
+    asks = [["Acme__Cache-1"], ["acme__cache-1"], ["ACME__CACHE-1", "acme__cache-1"], ["acme__cache-2", "None"],
+            ["ACME__CACHE-3", "acme__cache-3"], ["acme__cache-3"], ["Acme__Cache-1", "ACME__CACHE-3", "x"]]
+    monkeypatch.setattr(pr_lookup, "WHOLE_BYTES", 0)
+    queried = [pr_lookup.lookup_records(spec, ids) for ids in asks]
+    monkeypatch.setattr(pr_lookup, "WHOLE_BYTES", 1 << 20)
+    whole = [pr_lookup.lookup_records(spec, ids) for ids in asks]
+    assert whole == queried
+    assert queried[0] == {"Acme__Cache-1": {"repo": "acme/cache", "patch": "p1"}} and queried[5] == {}
+    assert queried[3] == {"acme__cache-2": {"repo": "acme/cache", "problem_statement": "s2", "patch": None}}

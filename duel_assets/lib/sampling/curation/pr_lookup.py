@@ -4,7 +4,8 @@ The same sources as the ``pr_records`` asset (``[[pr_records]]`` in order, else 
 records), read the same way (DuckDB, the id filter pushed into the scan), but with the record's
 creation time as well: ``repo``, ``base_commit``, ``created_at``, the patch and the problem statement,
 whichever of them a source has. A local source's connection and columns are kept for the process
-(the lookups of one sampling come per batch of rows), re-opened when its files change.
+(the lookups of one sampling come per batch of rows), re-opened when its files change; a local source
+of at most :data:`WHOLE_BYTES` is read whole once and looked up in memory, with the same answers.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from ..sources import BUNDLED_PR_RECORDS, resolve_local
 
 FIELDS = ("repo", "base_commit", "created_at", "patch", "target_patch", "problem_statement")
 _OPEN: dict[str, tuple[tuple, duckdb.DuckDBPyConnection, str, list[str]]] = {}  # local path -> (stamp, con, scan, columns)
-_LOCK = threading.Lock()
+_WHOLE: dict[str, tuple[tuple, list[str], dict]] = {}  # small local path -> (stamp, fields, id -> (row, values))
+_LOCK = threading.RLock()
+WHOLE_BYTES = 16 << 20  # a local source this small is read whole once, then looked up in memory
 
 
 def _open(path: str, scan: str, remote: bool) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
@@ -33,7 +36,56 @@ def _open(path: str, scan: str, remote: bool) -> tuple[duckdb.DuckDBPyConnection
     return con, [c for c in FIELDS if c in cols]
 
 
+def _record(present: list[str], row: tuple) -> dict:
+    rec = {c: v for c, v in zip(present, row) if v is not None}
+    rec.setdefault("patch", rec.pop("target_patch", None))
+    return rec
+
+
+def _whole(path: str, stamp: tuple, ids: list[str]) -> dict[str, dict]:
+    """The records of ``ids`` from a small local source read whole once (kept while its files are
+    unchanged): what the filtered query gives — an id's record is the first row whose instance id is
+    the id as given or lower-cased."""
+    kept = _WHOLE.get(path)
+    if kept is None or kept[0] != stamp:
+        rows, present = _rows(path, None)
+        first: dict[str, tuple[int, tuple]] = {}
+        for pos, r in enumerate(rows):
+            if r[0] is not None:
+                first.setdefault(str(r[0]), (pos, r[1:]))
+        _WHOLE.pop(path, None)
+        while len(_WHOLE) >= 8:
+            _WHOLE.pop(next(iter(_WHOLE)))
+        kept = _WHOLE[path] = (stamp, present, first)
+    _, present, first = kept
+    by_lower = {i.lower(): i for i in ids}
+    best: dict[str, tuple[int, tuple]] = {}
+    for v in {v for i in ids for v in (i, i.lower())}:
+        hit = first.get(v)
+        key = by_lower[v.lower()]
+        if hit is not None and (key not in best or hit[0] < best[key][0]):
+            best[key] = hit
+    return {key: _record(present, values) for key, (_, values) in best.items()}
+
+
 def _query(path: str, ids: list[str]) -> dict[str, dict]:
+    files = resolve_local(path)
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files) if files else None
+    if stamp is not None and sum(size for _, size, _ in stamp) <= WHOLE_BYTES:
+        with _LOCK:
+            return _whole(path, stamp, ids)
+    rows, present = _rows(path, ids)
+    by_lower = {i.lower(): i for i in ids}
+    out: dict[str, dict] = {}
+    for r in rows:
+        key = by_lower.get(str(r[0]).lower())
+        if key and key not in out:
+            out[key] = _record(present, r[1:])
+    return out
+
+
+def _rows(path: str, ids: list[str] | None) -> tuple[list[tuple], list[str]]:
+    """(instance id, the fields present) of the rows of ``ids`` (all rows when None) and the fields present."""
     files = resolve_local(path)
     stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files) if files else None
     with _LOCK:
@@ -49,7 +101,9 @@ def _query(path: str, ids: list[str]) -> dict[str, dict]:
                 con, scan, present = kept[1], kept[2], kept[3]
             try:
                 select = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in present) or "NULL AS none"
-                rows = con.execute(pr_query(scan, select, ids)).fetchall()
+                sql = (pr_query(scan, select, ids) if ids is not None
+                       else f"SELECT CAST(instance_id AS VARCHAR) AS instance_id, {select} FROM {scan}")
+                rows = con.execute(sql).fetchall()
             finally:
                 if stamp is None:
                     con.close()
@@ -60,15 +114,7 @@ def _query(path: str, ids: list[str]) -> dict[str, dict]:
         except duckdb.Error as e:
             first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
             raise ConfigError(f"PR records at {path!r} cannot be read: {first}") from None
-    by_lower = {i.lower(): i for i in ids}
-    out: dict[str, dict] = {}
-    for r in rows:
-        key = by_lower.get(str(r[0]).lower())
-        if key and key not in out:
-            rec = {c: v for c, v in zip(present, r[1:]) if v is not None}
-            rec.setdefault("patch", rec.pop("target_patch", None))
-            out[key] = rec
-    return out
+    return rows, present
 
 
 def lookup_records(specs: list[PRRecordSpec] | None, ids: list[str]) -> dict[str, dict]:
