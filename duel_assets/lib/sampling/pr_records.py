@@ -23,7 +23,7 @@ import pandas as pd
 from ..settings import ConfigError, PRRecordsConfig, PRRecordSpec, env
 from ..system.bounded import InputRefused, check_json_file
 from ..system.files import replacing, write_json_atomic
-from .sources import BUNDLED_PR_RECORDS, resolve_local
+from .sources import BUNDLED_PR_RECORDS, local_stamp, resolve_local
 
 PR_COLUMNS = ["instance_id", "repo", "base_commit", "problem_statement", "pr_description", "patch",
               "changed_files", "missing", "record_source"]
@@ -171,9 +171,7 @@ def read_pr_records(sources: str | None | PRRecordsConfig | list[PRRecordSpec], 
 def _fingerprint(sources, ids: list[str], from_rows: dict) -> dict:
     specs = []
     for spec in _specs(sources):
-        files = resolve_local(spec.path)
-        stat = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files] if files else None
-        specs.append({"path": spec.path, "format": spec.format, "files": stat})
+        specs.append({"path": spec.path, "format": spec.format, "files": local_stamp(spec.path)})
     rows = sorted((i, json.dumps(h, sort_keys=True)) for i, h in from_rows.items())
     return {"sources": specs, "ids": sorted(set(ids)), "rows": rows}
 

@@ -56,6 +56,15 @@ def resolve_local(path: str) -> list[Path] | None:
     return None  # a hub dataset name such as AlienKevin/SWE-ZERO-12M-trajectories
 
 
+def local_stamp(path: str) -> tuple[tuple[str, int, int], ...] | None:
+    """What changes when a local source's files change: each file's path, size and modification
+    time; None when the path names no local file."""
+    files = resolve_local(path)
+    if not files:
+        return None
+    return tuple((str(f), (st := f.stat()).st_size, st.st_mtime_ns) for f in files)
+
+
 def path_identity(path: str) -> str:
     """What names a source or one of its files the same way on every machine: a URL, a hub dataset
     name or a ``bundled:`` name as written; a local path by its last component only (a checkout or a

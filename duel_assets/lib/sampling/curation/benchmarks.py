@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...settings import BenchmarkSpec, ConfigError, SourceSpec
-from ..sources import BadRow, iter_rows, resolve_local
+from ..sources import BadRow, iter_rows, local_stamp, resolve_local
 from .diffs import Patch, parse_patch
 from .shingles import text_minhash
 
@@ -173,6 +173,5 @@ def _cached(spec_json: str, num_perm: int, threshold: float, max_instances: int,
 def benchmark(spec: BenchmarkSpec, num_perm: int, threshold: float, max_instances: int,
               cache_dir: Path | None = None) -> Benchmark:
     """:func:`load_benchmark`, read once per process while a local list's files are unchanged."""
-    files = resolve_local(spec.path)
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files) if files else ()
+    stamp = local_stamp(spec.path) or ()
     return _cached(spec.model_dump_json(), num_perm, threshold, max_instances, stamp, str(cache_dir) if cache_dir else None)

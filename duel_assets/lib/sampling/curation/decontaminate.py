@@ -31,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ...settings import MATCH_WAYS, ChainConfig
-from ..sources import resolve_local
+from ..sources import local_stamp
 from .benchmarks import PROBLEM_SHINGLE, Benchmark, benchmark, commit_of_id, epoch_seconds, repo_of_id
 from .diffs import Patch, overlap, parse_patch
 from .shingles import text_minhash
@@ -262,10 +262,9 @@ def decontaminator(cfg: ChainConfig, cache_dir: Path | None = None) -> Decontami
     """The process's decontaminator for this configuration (None when no benchmark is configured)."""
     if not cfg.decontamination.benchmarks:
         return None
-    stamps = []
+    stamps: list[tuple[str, int, int]] = []
     for spec in cfg.decontamination.benchmarks:
-        files = resolve_local(spec.path) or []
-        stamps += [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        stamps += local_stamp(spec.path) or ()
     key = cfg.decontamination.model_dump_json() + "|" + cfg.pr_records.model_dump_json() + "|" + repr(stamps)
     if key not in _SHARED:
         if len(_SHARED) > 4:

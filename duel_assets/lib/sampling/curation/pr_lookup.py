@@ -15,7 +15,7 @@ import duckdb
 
 from ...settings import ConfigError, PRRecordSpec
 from ..pr_records import _scan_sql, pr_query, scan_columns
-from ..sources import BUNDLED_PR_RECORDS, resolve_local
+from ..sources import BUNDLED_PR_RECORDS, local_stamp
 
 FIELDS = ("repo", "base_commit", "created_at", "patch", "target_patch", "problem_statement")
 _OPEN: dict[str, tuple[tuple, duckdb.DuckDBPyConnection, str, list[str]]] = {}  # local path -> (stamp, con, scan, columns)
@@ -36,58 +36,44 @@ def _open(path: str, scan: str, remote: bool) -> tuple[duckdb.DuckDBPyConnection
     return con, [c for c in FIELDS if c in cols]
 
 
-def _record(present: list[str], row: tuple) -> dict:
-    rec = {c: v for c, v in zip(present, row) if v is not None}
-    rec.setdefault("patch", rec.pop("target_patch", None))
-    return rec
-
-
-def _whole(path: str, stamp: tuple, ids: list[str]) -> dict[str, dict]:
-    """The records of ``ids`` from a small local source read whole once (kept while its files are
-    unchanged): what the filtered query gives — an id's record is the first row whose instance id is
-    the id as given or lower-cased."""
-    kept = _WHOLE.get(path)
-    if kept is None or kept[0] != stamp:
-        rows, present = _rows(path, None)
-        first: dict[str, tuple[int, tuple]] = {}
-        for pos, r in enumerate(rows):
-            if r[0] is not None:
-                first.setdefault(str(r[0]), (pos, r[1:]))
-        _WHOLE.pop(path, None)
-        while len(_WHOLE) >= 8:
-            _WHOLE.pop(next(iter(_WHOLE)))
-        kept = _WHOLE[path] = (stamp, present, first)
+def _whole(path: str, stamp: tuple, ids: list[str]) -> tuple[list[tuple], list[str]]:
+    """The rows :func:`_rows` gives for ``ids``, from a small local source read whole once (kept while
+    its files are unchanged): of each id as given and lower-cased, its first row, in the file's order."""
+    with _LOCK:
+        kept = _WHOLE.get(path)
+        if kept is None or kept[0] != stamp:
+            rows, present = _rows(path, stamp, None)
+            first: dict[str, tuple[int, tuple]] = {}
+            for pos, r in enumerate(rows):
+                if r[0] is not None:
+                    first.setdefault(str(r[0]), (pos, r))
+            _WHOLE.pop(path, None)
+            while len(_WHOLE) >= 8:
+                _WHOLE.pop(next(iter(_WHOLE)))
+            kept = _WHOLE[path] = (stamp, present, first)
     _, present, first = kept
-    by_lower = {i.lower(): i for i in ids}
-    best: dict[str, tuple[int, tuple]] = {}
-    for v in {v for i in ids for v in (i, i.lower())}:
-        hit = first.get(v)
-        key = by_lower[v.lower()]
-        if hit is not None and (key not in best or hit[0] < best[key][0]):
-            best[key] = hit
-    return {key: _record(present, values) for key, (_, values) in best.items()}
+    hits = sorted(first[v] for v in {v for i in ids for v in (i, i.lower())} if v in first)
+    return [r for _, r in hits], present
 
 
 def _query(path: str, ids: list[str]) -> dict[str, dict]:
-    files = resolve_local(path)
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files) if files else None
-    if stamp is not None and sum(size for _, size, _ in stamp) <= WHOLE_BYTES:
-        with _LOCK:
-            return _whole(path, stamp, ids)
-    rows, present = _rows(path, ids)
+    stamp = local_stamp(path)
+    small = stamp is not None and sum(size for _, size, _ in stamp) <= WHOLE_BYTES
+    rows, present = _whole(path, stamp, ids) if stamp is not None and small else _rows(path, stamp, ids)
     by_lower = {i.lower(): i for i in ids}
     out: dict[str, dict] = {}
     for r in rows:
         key = by_lower.get(str(r[0]).lower())
         if key and key not in out:
-            out[key] = _record(present, r[1:])
+            rec = {c: v for c, v in zip(present, r[1:]) if v is not None}
+            rec.setdefault("patch", rec.pop("target_patch", None))
+            out[key] = rec
     return out
 
 
-def _rows(path: str, ids: list[str] | None) -> tuple[list[tuple], list[str]]:
-    """(instance id, the fields present) of the rows of ``ids`` (all rows when None) and the fields present."""
-    files = resolve_local(path)
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files) if files else None
+def _rows(path: str, stamp: tuple | None, ids: list[str] | None) -> tuple[list[tuple], list[str]]:
+    """The rows (instance id, then the fields present) of ``ids`` (every row when None), and the fields
+    present; ``stamp``: :func:`local_stamp` of ``path``."""
     with _LOCK:
         try:
             kept = _OPEN.pop(path, None)
