@@ -219,22 +219,24 @@ def test_ui_picks_free_ports_when_the_defaults_are_taken(duel_env, capsys, monke
     from duel_assets.cli import main
 
     monkeypatch.delenv("LLM_BASE_URL")  # no endpoint: the stand-in is started
-    held = []
-    for port in (3000, 8765):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            s.listen()
-        except OSError:
-            pass  # already taken by something else: just as good
-        held.append(s)
-    calls = []
     from duel_assets.cli import serve
 
+    # the default ports, taken for the whole test: ports this test holds itself (3000 and 8765 may be
+    # held, then let go, by another test run on the machine)
+    held = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        held.append(s)
+    ui_default, standin_default = (s.getsockname()[1] for s in held)
+    monkeypatch.setattr(serve, "UI_PORT", ui_default)
+    monkeypatch.setattr(serve, "STANDIN_PORT", standin_default)
+    calls = []
     monkeypatch.setattr(serve, "run_own_group", lambda cmd, env, cwd, **kw: calls.append((cmd, env)) or 0)
     try:
         assert main(["ui"]) == 0
-        assert main(["ui", "--port", "3000"]) == 2
+        assert main(["ui", "--port", str(ui_default)]) == 2
     finally:
         for s in held:
             s.close()
@@ -242,9 +244,9 @@ def test_ui_picks_free_ports_when_the_defaults_are_taken(duel_env, capsys, monke
     out, err = capsys.readouterr()
     port = int(cmd[cmd.index("-p") + 1])
     standin_port = int(env["LLM_BASE_URL"].split(":")[2].split("/")[0])
-    assert port != 3000 and standin_port != 8765
+    assert port != ui_default and standin_port != standin_default
     assert f"http://127.0.0.1:{port}" in out and f"stand-in on port {standin_port}" in out.lower()
-    assert "--port 3000: already in use" in err
+    assert f"--port {ui_default}: already in use" in err
 
 
 def test_the_standin_logs_a_client_reset_as_one_line(capfd):
