@@ -170,33 +170,48 @@ def test_the_calls_listing_shows_what_an_endpoint_refused_and_removing_the_endpo
     assert main(["calls"]) == 0 and "refused by the endpoint" not in capsys.readouterr().out
 
 
-def test_a_call_asked_again_under_its_downgraded_identity_is_merged_with_the_same_request_that_follows(fresh_standin, tmp_path):
+def test_a_call_asked_again_under_its_downgraded_identity_is_merged_with_the_same_request_that_follows(
+        fresh_standin, tmp_path, monkeypatch):
     """The first call learns that tools are refused and goes on as the call without them; the same
     request asked meanwhile is that call too: it waits for its reply instead of sending it again."""
     import asyncio
+    import threading
+    import time
 
+    from duel_assets.devtools.standin.server import Handler
     from duel_assets.lib.calls import CallStats
 
-    # the reply to the call without tools takes long enough that the same request, asked the moment
-    # the refusal is learnt, finds it in flight however loaded the machine is
-    fresh_standin.state.latency_ms = 1500
+    # the stand-in holds every reply it would give (not the refusal) until the test lets it go: the
+    # same request is asked while the call without tools is in flight, however loaded the machine is
+    let_go = threading.Event()
+    monkeypatch.setattr(Handler, "_hold", staticmethod(lambda since, latency: let_go.wait(60)))
     standin_post(fresh_standin, "/_standin/modes", {"modes": ["refuse-tools"]})
     c = caller(fresh_standin, tmp_path)
     req = requests(1, "merged")[0]
+
+    async def until(done, what: str) -> None:
+        """Looks at every turn of the event loop (bounded: 60 s), so it sees a state the moment it arises."""
+        deadline = time.monotonic() + 60
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not within 60 s: {what}")
+            await asyncio.sleep(0)
 
     async def go():
         async with c.session("merge") as call:
             stats = CallStats()
             first = asyncio.ensure_future(call(req, stats))
-            for _ in range(6000):  # until the refusal is learnt (bounded: 60 s)
-                if c.cache.downgrades.of(req.model):
-                    break
-                await asyncio.sleep(0.01)
-            second = await asyncio.wait_for(call(req, stats), 30)
-            return await first, second, stats
+            try:
+                await until(lambda: c.cache.downgrades.of(req.model), "the refusal of tools learnt")
+                second = asyncio.ensure_future(call(req, stats))
+                await until(lambda: stats.merged or second.done(), "the second request merged or answered")
+            finally:
+                let_go.set()
+            return await first, await second, stats
 
     a, b, stats = c.run_coroutine(go())
-    assert a.ok and b.ok and a.key == b.key and b.cached and stats.merged == 1
+    assert a.ok and b.ok and a.key == b.key
+    assert b.cached and not a.cached and stats.merged == 1  # the second waited for the first, not the other way
     assert fresh_standin.state.stats()["answers"] == 1
 
 

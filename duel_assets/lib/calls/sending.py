@@ -87,8 +87,7 @@ class Sending:
                     stats.merged += 1
                     r = await asyncio.shield(other)
                     return dataclasses.replace(r, cached=r.ok, attempts=attempts)
-                self.flights[key] = fut
-                aliases.append(key)
+                self._take_on(key, fut, aliases)
                 continue
             clock.start()
             if self.silenced.done() or clock.left() <= 0:
@@ -117,6 +116,7 @@ class Sending:
                 if downgraded:
                     steps += 1
                     budget -= 1  # asked again at once, differently: not a retry of the same request
+                    self._take_on(self._body(req)[2], fut, aliases)
                     continue
                 if refusal is not None:
                     self._forget(req.model, switches)
@@ -162,6 +162,13 @@ class Sending:
         stats.fail(kind, detail)
         self.failed += 1
         return CallResult(key=key, ok=False, error_kind=kind, error=detail, attempts=attempts)
+
+    def _take_on(self, key: str, fut: asyncio.Future, aliases: list[str]) -> None:
+        """This call answers for identity ``key`` too while in flight, from the moment it knows it
+        (before its next await): the same request asked meanwhile waits for it instead of sending."""
+        if key not in self.flights:
+            self.flights[key] = fut
+            aliases.append(key)
 
     def _body(self, req: CallRequest) -> tuple[dict, dict[str, str], str]:
         """(the body to send now, the downgrades it went with, the call's identity for it)."""
