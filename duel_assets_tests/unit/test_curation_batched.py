@@ -21,6 +21,22 @@ from duel_assets.lib.settings import NearDuplicatesConfig
 WORDS = "ls grep sed cat src index.py /tmp/tmpab12cd34 2024-01-02 10:11:12 deadbeef1 fix cache rename error test".split()
 
 
+def _datasketch(hashes: list[int], num_perm: int) -> np.ndarray:
+    """datasketch's own MinHash values of a set of 32-bit hashes (``update_batch``, seed 1, ``affine32``)."""
+    from datasketch import MinHash
+
+    m = MinHash(num_perm=num_perm, seed=1, scheme="affine32", hashfunc=lambda x: x)
+    if hashes:
+        m.update_batch(hashes)
+    return m.hashvalues
+
+
+def _as_datasketch(values: np.ndarray, num_perm: int):
+    from datasketch import MinHash
+
+    return MinHash(num_perm=num_perm, seed=1, scheme="affine32", hashvalues=values.copy())
+
+
 def _sets(rng: random.Random) -> list[np.ndarray]:
     sizes = [rng.choice([0, 1, 2, 7, 60, 400, 3000]) for _ in range(rng.randrange(0, 25))]
     return [np.unique(np.array([rng.getrandbits(32) for _ in range(n)], dtype=np.uint32)) for n in sizes]
@@ -35,7 +51,9 @@ def test_minhash_values_are_datasketchs_update_batch(seed, monkeypatch):
     got = shingles.minhash_values(sets, num_perm)
     assert got.shape == (len(sets), num_perm) and got.dtype == np.uint32
     for row, s in zip(got, sets):
-        assert np.array_equal(row, shingles.minhash(s.tolist(), num_perm).hashvalues)
+        assert np.array_equal(row, _datasketch(s.tolist(), num_perm))
+        one = shingles.minhash(s, num_perm)  # a single set's MinHash, as problem statements get it
+        assert np.array_equal(one.hashvalues, row) and one.jaccard(_as_datasketch(row, num_perm)) == 1.0
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -52,7 +70,7 @@ def test_joined_parts_hash_as_the_joined_text(seed, monkeypatch):
         got = shingles.joined_minhash_values(docs, num_perm, n)
         assert got.shape == (len(docs), num_perm)
         for row, parts in zip(got, docs):
-            assert np.array_equal(row, shingles.minhash(shingles.shingle_hashes(" \n ".join(parts), n), num_perm).hashvalues)
+            assert np.array_equal(row, _datasketch(shingles.shingle_hashes(" \n ".join(parts), n), num_perm))
 
 
 def _text(rng: random.Random, n: int) -> str:
@@ -92,8 +110,8 @@ def _old_keep(turns, cfg: NearDuplicatesConfig) -> list:
         task = next((m.get("content") or "" for m in t.history if m.get("role") == "user"), "")
         steps = " \n ".join(near_dup._text(m) for m in [*near_dup.recent_steps(t.history, cfg.last_steps), t.reference])
         sigs.append(near_dup.Signature(t.history_hash,
-                                       shingles.minhash(shingles.shingle_hashes(task[: 4 * near_dup.MESSAGE_CHARS]), cfg.num_perm).hashvalues,
-                                       shingles.minhash(shingles.shingle_hashes(steps), cfg.num_perm).hashvalues))
+                                       _datasketch(shingles.shingle_hashes(task[: 4 * near_dup.MESSAGE_CHARS]), cfg.num_perm),
+                                       _datasketch(shingles.shingle_hashes(steps), cfg.num_perm)))
     nb, nr = near_dup.band_params(cfg.threshold, cfg.num_perm)
     bands: dict[int, list[int]] = {}  # band key (BLAKE2b) -> turns
     parent = {i: i for i in range(len(sigs))}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from duel_assets.lib.sampling.curation.near_dup import Clusters, signature
-from duel_assets.lib.sampling.curation.shingles import normalise
+from duel_assets.lib.sampling.curation.shingles import normalise, words
 from duel_assets.lib.sampling.cutter import cut_turns
 from duel_assets.lib.sampling.prompt_store import sample_prompt_file
 from duel_assets.lib.sampling.readers.mini_swe_agent import read_swe_zero
@@ -59,6 +59,13 @@ def test_normalising_removes_what_differs_between_runs():
     a, b = run(0)["messages"][5]["content"], run(1)["messages"][5]["content"]
     assert a != b and normalise(a) == normalise(b)
     assert "<tmp>" in normalise(a) and "<hex>" in normalise(a)
+
+
+def test_each_kind_of_temporary_path_is_one_placeholder():
+    text = ("wrote /tmp/tmpab12cd/x.py, /var/tmp/q, /private/tmp/z1 and /dev/shm/w "
+            "/var/folders/9k/T/y and C:\\Users\\me\\AppData\\Local\\Temp\\tmp9\\out.txt; kept /tmpl /tmp.txt /var/log")
+    assert words(text) == ["wrote", "<tmp>", "<tmp>", "<tmp>", "and", "<tmp>", "<tmp>", "and", "<tmp>",
+                           "kept", "tmpl", "tmp", "txt", "var", "log"]
 
 
 def test_three_runs_keep_one_turn_per_cluster_the_same_one_in_any_order(tmp_path):

@@ -9,6 +9,7 @@ are those of checking every pair, in bounded memory (:data:`CELLS` values compar
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 import numpy as np
 
@@ -28,7 +29,7 @@ def root(parent: dict[int, int], i: int) -> int:
 def pairs(n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The index pairs ``i < j`` of ``range(n)``, about :data:`PAIRS` at a time."""
     if n * (n - 1) // 2 <= PAIRS:
-        yield np.triu_indices(n, 1)
+        yield _triu(n)
         return
     rows = max(1, PAIRS // n)
     for lo in range(0, n - 1, rows):
@@ -39,62 +40,126 @@ def pairs(n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield np.concatenate(x), np.concatenate(y)
 
 
+@lru_cache(maxsize=256)
+def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, 1)
+
+
 def similar(values: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: float) -> np.ndarray:
     """Per pair, whether the share of equal values of rows ``x[k]`` and ``y[k]`` reaches ``threshold``."""
     return np.count_nonzero(values[x] == values[y], axis=1) / values.shape[1] >= threshold
 
 
+def components(k: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The connected components of nodes ``0..k-1`` joined by edges ``a[e] - b[e]``: per node, the
+    least node of its component (labels lowered along the edges and through each other until none
+    moves)."""
+    lab = np.arange(k)
+    while True:
+        old = lab
+        low = np.minimum(lab[a], lab[b])
+        lab = lab.copy()
+        np.minimum.at(lab, a, low)
+        np.minimum.at(lab, b, low)
+        lab = lab[lab]  # a label is never above its node: this only lowers it further
+        if np.array_equal(lab, old):
+            return lab
+
+
 class _Linker:
-    def __init__(self, steps: np.ndarray, task: np.ndarray, items: list[int], threshold: float):
+    """Union-find over rows ``0..n-1`` with a numpy parent array: a root is the least row of its
+    cluster, and every row's parent is no greater than the row."""
+
+    def __init__(self, steps: np.ndarray, task: np.ndarray, threshold: float):
         self.steps, self.task, self.threshold = steps, task, threshold
-        self.parent = {i: i for i in items}
+        self.parent = np.arange(len(steps))
+
+    def roots(self, rows: np.ndarray) -> np.ndarray:
+        r = self.parent[rows]
+        while True:
+            up = self.parent[r]
+            if np.array_equal(up, r):
+                return r
+            r = up
 
     def join(self, x: np.ndarray, y: np.ndarray) -> None:
         """Join the clusters of each pair ``x[k], y[k]`` near in both MinHashes."""
         step = max(1, CELLS // max(1, self.steps.shape[1]))
         for lo in range(0, len(x), step):
             xs, ys = x[lo:lo + step], y[lo:lo + step]
-            near = similar(self.steps, xs, ys, self.threshold) & similar(self.task, xs, ys, self.threshold)
-            for i, j in zip(xs[near].tolist(), ys[near].tolist()):
-                ri, rj = root(self.parent, i), root(self.parent, j)
-                if ri != rj:
-                    self.parent[max(ri, rj)] = min(ri, rj)
+            near = similar(self.steps, xs, ys, self.threshold)
+            both = np.flatnonzero(near)  # the task's values are compared for those near in their steps only
+            near[both] = similar(self.task, xs[both], ys[both], self.threshold)
+            if near.any():
+                self._union(self.roots(xs[near]), self.roots(ys[near]))
 
-    def join_band(self, members: list[int]) -> None:
-        roots = np.array([root(self.parent, i) for i in members])
+    def _union(self, rx: np.ndarray, ry: np.ndarray) -> None:
+        """Join the clusters of roots ``rx[k]`` and ``ry[k]``: each under the least root it reaches."""
+        nodes, inv = np.unique(np.concatenate([rx, ry]), return_inverse=True)
+        low = nodes[components(len(nodes), inv[:len(rx)], inv[len(rx):])]
+        self.parent[nodes] = low
+        self.parent = self.parent[self.parent]  # rows under a root that moved: one step from the new root
+
+    def join_band(self, members: np.ndarray) -> None:
+        roots = self.roots(members)
         if (roots == roots[0]).all():
             return
-        m = np.asarray(members)
-        for x, y in pairs(len(m)):
+        for x, y in pairs(len(members)):
             apart = roots[x] != roots[y]
-            self.join(m[x[apart]], m[y[apart]])
+            self.join(members[x[apart]], members[y[apart]])
 
     def join_pairs(self, found: Iterable[tuple[int, int]]) -> None:
-        rest = [(i, j) for i, j in sorted(found) if root(self.parent, i) != root(self.parent, j)]
-        if rest:
-            x, y = np.array(rest).T
-            self.join(x, y)
+        if not found:
+            return
+        x, y = np.array(sorted(found)).T
+        apart = self.roots(x) != self.roots(y)
+        if apart.any():
+            self.join(x[apart], y[apart])
 
 
-def link(band_rows: list[list[bytes]], steps: list[np.ndarray], task: list[np.ndarray], items: list[int],
-         threshold: float) -> dict[int, int]:
-    """Union-find parents of the clusters of ``items`` (indices into the three lists: each item's
-    band contents, and its two MinHashes, all of one length)."""
-    groups: dict[bytes, list[int]] = {}
-    for i in items:
-        for k in band_rows[i]:
-            groups.setdefault(k, []).append(i)
-    shared = [g for g in groups.values() if len(g) > 1]
-    linker = _Linker(np.stack(steps) if shared else np.empty((0, 0)), np.stack(task) if shared else np.empty((0, 0)),
-                     items, threshold)
+# odd 64-bit constants, fixed: two per MinHash row a band can hold (num_perm is at most 1024), and one for the band's number
+_MIX = np.random.default_rng(20240611).integers(0, 1 << 63, size=2049, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def band_keys(task: np.ndarray, steps: np.ndarray, b: int, r: int) -> np.ndarray:
+    """``(n, b)`` ``uint64``: a key per band of each of ``n`` items (band ``i``: rows ``i*r`` to
+    ``(i+1)*r`` of both MinHashes, and ``i``), equal for equal band contents. The key is a sum of the
+    values times fixed odd 64-bit constants (wrapping), so different contents share a key only by a
+    rare chance (about 2**-64 a pair); a shared key only makes a candidate pair, which is then checked."""
+    n = len(task)
+    vals = np.concatenate([task[:, :b * r].reshape(n, b, r), steps[:, :b * r].reshape(n, b, r)], axis=2).astype(np.uint64)
+    keys = (vals * _MIX[:2 * r]).sum(axis=2, dtype=np.uint64)
+    return keys + np.arange(b, dtype=np.uint64) * _MIX[-1]
+
+
+def _groups(keys: np.ndarray, items: list[int]) -> list[np.ndarray]:
+    """The items of each key that more than one of ``items`` has (``keys``: one row per item of the whole set)."""
+    if not items:
+        return []
+    own = np.asarray(items)
+    flat = keys[own].ravel()
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    sizes = np.diff(np.r_[starts, len(ranked)])
+    owner = np.repeat(own, keys.shape[1])[order]
+    return [owner[s:s + n] for s, n in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist())]
+
+
+def link(keys: np.ndarray, steps: np.ndarray, task: np.ndarray, items: list[int], threshold: float) -> dict[int, int]:
+    """Union-find parents of the clusters of ``items`` (indices into the rows of the three arrays:
+    each item's band keys (:func:`band_keys`), and its two MinHashes)."""
+    shared = _groups(keys, items)
+    linker = _Linker(steps, task, threshold)
     small: set[tuple[int, int]] = set()
-    for members in shared:
-        if len(members) > SMALL:
-            linker.join_band(members)
+    for group in shared:
+        if len(group) > SMALL:
+            linker.join_band(group)
             continue
+        members = group.tolist()
         small.update((members[x], members[y]) for x in range(len(members)) for y in range(x + 1, len(members)))
         if len(small) >= PAIRS:
             linker.join_pairs(small)
             small = set()
     linker.join_pairs(small)
-    return linker.parent
+    return dict(zip(items, linker.roots(np.asarray(items, dtype=np.int64)).tolist())) if items else {}

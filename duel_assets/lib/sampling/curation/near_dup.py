@@ -34,7 +34,7 @@ import numpy as np
 
 from ...settings import NearDuplicatesConfig
 from ...turn import Turn
-from .linking import link, root
+from .linking import band_keys, link, root
 from .shingles import _permutations, joined_minhash_values, minhash_values, shingle_array
 
 MESSAGE_CHARS = 2000
@@ -214,9 +214,11 @@ class Clusters:
         return [turns[i] for i in chosen]
 
     def _linked(self, sigs: list[Signature], fresh: list[int]) -> dict[int, int]:
+        if len(fresh) < 2:
+            return {i: i for i in fresh}
         b, r = band_params(self.cfg.threshold, self.cfg.num_perm)
-        return link([s.band_rows(b, r) for s in sigs], [s.steps_values for s in sigs], [s.task_values for s in sigs],
-                    fresh, self.cfg.threshold)
+        task, steps = np.stack([s.task_values for s in sigs]), np.stack([s.steps_values for s in sigs])
+        return link(band_keys(task, steps, b, r), steps, task, fresh, self.cfg.threshold)
 
     def remember(self, s: Signature) -> None:
         if s.key not in self.kept_sigs:

@@ -19,8 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-_TMP = re.compile(r"(?:/private)?/(?:tmp|var/tmp|var/folders|dev/shm)(?:/[^\s'\"`:;,)\]}]*)?|[A-Za-z]:\\[^\s]*\\Temp\\[^\s'\"]*")
-_TMP_HINTS = ("/tmp", "/var/", "/dev/shm", "\\Temp\\")
+# temporary paths in lower-cased text: POSIX ones (a pattern that starts with "/", which the regex
+# engine finds fast; "/tmpl" or "/tmp.txt" is none) and Windows ones (looked for only in a text that
+# holds "\\temp\\")
+_TMP = re.compile(r"/(?:private/)?(?:tmp|var/tmp|var/folders|dev/shm)(?![\w.-])(?:/[^\s'\"`:;,)\]}]*)?")
+_TMP_HINTS = ("/tmp", "/var/", "/dev/shm")
+_TMP_WINDOWS = re.compile(r"[a-z]:\\[^\s]*\\temp\\[^\s'\"]*")
 _WORD = re.compile(r"\w+")
 _HEXWORD = re.compile(r"\A[0-9a-f]{4,}\Z")
 _DIGITS = re.compile(r"\d+")
@@ -41,12 +45,19 @@ def _normal_word(word: str) -> str:
     return _DIGITS.sub("<num>", word)
 
 
+def _untemp(text: str) -> str:
+    """Lower-cased ``text`` with each temporary path as the word ``zztmpzz``."""
+    if any(h in text for h in _TMP_HINTS):
+        text = _TMP.sub(" zztmpzz ", text)
+    if "\\temp\\" in text:
+        text = _TMP_WINDOWS.sub(" zztmpzz ", text)
+    return text
+
+
 def words(text: str) -> list[str]:
     """The text's words, normalised: lower case, temporary paths as ``<tmp>``, ids, hashes, times and
     numbers as placeholders."""
-    text = text.lower()
-    if any(h in text for h in _TMP_HINTS):
-        text = _TMP.sub(" zztmpzz ", text)
+    text = _untemp(text.lower())
     return [_normal_word(w) if w != "zztmpzz" else "<tmp>" for w in _WORD.findall(text)]
 
 
@@ -61,9 +72,7 @@ def _word_hash(w: str) -> int:
 
 
 def _word_hashes(text: str) -> list[int]:
-    text = text.lower()
-    if any(h in text for h in _TMP_HINTS):
-        text = _TMP.sub(" zztmpzz ", text)
+    text = _untemp(text.lower())
     if len(_WORDS) > 1 << 20:
         _WORDS.clear()
     found = _WORD.findall(text)
@@ -107,22 +116,17 @@ def _permutations(num_perm: int) -> np.ndarray:
     return MinHash(num_perm=num_perm, seed=1).permutations
 
 
-def _same(x: int) -> int:
-    return x
-
-
-def minhash(hashes: list[int], num_perm: int) -> MinHash:
-    """datasketch's MinHash of a set of 32-bit hashes (fixed permutations: seed 1, ``affine32``)."""
+def minhash(hashes: list[int] | np.ndarray, num_perm: int) -> MinHash:
+    """datasketch's MinHash of a set of 32-bit hashes (fixed permutations: seed 1, ``affine32``), its
+    values computed by :func:`minhash_values` (the same as its ``update_batch``, without a Python call per hash)."""
     from datasketch import MinHash
 
-    m = MinHash(num_perm=num_perm, permutations=_permutations(num_perm), scheme="affine32", hashfunc=_same)
-    if hashes:
-        m.update_batch(hashes)
-    return m
+    values = minhash_values([np.asarray(hashes, dtype=np.uint32)], num_perm)[0]
+    return MinHash(num_perm=num_perm, hashvalues=values, permutations=_permutations(num_perm), scheme="affine32")
 
 
 def text_minhash(text: str, num_perm: int, n: int = 3) -> MinHash:
-    return minhash(shingle_hashes(text, n), num_perm)
+    return minhash(shingle_array(text, n), num_perm)
 
 
 _FMIX32 = (16, np.uint32(0x85EBCA6B), 13, np.uint32(0xC2B2AE35), 16)  # MurmurHash3's finaliser, as datasketch pre-mixes
@@ -161,8 +165,11 @@ def _minhash_flat(flat: np.ndarray, lens: np.ndarray, num_perm: int) -> np.ndarr
         hv = hv ^ (hv >> s2)
         hv = hv * m2
         hv = hv ^ (hv >> s3)
-        phv = hv[:, None] * a[None, :] + b[None, :]  # uint32: wraps modulo 2**32
-        out[group] = np.minimum.reduceat(phv, ends[group] - lens[group] - first, axis=0)
+        # one row per permutation (uint32: wraps modulo 2**32), each set's hashes side by side in it:
+        # numpy's loops run along the long rows, several times faster than along rows of num_perm
+        phv = a[:, None] * hv[None, :]
+        phv += b[:, None]
+        out[group] = np.minimum.reduceat(phv, ends[group] - lens[group] - first, axis=1).T
         i = j
     return out
 
