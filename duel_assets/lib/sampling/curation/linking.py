@@ -2,9 +2,11 @@
 (a turn's recent steps and its task, :mod:`.near_dup`) both agree in at least ``threshold`` of their
 values.
 
-The pairs are checked with numpy: a large band's pairs at once (:data:`PAIRS` at a time), the pairs
-of all small bands together, none already in one cluster (nothing to learn there), so the clusters
-are those of checking every pair, in bounded memory (:data:`CELLS` values compared at once).
+Items sharing a band are found by a 64-bit key per band (:func:`band_keys`), sorted. The pairs are
+checked with numpy: a large band's pairs at once (:data:`PAIRS` at a time), the pairs of all small
+bands together, none already in one cluster (nothing to learn there), so the clusters are those of
+checking every pair, in bounded memory (:data:`CELLS` values compared at once). The clusters are
+kept in a union-find over a numpy array, each under its least item.
 """
 from __future__ import annotations
 
