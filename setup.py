@@ -39,8 +39,9 @@ setup(
         "openai[aiohttp]>=3.54,<4",
         "aiohttp>=3.14.4,<4",
         "datasets>=3.0",
-        # MinHash / LSH for near-duplicate turns and benchmark problem statements (lib/curation/)
+        # MinHash / LSH for near-duplicate turns and benchmark problem statements (lib/sampling/curation/)
         "datasketch>=2.0,<3",
+        "scipy>=1.10",  # near-duplicate clusters: connected components (datasketch needs it too)
         "tabulate>=0.9",
         "tqdm>=4.66",
         # `duel-assets ui` and a deployment's webserver

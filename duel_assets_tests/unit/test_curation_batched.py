@@ -137,6 +137,7 @@ def test_batched_signatures_and_clusters_are_the_one_at_a_time_ones(seed, monkey
     monkeypatch.setattr(linking, "PAIRS", [1, 7, 1 << 20][seed % 3])
     monkeypatch.setattr(linking, "SMALL", [1, 2, 8][seed // 3 % 3])
     monkeypatch.setattr(linking, "CELLS", [1, 50, 1 << 22][seed % 2])
+    monkeypatch.setattr(linking, "PROPAGATIONS", [0, 8][seed // 2 % 2])  # clusters joined by scipy's search, or by label passes
     cfg = NearDuplicatesConfig(enabled=True, threshold=random.Random(seed).choice([0.5, 0.8, 0.9]),
                                last_steps=random.Random(seed).choice([1, 2]))
     turns = _turns(seed)
@@ -256,3 +257,24 @@ def test_a_rows_matches_are_those_of_its_facts_with_the_shortcut(tmp_path):
         assert got == fresh.match(fresh.facts(*row))
         ways.update(m.way for m in got)
     assert len(ways) >= 4  # the rows reach most ways
+
+
+@pytest.mark.parametrize("passes", [0, 1, 8, 10_000])
+def test_components_of_a_long_path_in_random_order_are_one(passes, monkeypatch):
+    # a chain of near-duplicates whose items come in no order: one component, under its least item
+    monkeypatch.setattr(linking, "PROPAGATIONS", passes)  # label passes only, scipy's search only, or both
+    rng = np.random.default_rng(3)
+    k = 30_000 if passes != 10_000 else 3_000
+    order = rng.permutation(k)
+    lab = linking.components(k, order[:-1], order[1:])
+    assert (lab == 0).all()
+    two = linking.components(6, np.array([5, 1, 3]), np.array([3, 4, 0]))  # {0, 3, 5}, {1, 4}, {2}
+    assert two.tolist() == [0, 1, 2, 0, 1, 0]
+    for n, edges in ((12, 40), (300, 200), (2000, 3000)):  # either way (label passes or graph search): the same
+        a, b = rng.integers(0, n, edges), rng.integers(0, n, edges)
+        parent = {i: i for i in range(n)}
+        for x, y in zip(a.tolist(), b.tolist()):
+            rx, ry = linking.root(parent, x), linking.root(parent, y)
+            parent[max(rx, ry)] = min(rx, ry)
+        assert linking.components(n, a, b).tolist() == [linking.root(parent, i) for i in range(n)]
+    assert linking.components(0, np.zeros(0, int), np.zeros(0, int)).tolist() == []

@@ -63,9 +63,9 @@ def test_normalising_removes_what_differs_between_runs():
 
 def test_each_kind_of_temporary_path_is_one_placeholder():
     text = ("wrote /tmp/tmpab12cd/x.py, /var/tmp/q, /private/tmp/z1 and /dev/shm/w "
-            "/var/folders/9k/T/y and C:\\Users\\me\\AppData\\Local\\Temp\\tmp9\\out.txt; kept /tmpl /tmp.txt /var/log")
+            "/var/folders/9k/T/y and C:\\Users\\me\\AppData\\Local\\Temp\\tmp9\\out.txt; kept /tmpl /tmp.txt /var/log, all in /tmp.")
     assert words(text) == ["wrote", "<tmp>", "<tmp>", "<tmp>", "and", "<tmp>", "<tmp>", "and", "<tmp>",
-                           "kept", "tmpl", "tmp", "txt", "var", "log"]
+                           "kept", "tmpl", "tmp", "txt", "var", "log", "all", "in", "<tmp>"]
 
 
 def test_three_runs_keep_one_turn_per_cluster_the_same_one_in_any_order(tmp_path):

@@ -18,6 +18,8 @@ import numpy as np
 PAIRS = 1 << 20  # index pairs made at once
 SMALL = 8  # a band of at most this many items: its pairs are checked with the other small bands'
 CELLS = 1 << 22  # MinHash values compared at once
+PROPAGATIONS = 8  # label passes before a graph goes to scipy (:func:`components`)
+TRIU_KEPT = 128  # the index pairs of a band of at most this many items are kept (at most 128 x 64 KiB)
 
 
 def root(parent: dict[int, int], i: int) -> int:
@@ -31,7 +33,7 @@ def root(parent: dict[int, int], i: int) -> int:
 def pairs(n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The index pairs ``i < j`` of ``range(n)``, about :data:`PAIRS` at a time."""
     if n * (n - 1) // 2 <= PAIRS:
-        yield _triu(n)
+        yield _triu(n) if n <= TRIU_KEPT else np.triu_indices(n, 1)
         return
     rows = max(1, PAIRS // n)
     for lo in range(0, n - 1, rows):
@@ -42,7 +44,7 @@ def pairs(n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         yield np.concatenate(x), np.concatenate(y)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=TRIU_KEPT)
 def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, 1)
 
@@ -54,10 +56,13 @@ def similar(values: np.ndarray, x: np.ndarray, y: np.ndarray, threshold: float) 
 
 def components(k: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The connected components of nodes ``0..k-1`` joined by edges ``a[e] - b[e]``: per node, the
-    least node of its component (labels lowered along the edges and through each other until none
-    moves)."""
+    least node of its component. Labels are lowered along the edges a few times (enough for the
+    cliques near-duplicates make); a graph not settled by then goes to scipy's graph search, linear
+    in nodes and edges (a long chain)."""
     lab = np.arange(k)
-    while True:
+    if not k or not len(a):
+        return lab
+    for _ in range(PROPAGATIONS):
         old = lab
         low = np.minimum(lab[a], lab[b])
         lab = lab.copy()
@@ -66,6 +71,13 @@ def components(k: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         lab = lab[lab]  # a label is never above its node: this only lowers it further
         if np.array_equal(lab, old):
             return lab
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, lab = connected_components(coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(k, k)), directed=False)
+    least = np.full(int(lab.max()) + 1, k)
+    np.minimum.at(least, lab, np.arange(k))
+    return least[lab]
 
 
 class _Linker:

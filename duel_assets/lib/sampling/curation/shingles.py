@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 # temporary paths in lower-cased text: POSIX ones (a pattern that starts with "/", which the regex
-# engine finds fast; "/tmpl" or "/tmp.txt" is none) and Windows ones (looked for only in a text that
-# holds "\\temp\\")
-_TMP = re.compile(r"/(?:private/)?(?:tmp|var/tmp|var/folders|dev/shm)(?![\w.-])(?:/[^\s'\"`:;,)\]}]*)?")
+# engine finds fast; "/tmpl" or "/tmp.txt" is none, "/tmp." ending a sentence is one) and Windows
+# ones (looked for only in a text that holds "\\temp\\")
+_TMP = re.compile(r"/(?:private/)?(?:tmp|var/tmp|var/folders|dev/shm)(?![\w-]|\.\w)(?:/[^\s'\"`:;,)\]}]*)?")
 _TMP_HINTS = ("/tmp", "/var/", "/dev/shm")
 _TMP_WINDOWS = re.compile(r"[a-z]:\\[^\s]*\\temp\\[^\s'\"]*")
 _WORD = re.compile(r"\w+")
@@ -116,13 +116,18 @@ def _permutations(num_perm: int) -> np.ndarray:
     return MinHash(num_perm=num_perm, seed=1).permutations
 
 
+def _same(x: int) -> int:
+    return x
+
+
 def minhash(hashes: list[int] | np.ndarray, num_perm: int) -> MinHash:
     """datasketch's MinHash of a set of 32-bit hashes (fixed permutations: seed 1, ``affine32``), its
     values computed by :func:`minhash_values` (the same as its ``update_batch``, without a Python call per hash)."""
     from datasketch import MinHash
 
     values = minhash_values([np.asarray(hashes, dtype=np.uint32)], num_perm)[0]
-    return MinHash(num_perm=num_perm, hashvalues=values, permutations=_permutations(num_perm), scheme="affine32")
+    return MinHash(num_perm=num_perm, hashvalues=values, permutations=_permutations(num_perm), scheme="affine32",
+                   hashfunc=_same)
 
 
 def text_minhash(text: str, num_perm: int, n: int = 3) -> MinHash:
