@@ -16,6 +16,7 @@ the checkpoint of its log that closing the last connection makes.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -108,8 +109,12 @@ class NearDupIndex:
     def candidates(self, key: str, bands: list[int]) -> tuple[dict[int, list[str]], dict[str, tuple[int, bytes]]]:
         """The turns other prompt files hold that have one of these band keys: band -> hashes, and
         hash -> (num_perm, signature)."""
-        rows = self._query([f"SELECT b.band, t.hash, t.num_perm, t.sig FROM {t} b JOIN turns t ON t.id = b.turn "
-                            "WHERE b.band IN ({marks}) AND t.prompt_file != ?" for t, _ in LEVELS], bands, [key])
+        if not bands or not self.path.exists():
+            return {}, {}
+        # one statement over every level, the keys given as one JSON array (no statement per chunk of keys)
+        sql = " UNION ALL ".join(f"SELECT b.band, t.hash, t.num_perm, t.sig FROM {t} b JOIN turns t ON t.id = b.turn "
+                                 "WHERE b.band IN (SELECT value FROM json_each(?1)) AND t.prompt_file != ?2" for t, _ in LEVELS)
+        rows = self._connect().execute(sql, (json.dumps(bands), key)).fetchall()
         by_band: dict[int, list[str]] = {}
         for band, h, _, _ in rows:
             by_band.setdefault(band, []).append(h)
