@@ -116,7 +116,7 @@ class Sending:
                 if downgraded:
                     steps += 1
                     budget -= 1  # asked again at once, differently: not a retry of the same request
-                    self._take_on(self._body(req)[2], fut, aliases)
+                    self._take_on(self.caller.cache.identity(req), fut, aliases)
                     continue
                 if refusal is not None:
                     self._forget(req.model, switches)
