@@ -182,17 +182,25 @@ class _Turn:
         self.history_hash, self.instance_id, self.repo = h, instance, repo
 
 
+@pytest.mark.parametrize("unique", [False, True], ids=["index", "index-with-unique-hashes"])
 @pytest.mark.parametrize("seed", range(4))
-def test_the_index_in_levels_answers_as_one_table_would(seed, tmp_path, monkeypatch):
-    """Random claims (some of hashes another prompt file holds) and releases, with small levels so
-    that rows move between them: candidates and counts are those of a plain model of the index."""
+def test_the_index_in_levels_answers_as_one_table_would(seed, unique, tmp_path, monkeypatch):
+    """Random claims (some again by a prompt file that holds entries: they replace them) and releases,
+    with small levels so that rows move between them: candidates and counts are those of a plain
+    model of the index. An index file written with a unique index on the hashes answers the same."""
     from duel_assets.lib.sampling.curation import near_dup_index
 
     monkeypatch.setattr(near_dup_index, "LEVELS", (("bands_recent", 12), ("bands_middle", 50), ("bands", None)))
     rng = random.Random(seed)
     index = near_dup_index.NearDupIndex(tmp_path)
+    if unique:  # the schema an index file had before: the same, with a unique index on the hashes
+        with sqlite3.connect(index.path) as con:
+            con.execute("CREATE TABLE turns (id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, prompt_file TEXT NOT NULL, "
+                        "instance_id TEXT, repo TEXT, num_perm INTEGER, sig BLOB, bands BLOB)")
+        con.close()
     held: dict[str, tuple[str, str, list[int]]] = {}  # hash -> (prompt file, instance, band keys): the model
     pool = [rng.getrandbits(62) for _ in range(120)]  # band keys, few enough to be shared
+    filled: set[str] = set()  # the levels that held rows after some claim
     for step in range(60):
         key = f"file{rng.randrange(8)}"
         if rng.random() < 0.15:
@@ -202,15 +210,18 @@ def test_the_index_in_levels_answers_as_one_table_would(seed, tmp_path, monkeypa
             for h in gone:
                 del held[h]
             continue
-        entries = []
+        # the history index hands a history to one prompt file: a claim holds its own or new hashes
+        own = [h for h, (k, _, _) in held.items() if k == key]
+        entries = {}
         for _ in range(rng.randrange(1, 12)):
-            h = rng.choice([*held, *(f"h{step}_{i}" for i in range(20))]) if held else f"h{step}_0"
+            h = rng.choice([*own, *(f"h{step}_{i}" for i in range(20))])
             values = np.array([rng.getrandbits(32) for _ in range(32)], dtype=np.uint32)
-            sig = near_dup.Signature(h, values[:16], values[16:], keys=rng.sample(pool, 3))
-            entries.append((_Turn(h, f"i{rng.randrange(5)}", "acme/x"), sig))
-        index.claim(key, entries, 3, 5)
-        for t, s in entries:
-            held.setdefault(t.history_hash, (key, t.instance_id, s.keys))
+            entries[h] = (_Turn(h, f"i{rng.randrange(5)}", "acme/x"),
+                          near_dup.Signature(h, values[:16], values[16:], keys=rng.sample(pool, 3)))
+        index.claim(key, list(entries.values()), 3, 5)
+        filled |= {t for t, _ in near_dup_index.LEVELS if index._connect().execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()}
+        held = {h: v for h, v in held.items() if v[0] != key}
+        held.update({h: (key, t.instance_id, s.keys) for h, (t, s) in entries.items()})
         asked = rng.sample(pool, 10)
         other = f"file{rng.randrange(8)}"
         by_band, found = index.candidates(other, asked)
@@ -219,12 +230,13 @@ def test_the_index_in_levels_answers_as_one_table_would(seed, tmp_path, monkeypa
             for b in keys:
                 if b in asked and k != other:
                     want.setdefault(b, set()).add(h)
-        assert {b: set(hs) for b, hs in by_band.items()} == want
+        assert {b: sorted(hs) for b, hs in by_band.items()} == {b: sorted(hs) for b, hs in want.items()}
         assert set(found) == {h for hs in want.values() for h in hs}
         counts = index.counts(other, "instance_id", [f"i{i}" for i in range(5)])
         assert dict(counts) == dict(Counter(i for k, i, _ in held.values() if k != other))
+    assert filled == {t for t, _ in near_dup_index.LEVELS}  # rows moved through every level
     con = sqlite3.connect(index.path)
-    assert all(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t, _ in near_dup_index.LEVELS)  # rows in every level
+    assert con.execute("SELECT count(*) FROM turns").fetchone()[0] == len(held)
     con.close()
 
 

@@ -10,7 +10,10 @@ random: a large tree's rows have no neighbours among one window's). A window ski
 near-duplicate of one another prompt file holds (``near_duplicate_held``) and counts the turns of
 each instance and repository other prompt files hold for the caps. It is read and written under
 the history index's lock (sampling holds it), and a prompt file sampled again or forgotten gives
-its entries back, as with the history index. A thread keeps its connections to the last few
+its entries back, as with the history index. That index hands each history out once, so a turn's
+hash is held by one prompt file without an index on the hashes here (a unique index takes one
+random page of a large tree per turn recorded; an index file written with one still works);
+recording a prompt file's turns replaces what the index held for it. A thread keeps its connections to the last few
 indexes open (:func:`_connection`), so that a window does not pay for opening the file and for
 the checkpoint of its log that closing the last connection makes.
 """
@@ -72,7 +75,7 @@ def _connection(path: Path) -> sqlite3.Connection:
         con.execute("PRAGMA mmap_size=1073741824")  # the file's first GiB read in place, not copied page by page
         con.execute("PRAGMA wal_autocheckpoint=8192")  # a page written by many windows is copied back once
         con.executescript(
-            "CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
+            "CREATE TABLE IF NOT EXISTS turns (id INTEGER PRIMARY KEY, hash TEXT NOT NULL, "
             "prompt_file TEXT NOT NULL, instance_id TEXT, repo TEXT, num_perm INTEGER, sig BLOB, bands BLOB);"
             "CREATE INDEX IF NOT EXISTS turns_by_file ON turns (prompt_file);"
             "CREATE INDEX IF NOT EXISTS turns_by_instance ON turns (instance_id);"
@@ -129,6 +132,7 @@ class NearDupIndex:
         return Counter(dict(rows))
 
     def claim(self, key: str, entries: Iterable[tuple[Turn, Signature]], b: int, r: int) -> None:
+        """Record prompt file ``key``'s turns (in place of any it held)."""
         rows = [(t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task_values), s.to_bytes(),
                  np.asarray(s.bands(b, r), dtype=np.int64).tobytes()) for t, s in entries]
         if not rows:
@@ -136,7 +140,9 @@ class NearDupIndex:
         con = self._connect()
         with con:
             con.execute("BEGIN IMMEDIATE")
-            # row ids grow: the rows inserted (a hash another prompt file holds is not) are those past the last one
+            _forget(con, key)
+            # row ids grow: the rows inserted are those past the last one (an index file with a unique index on
+            # the hashes ignores a hash another prompt file holds)
             last = con.execute("SELECT coalesce(max(id), 0) FROM turns").fetchone()[0]
             con.executemany("INSERT OR IGNORE INTO turns (hash, prompt_file, instance_id, repo, num_perm, sig, bands) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -156,13 +162,18 @@ class NearDupIndex:
             return 0
         con = self._connect()
         with con:
-            gone = [(i, blob) for i, h, blob in con.execute("SELECT id, hash, bands FROM turns WHERE prompt_file = ?", (key,))
-                    if keep is None or h not in keep]
-            pairs = [(int(k), i) for i, blob in gone for k in np.frombuffer(blob, dtype=np.int64)]
-            for t, _ in LEVELS:
-                con.executemany(f"DELETE FROM {t} WHERE band = ? AND turn = ?", pairs)
-            con.executemany("DELETE FROM turns WHERE id = ?", [(i,) for i, _ in gone])
-            return len(gone)
+            return _forget(con, key, keep)
+
+
+def _forget(con: sqlite3.Connection, key: str, keep: set[str] | None = None) -> int:
+    gone = [(i, blob) for i, h, blob in con.execute("SELECT id, hash, bands FROM turns WHERE prompt_file = ?", (key,))
+            if keep is None or h not in keep]
+    if gone:
+        pairs = [(int(k), i) for i, blob in gone for k in np.frombuffer(blob, dtype=np.int64)]
+        for t, _ in LEVELS:
+            con.executemany(f"DELETE FROM {t} WHERE band = ? AND turn = ?", pairs)
+        con.executemany("DELETE FROM turns WHERE id = ?", [(i,) for i, _ in gone])
+    return len(gone)
 
 
 def _settle(con: sqlite3.Connection) -> None:
