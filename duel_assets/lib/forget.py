@@ -57,7 +57,8 @@ def files_of(paths: Paths, key: str) -> list[Path]:
 
 def remove_files(paths: Paths, key: str) -> list[Path]:
     """Delete the partition's files (prompt file first, so no sensor registers it again), its empty
-    export folders, and its entries in the history index; returns the files."""
+    export folders, and its entries in the history and near-duplicate indexes (under the history index's
+    lock); returns the files."""
     files = files_of(paths, key)
     for f in files:
         f.unlink(missing_ok=True)
@@ -66,6 +67,8 @@ def remove_files(paths: Paths, key: str) -> list[Path]:
         d = pf.bucket_dir(b)
         if d.is_dir() and not any(d.iterdir()):
             d.rmdir()
-    HistoryIndex(paths.home).forget(key)
-    NearDupIndex(paths.home).release(key)
+    index = HistoryIndex(paths.home)
+    with index.locked():  # both indexes at once, as sampling reads and writes them
+        index.forget(key)
+        NearDupIndex(paths.home).release(key)
     return files

@@ -118,6 +118,48 @@ def test_a_near_duplicate_of_a_turn_another_prompt_file_holds_is_skipped(tmp_pat
     assert NearDupIndex(home).release("b") == len(second["turns"])
 
 
+@pytest.mark.parametrize("near", [True, False], ids=["near-duplicates", "plain"])
+def test_two_sources_holding_one_history_give_it_to_the_prompt_file_once(near, tmp_path):
+    """Each source of a prompt file takes its share, but a history is taken once across them (the
+    second source skips it as duplicate_history), so the near-duplicate index records each turn once
+    and another prompt file's cap counts it once."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    same = [write(tmp_path / f"s{i}.jsonl", [rows()[3]]) for i in (1, 2)]
+    cfg = parse_config({"sources": [{"format": "swe_zero", "path": str(p)} for p in same],
+                        "sampling": {"turns_per_file": 50, "seed": 2}, "near_duplicates": {"enabled": near}})
+    a = sample_prompt_file(home, home / "prompt" / "a.json", "a", cfg)
+    hashes = [t["history_hash"] for t in a["turns"]]
+    assert len(hashes) == len(set(hashes)) == len(cut_turns(read_swe_zero(rows()[3]))[0])
+    assert a["skipped"]["duplicate_history"] >= len(hashes)  # the second source's turns, all taken by the first
+    if not near:
+        return
+    con = sqlite3.connect(home / "near_dup_index.sqlite")
+    assert con.execute("SELECT count(*), count(DISTINCT hash) FROM turns").fetchone() == (len(hashes), len(hashes))
+    con.close()
+    more = write(tmp_path / "more.jsonl", [run(5, commands=("pwd", "whoami", "uname -a"))])
+    b = sample_prompt_file(home, home / "prompt" / "b.json", "b", cfg_for(more, max_per_instance=len(hashes) + 2))
+    assert len(b["turns"]) == 2 and b["skipped"]["cap_per_instance"] > 0
+
+
+def test_a_claim_given_a_history_twice_records_it_once_the_first(tmp_path):
+    import numpy as np
+
+    from duel_assets.lib.sampling.curation.near_dup import Signature
+    from duel_assets.lib.sampling.curation.near_dup_index import NearDupIndex
+
+    turns = [cut_turns(read_swe_zero(run(i)))[0][1] for i in (0, 1)]
+    sig = [Signature(turns[0].history_hash, np.full(4, i, np.uint32), np.full(4, i, np.uint32), keys=[i + 1]) for i in (0, 1)]
+    index = NearDupIndex(tmp_path)
+    index.claim("a", [(turns[0], sig[0]), (turns[0], sig[1]), (turns[1], sig[1])], 1, 4)
+    _, found = index.candidates("b", [1, 2])
+    assert set(found) == {turns[0].history_hash, turns[1].history_hash}
+    assert found[turns[0].history_hash][1] == sig[0].to_bytes()  # the first signature given for it
+    index.claim("a", [], 1, 4)  # recording nothing replaces what it held with nothing
+    assert index.candidates("b", [1, 2]) == ({}, {})
+
+
 def test_caps_per_instance_and_per_repository_count_every_prompt_file(tmp_path):
     home = tmp_path / "home"
     a = sample_prompt_file(home, home / "prompt" / "a.json", "a", cfg_for(write(tmp_path / "runs.jsonl", rows()), max_per_instance=3))

@@ -10,12 +10,16 @@ random: a large tree's rows have no neighbours among one window's). A window ski
 near-duplicate of one another prompt file holds (``near_duplicate_held``) and counts the turns of
 each instance and repository other prompt files hold for the caps. It is read and written under
 the history index's lock (sampling holds it), and a prompt file sampled again or forgotten gives
-its entries back, as with the history index. That index hands each history out once, so a turn's
-hash is held by one prompt file without an index on the hashes here (a unique index takes one
-random page of a large tree per turn recorded; an index file written with one still works);
-recording a prompt file's turns replaces what the index held for it. A thread keeps its connections to the last few
-indexes open (:func:`_connection`), so that a window does not pay for opening the file and for
-the checkpoint of its log that closing the last connection makes.
+its entries back, as with the history index. Recording a prompt file's turns replaces what the
+index held for it, each history once. The history index hands a history to one prompt file, so the
+hashes here need no index of their own (a unique one takes a random page of a large tree per turn
+recorded). Only a crash between the two indexes' releases (``forget``, a prompt file sampled again)
+can leave a released prompt file's entries here while another prompt file takes one of its turns:
+then both hold it (the caps count it twice) until the first is released. An index file written
+with a unique index on the hashes keeps it: there the first holder keeps such a turn alone. A
+thread keeps its connections to the last few indexes open (:func:`_connection`), so that a window
+does not pay for opening the file and for the checkpoint of its log that closing the last
+connection makes.
 """
 from __future__ import annotations
 
@@ -132,10 +136,13 @@ class NearDupIndex:
         return Counter(dict(rows))
 
     def claim(self, key: str, entries: Iterable[tuple[Turn, Signature]], b: int, r: int) -> None:
-        """Record prompt file ``key``'s turns (in place of any it held)."""
+        """Record prompt file ``key``'s turns (in place of any it held), each history once (the first)."""
+        first: dict[str, tuple[Turn, Signature]] = {}
+        for t, s in entries:
+            first.setdefault(t.history_hash, (t, s))
         rows = [(t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task_values), s.to_bytes(),
-                 np.asarray(s.bands(b, r), dtype=np.int64).tobytes()) for t, s in entries]
-        if not rows:
+                 np.asarray(s.bands(b, r), dtype=np.int64).tobytes()) for t, s in first.values()]
+        if not rows and not self.path.exists():
             return
         con = self._connect()
         with con:

@@ -31,6 +31,7 @@ class Curation:
         self.screen = Screen(nd, key, NearDupIndex(home) if home else None) if nd.enabled else None
         self.keep_trajectories = cfg.export.layout == "trajectory"
         self.trajectories: dict[str, dict] = {}  # traj_id -> {messages, tools} of the turns taken
+        self.seen: set[str] = set()  # the histories taken, from every source of the prompt file
 
     def clusters(self) -> Clusters | None:
         return self.screen.clusters if self.screen else None
@@ -47,13 +48,14 @@ class Curation:
 
 
 class Taker:
-    """Collects a window's turns: each history once, none another prompt file holds, and (with
+    """Collects a source's share of a prompt file: each history once (across its sources: the
+    ``seen`` of its :class:`Curation`), none another prompt file holds, and (with
     ``[near_duplicates]``) none near a turn another prompt file holds, within the caps."""
 
     def __init__(self, count: int, taken: Callable[[list[str]], set[str]] | None, cur: Curation, sources: dict):
         self.count, self.taken, self.cur, self.sources = count, taken, cur, sources
         self.chosen: list[Turn] = []
-        self.seen: set[str] = set()
+        self.seen = cur.seen
         self.skipped: Counter = Counter()
 
     @property
