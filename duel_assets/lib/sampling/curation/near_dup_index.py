@@ -119,10 +119,11 @@ class NearDupIndex:
         hash -> (num_perm, signature)."""
         if not bands or not self.path.exists():
             return {}, {}
-        # one statement over every level, the keys given as one JSON array (no statement per chunk of keys)
-        sql = " UNION ALL ".join(f"SELECT b.band, t.hash, t.num_perm, t.sig FROM {t} b JOIN turns t ON t.id = b.turn "
-                                 "WHERE b.band IN (SELECT value FROM json_each(?1)) AND t.prompt_file != ?2" for t, _ in LEVELS)
-        rows = self._connect().execute(sql, (json.dumps(bands), key)).fetchall()
+        # one statement over every level, the keys given as one JSON array (no statement per chunk of keys) and
+        # looked up one after the other in each level (CROSS JOIN: no temporary index of the keys per level)
+        sql = " UNION ALL ".join(f"SELECT b.band, t.hash, t.num_perm, t.sig FROM json_each(?1) k CROSS JOIN {t} b "
+                                 "ON b.band = k.value JOIN turns t ON t.id = b.turn WHERE t.prompt_file != ?2" for t, _ in LEVELS)
+        rows = self._connect().execute(sql, (json.dumps(sorted(set(bands))), key)).fetchall()
         by_band: dict[int, list[str]] = {}
         for band, h, _, _ in rows:
             by_band.setdefault(band, []).append(h)
