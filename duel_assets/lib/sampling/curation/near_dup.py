@@ -82,13 +82,35 @@ class Signature:
 
     def bands(self, b: int, r: int) -> list[int]:
         """The keys of its ``b`` bands (a 63-bit BLAKE2b digest of each of :meth:`band_rows`): the same
-        in every process, as the index keeps them."""
+        in every process, as the index keeps them (:func:`with_band_keys` computes many at once)."""
         if self.keys is None:
-            self.keys = [int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big") >> 1 for row in self.band_rows(b, r)]
+            self.keys = [_key(row) for row in self.band_rows(b, r)]
         return self.keys
 
     def to_bytes(self) -> bytes:
         return np.concatenate([self.task_values, self.steps_values]).astype(np.uint32).tobytes()
+
+
+def _key(row) -> int:
+    return int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big") >> 1
+
+
+def with_band_keys(sigs: list[Signature], b: int, r: int) -> None:
+    """Compute :meth:`Signature.bands` of the signatures that lack them, all at once: every band row
+    laid out by numpy in one buffer, each digested in place (no bytes built per row)."""
+    todo = [s for s in sigs if s.keys is None]
+    if not todo:
+        return
+    n, w = len(todo), 4 * r
+    rows = np.empty((n, b, 1 + 2 * w), dtype=np.uint8)
+    rows[:, :, 0] = np.arange(b, dtype=np.uint8)
+    for at, values in ((1, [s.task_values for s in todo]), (1 + w, [s.steps_values for s in todo])):
+        part = np.ascontiguousarray(np.stack(values).astype(np.uint32)[:, :b * r])
+        rows[:, :, at:at + w] = part.view(np.uint8).reshape(n, b, w)
+    flat, size = rows.reshape(-1).data, 1 + 2 * w
+    keys = [_key(flat[i:i + size]) for i in range(0, n * b * size, size)]
+    for i, s in enumerate(todo):
+        s.keys = keys[i * b:(i + 1) * b]
 
 
 def _as_minhash(values: np.ndarray) -> MinHash:
@@ -112,18 +134,18 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 class Bands:
-    """Band -> the items with that band: the candidates of a signature are those sharing a band (in
-    memory, bands are told apart by what they hold, :meth:`Signature.band_rows`)."""
+    """Band -> the items with that band: the candidates of a signature are those sharing a band (its
+    key, :meth:`Signature.bands`)."""
 
     def __init__(self, threshold: float, num_perm: int):
         self.b, self.r = band_params(threshold, num_perm)
-        self.items: dict[bytes, list] = {}
+        self.items: dict[int, list] = {}
 
     def query(self, s: Signature) -> set:
-        return {x for k in s.band_rows(self.b, self.r) for x in self.items.get(k, ())}
+        return {x for k in s.bands(self.b, self.r) for x in self.items.get(k, ())}
 
     def insert(self, s: Signature, item) -> None:
-        for k in s.band_rows(self.b, self.r):
+        for k in s.bands(self.b, self.r):
             self.items.setdefault(k, []).append(item)
 
 
@@ -199,6 +221,8 @@ class Clusters:
         """The turns to keep, in their order: one per cluster (the smallest ``history_hash``), none
         near a turn kept before."""
         sigs = signatures(turns, self.cfg)
+        if self.kept_sigs:
+            with_band_keys(sigs, self.kept.b, self.kept.r)
         fresh = [i for i, s in enumerate(sigs) if not self._near_kept(s)]
         self.skipped["near_duplicate"] += len(turns) - len(fresh)
         parent = self._linked(sigs, fresh)
@@ -209,6 +233,7 @@ class Clusters:
                 best[r] = i
         chosen = sorted(best.values())
         self.skipped["near_duplicate"] += len(fresh) - len(chosen)
+        with_band_keys([sigs[i] for i in chosen], self.kept.b, self.kept.r)
         for i in chosen:
             self.remember(sigs[i])
         return [turns[i] for i in chosen]

@@ -35,7 +35,7 @@ import numpy as np
 
 from ...settings import NearDuplicatesConfig
 from ...turn import Turn
-from .near_dup import Clusters, Signature, band_params, signature_from_bytes
+from .near_dup import Clusters, Signature, band_params, signature_from_bytes, with_band_keys
 
 _CHUNK = 400
 # band tables, smallest first, each but the last moved into the next when it holds more rows than its limit
@@ -141,6 +141,7 @@ class NearDupIndex:
         first: dict[str, tuple[Turn, Signature]] = {}
         for t, s in entries:
             first.setdefault(t.history_hash, (t, s))
+        with_band_keys([s for _, s in first.values()], b, r)
         rows = [(t.history_hash, key, t.instance_id, (t.repo or "").lower() or None, len(s.task_values), s.to_bytes(),
                  np.asarray(s.bands(b, r), dtype=np.int64).tobytes()) for t, s in first.values()]
         if not rows and not self.path.exists():
@@ -218,6 +219,7 @@ class Screen:
         if self.index is None or not turns:
             return set()
         sigs = [self.signature_of(t) for t in turns]
+        with_band_keys(sigs, self.b, self.r)
         by_band, found = self.index.candidates(self.key, sorted({k for s in sigs for k in s.bands(self.b, self.r)}))
         others = {h: signature_from_bytes(h, sig, n) for h, (n, sig) in found.items() if n == self.cfg.num_perm}
         if self.cfg.max_per_instance:
