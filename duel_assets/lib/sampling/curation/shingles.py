@@ -184,23 +184,26 @@ def joined_minhash_values(docs: list[list[str]], num_perm: int, n: int = 3) -> n
     words of each part hashed once per process while it is seen again (a message shared by turns of
     a trajectory, or by runs of an instance): a part's words are the joined text's words there, as
     neither a word nor a temporary path reaches over the whitespace between parts."""
-    words = [np.concatenate([_part_words(p) for p in parts]) if parts else np.zeros(0, np.uint32) for parts in docs]
-    counts = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    parts = [_part_words(p) for doc in docs for p in doc]  # every document's parts, one after the other
+    upto = np.concatenate([[0], np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)))])
+    bounds = upto[np.cumsum([0, *map(len, docs)])]
+    first, counts = bounds[:-1], np.diff(bounds)  # each document's first word and its words
+    whole = np.concatenate(parts) if parts else np.zeros(0, np.uint32)
     long = counts >= n
     lens = np.where(long, counts - n + 1, np.minimum(counts, 1))  # shingles per document
     ends = np.cumsum(lens)
     flat = np.zeros(int(ends[-1]) if len(ends) else 0, dtype=np.uint32)
     if long.any():
-        w = np.concatenate(words).astype(np.uint64)
+        w = whole.astype(np.uint64)
         m = len(w) - n + 1
         acc = np.zeros(m, dtype=np.uint64)
         for i in range(n):  # every window of the joined words; those across two documents are left out
             acc += w[i:i + m] * np.uint64(_MUL[i % len(_MUL)])
-        size, start = lens[long], (np.cumsum(counts) - counts)[long]
+        size, start = lens[long], first[long]
         pos = np.repeat(start - (np.cumsum(size) - size), size) + np.arange(int(size.sum()))
         flat[np.repeat(long, lens)] = (acc[pos] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     for d in np.flatnonzero(~long & (counts > 0)):  # fewer words than a shingle: one shingle of them all
-        flat[ends[d] - 1] = _combine(words[d].tolist())
+        flat[ends[d] - 1] = _combine(whole[first[d]:first[d] + counts[d]].tolist())
     return _minhash_flat(flat, lens, num_perm)
 
 
