@@ -104,6 +104,18 @@ def test_clusters_are_pairs_near_in_both_task_and_recent_steps():
     assert {t.turn_id for t in kept} == {min(a, b, key=lambda t: t.history_hash).turn_id, other_task.turn_id}
 
 
+def test_a_near_duplicate_of_a_turn_kept_from_an_earlier_batch_is_skipped():
+    """A window's later block: its turns near one kept from an earlier block are skipped (that one stays)."""
+    nd = NearDuplicatesConfig(enabled=True)
+    first, second, other = (cut_turns(read_swe_zero(r))[0] for r in (run(0), run(1), rows()[3]))
+    clusters = Clusters(nd)
+    assert clusters.keep(first) == first  # one run: no two of its turns are near
+    kept = clusters.keep([*second, *other])
+    assert kept == other  # run 1's turns are near run 0's (the same task, steps and moves but for noise)
+    assert clusters.skipped["near_duplicate"] == len(second)
+    assert clusters.keep(second[1:]) == []  # and stays so for a third batch
+
+
 def test_a_near_duplicate_of_a_turn_another_prompt_file_holds_is_skipped(tmp_path):
     home = tmp_path / "home"
     first = sample_prompt_file(home, home / "prompt" / "a.json", "a", cfg_for(write(tmp_path / "a.jsonl", [run(0)])))

@@ -209,12 +209,18 @@ class Clusters:
         self.cfg = cfg
         self.kept = Bands(cfg.threshold, cfg.num_perm)
         self.kept_sigs: dict[str, Signature] = {}
+        self.unbanded: list[Signature] = []  # kept, not yet in ``kept`` (banded when a later batch asks)
         self.sigs: dict[str, Signature] = {}  # history_hash -> signature of every turn kept (for the index)
         self.skipped: Counter = Counter()
 
     def _near_kept(self, s: Signature) -> bool:
         if not self.kept_sigs:
             return False
+        if self.unbanded:
+            with_band_keys(self.unbanded, self.kept.b, self.kept.r)
+            for u in self.unbanded:
+                self.kept.insert(u, u.key)
+            self.unbanded = []
         return any(self.kept_sigs[k].near(s, self.cfg.threshold) for k in self.kept.query(s))
 
     def keep(self, turns: list[Turn]) -> list[Turn]:
@@ -233,7 +239,6 @@ class Clusters:
                 best[r] = i
         chosen = sorted(best.values())
         self.skipped["near_duplicate"] += len(fresh) - len(chosen)
-        with_band_keys([sigs[i] for i in chosen], self.kept.b, self.kept.r)
         for i in chosen:
             self.remember(sigs[i])
         return [turns[i] for i in chosen]
@@ -247,7 +252,7 @@ class Clusters:
 
     def remember(self, s: Signature) -> None:
         if s.key not in self.kept_sigs:
-            self.kept.insert(s, s.key)
+            self.unbanded.append(s)
             self.kept_sigs[s.key] = s
         self.sigs[s.key] = s
 
