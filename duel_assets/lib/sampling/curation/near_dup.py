@@ -74,10 +74,13 @@ class Signature:
         return len(a) == len(b) and bool(np.count_nonzero(a == b) / len(a) >= threshold)
 
     def band_rows(self, b: int, r: int) -> list[bytes]:
-        """What its ``b`` bands hold: band i is its number and rows ``i*r`` to ``(i+1)*r`` of both MinHashes."""
+        """What its ``b`` bands hold: band i is its number (a byte; two, big-endian, past 256 bands) and
+        rows ``i*r`` to ``(i+1)*r`` of both MinHashes."""
         if self.rows is None:
             task, steps, w = self.task_values.astype(np.uint32).tobytes(), self.steps_values.astype(np.uint32).tobytes(), 4 * r
-            self.rows = [bytes((i,)) + task[i * w:(i + 1) * w] + steps[i * w:(i + 1) * w] for i in range(b)]
+            numbers = _band_numbers(b).tobytes()
+            h = len(numbers) // b
+            self.rows = [numbers[i * h:(i + 1) * h] + task[i * w:(i + 1) * w] + steps[i * w:(i + 1) * w] for i in range(b)]
         return self.rows
 
     def bands(self, b: int, r: int) -> list[int]:
@@ -91,6 +94,11 @@ class Signature:
         return np.concatenate([self.task_values, self.steps_values]).astype(np.uint32).tobytes()
 
 
+def _band_numbers(b: int) -> np.ndarray:
+    """Band i's number as it starts band i's row: ``(b, 1)`` bytes, or ``(b, 2)`` (big-endian) past 256 bands."""
+    return np.arange(b, dtype=">u2" if b > 256 else np.uint8).view(np.uint8).reshape(b, -1)
+
+
 def _key(row) -> int:
     return int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big") >> 1
 
@@ -101,13 +109,14 @@ def with_band_keys(sigs: list[Signature], b: int, r: int) -> None:
     todo = [s for s in sigs if s.keys is None]
     if not todo:
         return
-    n, w = len(todo), 4 * r
-    rows = np.empty((n, b, 1 + 2 * w), dtype=np.uint8)
-    rows[:, :, 0] = np.arange(b, dtype=np.uint8)
-    for at, values in ((1, [s.task_values for s in todo]), (1 + w, [s.steps_values for s in todo])):
+    numbers = _band_numbers(b)
+    n, w, h = len(todo), 4 * r, numbers.shape[1]
+    rows = np.empty((n, b, h + 2 * w), dtype=np.uint8)
+    rows[:, :, :h] = numbers
+    for at, values in ((h, [s.task_values for s in todo]), (h + w, [s.steps_values for s in todo])):
         part = np.ascontiguousarray(np.stack(values).astype(np.uint32)[:, :b * r])
         rows[:, :, at:at + w] = part.view(np.uint8).reshape(n, b, w)
-    flat, size = rows.reshape(-1).data, 1 + 2 * w
+    flat, size = rows.reshape(-1).data, h + 2 * w
     keys = [_key(flat[i:i + size]) for i in range(0, n * b * size, size)]
     for i, s in enumerate(todo):
         s.keys = keys[i * b:(i + 1) * b]
