@@ -55,7 +55,6 @@ class Signature:
     steps_values: np.ndarray
 
     keys: list[int] | None = field(default=None, compare=False)  # band keys (:meth:`bands`), once computed
-    rows: list[bytes] | None = field(default=None, compare=False)  # band contents (:meth:`band_rows`), once computed
 
     @property
     def task(self) -> MinHash:
@@ -73,21 +72,11 @@ class Signature:
         a, b = self.task_values, other.task_values
         return len(a) == len(b) and bool(np.count_nonzero(a == b) / len(a) >= threshold)
 
-    def band_rows(self, b: int, r: int) -> list[bytes]:
-        """What its ``b`` bands hold: band i is its number (a byte; two, big-endian, past 256 bands) and
-        rows ``i*r`` to ``(i+1)*r`` of both MinHashes."""
-        if self.rows is None:
-            task, steps, w = self.task_values.astype(np.uint32).tobytes(), self.steps_values.astype(np.uint32).tobytes(), 4 * r
-            numbers = _band_numbers(b).tobytes()
-            h = len(numbers) // b
-            self.rows = [numbers[i * h:(i + 1) * h] + task[i * w:(i + 1) * w] + steps[i * w:(i + 1) * w] for i in range(b)]
-        return self.rows
-
     def bands(self, b: int, r: int) -> list[int]:
-        """The keys of its ``b`` bands (a 63-bit BLAKE2b digest of each of :meth:`band_rows`): the same
-        in every process, as the index keeps them (:func:`with_band_keys` computes many at once)."""
+        """The keys of its ``b`` bands (:func:`with_band_keys`): the same in every process, as the index keeps them."""
         if self.keys is None:
-            self.keys = [_key(row) for row in self.band_rows(b, r)]
+            with_band_keys([self], b, r)
+        assert self.keys is not None
         return self.keys
 
     def to_bytes(self) -> bytes:
@@ -99,13 +88,11 @@ def _band_numbers(b: int) -> np.ndarray:
     return np.arange(b, dtype=">u2" if b > 256 else np.uint8).view(np.uint8).reshape(b, -1)
 
 
-def _key(row) -> int:
-    return int.from_bytes(hashlib.blake2b(row, digest_size=8).digest(), "big") >> 1
-
-
 def with_band_keys(sigs: list[Signature], b: int, r: int) -> None:
-    """Compute :meth:`Signature.bands` of the signatures that lack them, all at once: every band row
-    laid out by numpy in one buffer, each digested in place (no bytes built per row)."""
+    """Set the band keys (:meth:`Signature.bands`) of the signatures that lack them, all at once. Band
+    i's row is its number (a byte; two, big-endian, past 256 bands) and rows ``i*r`` to ``(i+1)*r`` of
+    both MinHashes (``uint32``); its key is the row's 63-bit BLAKE2b digest. The rows are laid out by
+    numpy in one buffer and each digested in place."""
     todo = [s for s in sigs if s.keys is None]
     if not todo:
         return
@@ -117,7 +104,8 @@ def with_band_keys(sigs: list[Signature], b: int, r: int) -> None:
         part = np.ascontiguousarray(np.stack(values).astype(np.uint32)[:, :b * r])
         rows[:, :, at:at + w] = part.view(np.uint8).reshape(n, b, w)
     flat, size = rows.reshape(-1).data, h + 2 * w
-    keys = [_key(flat[i:i + size]) for i in range(0, n * b * size, size)]
+    keys = [int.from_bytes(hashlib.blake2b(flat[i:i + size], digest_size=8).digest(), "big") >> 1
+            for i in range(0, n * b * size, size)]
     for i, s in enumerate(todo):
         s.keys = keys[i * b:(i + 1) * b]
 

@@ -220,7 +220,7 @@ class Screen:
             return set()
         sigs = [self.signature_of(t) for t in turns]
         with_band_keys(sigs, self.b, self.r)
-        by_band, found = self.index.candidates(self.key, sorted({k for s in sigs for k in s.bands(self.b, self.r)}))
+        by_band, found = self.index.candidates(self.key, [k for s in sigs for k in s.bands(self.b, self.r)])
         others = {h: signature_from_bytes(h, sig, n) for h, (n, sig) in found.items() if n == self.cfg.num_perm}
         if self.cfg.max_per_instance:
             new = sorted({t.instance_id for t in turns} - set(self.inst_held))
